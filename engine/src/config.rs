@@ -1,0 +1,393 @@
+//! The project file, `lakescore.toml`: finding it, reading it, and writing a fresh one.
+//!
+//! The file is read with serde and `deny_unknown_fields`, so a misspelt key or a value of
+//! the wrong type is an error naming the key and the line. String values may reference
+//! environment variables as `${NAME}`, which keeps secrets out of the file; a reference to an
+//! unset variable is an error naming the variable and the line.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Deserializer};
+
+use crate::error::{Error, Result};
+
+/// The project file's name.
+pub const PROJECT_FILE: &str = "lakescore.toml";
+
+/// A project: the parsed project file and the folder it lives in.
+#[derive(Debug, Clone)]
+pub struct Project {
+    /// The folder holding `lakescore.toml`; relative paths in the file are relative to it.
+    pub dir: PathBuf,
+    /// The project file itself.
+    pub file: PathBuf,
+    /// The parsed contents.
+    pub config: ProjectConfig,
+}
+
+/// The contents of `lakescore.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// `[project]`: what this project is called.
+    pub project: ProjectSection,
+    /// `[lakehouse]`: where the tables live.
+    #[serde(default)]
+    pub lakehouse: LakehouseConfig,
+}
+
+/// The `[project]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectSection {
+    /// The project's name, shown in commit metadata and reports.
+    pub name: EnvString,
+}
+
+/// The `[lakehouse]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LakehouseConfig {
+    /// The lakehouse root: a local folder (relative to the project folder) or an object
+    /// store URI such as `s3://bucket/prefix`, `gs://bucket/prefix` or `az://container/prefix`.
+    #[serde(default = "default_root")]
+    pub root: EnvString,
+    /// `[lakehouse.storage]`: how to reach an object store.
+    #[serde(default)]
+    pub storage: StorageConfig,
+}
+
+impl Default for LakehouseConfig {
+    fn default() -> Self {
+        Self {
+            root: default_root(),
+            storage: StorageConfig::default(),
+        }
+    }
+}
+
+fn default_root() -> EnvString {
+    EnvString(String::from("./lakehouse"))
+}
+
+/// The `[lakehouse.storage]` section: object store settings.
+///
+/// The named keys are the common S3 settings; `options` passes any other object store key
+/// through unchanged (for example `google_service_account` or `azure_storage_account_name`).
+/// Credentials not given here come from the usual environment variables (`AWS_*`,
+/// `GOOGLE_*`, `AZURE_*`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:9000`.
+    pub endpoint: Option<EnvString>,
+    /// Region of the bucket.
+    pub region: Option<EnvString>,
+    /// Allow plain-HTTP endpoints (local S3-compatible servers).
+    pub allow_http: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<EnvString>,
+    /// Secret access key.
+    pub secret_access_key: Option<EnvString>,
+    /// Session token for temporary credentials.
+    pub session_token: Option<EnvString>,
+    /// Any other object store option, passed through as given.
+    #[serde(default)]
+    pub options: BTreeMap<String, EnvString>,
+}
+
+impl StorageConfig {
+    /// The settings as object store option keys, ready for delta-rs and object_store.
+    pub fn to_options(&self) -> BTreeMap<String, String> {
+        let named = [
+            ("aws_endpoint", &self.endpoint),
+            ("aws_region", &self.region),
+            ("aws_access_key_id", &self.access_key_id),
+            ("aws_secret_access_key", &self.secret_access_key),
+            ("aws_session_token", &self.session_token),
+        ];
+        let mut options: BTreeMap<String, String> = named
+            .into_iter()
+            .filter_map(|(key, value)| value.as_ref().map(|v| (key.to_string(), v.0.clone())))
+            .collect();
+        if let Some(allow_http) = self.allow_http {
+            options.insert("allow_http".into(), allow_http.to_string());
+        }
+        for (key, value) in &self.options {
+            options.insert(key.clone(), value.0.clone());
+        }
+        options
+    }
+}
+
+/// A string from the project file with `${NAME}` environment references expanded.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvString(pub String);
+
+impl EnvString {
+    /// The expanded value.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Values may be secrets, so debug output never shows them.
+impl fmt::Debug for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("EnvString(..)")
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        expand_env(&raw, |name| std::env::var(name).ok())
+            .map(EnvString)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Expands every `${NAME}` in `raw` with `lookup`; `$$` stands for a literal `$`.
+fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(raw.len());
+    let mut rest = raw;
+    while let Some(dollar) = rest.find('$') {
+        out.push_str(&rest[..dollar]);
+        let after = &rest[dollar + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let close = body
+                .find('}')
+                .ok_or_else(|| format!("unclosed '${{' in \"{raw}\": write ${{NAME}}"))?;
+            let name = &body[..close];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!(
+                    "'${{{name}}}' is not a valid environment variable reference"
+                ));
+            }
+            let value = lookup(name).ok_or_else(|| {
+                format!("environment variable {name} is not set (referenced as ${{{name}}})")
+            })?;
+            out.push_str(&value);
+            rest = &body[close + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl Project {
+    /// Finds the project: `explicit` (a project file or its folder) when given, otherwise
+    /// the nearest `lakescore.toml` in `start` or a folder above it.
+    pub fn discover(explicit: Option<&Path>, start: &Path) -> Result<Self> {
+        let file = match explicit {
+            Some(path) if path.is_dir() => path.join(PROJECT_FILE),
+            Some(path) => path.to_path_buf(),
+            None => start
+                .ancestors()
+                .map(|dir| dir.join(PROJECT_FILE))
+                .find(|candidate| candidate.is_file())
+                .ok_or_else(|| Error::ProjectNotFound {
+                    searched: start.to_path_buf(),
+                })?,
+        };
+        Self::load(&file)
+    }
+
+    /// Reads and validates the project file at `file`.
+    pub fn load(file: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(file).map_err(|source| Error::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let config = ProjectConfig::parse(&text).map_err(|message| Error::Config {
+            path: file.to_path_buf(),
+            message,
+        })?;
+        let file = std::path::absolute(file).map_err(|source| Error::Io {
+            path: file.to_path_buf(),
+            source,
+        })?;
+        let dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        Ok(Self { dir, file, config })
+    }
+
+    /// Creates a new project in `dir`: a commented `lakescore.toml` and an empty `models/`
+    /// folder. Never overwrites an existing project file.
+    pub fn init(dir: &Path) -> Result<Self> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let file = dir.join(PROJECT_FILE);
+        if file.exists() {
+            return Err(Error::ProjectExists(file));
+        }
+        let name = std::path::absolute(dir)
+            .ok()
+            .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| String::from("lakescore"));
+        std::fs::write(&file, project_template(&name)).map_err(io(&file))?;
+        let models = dir.join("models");
+        std::fs::create_dir_all(&models).map_err(io(&models))?;
+        Self::load(&file)
+    }
+}
+
+impl ProjectConfig {
+    /// Parses project file text; the error names the line, the column and the key.
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_string())
+    }
+}
+
+/// The commented project file that `lakescore init` writes.
+fn project_template(name: &str) -> String {
+    let name = name.replace(['"', '\\'], "_");
+    format!(
+        r#"# lakescore project file. Every command looks for it in the current folder or above.
+# String values may use ${{ENV_VAR}} so secrets stay out of this file.
+
+[project]
+name = "{name}"
+
+[lakehouse]
+# Where tables live: a local folder (relative to this file) or an object store URI,
+# e.g. "s3://my-bucket/lakehouse", "gs://my-bucket/lakehouse", "az://container/lakehouse".
+# Table schema.name is the Delta table at <root>/<schema>/<name>.
+root = "./lakehouse"
+
+# Object store settings. Credentials not given here are read from the usual environment
+# variables (AWS_*, GOOGLE_*, AZURE_*).
+# [lakehouse.storage]
+# endpoint = "http://127.0.0.1:9000"       # S3-compatible server
+# region = "us-east-1"
+# allow_http = true                        # only for local, plain-HTTP servers
+# access_key_id = "${{AWS_ACCESS_KEY_ID}}"
+# secret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"
+# [lakehouse.storage.options]              # any other object store option
+# google_service_account = "/path/to/key.json"
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lookup(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| String::from("s3cr3t"))
+    }
+
+    #[test]
+    fn env_references_expand() {
+        assert_eq!(expand_env("a-${TOKEN}-b", lookup).unwrap(), "a-s3cr3t-b");
+        assert_eq!(
+            expand_env("cost $$5 and $x", lookup).unwrap(),
+            "cost $5 and $x"
+        );
+    }
+
+    #[test]
+    fn unset_env_reference_names_the_variable() {
+        let error = expand_env("${MISSING_VAR}", lookup).unwrap_err();
+        assert_eq!(
+            error,
+            "environment variable MISSING_VAR is not set (referenced as ${MISSING_VAR})"
+        );
+        assert!(
+            expand_env("${oops", lookup)
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            expand_env("${a-b}", lookup)
+                .unwrap_err()
+                .contains("not a valid")
+        );
+    }
+
+    #[test]
+    fn misspelt_key_names_key_and_line() {
+        let text = "[project]\nname = \"p\"\n\n[lakehouse]\nrooot = \"./lh\"\n";
+        let error = ProjectConfig::parse(text).unwrap_err();
+        assert!(error.contains("line 5"), "{error}");
+        assert!(error.contains("unknown field `rooot`"), "{error}");
+        assert!(error.contains("expected `root` or `storage`"), "{error}");
+    }
+
+    #[test]
+    fn wrong_type_names_line() {
+        let text = "[project]\nname = \"p\"\n[lakehouse.storage]\nallow_http = \"yes\"\n";
+        let error = ProjectConfig::parse(text).unwrap_err();
+        assert!(error.contains("line 4"), "{error}");
+        assert!(error.contains("expected a boolean"), "{error}");
+    }
+
+    #[test]
+    fn unset_variable_in_file_names_line() {
+        let text = "[project]\nname = \"p\"\n[lakehouse]\nroot = \"s3://${LAKESCORE_TEST_UNSET_BUCKET}/x\"\n";
+        let error = ProjectConfig::parse(text).unwrap_err();
+        assert!(error.contains("line 4"), "{error}");
+        assert!(
+            error.contains("environment variable LAKESCORE_TEST_UNSET_BUCKET is not set"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn storage_options_map_to_object_store_keys() {
+        let text = r#"
+[project]
+name = "p"
+[lakehouse]
+root = "s3://bucket/lh"
+[lakehouse.storage]
+endpoint = "http://127.0.0.1:9000"
+region = "eu-west-1"
+allow_http = true
+[lakehouse.storage.options]
+aws_virtual_hosted_style_request = "false"
+"#;
+        let config = ProjectConfig::parse(text).unwrap();
+        let options = config.lakehouse.storage.to_options();
+        assert_eq!(options["aws_endpoint"], "http://127.0.0.1:9000");
+        assert_eq!(options["aws_region"], "eu-west-1");
+        assert_eq!(options["allow_http"], "true");
+        assert_eq!(options["aws_virtual_hosted_style_request"], "false");
+        assert_eq!(options.len(), 4);
+    }
+
+    #[test]
+    fn template_parses_with_defaults() {
+        let config = ProjectConfig::parse(&project_template("demo")).unwrap();
+        assert_eq!(config.project.name.as_str(), "demo");
+        assert_eq!(config.lakehouse.root.as_str(), "./lakehouse");
+        assert!(config.lakehouse.storage.to_options().is_empty());
+    }
+
+    #[test]
+    fn init_refuses_to_overwrite_and_discover_walks_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let project = Project::init(dir.path()).unwrap();
+        assert!(dir.path().join("models").is_dir());
+        assert!(matches!(
+            Project::init(dir.path()),
+            Err(Error::ProjectExists(_))
+        ));
+        let nested = dir.path().join("models");
+        let found = Project::discover(None, &nested).unwrap();
+        assert_eq!(found.file, project.file);
+        let missing = tempfile::tempdir().unwrap();
+        let error = Project::discover(None, missing.path()).unwrap_err();
+        assert!(error.to_string().contains("lakescore init"), "{error}");
+    }
+}

@@ -1,0 +1,26 @@
+//! lakescore's engine: everything the other crates build on.
+//!
+//! It owns the project file ([`config`]), the lakehouse root and its object stores
+//! ([`lakehouse`]), the DataFusion catalog that exposes every Delta table under the root
+//! ([`catalog`]), time travel in SQL ([`time_travel`]), the SQL session every entry point
+//! uses ([`session`]), table listings and history ([`inspect`]) and writing results in the
+//! formats other tools read ([`output`]). Nothing here knows about jobs or the CLI.
+
+pub mod catalog;
+pub mod config;
+pub mod error;
+pub mod inspect;
+pub mod lakehouse;
+pub mod output;
+pub mod session;
+pub mod time_travel;
+
+pub use config::Project;
+pub use error::{Error, Result};
+pub use lakehouse::{Lakehouse, TableName, TableVersion};
+pub use session::SqlSession;
+
+/// Re-exported so every crate uses the engine's DataFusion (and its Arrow and Parquet).
+pub use datafusion;
+/// Re-exported so every crate uses the engine's delta-rs.
+pub use deltalake;

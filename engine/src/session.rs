@@ -1,0 +1,202 @@
+//! SQL sessions over the lakehouse: one DataFusion `SessionContext` with the lakehouse
+//! catalog as its default catalog and lakescore's table functions registered.
+//!
+//! Every SQL entry point (the CLI, and later models, jobs and the wire server) gets its
+//! session here, so they all see the same tables and functions. Statements go through
+//! [`SqlSession::plan`], which opens the table versions `table_at` asks for, turns a
+//! reference to a missing table into an error listing the closest names, and plans.
+
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrame;
+use datafusion::error::DataFusionError;
+use datafusion::execution::context::SessionContext;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParser, Statement};
+
+use crate::catalog::{CATALOG_NAME, LakehouseCatalog};
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName};
+use crate::time_travel::{TABLE_AT, TimeTravel};
+
+/// The schema unqualified table names resolve to; tables are normally named `schema.name`.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// A SQL session over the lakehouse.
+pub struct SqlSession {
+    ctx: SessionContext,
+    lakehouse: Arc<Lakehouse>,
+    catalog: Arc<LakehouseCatalog>,
+    time_travel: Arc<TimeTravel>,
+}
+
+impl SqlSession {
+    /// Builds a session: lists the lakehouse and registers the catalog and functions.
+    pub async fn new(lakehouse: Arc<Lakehouse>) -> Result<Self> {
+        Self::with_config(lakehouse, SessionConfig::new()).await
+    }
+
+    /// Builds a session from a DataFusion config (e.g. to fix `target_partitions`).
+    pub async fn with_config(lakehouse: Arc<Lakehouse>, config: SessionConfig) -> Result<Self> {
+        let config = config
+            .with_information_schema(true)
+            .with_create_default_catalog_and_schema(false)
+            .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
+        let ctx = SessionContext::new_with_config(config);
+        let (catalog, time_travel) = attach_lakehouse(&ctx, &lakehouse).await?;
+        Ok(Self {
+            ctx,
+            lakehouse,
+            catalog,
+            time_travel,
+        })
+    }
+
+    /// Forgets the tables opened so far and lists the lakehouse again, so the next
+    /// statement reads every table at its newest version. Session settings are kept.
+    pub async fn refresh(&mut self) -> Result<()> {
+        (self.catalog, self.time_travel) = attach_lakehouse(&self.ctx, &self.lakehouse).await?;
+        Ok(())
+    }
+
+    /// The DataFusion context, for registering more functions or running DataFrames.
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// The lakehouse this session reads.
+    pub fn lakehouse(&self) -> &Arc<Lakehouse> {
+        &self.lakehouse
+    }
+
+    /// Splits `sql` into statements. A syntax error names the line and column and points
+    /// at them.
+    pub fn parse(&self, sql: &str) -> Result<Vec<Statement>> {
+        let dialect = self.ctx.state().config().options().sql_parser.dialect;
+        DFParser::parse_sql_with_dialect(sql, dialect_for(&dialect).as_ref())
+            .map(Vec::from)
+            .map_err(|error| {
+                let message = match error.find_root() {
+                    DataFusionError::SQL(parser_error, _) => parser_error.to_string(),
+                    other => other.strip_backtrace(),
+                };
+                Error::Sql(point_at_position(sql, &message))
+            })
+    }
+
+    /// Plans one statement and returns it as a DataFrame, ready to stream.
+    pub async fn plan(&self, statement: Statement) -> Result<DataFrame> {
+        self.time_travel
+            .resolve(&self.lakehouse, &statement)
+            .await?;
+        self.check_tables_exist(&statement).await?;
+        let state = self.ctx.state();
+        let plan = state.statement_to_plan(statement).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Parses and plans `sql`, which must hold exactly one statement.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let mut statements = self.parse(sql)?;
+        match statements.len() {
+            1 => match statements.pop() {
+                Some(statement) => self.plan(statement).await,
+                None => Err(Error::Sql(String::from("no SQL statement given"))),
+            },
+            0 => Err(Error::Sql(String::from("no SQL statement given"))),
+            n => Err(Error::Sql(format!(
+                "expected one SQL statement, found {n}: run them one at a time"
+            ))),
+        }
+    }
+
+    /// Fails with the closest existing names when the statement reads a table that is not
+    /// in the lakehouse.
+    async fn check_tables_exist(&self, statement: &Statement) -> Result<()> {
+        let state = self.ctx.state();
+        for reference in state.resolve_table_references(statement)? {
+            if matches!(&reference, TableReference::Bare { table } if table.as_ref() == TABLE_AT) {
+                continue;
+            }
+            let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
+            if resolved.catalog.as_ref() != CATALOG_NAME
+                || resolved.schema.as_ref() == "information_schema"
+            {
+                continue;
+            }
+            let name = TableName {
+                schema: resolved.schema.to_string(),
+                name: resolved.table.to_string(),
+            };
+            match self.catalog.table(&name).await {
+                Ok(_) => {}
+                Err(Error::UnknownTable { suggestions, .. }) => {
+                    return Err(Error::UnknownTable {
+                        name: reference.to_string(),
+                        suggestions,
+                    });
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Registers a freshly listed catalog and a new `table_at` function on `ctx`.
+async fn attach_lakehouse(
+    ctx: &SessionContext,
+    lakehouse: &Arc<Lakehouse>,
+) -> Result<(Arc<LakehouseCatalog>, Arc<TimeTravel>)> {
+    let catalog = Arc::new(LakehouseCatalog::discover(lakehouse.clone()).await?);
+    ctx.register_catalog(CATALOG_NAME, catalog.clone());
+    let time_travel = Arc::new(TimeTravel::default());
+    ctx.register_udtf(TABLE_AT, time_travel.clone());
+    Ok((catalog, time_travel))
+}
+
+fn dialect_for(
+    name: &datafusion::config::Dialect,
+) -> Box<dyn datafusion::sql::sqlparser::dialect::Dialect> {
+    datafusion::sql::sqlparser::dialect::dialect_from_str(name)
+        .unwrap_or_else(|| Box::new(datafusion::sql::sqlparser::dialect::GenericDialect {}))
+}
+
+/// Appends the offending SQL line with a caret under the column that a parser message
+/// names as `Line: L, Column: C`.
+fn point_at_position(sql: &str, message: &str) -> String {
+    let position = message.rfind("Line: ").and_then(|at| {
+        let rest = &message[at + "Line: ".len()..];
+        let (line, rest) = rest.split_once(", Column: ")?;
+        let column: String = rest.chars().take_while(char::is_ascii_digit).collect();
+        Some((line.parse::<usize>().ok()?, column.parse::<usize>().ok()?))
+    });
+    match position {
+        Some((line, column)) if line >= 1 && column >= 1 => match sql.lines().nth(line - 1) {
+            Some(text) => format!(
+                "{message}\n  {line:>3} | {text}\n      | {}^",
+                " ".repeat(column - 1)
+            ),
+            None => message.to_string(),
+        },
+        _ => message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_errors_point_at_the_column() {
+        let message =
+            "sql parser error: Expected: end of statement, found: FRM at Line: 2, Column: 3";
+        let annotated = point_at_position("SELECT 1\n  FRM x", message);
+        assert_eq!(
+            annotated,
+            format!("{message}\n    2 |   FRM x\n      |   ^")
+        );
+        assert_eq!(point_at_position("x", "no position"), "no position");
+    }
+}

@@ -1,0 +1,221 @@
+//! The `lakescore` command line: parses arguments, calls the engine crates, prints results.
+
+mod repl;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use lakescore_engine::inspect::{
+    history_batch, list_table_summaries, summaries_batch, table_history,
+};
+use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
+use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  user error: bad arguments, project file, table name or SQL; the message says what to fix
+  2  runtime failure: storage unreachable, I/O error, query execution failed";
+
+/// lakescore: a batch scoring engine for the data lakehouse.
+///
+/// Lands extracts as versioned Delta tables, normalizes them with SQL, scores them with
+/// explained predictions, and serves every table to SQL and BI tools.
+#[derive(Debug, Parser)]
+#[command(name = "lakescore", version, after_help = EXIT_CODES, max_term_width = 100)]
+struct Cli {
+    /// The project file (or its folder); by default the nearest lakescore.toml in the
+    /// current folder or above.
+    #[arg(long, global = true, value_name = "PATH")]
+    project: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new project: a commented lakescore.toml and an empty models/ folder.
+    Init {
+        /// The project folder (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run SQL against the lakehouse, or open an interactive prompt when no query is given.
+    ///
+    /// Tables are named schema.name (e.g. raw.crm_accounts). Read an older state with
+    /// table_at('raw.crm_accounts', 3) or table_at('raw.crm_accounts', TIMESTAMP '2026-01-01 00:00:00').
+    Sql {
+        /// The SQL to run; several statements may be separated by ';'.
+        query: Option<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+        /// Show at most this many rows in table format (the rest are counted).
+        #[arg(long, default_value_t = 1000, value_name = "N")]
+        max_rows: usize,
+    },
+    /// List every table: version, rows, files, size and last commit time.
+    Tables {
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show a table's Delta history: version, time, operation, run id and inputs.
+    History {
+        /// The table, as schema.name.
+        table: String,
+        /// Show only the newest N commits.
+        #[arg(long, value_name = "N")]
+        limit: Option<usize>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Table)]
+    format: FormatArg,
+    /// Write to this file instead of standard output (needed for parquet).
+    #[arg(long, short = 'o', value_name = "PATH")]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum FormatArg {
+    /// Aligned text table
+    Table,
+    /// CSV with a header row
+    Csv,
+    /// JSON lines, one object per row
+    Json,
+    /// Apache Parquet file
+    Parquet,
+}
+
+impl OutputArgs {
+    fn format(&self) -> OutputFormat {
+        match self.format {
+            FormatArg::Table => OutputFormat::Table,
+            FormatArg::Csv => OutputFormat::Csv,
+            FormatArg::Json => OutputFormat::Json,
+            FormatArg::Parquet => OutputFormat::Parquet,
+        }
+    }
+
+    fn destination(&self) -> Destination {
+        match &self.output {
+            Some(path) => Destination::File(path.clone()),
+            None => Destination::Stdout,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// 1 for mistakes the user can fix, 2 for runtime failures.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    match error.downcast_ref::<lakescore_engine::Error>() {
+        Some(engine) if !engine.is_user_error() => 2,
+        Some(_) => 1,
+        None => 2,
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let project = || -> anyhow::Result<Project> {
+        let cwd = std::env::current_dir()?;
+        Ok(Project::discover(cli.project.as_deref(), &cwd)?)
+    };
+    match &cli.command {
+        Command::Init { dir } => init(dir),
+        Command::Sql {
+            query,
+            output,
+            max_rows,
+        } => {
+            let project = project()?;
+            let session = SqlSession::new(open_lakehouse(&project)?).await?;
+            match query {
+                Some(sql) => run_sql(&session, sql, output, *max_rows).await,
+                None => repl::run(session, &project, *max_rows).await,
+            }
+        }
+        Command::Tables { output } => {
+            let lakehouse = open_lakehouse(&project()?)?;
+            let summaries = list_table_summaries(&lakehouse).await?;
+            let (schema, batch) = summaries_batch(&summaries)?;
+            write_batches(schema, vec![batch], output.format(), &output.destination()).await?;
+            Ok(())
+        }
+        Command::History {
+            table,
+            limit,
+            output,
+        } => {
+            let lakehouse = open_lakehouse(&project()?)?;
+            let name = TableName::parse(table)?;
+            let entries = table_history(&lakehouse, &name, *limit).await?;
+            let (schema, batch) = history_batch(&entries)?;
+            write_batches(schema, vec![batch], output.format(), &output.destination()).await?;
+            Ok(())
+        }
+    }
+}
+
+fn init(dir: &Path) -> anyhow::Result<()> {
+    let project = Project::init(dir)?;
+    println!("Created {}", project.file.display());
+    println!(
+        "Next: put extracts in place, then try `lakescore sql \"select 1\"` in {}",
+        project.dir.display()
+    );
+    Ok(())
+}
+
+fn open_lakehouse(project: &Project) -> anyhow::Result<Arc<Lakehouse>> {
+    Ok(Arc::new(Lakehouse::for_project(project)?))
+}
+
+/// Runs every statement in `sql` in order, writing each result.
+async fn run_sql(
+    session: &SqlSession,
+    sql: &str,
+    output: &OutputArgs,
+    max_rows: usize,
+) -> anyhow::Result<()> {
+    let statements = session.parse(sql)?;
+    if statements.len() > 1 && output.output.is_some() {
+        anyhow::bail!(lakescore_engine::Error::Usage(format!(
+            "--output takes the result of one statement, but {} were given",
+            statements.len()
+        )));
+    }
+    for statement in statements {
+        let frame = session.plan(statement).await?;
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(lakescore_engine::Error::from)?;
+        write_results(stream, output.format(), &output.destination(), max_rows).await?;
+    }
+    Ok(())
+}

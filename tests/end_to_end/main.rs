@@ -1,0 +1,4 @@
+//! End-to-end tests: the lakescore binary run on generated projects.
+
+mod foundation;
+mod support;

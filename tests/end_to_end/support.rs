@@ -1,0 +1,130 @@
+//! Test support: a scratch project, the lakescore binary, and a plain delta-rs writer that
+//! stands for "any other Delta writer" (Spark, delta-rs Python) putting tables in place.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::protocol::SaveMode;
+use tempfile::TempDir;
+
+/// A project created with `lakescore init` in a temporary folder.
+pub struct Workspace {
+    dir: TempDir,
+}
+
+/// What one run of the binary did.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl From<Output> for Run {
+    fn from(output: Output) -> Self {
+        Self {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}
+
+impl Run {
+    /// Asserts success and returns standard output.
+    pub fn ok(self) -> String {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self.stdout
+    }
+
+    /// Asserts failure with `code` and returns standard error.
+    pub fn fails_with(self, code: i32) -> String {
+        assert_eq!(
+            self.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+        self.stderr
+    }
+}
+
+impl Workspace {
+    /// A fresh project made by `lakescore init`.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let workspace = Self { dir };
+        workspace.run(&["init", "."]).ok();
+        workspace
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn lakehouse(&self) -> PathBuf {
+        self.path().join("lakehouse")
+    }
+
+    /// Runs the binary in the project folder.
+    pub fn run(&self, args: &[&str]) -> Run {
+        lakescore(self.path(), args)
+    }
+
+    /// Runs a query and returns its CSV output.
+    pub fn csv(&self, sql: &str) -> String {
+        self.run(&["sql", sql, "--format", "csv"]).ok()
+    }
+
+    /// Writes `(id, name)` rows into table `schema.name` with delta-rs, as another writer
+    /// would; returns the new version.
+    pub async fn write_rows(&self, table: &str, rows: &[(i64, &str)], mode: SaveMode) -> u64 {
+        let (schema, name) = table.split_once('.').expect("schema.name");
+        let path = self.lakehouse().join(schema).join(name);
+        write_people(&path, rows, mode).await
+    }
+}
+
+/// Runs the lakescore binary in `dir` with no cloud credentials leaking in.
+pub fn lakescore(dir: &Path, args: &[&str]) -> Run {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lakescore"));
+    command.args(args).current_dir(dir);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") || key.starts_with("AZURE_") || key.starts_with("GOOGLE_") {
+            command.env_remove(key);
+        }
+    }
+    command.output().expect("run lakescore").into()
+}
+
+/// Writes `(id, name)` rows to the Delta table at `path` and returns the new version.
+pub async fn write_people(path: &Path, rows: &[(i64, &str)], mode: SaveMode) -> u64 {
+    std::fs::create_dir_all(path).expect("table folder");
+    let url = url::Url::from_directory_path(path.canonicalize().expect("canonical")).expect("url");
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1))),
+        ],
+    )
+    .expect("batch");
+    let table = DeltaTable::try_from_url(url).await.expect("open");
+    let table = table
+        .write(vec![batch])
+        .with_save_mode(mode)
+        .await
+        .expect("write");
+    table.version().expect("version")
+}
