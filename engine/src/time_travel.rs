@@ -92,7 +92,9 @@ fn pin_from_exprs(exprs: &[Expr]) -> DfResult<Pin> {
     let table = match literal(table) {
         Some(ScalarValue::Utf8(Some(t)) | ScalarValue::LargeUtf8(Some(t))) => t,
         _ => {
-            return plan_err!("{TABLE_AT}: the first argument must be a table name string: {USAGE}");
+            return plan_err!(
+                "{TABLE_AT}: the first argument must be a table name string: {USAGE}"
+            );
         }
     };
     let table = TableName::parse(&table).map_err(|e| plan_datafusion_err!("{e}"))?;
