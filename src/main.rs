@@ -1,5 +1,6 @@
 //! The `lakescore` command line: parses arguments, calls the engine crates, prints results.
 
+mod ingest;
 mod repl;
 
 use std::path::{Path, PathBuf};
@@ -55,6 +56,14 @@ enum Command {
         /// Show at most this many rows in table format (the rest are counted).
         #[arg(long, default_value_t = 1000, value_name = "N")]
         max_rows: usize,
+    },
+    /// Land the new files of the project's sources as Delta commits, exactly once.
+    ///
+    /// Each source's new files become one commit to its table; files landed before are
+    /// skipped, bad rows go to quarantine.<schema>_<table>.
+    Ingest {
+        /// Sources to land (default: all).
+        sources: Vec<String>,
     },
     /// List every table: version, rows, files, size and last commit time.
     Tables {
@@ -133,11 +142,14 @@ fn main() -> ExitCode {
 
 /// 1 for mistakes the user can fix, 2 for runtime failures.
 fn exit_code(error: &anyhow::Error) -> u8 {
-    match error.downcast_ref::<lakescore_engine::Error>() {
-        Some(engine) if !engine.is_user_error() => 2,
-        Some(_) => 1,
-        None => 2,
-    }
+    let user_error = if let Some(engine) = error.downcast_ref::<lakescore_engine::Error>() {
+        engine.is_user_error()
+    } else if let Some(connectors) = error.downcast_ref::<lakescore_connectors::Error>() {
+        connectors.is_user_error()
+    } else {
+        false
+    };
+    if user_error { 1 } else { 2 }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -158,6 +170,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(sql) => run_sql(&session, sql, output, *max_rows).await,
                 None => repl::run(session, &project, *max_rows).await,
             }
+        }
+        Command::Ingest { sources } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            ingest::run(&project, lakehouse, sources.clone()).await
         }
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;

@@ -1,7 +1,24 @@
-//! lakescore's connectors: sources and their dialects (CSV, JSON, Parquet; CRM and ERP
-//! presets), landing extracts into Delta tables (append, overwrite, merge), quarantine of
-//! bad rows, and the exactly-once ledger of landed files.
+//! lakescore's connectors: landing CRM, ERP and cloud-storage extracts as versioned Delta
+//! tables, exactly once.
 //!
-//! The crate sits on [`lakescore_engine`], which owns the lakehouse and its catalog.
+//! A `[[source]]` names files (a local glob or an object store URI glob), a format
+//! ([`reader`]: CSV, JSON, Parquet), a dialect ([`dialect`]: the `crm` and `erp` presets
+//! and their options) and a target table. [`landing::Ingest`] lands each source's new files
+//! as one Delta commit with lineage columns ([`schema`]), quarantines bad rows
+//! ([`quarantine`]), records every landed file in the table's own ledger ([`ledger`]), and
+//! upserts for merge sources ([`merge`]).
 
-pub use lakescore_engine as engine;
+pub mod batch;
+pub mod cell;
+pub mod dialect;
+pub mod error;
+pub mod files;
+pub mod landing;
+pub mod ledger;
+pub mod merge;
+pub mod quarantine;
+pub mod reader;
+pub mod schema;
+
+pub use error::{Error, Result};
+pub use landing::{Ingest, IngestReport, Progress, SourceReport};

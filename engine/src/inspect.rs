@@ -18,11 +18,6 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName, TableVersion};
 
-/// Commit-info key holding the id of the lakescore run that made a commit.
-pub const COMMIT_RUN_ID: &str = "lakescore.run_id";
-/// Commit-info key holding the tables (and versions) a commit was computed from.
-pub const COMMIT_INPUTS: &str = "lakescore.inputs";
-
 /// One line of `lakescore tables`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TableSummary {
@@ -145,8 +140,8 @@ pub async fn table_history(
         .into_iter()
         .enumerate()
         .map(|(age, mut commit)| {
-            let run_id = commit.info.remove(COMMIT_RUN_ID).map(json_text);
-            let inputs = commit.info.remove(COMMIT_INPUTS).map(json_text);
+            let run_id = commit.info.remove(crate::commit::RUN_ID).map(json_text);
+            let inputs = commit.info.remove(crate::commit::INPUTS).map(json_text);
             let mut details = Map::new();
             if let Some(parameters) = commit.operation_parameters.take() {
                 details.insert(

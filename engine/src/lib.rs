@@ -2,11 +2,13 @@
 //!
 //! It owns the project file ([`config`]), the lakehouse root and its object stores
 //! ([`lakehouse`]), the DataFusion catalog that exposes every Delta table under the root
-//! ([`catalog`]), time travel in SQL ([`time_travel`]), the SQL session every entry point
+//! ([`catalog`]), time travel in SQL ([`time_travel`]), the lineage metadata of every commit
+//! ([`commit`]), the SQL session every entry point
 //! uses ([`session`]), table listings and history ([`inspect`]) and writing results in the
 //! formats other tools read ([`output`]). Nothing here knows about jobs or the CLI.
 
 pub mod catalog;
+pub mod commit;
 pub mod config;
 pub mod error;
 pub mod inspect;

@@ -1,4 +1,5 @@
 //! End-to-end tests: the lakescore binary run on generated projects.
 
 mod foundation;
+mod ingest;
 mod support;

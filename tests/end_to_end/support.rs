@@ -78,6 +78,29 @@ impl Workspace {
         lakescore(self.path(), args)
     }
 
+    /// Copies `tests/data/<name>` into the project folder.
+    pub fn copy_fixtures(&self, name: &str) {
+        let from = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name);
+        copy_dir(&from, &self.path().join(name));
+    }
+
+    /// Appends TOML to the project file.
+    pub fn append_to_project(&self, toml: &str) {
+        let file = self.path().join("lakescore.toml");
+        let mut text = std::fs::read_to_string(&file).expect("project file");
+        text.push_str(toml);
+        std::fs::write(file, text).expect("write project file");
+    }
+
+    /// Writes a file under the project folder, creating folders.
+    pub fn write_file(&self, relative: &str, contents: &str) {
+        let path = self.path().join(relative);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("folders");
+        std::fs::write(path, contents).expect("write file");
+    }
+
     /// Runs a query and returns its CSV output.
     pub fn csv(&self, sql: &str) -> String {
         self.run(&["sql", sql, "--format", "csv"]).ok()
@@ -90,6 +113,30 @@ impl Workspace {
         let path = self.lakehouse().join(schema).join(name);
         write_people(&path, rows, mode).await
     }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("fixture folder") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy fixture");
+        }
+    }
+}
+
+/// Files (not folders) anywhere under `dir`.
+pub fn files_under(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.expect("entry").path())
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
 }
 
 /// Runs the lakescore binary in `dir` with no cloud credentials leaking in.

@@ -13,6 +13,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+mod source;
+
+pub use source::{
+    BadRowLimit, ColumnSpec, ColumnType, DialectSettings, LandingMode, SourceConfig, SourceFormat,
+};
+
 /// The project file's name.
 pub const PROJECT_FILE: &str = "lakescore.toml";
 
@@ -36,6 +42,9 @@ pub struct ProjectConfig {
     /// `[lakehouse]`: where the tables live.
     #[serde(default)]
     pub lakehouse: LakehouseConfig,
+    /// `[[source]]`: extracts to land.
+    #[serde(default, rename = "source")]
+    pub sources: Vec<SourceConfig>,
 }
 
 /// The `[project]` section.
@@ -245,7 +254,38 @@ impl Project {
 impl ProjectConfig {
     /// Parses project file text; the error names the line, the column and the key.
     pub fn parse(text: &str) -> std::result::Result<Self, String> {
-        toml::from_str(text).map_err(|error| error.to_string().trim_end().to_string())
+        let config: Self =
+            toml::from_str(text).map_err(|error| error.to_string().trim_end().to_string())?;
+        config.check_sources()?;
+        Ok(config)
+    }
+
+    /// Source names are unique, merge sources name their key, and key columns are declared
+    /// when a schema is.
+    fn check_sources(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for source in &self.sources {
+            if !seen.insert(source.name.as_str()) {
+                return Err(format!("[[source]] name '{}' is used twice", source.name));
+            }
+            let problem = match source.mode {
+                LandingMode::Merge if source.key.is_empty() => Some(String::from(
+                    "mode = \"merge\" needs key = [\"column\", ...]",
+                )),
+                LandingMode::Append | LandingMode::Overwrite if !source.key.is_empty() => {
+                    Some(String::from("key is only used with mode = \"merge\""))
+                }
+                _ => source
+                    .key
+                    .iter()
+                    .find(|k| !source.schema.is_empty() && !source.schema.contains_key(*k))
+                    .map(|k| format!("key column '{k}' is not in [source.schema]")),
+            };
+            if let Some(problem) = problem {
+                return Err(format!("[[source]] '{}': {problem}", source.name));
+            }
+        }
+        Ok(())
     }
 }
 

@@ -1,0 +1,845 @@
+//! Landing: `lakescore ingest`. Each source's new files become one Delta commit.
+//!
+//! For each source: list its files, skip those the table's ledger already holds, read the
+//! rest record by record (in a blocking task, streaming batches to the Delta writer through
+//! a bounded channel, so memory stays bounded), quarantine bad records, enforce
+//! `max_bad_rows`, then commit the quarantine rows and the data with the files' ledger ids.
+//! Nothing is committed until every file of the batch is read, so a failure or a kill
+//! leaves both tables at their previous versions.
+
+use std::collections::HashMap;
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::Utc;
+use datafusion::arrow::array::RecordBatch;
+use deltalake::DeltaTable;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use lakescore_engine::commit::{commit_metadata, new_run_id};
+use lakescore_engine::config::{BadRowLimit, LandingMode, SourceConfig, SourceFormat};
+use lakescore_engine::{Lakehouse, Project, TableName, TableVersion};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::batch::{BatchBuilder, FileLineage};
+use crate::cell::Cell;
+use crate::dialect::Dialect;
+use crate::error::{Error, Result};
+use crate::files::{ExtractFile, list_files};
+use crate::ledger::{is_recorded, ledger_id, record};
+use crate::merge::merge_staged;
+use crate::quarantine::{QuarantinedRow, quarantine_batch, quarantine_table};
+use crate::reader;
+use crate::schema::{
+    Column, INFERENCE_SAMPLE, column_type_of, declared_columns, infer_type, is_lineage,
+    normalize_name, table_schema,
+};
+
+/// Rows per record batch handed to the Delta writer.
+const BATCH_ROWS: usize = 8192;
+/// Target size of the Parquet files a batch is written into.
+const TARGET_FILE_SIZE: u64 = 64 * 1024 * 1024;
+/// Set to pause a run after its data files are written and before it commits, so tests can
+/// kill it there.
+pub const PAUSE_BEFORE_COMMIT: &str = "LAKESCORE_FAULT_PAUSE_BEFORE_COMMIT";
+
+/// Something worth showing while ingesting.
+#[derive(Debug, Clone)]
+pub enum Progress {
+    /// A file is being read.
+    FileStarted {
+        /// The source.
+        source: String,
+        /// The file.
+        file: String,
+        /// Its size in bytes.
+        bytes: u64,
+    },
+    /// More records of the current file were read.
+    Records(u64),
+}
+
+/// Receives progress events.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What one source's run did.
+#[derive(Debug, Clone, Default)]
+pub struct SourceReport {
+    /// The source.
+    pub source: String,
+    /// Its table.
+    pub table: String,
+    /// Files landed in this run.
+    pub files_landed: Vec<String>,
+    /// Files skipped because they were landed before.
+    pub files_already_landed: usize,
+    /// Rows landed.
+    pub rows: u64,
+    /// Rows quarantined.
+    pub quarantined: u64,
+    /// The table version this run committed.
+    pub version: Option<u64>,
+    /// Columns this run added to the table.
+    pub new_columns: Vec<String>,
+    /// Files rejected whole, with the reason; they are retried on the next run.
+    pub rejected_files: Vec<String>,
+}
+
+/// The outcome of every selected source.
+#[derive(Debug, Default)]
+pub struct IngestReport {
+    /// The run id written into every commit.
+    pub run_id: String,
+    /// Per source: what it did, or why it failed (failed sources committed nothing).
+    pub sources: Vec<std::result::Result<SourceReport, Error>>,
+}
+
+impl IngestReport {
+    /// True when every source landed and no file was rejected.
+    pub fn is_clean(&self) -> bool {
+        self.sources
+            .iter()
+            .all(|s| s.as_ref().is_ok_and(|r| r.rejected_files.is_empty()))
+    }
+}
+
+/// Lands the new files of a project's sources: `Ingest::new(&project, lakehouse).await`.
+pub struct Ingest<'a> {
+    project: &'a Project,
+    lakehouse: Arc<Lakehouse>,
+    only: Vec<String>,
+    run_id: String,
+    progress: Option<ProgressFn>,
+}
+
+impl<'a> Ingest<'a> {
+    /// Every source of `project`, into `lakehouse`.
+    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>) -> Self {
+        Self {
+            project,
+            lakehouse,
+            only: Vec::new(),
+            run_id: new_run_id(),
+            progress: None,
+        }
+    }
+
+    /// Only these sources (all when empty).
+    pub fn with_sources(mut self, names: Vec<String>) -> Self {
+        self.only = names;
+        self
+    }
+
+    /// The run id to record (a fresh one by default).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// Where to send progress events.
+    pub fn with_progress(mut self, progress: ProgressFn) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    async fn run(self) -> Result<IngestReport> {
+        let declared = &self.project.config.sources;
+        for name in &self.only {
+            if !declared.iter().any(|s| &s.name == name) {
+                return Err(Error::UnknownSource {
+                    name: name.clone(),
+                    known: declared.iter().map(|s| s.name.clone()).collect(),
+                });
+            }
+        }
+        let mut report = IngestReport {
+            run_id: self.run_id.clone(),
+            sources: Vec::new(),
+        };
+        for source in declared {
+            if self.only.is_empty() || self.only.contains(&source.name) {
+                let landing = SourceLanding {
+                    source,
+                    project: self.project,
+                    lakehouse: &self.lakehouse,
+                    run_id: &self.run_id,
+                    progress: self.progress.clone(),
+                };
+                report.sources.push(landing.run().await);
+            }
+        }
+        Ok(report)
+    }
+}
+
+impl<'a> IntoFuture for Ingest<'a> {
+    type Output = Result<IngestReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// One source's run.
+struct SourceLanding<'a> {
+    source: &'a SourceConfig,
+    project: &'a Project,
+    lakehouse: &'a Lakehouse,
+    run_id: &'a str,
+    progress: Option<ProgressFn>,
+}
+
+/// A file to land in this run.
+struct PendingFile {
+    file: ExtractFile,
+    ledger_id: String,
+}
+
+/// What reading one file produced.
+struct FileOutcome {
+    columns: Vec<Column>,
+    rows: u64,
+    bad: u64,
+    first_problem: Option<String>,
+}
+
+enum Message {
+    Batch(RecordBatch),
+    Quarantine(QuarantinedRow),
+    Records(u64),
+}
+
+impl SourceLanding<'_> {
+    /// The merge key columns, as column names.
+    fn merge_keys(&self) -> Vec<String> {
+        self.source.key.iter().map(|k| normalize_name(k)).collect()
+    }
+
+    fn source_error(&self, message: impl Into<String>) -> Error {
+        Error::Source {
+            source_name: self.source.name.clone(),
+            message: message.into(),
+        }
+    }
+
+    async fn run(&self) -> Result<SourceReport> {
+        let name = TableName::parse(&self.source.table)?;
+        let dialect = match self.source.format {
+            SourceFormat::Csv => Dialect::resolve(&self.source.dialect)
+                .map_err(|e| self.source_error(e.to_string()))?,
+            SourceFormat::Json | SourceFormat::Parquet => Dialect::default_preset(),
+        };
+        let files = list_files(
+            self.source.path.as_str(),
+            &self.project.dir,
+            self.lakehouse.storage_options(),
+        )
+        .await?;
+        let mut report = SourceReport {
+            source: self.source.name.clone(),
+            table: name.to_string(),
+            ..SourceReport::default()
+        };
+        let existing = self.open_if_exists(&name).await?;
+        let mut pending = Vec::new();
+        for file in files {
+            let id = ledger_id(&self.source.name, &file);
+            let landed = match &existing {
+                Some(table) => is_recorded(table, &id).await?,
+                None => false,
+            };
+            if landed {
+                report.files_already_landed += 1;
+            } else {
+                pending.push(PendingFile {
+                    file,
+                    ledger_id: id,
+                });
+            }
+        }
+        if pending.is_empty() {
+            return Ok(report);
+        }
+
+        let base_columns = self.base_columns(existing.as_ref())?;
+        let table = match existing {
+            Some(table) => table,
+            None => self.create_table(&name, &base_columns).await?,
+        };
+        let quarantine_name = quarantine_table(&name);
+        let quarantine = self.open_if_exists(&quarantine_name).await?;
+
+        let batch_id = uuid::Uuid::now_v7().to_string();
+        let ingested_at = Utc::now().timestamp_micros();
+        let mut sink = match self.source.mode {
+            LandingMode::Merge => BatchSink::Staging(
+                crate::merge::StagingTable::create(
+                    self.lakehouse,
+                    &batch_id,
+                    &table_schema(&base_columns),
+                )
+                .await?,
+            ),
+            _ => BatchSink::Table(
+                RecordBatchWriter::for_table(&table)
+                    .map_err(|e| Error::storage(table.table_url(), e))?
+                    .with_target_file_size(TARGET_FILE_SIZE),
+            ),
+        };
+        let mut columns = base_columns.clone();
+        let mut quarantined: Vec<(String, QuarantinedRow)> = Vec::new();
+        let mut landed_ids = Vec::new();
+        let mut inputs = Vec::new();
+        for pending_file in &pending {
+            let file = &pending_file.file;
+            if let Some(progress) = &self.progress {
+                progress(Progress::FileStarted {
+                    source: self.source.name.clone(),
+                    file: file.display.clone(),
+                    bytes: file.size,
+                });
+            }
+            let lineage = FileLineage {
+                file: file.display.clone(),
+                batch_id: batch_id.clone(),
+                ingested_at,
+            };
+            let mut rows_of_file = Vec::new();
+            let outcome = self
+                .read_file(
+                    file,
+                    columns.clone(),
+                    lineage,
+                    &dialect,
+                    &mut sink,
+                    &mut rows_of_file,
+                )
+                .await;
+            let outcome = match outcome {
+                Ok(outcome) => outcome,
+                Err(Error::File { file, message }) => {
+                    report.rejected_files.push(format!("{file}: {message}"));
+                    continue;
+                }
+                Err(other) => return Err(other),
+            };
+            self.check_bad_rows(&file.display, &outcome)?;
+            report.rows += outcome.rows - outcome.bad;
+            report.quarantined += outcome.bad;
+            columns = outcome.columns;
+            inputs.push(json!({
+                "file": file.display,
+                "fingerprint": file.fingerprint,
+                "rows": outcome.rows - outcome.bad,
+                "quarantined": outcome.bad,
+            }));
+            quarantined.extend(
+                rows_of_file
+                    .into_iter()
+                    .map(|r| (pending_file.ledger_id.clone(), r)),
+            );
+            landed_ids.push(pending_file.ledger_id.clone());
+            report.files_landed.push(file.display.clone());
+        }
+        report.new_columns = columns
+            .iter()
+            .filter(|c| !base_columns.iter().any(|b| b.name == c.name))
+            .map(|c| c.name.clone())
+            .collect();
+        if landed_ids.is_empty() {
+            return Ok(report);
+        }
+
+        let metadata = commit_metadata(
+            self.run_id,
+            Value::Array(inputs),
+            [
+                ("source", json!(self.source.name)),
+                ("batch", json!(batch_id)),
+            ],
+        );
+        let now_millis = Utc::now().timestamp_millis();
+        let batch = QuarantineBatch {
+            rows: quarantined,
+            batch_id: &batch_id,
+            ingested_at,
+            now_millis,
+            metadata: metadata.clone(),
+        };
+        self.commit_quarantine(&quarantine_name, quarantine, batch, &landed_ids)
+            .await?;
+        let mut metadata = metadata;
+        for (key, value) in [
+            ("lakescore.rows", json!(report.rows)),
+            ("lakescore.quarantined", json!(report.quarantined)),
+            ("lakescore.new_columns", json!(report.new_columns)),
+        ] {
+            metadata.insert(key.to_string(), value);
+        }
+        let properties = CommitProperties::default()
+            .with_metadata(metadata)
+            .with_application_transactions(record(&landed_ids, now_millis));
+        let version = match sink {
+            BatchSink::Table(writer) => {
+                commit_writer(writer, &table, self.source.mode, properties).await?
+            }
+            BatchSink::Staging(staging) => {
+                let keys = self.merge_keys();
+                merge_staged(self.lakehouse, staging, table, &keys, properties).await?
+            }
+        };
+        report.version = Some(version);
+        Ok(report)
+    }
+
+    /// The table's data columns (types from the table, `required` from the declaration),
+    /// then declared columns the table lacks; the declaration alone for a new table.
+    fn base_columns(&self, table: Option<&DeltaTable>) -> Result<Vec<Column>> {
+        let declared = declared_columns(self.source);
+        let Some(table) = table else {
+            return Ok(declared);
+        };
+        let snapshot = table
+            .snapshot()
+            .map_err(|e| Error::storage(table.table_url(), e))?;
+        let schema = snapshot.snapshot().arrow_schema();
+        let mut columns = Vec::new();
+        for field in schema.fields().iter().filter(|f| !is_lineage(f.name())) {
+            let column_type = column_type_of(field.data_type()).ok_or_else(|| {
+                self.source_error(format!(
+                    "table {} has column '{}' of type {}, which lakescore cannot land into",
+                    self.source.table,
+                    field.name(),
+                    field.data_type()
+                ))
+            })?;
+            let required = declared
+                .iter()
+                .any(|d| &d.name == field.name() && d.required);
+            columns.push(Column {
+                name: field.name().clone(),
+                column_type,
+                required,
+            });
+        }
+        for column in declared {
+            if !columns.iter().any(|c| c.name == column.name) {
+                columns.push(column);
+            }
+        }
+        Ok(columns)
+    }
+
+    async fn open_if_exists(&self, name: &TableName) -> Result<Option<DeltaTable>> {
+        match self.lakehouse.open_table(name, TableVersion::Latest).await {
+            Ok(table) => Ok(Some(table)),
+            Err(lakescore_engine::Error::UnknownTable { .. }) => Ok(None),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn create_table(&self, name: &TableName, columns: &[Column]) -> Result<DeltaTable> {
+        create_delta_table(self.lakehouse, name, &table_schema(columns), self.run_id).await
+    }
+
+    /// Reads one file in a blocking task, writing its batches as they come.
+    async fn read_file(
+        &self,
+        file: &ExtractFile,
+        columns: Vec<Column>,
+        lineage: FileLineage,
+        dialect: &Dialect,
+        sink: &mut BatchSink,
+        quarantined: &mut Vec<QuarantinedRow>,
+    ) -> Result<FileOutcome> {
+        let copy = file.local_copy().await?;
+        let (sender, mut receiver) = mpsc::channel(4);
+        let job = ReadJob {
+            format: self.source.format,
+            path: copy.path().to_path_buf(),
+            display: file.display.clone(),
+            dialect: dialect.clone(),
+            columns,
+            keys: self.merge_keys(),
+            lineage,
+        };
+        let reading = tokio::task::spawn_blocking(move || job.run(&sender));
+        while let Some(message) = receiver.recv().await {
+            match message {
+                Message::Batch(batch) => sink.write(batch).await?,
+                Message::Quarantine(row) => quarantined.push(row),
+                Message::Records(n) => {
+                    if let Some(progress) = &self.progress {
+                        progress(Progress::Records(n));
+                    }
+                }
+            }
+        }
+        reading
+            .await
+            .map_err(|e| Error::storage(&file.display, format!("reading stopped: {e}")))?
+    }
+
+    fn check_bad_rows(&self, file: &str, outcome: &FileOutcome) -> Result<()> {
+        let over = match self.source.max_bad_rows {
+            BadRowLimit::Count(limit) => outcome.bad > limit,
+            BadRowLimit::Ratio(ratio) => {
+                outcome.bad > 0 && outcome.bad as f64 > ratio * outcome.rows as f64
+            }
+        };
+        if over {
+            return Err(Error::TooManyBadRows {
+                file: file.to_string(),
+                bad: outcome.bad,
+                total: outcome.rows,
+                limit: self.source.max_bad_rows.to_string(),
+                first: outcome.first_problem.clone().unwrap_or_default(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Commits this batch's quarantined rows, except those of files a crashed earlier
+    /// attempt already quarantined, recording the files' ledger ids.
+    async fn commit_quarantine(
+        &self,
+        name: &TableName,
+        existing: Option<DeltaTable>,
+        batch: QuarantineBatch<'_>,
+        landed_ids: &[String],
+    ) -> Result<()> {
+        let mut fresh_ids = Vec::new();
+        for id in landed_ids {
+            let recorded = match &existing {
+                Some(table) => is_recorded(table, id).await?,
+                None => false,
+            };
+            if !recorded {
+                fresh_ids.push(id.clone());
+            }
+        }
+        let rows: Vec<QuarantinedRow> = batch
+            .rows
+            .into_iter()
+            .filter(|(id, _)| fresh_ids.contains(id))
+            .map(|(_, row)| row)
+            .collect();
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let records = quarantine_batch(&self.source.name, batch.batch_id, batch.ingested_at, &rows)
+            .map_err(|e| Error::storage(name, e))?;
+        let table = match existing {
+            Some(table) => table,
+            None => {
+                create_delta_table(self.lakehouse, name, &records.schema(), self.run_id).await?
+            }
+        };
+        let mut metadata = batch.metadata;
+        metadata.insert(String::from("lakescore.rows"), json!(rows.len()));
+        let properties = CommitProperties::default()
+            .with_metadata(metadata)
+            .with_application_transactions(record(&fresh_ids, batch.now_millis));
+        let uri = table.table_url().to_string();
+        table
+            .write(vec![records])
+            .with_save_mode(SaveMode::Append)
+            .with_commit_properties(properties)
+            .await
+            .map_err(|e| Error::storage(uri, e))?;
+        Ok(())
+    }
+}
+
+/// The quarantined rows of one batch, each with its file's ledger id, and what to record.
+struct QuarantineBatch<'a> {
+    rows: Vec<(String, QuarantinedRow)>,
+    batch_id: &'a str,
+    ingested_at: i64,
+    now_millis: i64,
+    metadata: HashMap<String, Value>,
+}
+
+/// Where a source's batches go: the table's writer, or a staging table for merges.
+enum BatchSink {
+    Table(RecordBatchWriter),
+    Staging(crate::merge::StagingTable),
+}
+
+impl BatchSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        match self {
+            BatchSink::Table(writer) => writer
+                .write_with_mode(batch, WriteMode::MergeSchema)
+                .await
+                .map_err(|e| Error::storage("Delta writer", e)),
+            BatchSink::Staging(staging) => staging.write(batch).await,
+        }
+    }
+}
+
+/// Flushes the written files and commits them (replacing every current file for
+/// `overwrite`), evolving the table schema when new columns arrived.
+async fn commit_writer(
+    mut writer: RecordBatchWriter,
+    table: &DeltaTable,
+    mode: LandingMode,
+    properties: CommitProperties,
+) -> Result<u64> {
+    let uri = table.table_url().to_string();
+    let storage = Error::storage_at(&uri);
+    let adds = writer.flush().await.map_err(storage)?;
+    pause_if_asked();
+    let snapshot = table.snapshot().map_err(storage)?;
+    let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
+    let written_schema = writer.arrow_schema();
+    if written_schema.as_ref() != snapshot.snapshot().arrow_schema().as_ref() {
+        let schema: StructType = written_schema
+            .as_ref()
+            .try_into_kernel()
+            .map_err(Error::storage_at(&uri))?;
+        let metadata = snapshot
+            .metadata()
+            .clone()
+            .with_schema(&schema)
+            .map_err(Error::storage_at(&uri))?;
+        actions.push(Action::Metadata(metadata));
+    }
+    let save_mode = if mode == LandingMode::Overwrite {
+        actions.extend(
+            snapshot
+                .log_data()
+                .iter()
+                .map(|file| Action::Remove(file.remove_action(true))),
+        );
+        SaveMode::Overwrite
+    } else {
+        SaveMode::Append
+    };
+    let operation = DeltaOperation::Write {
+        mode: save_mode,
+        partition_by: None,
+        predicate: None,
+    };
+    let finalized = CommitBuilder::from(properties)
+        .with_actions(actions)
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(storage)?;
+    Ok(finalized.version())
+}
+
+/// Creates the empty Delta table `name` with `schema` (its own commit, carrying the run id).
+pub async fn create_delta_table(
+    lakehouse: &Lakehouse,
+    name: &TableName,
+    schema: &datafusion::arrow::datatypes::Schema,
+    run_id: &str,
+) -> Result<DeltaTable> {
+    let url = lakehouse.table_url(name)?;
+    create_delta_table_at(lakehouse, url, &name.name, schema, run_id).await
+}
+
+/// Creates an empty Delta table at `url`.
+pub async fn create_delta_table_at(
+    lakehouse: &Lakehouse,
+    url: url::Url,
+    table_name: &str,
+    schema: &datafusion::arrow::datatypes::Schema,
+    run_id: &str,
+) -> Result<DeltaTable> {
+    let uri = url.to_string();
+    let storage = Error::storage_at(&uri);
+    if let Ok(folder) = url.to_file_path() {
+        std::fs::create_dir_all(&folder).map_err(Error::storage_at(&uri))?;
+    }
+    let delta_schema: StructType = schema.try_into_kernel().map_err(Error::storage_at(&uri))?;
+    let table = DeltaTable::try_from_url_with_storage_options(
+        url.clone(),
+        lakehouse.storage_options().clone(),
+    )
+    .await
+    .map_err(storage)?;
+    table
+        .create()
+        .with_columns(delta_schema.fields().cloned())
+        .with_table_name(table_name)
+        .with_commit_properties(CommitProperties::default().with_metadata(commit_metadata(
+            run_id,
+            Value::Array(Vec::new()),
+            [],
+        )))
+        .await
+        .map_err(storage)
+}
+
+/// Everything the blocking reader needs.
+struct ReadJob {
+    format: SourceFormat,
+    path: PathBuf,
+    display: String,
+    dialect: Dialect,
+    columns: Vec<Column>,
+    /// Merge keys: every file must have them and every row must fill them.
+    keys: Vec<String>,
+    lineage: FileLineage,
+}
+
+impl ReadJob {
+    /// Reads the file, sending batches and quarantined rows; returns the file's counts and
+    /// the columns after any new ones it brought.
+    fn run(self, sender: &mpsc::Sender<Message>) -> Result<FileOutcome> {
+        let send = |message: Message| {
+            sender
+                .blocking_send(message)
+                .map_err(|_| Error::storage(&self.display, "the writer stopped"))
+        };
+        let mut records = reader::open(self.format, &self.path, &self.display, &self.dialect)?;
+        let headers: Vec<String> = records
+            .headers()
+            .iter()
+            .map(|h| normalize_name(h))
+            .collect();
+        if let Some((a, b)) = duplicate(&headers, records.headers()) {
+            return Err(self.file_error(format!(
+                "columns '{a}' and '{b}' both become '{}' as column names",
+                normalize_name(a)
+            )));
+        }
+        if let Some(reserved) = headers.iter().find(|h| is_lineage(h)) {
+            return Err(self.file_error(format!(
+                "column '{reserved}' is reserved for lakescore's lineage: rename it in the extract"
+            )));
+        }
+        let mut columns = self.columns.clone();
+        for column in &mut columns {
+            column.required |= self.keys.contains(&column.name);
+        }
+        let required = columns
+            .iter()
+            .filter(|c| c.required)
+            .map(|c| &c.name)
+            .chain(&self.keys);
+        if let Some(missing) = required.into_iter().find(|name| !headers.contains(name)) {
+            return Err(self.file_error(format!(
+                "required column '{missing}' is missing (the file has: {})",
+                headers.join(", ")
+            )));
+        }
+        let unknown: Vec<usize> = (0..headers.len())
+            .filter(|&i| !columns.iter().any(|c| c.name == headers[i]))
+            .collect();
+        let mut sample = Vec::new();
+        if !unknown.is_empty() {
+            for record in records.by_ref().take(INFERENCE_SAMPLE) {
+                sample.push(record?);
+            }
+            for &i in &unknown {
+                let values: Vec<&Cell> = sample
+                    .iter()
+                    .filter_map(|r| r.fields.as_ref().ok().and_then(|f| f.get(i)))
+                    .collect();
+                columns.push(Column {
+                    name: headers[i].clone(),
+                    column_type: infer_type(values.iter().copied(), &self.dialect),
+                    required: self.keys.contains(&headers[i]),
+                });
+            }
+        }
+        let layout: Vec<Option<usize>> = columns
+            .iter()
+            .map(|c| headers.iter().position(|h| *h == c.name))
+            .collect();
+        let mut builder = BatchBuilder::new(columns.clone(), self.lineage.clone());
+        let mut aligned = vec![Cell::Null; columns.len()];
+        let mut outcome = FileOutcome {
+            columns: columns.clone(),
+            rows: 0,
+            bad: 0,
+            first_problem: None,
+        };
+        for record in sample.into_iter().map(Ok).chain(records) {
+            let record = record?;
+            outcome.rows += 1;
+            let problem = match record.fields {
+                Err(message) => Some((None, message)),
+                Ok(mut cells) => {
+                    for (slot, position) in aligned.iter_mut().zip(&layout) {
+                        *slot = position
+                            .and_then(|p| cells.get_mut(p).map(std::mem::take))
+                            .unwrap_or(Cell::Null);
+                    }
+                    builder
+                        .push(record.row, &aligned, &self.dialect)
+                        .err()
+                        .map(|p| (p.column, p.message))
+                }
+            };
+            if let Some((column, error)) = problem {
+                outcome.bad += 1;
+                if outcome.first_problem.is_none() {
+                    let at = column
+                        .as_deref()
+                        .map(|c| format!(" column {c}"))
+                        .unwrap_or_default();
+                    outcome.first_problem = Some(format!("row {}{at}: {error}", record.row));
+                }
+                send(Message::Quarantine(QuarantinedRow {
+                    file: self.display.clone(),
+                    row: record.row,
+                    column,
+                    error,
+                    raw: record.raw,
+                }))?;
+            }
+            if builder.len() >= BATCH_ROWS {
+                send(Message::Batch(
+                    builder.finish().map_err(|e| self.file_error(e))?,
+                ))?;
+                send(Message::Records(outcome.rows))?;
+            }
+        }
+        if !builder.is_empty() {
+            send(Message::Batch(
+                builder.finish().map_err(|e| self.file_error(e))?,
+            ))?;
+        }
+        send(Message::Records(outcome.rows))?;
+        Ok(outcome)
+    }
+
+    fn file_error(&self, message: impl std::fmt::Display) -> Error {
+        Error::File {
+            file: self.display.clone(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Two headers that normalize to the same column name.
+fn duplicate<'a>(normalized: &[String], original: &'a [String]) -> Option<(&'a str, &'a str)> {
+    for (i, name) in normalized.iter().enumerate() {
+        if let Some(j) = normalized[..i].iter().position(|other| other == name) {
+            return Some((&original[j], &original[i]));
+        }
+    }
+    None
+}
+
+/// Pauses forever when the fault-injection variable is set: tests kill the process here,
+/// after the data files are written and before the data commit.
+pub(crate) fn pause_if_asked() {
+    if std::env::var_os(PAUSE_BEFORE_COMMIT).is_some() {
+        eprintln!("paused before commit");
+        loop {
+            std::thread::sleep(std::time::Duration::from_secs(3600));
+        }
+    }
+}

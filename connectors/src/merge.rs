@@ -1,0 +1,190 @@
+//! Merge landing (`mode = "merge"`): upsert a batch into its table on the key columns,
+//! the newest extract winning.
+//!
+//! The batch is first streamed into a staging Delta table under `<root>/_staging/<batch>`
+//! (never a whole batch in memory), deduplicated on the key with a window function (the
+//! last file by name, and within it the last row, wins), and merged into the target by
+//! delta-rs in streaming mode, in one commit that carries the files' ledger ids. The
+//! staging table is deleted afterwards; one left by a crash is ignored by the catalog.
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::Column as DfColumn;
+use datafusion::prelude::{SessionContext, col};
+use std::sync::Arc;
+
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::create_session_state_with_spill_config;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
+use futures::{StreamExt, TryStreamExt};
+use lakescore_engine::Lakehouse;
+use object_store::path::Path as StorePath;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::landing::{create_delta_table_at, pause_if_asked};
+use crate::schema::{SOURCE_FILE, SOURCE_ROW};
+
+/// Memory a merge may hold before DataFusion spills to disk.
+const MERGE_MEMORY_BYTES: usize = 512 * 1024 * 1024;
+
+/// The folder under the root that holds staging tables.
+const STAGING: &str = "_staging";
+
+/// A batch being staged for a merge.
+pub struct StagingTable {
+    table: DeltaTable,
+    writer: RecordBatchWriter,
+    folder: String,
+}
+
+impl StagingTable {
+    /// Creates the staging table for `batch_id`.
+    pub async fn create(lakehouse: &Lakehouse, batch_id: &str, schema: &Schema) -> Result<Self> {
+        let folder = format!("{STAGING}/{batch_id}");
+        let url: Url = lakehouse
+            .root()
+            .join(&format!("{folder}/"))
+            .map_err(|e| Error::storage(lakehouse.root(), e))?;
+        let table = create_delta_table_at(lakehouse, url, "staging", schema, batch_id).await?;
+        let writer = RecordBatchWriter::for_table(&table)
+            .map_err(|e| Error::storage(table.table_url(), e))?;
+        Ok(Self {
+            table,
+            writer,
+            folder,
+        })
+    }
+
+    /// Stages one batch.
+    pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        self.writer
+            .write_with_mode(batch, WriteMode::MergeSchema)
+            .await
+            .map_err(|e| Error::storage(self.table.table_url(), e))
+    }
+}
+
+/// Merges the staged batch into `target` on `keys` and returns the new version.
+pub async fn merge_staged(
+    lakehouse: &Lakehouse,
+    mut staging: StagingTable,
+    target: DeltaTable,
+    keys: &[String],
+    properties: CommitProperties,
+) -> Result<u64> {
+    let staged_uri = staging.table.table_url().to_string();
+    staging
+        .writer
+        .flush_and_commit(&mut staging.table)
+        .await
+        .map_err(|e| Error::storage(&staged_uri, e))?;
+    pause_if_asked();
+
+    let state = create_session_state_with_spill_config(Some(MERGE_MEMORY_BYTES), None);
+    let ctx = SessionContext::new_with_state(state);
+    let provider = staging
+        .table
+        .table_provider()
+        .await
+        .map_err(|e| Error::storage(&staged_uri, e))?;
+    ctx.register_table("staged", provider)
+        .map_err(|e| Error::storage(&staged_uri, e))?;
+    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let key_list = keys
+        .iter()
+        .map(|k| quoted(k))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let all_columns = ctx
+        .table("staged")
+        .await
+        .map_err(|e| Error::storage(&staged_uri, e))?
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| quoted(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let newest_per_key = format!(
+        "SELECT {all_columns} FROM (SELECT *, row_number() OVER (PARTITION BY {key_list} \
+         ORDER BY {SOURCE_FILE} DESC, {SOURCE_ROW} DESC) AS lakescore_rank FROM staged) \
+         WHERE lakescore_rank = 1"
+    );
+    let source = ctx
+        .sql(&newest_per_key)
+        .await
+        .map_err(|e| Error::storage(&staged_uri, e))?;
+    let field_names: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let side = |side: &str, name: &str| col(DfColumn::new(Some(side), name));
+    let predicate = keys
+        .iter()
+        .map(|k| side("target", k).eq(side("source", k)))
+        .reduce(|a, b| a.and(b))
+        .ok_or_else(|| Error::storage(&staged_uri, "merge needs at least one key column"))?;
+    let target_uri = target.table_url().to_string();
+    let storage = Error::storage_at::<deltalake::DeltaTableError>(&target_uri);
+    let is_empty = target.snapshot().map_err(storage)?.log_data().num_files() == 0;
+    if is_empty {
+        // Nothing to match against: insert the deduplicated batch.
+        let written = target
+            .write(Vec::new())
+            .with_input_plan(source.into_unoptimized_plan())
+            .with_session_state(Arc::new(ctx.state()))
+            .with_save_mode(SaveMode::Append)
+            .with_schema_mode(SchemaMode::Merge)
+            .with_commit_properties(properties)
+            .await
+            .map_err(storage)?;
+        remove_staging(lakehouse, &staging.folder).await;
+        return written
+            .version()
+            .ok_or_else(|| Error::storage(&target_uri, "the write did not produce a version"));
+    }
+    let (merged, _metrics) = target
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_merge_schema(true)
+        .with_streaming(true)
+        .with_commit_properties(properties)
+        .when_matched_update(|update| {
+            field_names.iter().fold(update, |u, name| {
+                u.update(name.as_str(), side("source", name))
+            })
+        })
+        .map_err(storage)?
+        .when_not_matched_insert(|insert| {
+            field_names
+                .iter()
+                .fold(insert, |i, name| i.set(name.as_str(), side("source", name)))
+        })
+        .map_err(storage)?
+        .await
+        .map_err(storage)?;
+    remove_staging(lakehouse, &staging.folder).await;
+    merged
+        .version()
+        .ok_or_else(|| Error::storage(&target_uri, "the merge did not produce a version"))
+}
+
+/// Deletes a staging table's objects; failures only leave garbage the catalog ignores.
+async fn remove_staging(lakehouse: &Lakehouse, folder: &str) {
+    let Ok(store) = lakehouse.store() else {
+        return;
+    };
+    let prefix = StorePath::from(folder);
+    let locations = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    let _ = store.delete_stream(locations).try_collect::<Vec<_>>().await;
+}

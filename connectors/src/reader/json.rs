@@ -1,0 +1,316 @@
+//! JSON extracts: JSON lines (one object per line) or one array of objects, told apart by
+//! the first character. Columns are the union of the keys of every record in the file, in
+//! order of first appearance, found by a first pass that only reads keys.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::{Record, RecordReader, file_error};
+use crate::cell::Cell;
+use crate::error::Result;
+
+/// Reads a JSON lines or JSON array file.
+pub struct JsonReader {
+    display: String,
+    records: RawRecords,
+    headers: Vec<String>,
+    positions: HashMap<String, usize>,
+}
+
+impl JsonReader {
+    /// Opens `path` and collects its column names.
+    pub fn open(path: &Path, display: &str) -> Result<Self> {
+        let mut headers = Vec::new();
+        let mut positions = HashMap::new();
+        for raw in RawRecords::open(path, display)? {
+            let (_, text) = raw?;
+            let Ok(keys) = serde_json::from_str::<Map<String, Value>>(&text) else {
+                continue;
+            };
+            for key in keys.keys() {
+                if !positions.contains_key(key) {
+                    positions.insert(key.clone(), headers.len());
+                    headers.push(key.clone());
+                }
+            }
+        }
+        Ok(Self {
+            display: display.to_string(),
+            records: RawRecords::open(path, display)?,
+            headers,
+            positions,
+        })
+    }
+
+    fn to_record(&self, row: u64, raw: String) -> Record {
+        let fields = match serde_json::from_str::<Value>(&raw) {
+            Ok(Value::Object(object)) => {
+                let mut cells = vec![Cell::Null; self.headers.len()];
+                for (key, value) in object {
+                    if let Some(&at) = self.positions.get(&key) {
+                        cells[at] = cell(value);
+                    }
+                }
+                Ok(cells)
+            }
+            Ok(other) => Err(format!("expected a JSON object, found {}", kind(&other))),
+            Err(e) => Err(format!("invalid JSON: {e}")),
+        };
+        Record { row, raw, fields }
+    }
+}
+
+impl Iterator for JsonReader {
+    type Item = Result<Record>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let next = self.records.next()?;
+        Some(
+            next.map(|(row, raw)| self.to_record(row, raw))
+                .map_err(|e| match e {
+                    crate::error::Error::File { message, .. } => file_error(&self.display, message),
+                    other => other,
+                }),
+        )
+    }
+}
+
+impl RecordReader for JsonReader {
+    fn headers(&self) -> &[String] {
+        &self.headers
+    }
+}
+
+fn cell(value: Value) -> Cell {
+    match value {
+        Value::Null => Cell::Null,
+        Value::Bool(b) => Cell::Bool(b),
+        Value::Number(n) => Cell::Number(n),
+        Value::String(s) => Cell::Text(s),
+        nested => Cell::Json(nested.to_string()),
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Splits a JSON file into the text of its records without parsing them: lines for JSON
+/// lines, top-level elements for a JSON array.
+enum RawRecords {
+    Lines {
+        input: BufReader<File>,
+        line: u64,
+        display: String,
+    },
+    Array {
+        bytes: std::io::Bytes<BufReader<File>>,
+        index: u64,
+        done: bool,
+        display: String,
+    },
+}
+
+impl RawRecords {
+    fn open(path: &Path, display: &str) -> Result<Self> {
+        let mut input = BufReader::new(File::open(path).map_err(|e| file_error(display, e))?);
+        let starts_array = loop {
+            let buffer = input.fill_buf().map_err(|e| file_error(display, e))?;
+            let Some(&first) = buffer.first() else {
+                break false;
+            };
+            if first.is_ascii_whitespace() || first == 0xEF || first == 0xBB || first == 0xBF {
+                input.consume(1);
+                continue;
+            }
+            break first == b'[';
+        };
+        Ok(if starts_array {
+            input.consume(1);
+            RawRecords::Array {
+                bytes: input.bytes(),
+                index: 0,
+                done: false,
+                display: display.to_string(),
+            }
+        } else {
+            RawRecords::Lines {
+                input,
+                line: 0,
+                display: display.to_string(),
+            }
+        })
+    }
+}
+
+impl Iterator for RawRecords {
+    type Item = Result<(u64, String)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            RawRecords::Lines {
+                input,
+                line,
+                display,
+            } => loop {
+                let mut text = String::new();
+                match input.read_line(&mut text) {
+                    Ok(0) => return None,
+                    Ok(_) => {
+                        *line += 1;
+                        if !text.trim().is_empty() {
+                            return Some(Ok((*line, text.trim_end().to_string())));
+                        }
+                    }
+                    Err(e) => {
+                        return Some(Err(file_error(display, format!("line {}: {e}", *line + 1))));
+                    }
+                }
+            },
+            RawRecords::Array {
+                bytes,
+                index,
+                done,
+                display,
+            } => {
+                if *done {
+                    return None;
+                }
+                match next_element(bytes) {
+                    Ok(Some(text)) => {
+                        *index += 1;
+                        Some(Ok((*index, text)))
+                    }
+                    Ok(None) => {
+                        *done = true;
+                        None
+                    }
+                    Err(e) => {
+                        *done = true;
+                        Some(Err(file_error(
+                            display,
+                            format!("after record {index}: {e}"),
+                        )))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads the next top-level element of an array whose `[` was consumed; `None` at `]`.
+fn next_element(
+    bytes: &mut impl Iterator<Item = std::io::Result<u8>>,
+) -> std::io::Result<Option<String>> {
+    let mut element = Vec::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in bytes {
+        let byte = byte?;
+        if in_string {
+            element.push(byte);
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b',' | b']' if depth == 0 => {
+                let text = String::from_utf8_lossy(&element).trim().to_string();
+                if text.is_empty() && byte == b']' {
+                    return Ok(None);
+                }
+                return Ok(Some(text));
+            }
+            b'"' => in_string = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+        element.push(byte);
+    }
+    let text = String::from_utf8_lossy(&element).trim().to_string();
+    if text.is_empty() {
+        Ok(None)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the JSON array is not closed with ']'",
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(text: &str) -> (Vec<String>, Vec<Record>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.json");
+        std::fs::write(&path, text).unwrap();
+        let reader = JsonReader::open(&path, "f.json").unwrap();
+        let headers = reader.headers().to_vec();
+        (headers, reader.map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn json_lines_union_keys_and_report_broken_lines() {
+        let (headers, records) = read(
+            "{\"id\":1,\"event\":\"login\"}\n\n{\"id\":2,\"props\":{\"a\":[1,2]}}\n{\"id\":3,\n[1]\n",
+        );
+        assert_eq!(headers, ["id", "event", "props"]);
+        assert_eq!(records.len(), 4);
+        assert_eq!(records[1].row, 3);
+        assert_eq!(
+            records[1].fields,
+            Ok(vec![
+                Cell::Number(2.into()),
+                Cell::Null,
+                Cell::Json("{\"a\":[1,2]}".into())
+            ])
+        );
+        assert!(
+            records[2]
+                .fields
+                .clone()
+                .unwrap_err()
+                .starts_with("invalid JSON")
+        );
+        assert_eq!(
+            records[3].fields,
+            Err("expected a JSON object, found an array".into())
+        );
+    }
+
+    #[test]
+    fn json_arrays_are_split_into_records() {
+        let (headers, records) =
+            read(" [ {\"id\": 1, \"s\": \"a,]}\\\"\"}, {\"id\": 2, \"n\": [1, {\"x\": 2}]} ]");
+        assert_eq!(headers, ["id", "s", "n"]);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].row, 1);
+        assert_eq!(
+            records[0].fields.as_ref().unwrap()[1],
+            Cell::Text("a,]}\"".into())
+        );
+        assert_eq!(
+            records[1].fields.as_ref().unwrap()[2],
+            Cell::Json("[1,{\"x\":2}]".into())
+        );
+        let (_, empty) = read("[]");
+        assert!(empty.is_empty());
+    }
+}

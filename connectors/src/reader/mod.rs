@@ -1,0 +1,58 @@
+//! Reading extract files record by record, one reader per format behind one trait.
+//!
+//! A reader streams a local file (object-store extracts are first copied to a local
+//! temporary file) and yields records with their row number and raw text, so a bad record
+//! can be quarantined exactly as it was. Problems with one record (a wrong field count,
+//! undecodable bytes, broken JSON) are that record's; problems with the file (unreadable,
+//! not Parquet) end it.
+
+mod csv;
+mod json;
+mod parquet;
+
+use std::path::Path;
+
+use lakescore_engine::config::SourceFormat;
+
+use crate::cell::Cell;
+use crate::dialect::Dialect;
+use crate::error::Result;
+
+/// One record of an extract.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    /// Line number (CSV, JSON lines) or record number (JSON arrays, Parquet), from 1.
+    pub row: u64,
+    /// The record as it appeared in the file.
+    pub raw: String,
+    /// The fields, one per header column, or why the record could not be split into them.
+    pub fields: std::result::Result<Vec<Cell>, String>,
+}
+
+/// A file's records, after its header.
+pub trait RecordReader: Iterator<Item = Result<Record>> + Send {
+    /// The column names, in file order.
+    fn headers(&self) -> &[String];
+}
+
+/// Opens `path` (shown to users as `display`) for reading in `format`.
+pub fn open(
+    format: SourceFormat,
+    path: &Path,
+    display: &str,
+    dialect: &Dialect,
+) -> Result<Box<dyn RecordReader>> {
+    Ok(match format {
+        SourceFormat::Csv => Box::new(csv::CsvReader::open(path, display, dialect.clone())?),
+        SourceFormat::Json => Box::new(json::JsonReader::open(path, display)?),
+        SourceFormat::Parquet => Box::new(parquet::ParquetReader::open(path, display)?),
+    })
+}
+
+/// A file-level error for `display`.
+fn file_error(display: &str, message: impl std::fmt::Display) -> crate::error::Error {
+    crate::error::Error::File {
+        file: display.to_string(),
+        message: message.to_string(),
+    }
+}
