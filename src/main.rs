@@ -1,5 +1,6 @@
 //! The `lakescore` command line: parses arguments, calls the engine crates, prints results.
 
+mod demo;
 mod ingest;
 mod repl;
 
@@ -38,6 +39,27 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build and run the demo: a sample project on generated CRM, ERP and usage extracts.
+    ///
+    /// Creates DIR with a project file and extracts for two days, lands them in a local
+    /// lakehouse, and prints the tables and queries to try.
+    #[command(args_conflicts_with_subcommands = true)]
+    Demo {
+        #[command(subcommand)]
+        action: Option<DemoAction>,
+        /// The demo project folder.
+        #[arg(default_value = "lakescore-demo")]
+        dir: PathBuf,
+        /// Customers to generate (scales every extract).
+        #[arg(long, default_value_t = 2000)]
+        customers: u32,
+        /// Random seed: the same seed gives the same data.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Rebuild an existing demo project from scratch.
+        #[arg(long)]
+        force: bool,
+    },
     /// Create a new project: a commented lakescore.toml and an empty models/ folder.
     Init {
         /// The project folder (created if missing).
@@ -79,6 +101,25 @@ enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DemoAction {
+    /// Write one day of generated extracts (deterministic for a seed and day).
+    Generate {
+        /// Folder to write the extracts into.
+        #[arg(long, default_value = "extracts")]
+        out: PathBuf,
+        /// Customers to generate.
+        #[arg(long, default_value_t = 2000)]
+        customers: u32,
+        /// Day number, from 1; each day writes new files.
+        #[arg(long, default_value_t = 1)]
+        day: u32,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
 }
 
@@ -159,6 +200,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     match &cli.command {
         Command::Init { dir } => init(dir),
+        Command::Demo {
+            action:
+                Some(DemoAction::Generate {
+                    out,
+                    customers,
+                    day,
+                    seed,
+                }),
+            ..
+        } => {
+            let generation = demo::Generation {
+                customers: *customers,
+                day: *day,
+                seed: *seed,
+            };
+            let generated = demo::generate(out, generation)?;
+            for file in &generated.files {
+                println!("{}", file.display());
+            }
+            Ok(())
+        }
+        Command::Demo {
+            action: None,
+            dir,
+            customers,
+            seed,
+            force,
+        } => {
+            let options = demo::DemoOptions {
+                dir: dir.clone(),
+                customers: *customers,
+                seed: *seed,
+                force: *force,
+            };
+            demo::run(&options).await
+        }
         Command::Sql {
             query,
             output,

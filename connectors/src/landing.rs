@@ -269,6 +269,7 @@ impl SourceLanding<'_> {
         }
 
         let base_columns = self.base_columns(existing.as_ref())?;
+        let table_is_new = existing.is_none();
         let table = match existing {
             Some(table) => table,
             None => self.create_table(&name, &base_columns).await?,
@@ -348,11 +349,13 @@ impl SourceLanding<'_> {
             landed_ids.push(pending_file.ledger_id.clone());
             report.files_landed.push(file.display.clone());
         }
-        report.new_columns = columns
-            .iter()
-            .filter(|c| !base_columns.iter().any(|b| b.name == c.name))
-            .map(|c| c.name.clone())
-            .collect();
+        if !table_is_new {
+            report.new_columns = columns
+                .iter()
+                .filter(|c| !base_columns.iter().any(|b| b.name == c.name))
+                .map(|c| c.name.clone())
+                .collect();
+        }
         if landed_ids.is_empty() {
             return Ok(report);
         }

@@ -1,5 +1,6 @@
 //! End-to-end tests: the lakescore binary run on generated projects.
 
+mod demo;
 mod foundation;
 mod ingest;
 mod support;
