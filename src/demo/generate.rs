@@ -269,7 +269,7 @@ mod tests {
         let a = tempfile::tempdir().unwrap();
         let b = tempfile::tempdir().unwrap();
         let generation = Generation {
-            customers: 40,
+            customers: 60,
             day: 1,
             seed: 7,
         };
