@@ -3,4 +3,5 @@
 mod demo;
 mod foundation;
 mod ingest;
+mod s3;
 mod support;

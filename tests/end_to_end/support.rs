@@ -141,8 +141,16 @@ pub fn files_under(dir: &Path) -> usize {
 
 /// Runs the lakescore binary in `dir` with no cloud credentials leaking in.
 pub fn lakescore(dir: &Path, args: &[&str]) -> Run {
+    lakescore_with_env(dir, args, &[])
+}
+
+/// Runs the lakescore binary in `dir` with extra environment variables.
+pub fn lakescore_with_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut command = Command::new(env!("CARGO_BIN_EXE_lakescore"));
-    command.args(args).current_dir(dir);
+    command
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied());
     for (key, _) in std::env::vars() {
         if key.starts_with("AWS_") || key.starts_with("AZURE_") || key.starts_with("GOOGLE_") {
             command.env_remove(key);
