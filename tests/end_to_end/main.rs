@@ -1,5 +1,8 @@
 //! End-to-end tests: the lakescore binary run on generated projects.
 
+// A failed unwrap in a test harness is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+
 mod demo;
 mod foundation;
 mod ingest;
