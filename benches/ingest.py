@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Ingest throughput and memory: CSV -> Delta, JSON lines -> Delta, and a merge upsert.
+
+Generates extracts of --rows rows (default 5 million), lands them with the release binary
+in a scratch project, and prints a table of rows/s, MB/s and the peak RSS of each run
+(measured by the kernel for the child process, via wait4).
+
+    cargo build --release
+    python3 benches/ingest.py                    # 5M rows; about 1.3 GB of input
+    python3 benches/ingest.py --rows 1000000     # quicker
+"""
+
+import argparse
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+INDUSTRIES = ["Manufacturing", "Retail", "Finance", "Energy", "Software"]
+EVENTS = ["login", "report", "export", "api_call"]
+
+
+def write_csv(path: Path, rows: int, first_id: int = 0, seed: int = 1) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8", newline="") as out:
+        out.write("account_id,name,industry,is_active,created_at,annual_revenue,employees,score,notes\n")
+        chunk = []
+        for i in range(first_id, first_id + rows):
+            chunk.append(
+                f"ACC-{i:09d},\"Company {i}, Inc\",{INDUSTRIES[i % 5]},{'true' if i % 7 else 'false'},"
+                f"2025-{1 + i % 12:02d}-{1 + i % 28:02d}T09:{i % 60:02d}:00Z,{rng.random() * 1e6:.2f},"
+                f"{i % 5000},{rng.random():.6f},note {i}\n"
+            )
+            if len(chunk) == 100_000:
+                out.write("".join(chunk))
+                chunk.clear()
+        out.write("".join(chunk))
+
+
+def write_jsonl(path: Path, rows: int, seed: int = 2) -> None:
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as out:
+        chunk = []
+        for i in range(rows):
+            chunk.append(
+                f'{{"event_id": {i}, "account_id": "ACC-{i % 100000:09d}", "event": "{EVENTS[i % 4]}", '
+                f'"at": "2026-01-{1 + i % 28:02d}T{i % 24:02d}:{i % 60:02d}:00Z", '
+                f'"seconds": {rng.random() * 300:.1f}, "ok": {"true" if i % 9 else "false"}}}\n'
+            )
+            if len(chunk) == 100_000:
+                out.write("".join(chunk))
+                chunk.clear()
+        out.write("".join(chunk))
+
+
+PROJECT = """
+[project]
+name = "bench"
+
+[[source]]
+name = "accounts_csv"
+path = "extracts/csv/*.csv"
+format = "csv"
+table = "raw.accounts"
+dialect = "crm"
+[source.schema]
+account_id = { type = "string", required = true }
+annual_revenue = "decimal(18,2)"
+
+[[source]]
+name = "events_json"
+path = "extracts/json/*.jsonl"
+format = "json"
+table = "raw.events"
+
+[[source]]
+name = "accounts_merge"
+path = "extracts/merge/*.csv"
+format = "csv"
+table = "raw.accounts_merged"
+dialect = "crm"
+mode = "merge"
+key = ["account_id"]
+"""
+
+
+def run(binary: str, project: Path, args: list) -> tuple:
+    started = time.perf_counter()
+    child = subprocess.Popen([binary, *args], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(child.pid, 0)
+    elapsed = time.perf_counter() - started
+    output = child.stdout.read().decode()
+    errors = child.stderr.read().decode()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(args)} failed:\n{output}\n{errors}")
+    return elapsed, usage.ru_maxrss / 1024, output
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=5_000_000)
+    default_binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "lakescore")
+    parser.add_argument("--binary", default=default_binary)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch project")
+    options = parser.parse_args()
+    if not os.path.exists(options.binary):
+        sys.exit(f"{options.binary} not found: run `cargo build --release` first (or pass --binary)")
+
+    scratch = Path(tempfile.mkdtemp(prefix="lakescore-bench-"))
+    try:
+        (scratch / "lakescore.toml").write_text(PROJECT)
+        for folder in ["csv", "json", "merge"]:
+            (scratch / "extracts" / folder).mkdir(parents=True)
+        rows = options.rows
+        print(f"generating {rows:,} rows per format in {scratch} ...", file=sys.stderr)
+        csv_file = scratch / "extracts/csv/accounts.csv"
+        json_file = scratch / "extracts/json/events.jsonl"
+        write_csv(csv_file, rows)
+        write_jsonl(json_file, rows)
+        results = []
+        for name, source, path in [("CSV -> Delta", "accounts_csv", csv_file), ("JSON lines -> Delta", "events_json", json_file)]:
+            elapsed, rss, _ = run(options.binary, scratch, ["ingest", source])
+            results.append((name, rows, path.stat().st_size, elapsed, rss))
+
+        # Merge: a target of `rows` accounts, then a batch of rows/5 where half the keys exist.
+        target = scratch / "extracts/merge/a_initial.csv"
+        write_csv(target, rows)
+        run(options.binary, scratch, ["ingest", "accounts_merge"])
+        update = scratch / "extracts/merge/b_update.csv"
+        batch = max(rows // 5, 1)
+        write_csv(update, batch, first_id=rows - batch // 2, seed=3)
+        elapsed, rss, _ = run(options.binary, scratch, ["ingest", "accounts_merge"])
+        results.append((f"merge into {rows:,}-row table", batch, update.stat().st_size, elapsed, rss))
+        check, _, out = run(options.binary, scratch, ["sql", "select count(*) as n from raw.accounts_merged", "--format", "csv"])
+        expected = rows + batch - batch // 2
+        if out.split()[-1] != str(expected):
+            sys.exit(f"merge produced {out.split()[-1]} rows, expected {expected}")
+
+        print()
+        print("| case | rows | input MB | seconds | rows/s | MB/s | peak RSS MiB |")
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for name, count, size, elapsed, rss in results:
+            mb = size / 1e6
+            print(f"| {name} | {count:,} | {mb:,.0f} | {elapsed:.1f} | {count / elapsed:,.0f} | {mb / elapsed:.1f} | {rss:,.0f} |")
+    finally:
+        if options.keep:
+            print(f"kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
