@@ -255,10 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;
-            let summaries = list_table_summaries(&lakehouse).await?;
-            let (schema, batch) = summaries_batch(&summaries)?;
-            write_batches(schema, vec![batch], output.format(), &output.destination()).await?;
-            Ok(())
+            write_table_listing(&lakehouse, output.format(), &output.destination()).await
         }
         Command::History {
             table,
@@ -282,6 +279,18 @@ fn init(dir: &Path) -> anyhow::Result<()> {
         "Next: put extracts in place, then try `lakescore sql \"select 1\"` in {}",
         project.dir.display()
     );
+    Ok(())
+}
+
+/// Writes the listing of every table (`lakescore tables`, `\\dt`, the demo's summary).
+async fn write_table_listing(
+    lakehouse: &Lakehouse,
+    format: OutputFormat,
+    destination: &Destination,
+) -> anyhow::Result<()> {
+    let summaries = list_table_summaries(lakehouse).await?;
+    let (schema, batch) = summaries_batch(&summaries)?;
+    write_batches(schema, vec![batch], format, destination).await?;
     Ok(())
 }
 

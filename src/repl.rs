@@ -3,8 +3,7 @@
 
 use std::path::PathBuf;
 
-use lakescore_engine::inspect::{list_table_summaries, summaries_batch};
-use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
+use lakescore_engine::output::{Destination, OutputFormat, write_results};
 use lakescore_engine::{Project, SqlSession};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -103,11 +102,8 @@ async fn meta_command(
         (Some("\\q"), _) => return Ok(true),
         (Some("\\h" | "\\?"), _) => println!("{HELP}"),
         (Some("\\dt"), _) => {
-            let summaries = list_table_summaries(session.lakehouse()).await?;
-            let (schema, batch) = summaries_batch(&summaries)?;
-            write_batches(
-                schema,
-                vec![batch],
+            crate::write_table_listing(
+                session.lakehouse(),
                 OutputFormat::Table,
                 &Destination::Stdout,
             )

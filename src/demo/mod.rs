@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use lakescore_engine::inspect::{list_table_summaries, summaries_batch};
-use lakescore_engine::output::{Destination, OutputFormat, write_batches};
+use lakescore_engine::output::{Destination, OutputFormat};
 use lakescore_engine::{Lakehouse, Project};
 
 pub use generate::{Generation, generate};
@@ -132,15 +131,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
     }
 
     println!("Tables:");
-    let summaries = list_table_summaries(&lakehouse).await?;
-    let (schema, batch) = summaries_batch(&summaries)?;
-    write_batches(
-        schema,
-        vec![batch],
-        OutputFormat::Table,
-        &Destination::Stdout,
-    )
-    .await?;
+    crate::write_table_listing(&lakehouse, OutputFormat::Table, &Destination::Stdout).await?;
     print_next_steps(&project.dir, started);
     Ok(())
 }
