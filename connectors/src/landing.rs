@@ -15,6 +15,8 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::parquet::basic::Compression;
+use datafusion::parquet::file::properties::WriterProperties;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -43,8 +45,6 @@ use crate::schema::{
 
 /// Rows per record batch handed to the Delta writer.
 const BATCH_ROWS: usize = 8192;
-/// Target size of the Parquet files a batch is written into.
-const TARGET_FILE_SIZE: u64 = 64 * 1024 * 1024;
 /// Set to pause a run after its data files are written and before it commits, so tests can
 /// kill it there.
 pub const PAUSE_BEFORE_COMMIT: &str = "LAKESCORE_FAULT_PAUSE_BEFORE_COMMIT";
@@ -288,11 +288,19 @@ impl SourceLanding<'_> {
                 )
                 .await?,
             ),
-            _ => BatchSink::Table(
-                RecordBatchWriter::for_table(&table)
-                    .map_err(|e| Error::storage(table.table_url(), e))?
-                    .with_target_file_size(TARGET_FILE_SIZE),
-            ),
+            _ => {
+                let settings = &self.project.config.ingest;
+                let properties = WriterProperties::builder()
+                    .set_compression(Compression::SNAPPY)
+                    .set_max_row_group_bytes(Some(settings.row_group_mb.max(1) * 1024 * 1024))
+                    .build();
+                BatchSink::Table(
+                    RecordBatchWriter::for_table(&table)
+                        .map_err(|e| Error::storage(table.table_url(), e))?
+                        .with_writer_properties(properties)
+                        .with_target_file_size(settings.target_file_mb.max(1) * 1024 * 1024),
+                )
+            }
         };
         let mut columns = base_columns.clone();
         let mut quarantined: Vec<(String, QuarantinedRow)> = Vec::new();
@@ -395,7 +403,8 @@ impl SourceLanding<'_> {
             }
             BatchSink::Staging(staging) => {
                 let keys = self.merge_keys();
-                merge_staged(self.lakehouse, staging, table, &keys, properties).await?
+                let memory = self.project.config.ingest.merge_memory_mb.max(1) * 1024 * 1024;
+                merge_staged(self.lakehouse, staging, table, &keys, properties, memory).await?
             }
         };
         report.version = Some(version);

@@ -4,7 +4,7 @@
 //! The batch is first streamed into a staging Delta table under `<root>/_staging/<batch>`
 //! (never a whole batch in memory), deduplicated on the key with a window function (the
 //! last file by name, and within it the last row, wins), and merged into the target by
-//! delta-rs in streaming mode, in one commit that carries the files' ledger ids. The
+//! delta-rs in streaming mode (with a memory pool that spills to disk), in one commit that carries the files' ledger ids. The
 //! staging table is deleted afterwards; one left by a crash is ignored by the catalog.
 
 use datafusion::arrow::array::RecordBatch;
@@ -27,9 +27,6 @@ use url::Url;
 use crate::error::{Error, Result};
 use crate::landing::{create_delta_table_at, pause_if_asked};
 use crate::schema::{SOURCE_FILE, SOURCE_ROW};
-
-/// Memory a merge may hold before DataFusion spills to disk.
-const MERGE_MEMORY_BYTES: usize = 512 * 1024 * 1024;
 
 /// The folder under the root that holds staging tables.
 const STAGING: &str = "_staging";
@@ -68,13 +65,15 @@ impl StagingTable {
     }
 }
 
-/// Merges the staged batch into `target` on `keys` and returns the new version.
+/// Merges the staged batch into `target` on `keys`, holding at most `memory_bytes` before
+/// spilling to disk, and returns the new version.
 pub async fn merge_staged(
     lakehouse: &Lakehouse,
     mut staging: StagingTable,
     target: DeltaTable,
     keys: &[String],
     properties: CommitProperties,
+    memory_bytes: usize,
 ) -> Result<u64> {
     let staged_uri = staging.table.table_url().to_string();
     staging
@@ -84,7 +83,7 @@ pub async fn merge_staged(
         .map_err(|e| Error::storage(&staged_uri, e))?;
     pause_if_asked();
 
-    let state = create_session_state_with_spill_config(Some(MERGE_MEMORY_BYTES), None);
+    let state = create_session_state_with_spill_config(Some(memory_bytes), None);
     let ctx = SessionContext::new_with_state(state);
     let provider = staging
         .table

@@ -45,6 +45,32 @@ pub struct ProjectConfig {
     /// `[[source]]`: extracts to land.
     #[serde(default, rename = "source")]
     pub sources: Vec<SourceConfig>,
+    /// `[ingest]`: how landing uses memory and files.
+    #[serde(default)]
+    pub ingest: IngestConfig,
+}
+
+/// The `[ingest]` section: the knobs that bound landing's memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Most bytes a Parquet row group may buffer before it is written out, in MiB; the
+    /// Delta writer holds one row group per open file, so this bounds ingest memory.
+    pub row_group_mb: usize,
+    /// Size at which a data file is closed and a new one started, in MiB.
+    pub target_file_mb: u64,
+    /// Memory a merge may hold before DataFusion spills to disk, in MiB.
+    pub merge_memory_mb: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            row_group_mb: 64,
+            target_file_mb: 128,
+            merge_memory_mb: 512,
+        }
+    }
 }
 
 /// The `[project]` section.
@@ -412,6 +438,56 @@ aws_virtual_hosted_style_request = "false"
         assert_eq!(config.project.name.as_str(), "demo");
         assert_eq!(config.lakehouse.root.as_str(), "./lakehouse");
         assert!(config.lakehouse.storage.to_options().is_empty());
+        assert_eq!(config.ingest, IngestConfig::default());
+    }
+
+    #[test]
+    fn ingest_settings_override_defaults_one_by_one() {
+        let text = "[project]\nname = \"p\"\n[ingest]\nrow_group_mb = 16\n";
+        let config = ProjectConfig::parse(text).unwrap();
+        assert_eq!(config.ingest.row_group_mb, 16);
+        assert_eq!(config.ingest.merge_memory_mb, 512);
+        let typo = ProjectConfig::parse("[project]\nname = \"p\"\n[ingest]\nrow_groups = 1\n");
+        assert!(typo.unwrap_err().contains("unknown field `row_groups`"));
+    }
+
+    #[test]
+    fn source_entries_are_checked() {
+        let source = |extra: &str| {
+            format!(
+                "[project]\nname = \"p\"\n[[source]]\nname = \"s\"\npath = \"x\"\nformat = \"csv\"\ntable = \"raw.s\"\n{extra}"
+            )
+        };
+        let merge = ProjectConfig::parse(&source("mode = \"merge\"\n")).unwrap_err();
+        assert!(
+            merge.contains("[[source]] 's': mode = \"merge\" needs key"),
+            "{merge}"
+        );
+        let bad_type =
+            ProjectConfig::parse(&source("[source.schema]\nx = \"money\"\n")).unwrap_err();
+        assert!(
+            bad_type.contains("unknown column type 'money'"),
+            "{bad_type}"
+        );
+        assert!(bad_type.contains("line 9"), "{bad_type}");
+        let limit = ProjectConfig::parse(&source("max_bad_rows = \"lots\"\n")).unwrap_err();
+        assert!(limit.contains("'lots' is not a percentage"), "{limit}");
+        let parsed = ProjectConfig::parse(&source(
+            "max_bad_rows = \"2.5%\"\n[source.schema]\nid = { type = \"int\", required = true }\namount = \"decimal(18,2)\"\n",
+        ))
+        .unwrap();
+        let s = &parsed.sources[0];
+        assert_eq!(s.max_bad_rows, BadRowLimit::Ratio(0.025));
+        assert_eq!(
+            s.schema["id"],
+            ColumnSpec {
+                column_type: ColumnType::Int,
+                required: true
+            }
+        );
+        assert_eq!(s.schema["amount"].column_type, ColumnType::Decimal(18, 2));
+        let names: Vec<&String> = s.schema.keys().collect();
+        assert_eq!(names, ["id", "amount"]);
     }
 
     #[test]
