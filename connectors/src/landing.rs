@@ -483,9 +483,13 @@ impl SourceLanding<'_> {
             lineage,
         };
         let reading = tokio::task::spawn_blocking(move || job.run(&sender));
+        let mut wrote_rows = false;
         while let Some(message) = receiver.recv().await {
             match message {
-                Message::Batch(batch) => sink.write(batch).await?,
+                Message::Batch(batch) => {
+                    wrote_rows = true;
+                    sink.write(batch).await?;
+                }
                 Message::Quarantine(row) => quarantined.push(row),
                 Message::Records(n) => {
                     if let Some(progress) = &self.progress {
@@ -494,9 +498,16 @@ impl SourceLanding<'_> {
                 }
             }
         }
-        reading
+        let outcome = reading
             .await
-            .map_err(|e| Error::storage(&file.display, format!("reading stopped: {e}")))?
+            .map_err(|e| Error::storage(&file.display, format!("reading stopped: {e}")))?;
+        match outcome {
+            // Rows of this file are already in the batch: it cannot be left out alone.
+            Err(Error::File { file, message }) if wrote_rows => Err(self.source_error(format!(
+                "{file}: {message}; the batch was rejected and nothing was committed"
+            ))),
+            other => other,
+        }
     }
 
     fn check_bad_rows(&self, file: &str, outcome: &FileOutcome) -> Result<()> {

@@ -416,3 +416,33 @@ fn unknown_sources_and_bad_dialects_are_named() {
         "{error}"
     );
 }
+
+#[test]
+fn json_arrays_land_and_a_broken_file_is_rejected_whole() {
+    let ws = Workspace::init();
+    ws.write_file(
+        "extracts/a.json",
+        "[{\"id\": 0, \"tags\": [\"x\", \"]\"]}, {\"id\": 1}]",
+    );
+    let unclosed: String = (0..9000).map(|i| format!("{{\"id\": {i}}},")).collect();
+    ws.write_file("extracts/b.json", &format!("[{unclosed}"));
+    ws.append_to_project(
+        "\n[[source]]\nname = \"events\"\npath = \"extracts/*.json\"\nformat = \"json\"\ntable = \"raw.events\"\n",
+    );
+    let run = ws.run(&["ingest"]);
+    assert!(
+        run.stdout
+            .contains("raw.events <- events: 1 file landed, 2 rows, 0 quarantined"),
+        "{}",
+        run.stdout
+    );
+    let error = run.fails_with(1);
+    assert!(
+        error.contains("b.json: after record 9000: the JSON array is not closed with ']'"),
+        "{error}"
+    );
+    assert_eq!(
+        ws.csv("select id, tags from raw.events order by id"),
+        "id,tags\n0,\"[\"\"x\"\",\"\"]\"\"]\"\n1,\n"
+    );
+}

@@ -188,11 +188,16 @@ impl Iterator for RawRecords {
                     return None;
                 }
                 match next_element(bytes) {
-                    Ok(Some(text)) => {
+                    Ok(Element::More(text)) => {
                         *index += 1;
                         Some(Ok((*index, text)))
                     }
-                    Ok(None) => {
+                    Ok(Element::Last(text)) => {
+                        *done = true;
+                        *index += 1;
+                        Some(Ok((*index, text)))
+                    }
+                    Ok(Element::Closed) => {
                         *done = true;
                         None
                     }
@@ -209,10 +214,18 @@ impl Iterator for RawRecords {
     }
 }
 
-/// Reads the next top-level element of an array whose `[` was consumed; `None` at `]`.
-fn next_element(
-    bytes: &mut impl Iterator<Item = std::io::Result<u8>>,
-) -> std::io::Result<Option<String>> {
+/// How an array element ended.
+enum Element {
+    /// An element followed by `,`.
+    More(String),
+    /// The last element, followed by `]`.
+    Last(String),
+    /// `]` with no element before it (an empty array).
+    Closed,
+}
+
+/// Reads the next top-level element of an array whose `[` was consumed.
+fn next_element(bytes: &mut impl Iterator<Item = std::io::Result<u8>>) -> std::io::Result<Element> {
     let mut element = Vec::new();
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for byte in bytes {
@@ -230,10 +243,11 @@ fn next_element(
         match byte {
             b',' | b']' if depth == 0 => {
                 let text = String::from_utf8_lossy(&element).trim().to_string();
-                if text.is_empty() && byte == b']' {
-                    return Ok(None);
-                }
-                return Ok(Some(text));
+                return Ok(match (byte, text.is_empty()) {
+                    (b']', true) => Element::Closed,
+                    (b']', false) => Element::Last(text),
+                    _ => Element::More(text),
+                });
             }
             b'"' => in_string = true,
             b'{' | b'[' => depth += 1,
@@ -242,15 +256,10 @@ fn next_element(
         }
         element.push(byte);
     }
-    let text = String::from_utf8_lossy(&element).trim().to_string();
-    if text.is_empty() {
-        Ok(None)
-    } else {
-        Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            "the JSON array is not closed with ']'",
-        ))
-    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        "the JSON array is not closed with ']'",
+    ))
 }
 
 #[cfg(test)]
