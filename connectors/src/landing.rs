@@ -365,6 +365,9 @@ impl SourceLanding<'_> {
                 .collect();
         }
         if landed_ids.is_empty() {
+            if let BatchSink::Staging(staging) = sink {
+                staging.discard(self.lakehouse).await;
+            }
             return Ok(report);
         }
 

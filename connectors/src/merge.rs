@@ -56,6 +56,11 @@ impl StagingTable {
         })
     }
 
+    /// Deletes the staging table without merging it.
+    pub async fn discard(self, lakehouse: &Lakehouse) {
+        remove_staging(lakehouse, &self.folder).await;
+    }
+
     /// Stages one batch.
     pub async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         self.writer
