@@ -446,3 +446,56 @@ fn json_arrays_land_and_a_broken_file_is_rejected_whole() {
         "id,tags\n0,\"[\"\"x\"\",\"\"]\"\"]\"\n1,\n"
     );
 }
+
+#[test]
+fn a_file_that_fails_after_rows_were_written_rejects_the_whole_batch() {
+    use deltalake::arrow::array::{RecordBatch, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    use std::sync::Arc;
+
+    let ws = Workspace::init();
+    // Two row groups of 10,000 rows; the second one's data is then corrupted on disk, so
+    // reading fails after the first row group's rows went to the writer.
+    let path = ws.path().join("extracts/b.parquet");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let schema = Arc::new(Schema::new(vec![Field::new("id", DataType::Utf8, false)]));
+    let properties = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(10_000))
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_enabled(false)
+        .build();
+    let mut writer = ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        schema.clone(),
+        Some(properties),
+    )
+    .unwrap();
+    let ids = StringArray::from_iter_values((0..20_000).map(|i| format!("row-{i:08}")));
+    writer
+        .write(&RecordBatch::try_new(schema, vec![Arc::new(ids)]).unwrap())
+        .unwrap();
+    writer.close().unwrap();
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let second = reader.metadata().row_group(1).column(0);
+    let start = second.data_page_offset() as usize + 64;
+    drop(reader);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[start..start + 512].fill(0xAB);
+    std::fs::write(&path, bytes).unwrap();
+
+    ws.append_to_project(
+        "\n[[source]]\nname = \"ids\"\npath = \"extracts/*.parquet\"\nformat = \"parquet\"\ntable = \"raw.ids\"\n",
+    );
+    let error = ws.run(&["ingest"]).fails_with(1);
+    assert!(error.contains("source 'ids':"), "{error}");
+    assert!(error.contains("b.parquet"), "{error}");
+    assert!(
+        error.contains("the batch was rejected and nothing was committed"),
+        "{error}"
+    );
+    assert_eq!(ws.csv("select count(*) as n from raw.ids"), "n\n0\n");
+}
