@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lakescore_engine::datafusion::sql::parser::Statement;
 use lakescore_engine::inspect::{
     history_batch, list_table_summaries, summaries_batch, table_history,
 };
@@ -244,7 +245,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let session = SqlSession::new(open_lakehouse(&project)?).await?;
             match query {
-                Some(sql) => run_sql(&session, sql, output, *max_rows).await,
+                Some(sql) => {
+                    let statements = session.parse(sql)?;
+                    if statements.len() > 1 && output.output.is_some() {
+                        anyhow::bail!(lakescore_engine::Error::Usage(format!(
+                            "--output takes the result of one statement, but {} were given",
+                            statements.len()
+                        )));
+                    }
+                    run_statements(
+                        &session,
+                        statements,
+                        output.format(),
+                        &output.destination(),
+                        *max_rows,
+                    )
+                    .await
+                }
                 None => repl::run(session, &project, *max_rows).await,
             }
         }
@@ -298,27 +315,21 @@ fn open_lakehouse(project: &Project) -> anyhow::Result<Arc<Lakehouse>> {
     Ok(Arc::new(Lakehouse::for_project(project)?))
 }
 
-/// Runs every statement in `sql` in order, writing each result.
-async fn run_sql(
+/// Runs `statements` in order, writing each result (`lakescore sql` and the prompt).
+async fn run_statements(
     session: &SqlSession,
-    sql: &str,
-    output: &OutputArgs,
+    statements: Vec<Statement>,
+    format: OutputFormat,
+    destination: &Destination,
     max_rows: usize,
 ) -> anyhow::Result<()> {
-    let statements = session.parse(sql)?;
-    if statements.len() > 1 && output.output.is_some() {
-        anyhow::bail!(lakescore_engine::Error::Usage(format!(
-            "--output takes the result of one statement, but {} were given",
-            statements.len()
-        )));
-    }
     for statement in statements {
         let frame = session.plan(statement).await?;
         let stream = frame
             .execute_stream()
             .await
             .map_err(lakescore_engine::Error::from)?;
-        write_results(stream, output.format(), &output.destination(), max_rows).await?;
+        write_results(stream, format, destination, max_rows).await?;
     }
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use lakescore_engine::output::{Destination, OutputFormat, write_results};
+use lakescore_engine::output::{Destination, OutputFormat};
 use lakescore_engine::{Project, SqlSession};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -80,15 +80,15 @@ pub async fn run(
 
 async fn execute(session: &mut SqlSession, sql: &str, max_rows: usize) -> anyhow::Result<()> {
     session.refresh().await?;
-    for statement in session.parse(sql)? {
-        let frame = session.plan(statement).await?;
-        let stream = frame
-            .execute_stream()
-            .await
-            .map_err(lakescore_engine::Error::from)?;
-        write_results(stream, OutputFormat::Table, &Destination::Stdout, max_rows).await?;
-    }
-    Ok(())
+    let statements = session.parse(sql)?;
+    crate::run_statements(
+        session,
+        statements,
+        OutputFormat::Table,
+        &Destination::Stdout,
+        max_rows,
+    )
+    .await
 }
 
 /// Handles a backslash command; returns true to quit.

@@ -7,7 +7,6 @@
 //! Nothing is committed until every file of the batch is read, so a failure or a kill
 //! leaves both tables at their previous versions.
 
-use std::collections::HashMap;
 use std::future::{Future, IntoFuture};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -371,32 +370,31 @@ impl SourceLanding<'_> {
             return Ok(report);
         }
 
-        let metadata = commit_metadata(
-            self.run_id,
-            Value::Array(inputs),
-            [
-                ("source", json!(self.source.name)),
-                ("batch", json!(batch_id)),
-            ],
-        );
+        let inputs = Value::Array(inputs);
+        let batch_extras = [
+            ("source", json!(self.source.name)),
+            ("batch", json!(batch_id)),
+        ];
         let now_millis = Utc::now().timestamp_millis();
         let batch = QuarantineBatch {
             rows: quarantined,
             batch_id: &batch_id,
             ingested_at,
             now_millis,
-            metadata: metadata.clone(),
+            inputs: inputs.clone(),
+            extras: batch_extras.clone(),
         };
         self.commit_quarantine(&quarantine_name, quarantine, batch, &landed_ids)
             .await?;
-        let mut metadata = metadata;
-        for (key, value) in [
-            ("lakescore.rows", json!(report.rows)),
-            ("lakescore.quarantined", json!(report.quarantined)),
-            ("lakescore.new_columns", json!(report.new_columns)),
-        ] {
-            metadata.insert(key.to_string(), value);
-        }
+        let metadata = commit_metadata(
+            self.run_id,
+            inputs,
+            batch_extras.into_iter().chain([
+                ("rows", json!(report.rows)),
+                ("quarantined", json!(report.quarantined)),
+                ("new_columns", json!(report.new_columns)),
+            ]),
+        );
         let properties = CommitProperties::default()
             .with_metadata(metadata)
             .with_application_transactions(record(&landed_ids, now_millis));
@@ -568,8 +566,14 @@ impl SourceLanding<'_> {
                 create_delta_table(self.lakehouse, name, &records.schema(), self.run_id).await?
             }
         };
-        let mut metadata = batch.metadata;
-        metadata.insert(String::from("lakescore.rows"), json!(rows.len()));
+        let metadata = commit_metadata(
+            self.run_id,
+            batch.inputs,
+            batch
+                .extras
+                .into_iter()
+                .chain([("rows", json!(rows.len()))]),
+        );
         let properties = CommitProperties::default()
             .with_metadata(metadata)
             .with_application_transactions(record(&fresh_ids, batch.now_millis));
@@ -590,7 +594,8 @@ struct QuarantineBatch<'a> {
     batch_id: &'a str,
     ingested_at: i64,
     now_millis: i64,
-    metadata: HashMap<String, Value>,
+    inputs: Value,
+    extras: [(&'static str, Value); 2],
 }
 
 /// Where a source's batches go: the table's writer, or a staging table for merges.
