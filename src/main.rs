@@ -3,6 +3,7 @@
 mod demo;
 mod ingest;
 mod repl;
+mod transform;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,6 +16,7 @@ use lakescore_engine::inspect::{
 };
 use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
+use lakescore_sql::dag::Selector;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -87,6 +89,38 @@ enum Command {
     Ingest {
         /// Sources to land (default: all).
         sources: Vec<String>,
+    },
+    /// Run the SQL models in models/ in dependency order, testing each result before it is
+    /// committed.
+    ///
+    /// Every input table is pinned to its version at the start of the run. A model whose
+    /// file and input versions are unchanged since its last commit is up to date and is
+    /// skipped. A failing error-severity test leaves the model's table at its previous
+    /// version; models reading it are skipped.
+    Transform {
+        /// Models to run, by name (file stem) or table (default: all).
+        models: Vec<String>,
+        /// Also run a selection: MODEL, downstream-of:MODEL or upstream-of:MODEL
+        /// (repeatable).
+        #[arg(long, value_name = "SELECTOR")]
+        select: Vec<String>,
+        /// Run models even when they are up to date.
+        #[arg(long)]
+        force: bool,
+        /// Only list the models in run order with what they read; run nothing.
+        #[arg(long)]
+        list: bool,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Show what made a table version: the model run and its input table versions, down
+    /// to the extract files of each landed batch.
+    Lineage {
+        /// The table, as schema.name or schema.name@VERSION (default: newest version).
+        table: String,
+        /// Print the lineage as JSON instead of a tree.
+        #[arg(long)]
+        json: bool,
     },
     /// List every table: version, rows, files, size and last commit time.
     Tables {
@@ -188,6 +222,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         engine.is_user_error()
     } else if let Some(connectors) = error.downcast_ref::<lakescore_connectors::Error>() {
         connectors.is_user_error()
+    } else if let Some(sql) = error.downcast_ref::<lakescore_sql::Error>() {
+        sql.is_user_error()
     } else {
         false
     };
@@ -243,7 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_rows,
         } => {
             let project = project()?;
-            let session = SqlSession::new(open_lakehouse(&project)?).await?;
+            let session = SqlSession::builder(open_lakehouse(&project)?)
+                .functions(project.config.functions.clone())
+                .build()
+                .await?;
             match query {
                 Some(sql) => {
                     let statements = session.parse(sql)?;
@@ -269,6 +308,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let lakehouse = open_lakehouse(&project)?;
             ingest::run(&project, lakehouse, sources.clone()).await
+        }
+        Command::Transform {
+            models,
+            select,
+            force,
+            list,
+            output,
+        } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            let selectors: Vec<Selector> = models
+                .iter()
+                .map(|name| Selector::Model(name.clone()))
+                .chain(select.iter().map(|s| Selector::parse(s)))
+                .collect();
+            if *list {
+                transform::list(
+                    &project,
+                    lakehouse,
+                    &selectors,
+                    output.format(),
+                    &output.destination(),
+                )
+                .await
+            } else {
+                transform::run(&project, lakehouse, selectors, *force).await
+            }
+        }
+        Command::Lineage { table, json } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            transform::print_lineage(&project, lakehouse, table, *json).await
         }
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;
@@ -330,6 +401,9 @@ async fn run_statements(
             .await
             .map_err(lakescore_engine::Error::from)?;
         write_results(stream, format, destination, max_rows).await?;
+        for warning in session.take_warnings() {
+            eprintln!("warning: {warning}");
+        }
     }
     Ok(())
 }

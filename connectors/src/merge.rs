@@ -9,27 +9,19 @@
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
-use datafusion::common::Column as DfColumn;
-use datafusion::prelude::{SessionContext, col};
-use std::sync::Arc;
+use datafusion::prelude::SessionContext;
 
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::operations::write::SchemaMode;
-use deltalake::protocol::SaveMode;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use futures::{StreamExt, TryStreamExt};
 use lakescore_engine::Lakehouse;
-use object_store::path::Path as StorePath;
+use lakescore_engine::write::{STAGING, delete_folder, merge_frame};
 use url::Url;
 
 use crate::error::{Error, Result};
 use crate::landing::{create_delta_table_at, pause_if_asked};
 use crate::schema::{SOURCE_FILE, SOURCE_ROW};
-
-/// The folder under the root that holds staging tables.
-const STAGING: &str = "_staging";
 
 /// A batch being staged for a merge.
 pub struct StagingTable {
@@ -58,7 +50,7 @@ impl StagingTable {
 
     /// Deletes the staging table without merging it.
     pub async fn discard(self, lakehouse: &Lakehouse) {
-        remove_staging(lakehouse, &self.folder).await;
+        delete_folder(lakehouse, &self.folder).await;
     }
 
     /// Stages one batch.
@@ -122,73 +114,9 @@ pub async fn merge_staged(
         .sql(&newest_per_key)
         .await
         .map_err(|e| Error::storage(&staged_uri, e))?;
-    let field_names: Vec<String> = source
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
-    let side = |side: &str, name: &str| col(DfColumn::new(Some(side), name));
-    let predicate = keys
-        .iter()
-        .map(|k| side("target", k).eq(side("source", k)))
-        .reduce(|a, b| a.and(b))
-        .ok_or_else(|| Error::storage(&staged_uri, "merge needs at least one key column"))?;
-    let target_uri = target.table_url().to_string();
-    let storage = Error::storage_at::<deltalake::DeltaTableError>(&target_uri);
-    let is_empty = target.snapshot().map_err(storage)?.log_data().num_files() == 0;
-    if is_empty {
-        // Nothing to match against: insert the deduplicated batch.
-        let written = target
-            .write(Vec::new())
-            .with_input_plan(source.into_unoptimized_plan())
-            .with_session_state(Arc::new(ctx.state()))
-            .with_save_mode(SaveMode::Append)
-            .with_schema_mode(SchemaMode::Merge)
-            .with_commit_properties(properties)
-            .await
-            .map_err(storage)?;
-        remove_staging(lakehouse, &staging.folder).await;
-        return written
-            .version()
-            .ok_or_else(|| Error::storage(&target_uri, "the write did not produce a version"));
-    }
-    let (merged, _metrics) = target
-        .merge(source, predicate)
-        .with_source_alias("source")
-        .with_target_alias("target")
-        .with_merge_schema(true)
-        .with_streaming(true)
-        .with_commit_properties(properties)
-        .when_matched_update(|update| {
-            field_names.iter().fold(update, |u, name| {
-                u.update(name.as_str(), side("source", name))
-            })
-        })
-        .map_err(storage)?
-        .when_not_matched_insert(|insert| {
-            field_names
-                .iter()
-                .fold(insert, |i, name| i.set(name.as_str(), side("source", name)))
-        })
-        .map_err(storage)?
+    let version = merge_frame(target, source, keys, properties)
         .await
-        .map_err(storage)?;
-    remove_staging(lakehouse, &staging.folder).await;
-    merged
-        .version()
-        .ok_or_else(|| Error::storage(&target_uri, "the merge did not produce a version"))
-}
-
-/// Deletes a staging table's objects; failures only leave garbage the catalog ignores.
-async fn remove_staging(lakehouse: &Lakehouse, folder: &str) {
-    let Ok(store) = lakehouse.store() else {
-        return;
-    };
-    let prefix = StorePath::from(folder);
-    let locations = store
-        .list(Some(&prefix))
-        .map_ok(|meta| meta.location)
-        .boxed();
-    let _ = store.delete_stream(locations).try_collect::<Vec<_>>().await;
+        .map_err(|e| Error::Engine(Box::new(e)))?;
+    delete_folder(lakehouse, &staging.folder).await;
+    Ok(version)
 }

@@ -5,17 +5,29 @@
 //! `information_schema`), while looking a table up by name always asks the storage, so a
 //! table another writer created a moment ago is queryable at once. Within one catalog a
 //! table is opened once, so every reference to it in a statement reads the same version.
+//! Pinned tables are opened at their pinned version instead of the newest. A name with no
+//! Delta table but a saved view ([`crate::views`]) is planned from the view's SQL in the
+//! session that asked, so the view reads the same (pinned) versions as the statement.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+
+use parking_lot::RwLock;
 
 use async_trait::async_trait;
+use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
 use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::execution::SessionState;
 
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::session::Pins;
+use crate::views::{list_views, read_view};
+
+/// The session a catalog belongs to, for planning views; set once the session exists.
+type SessionSlot = Arc<OnceLock<Weak<RwLock<SessionState>>>>;
 
 /// The name of lakescore's catalog in every SQL session.
 pub const CATALOG_NAME: &str = "lakehouse";
@@ -24,6 +36,8 @@ pub const CATALOG_NAME: &str = "lakehouse";
 pub struct LakehouseCatalog {
     lakehouse: Arc<Lakehouse>,
     listed: BTreeMap<String, Vec<String>>,
+    pins: Arc<Pins>,
+    session: SessionSlot,
     schemas: Mutex<HashMap<String, Arc<LakehouseSchema>>>,
 }
 
@@ -36,8 +50,8 @@ impl fmt::Debug for LakehouseCatalog {
 }
 
 impl LakehouseCatalog {
-    /// Lists the lakehouse and builds the catalog.
-    pub async fn discover(lakehouse: Arc<Lakehouse>) -> Result<Self> {
+    /// Lists the lakehouse and builds the catalog, which opens `pins` at their versions.
+    pub async fn discover(lakehouse: Arc<Lakehouse>, pins: Arc<Pins>) -> Result<Self> {
         let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for schema in lakehouse.list_schemas().await? {
             listed.entry(schema).or_default();
@@ -45,11 +59,21 @@ impl LakehouseCatalog {
         for table in lakehouse.list_tables().await? {
             listed.entry(table.schema).or_default().push(table.name);
         }
+        for view in list_views(&lakehouse).await? {
+            listed.entry(view.schema).or_default().push(view.name);
+        }
         Ok(Self {
             lakehouse,
             listed,
+            pins,
+            session: SessionSlot::default(),
             schemas: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Lets views be planned in `session`, the session this catalog is registered in.
+    pub fn attach_session(&self, session: Weak<RwLock<SessionState>>) {
+        let _ = self.session.set(session);
     }
 
     /// Opens `name` through the catalog's cache: the same provider every time it is asked.
@@ -66,6 +90,8 @@ impl LakehouseCatalog {
                     lakehouse: self.lakehouse.clone(),
                     schema: schema.to_string(),
                     listed: self.listed.get(schema).cloned().unwrap_or_default(),
+                    pins: self.pins.clone(),
+                    session: self.session.clone(),
                     opened: Mutex::new(HashMap::new()),
                 })
             })
@@ -89,6 +115,8 @@ struct LakehouseSchema {
     lakehouse: Arc<Lakehouse>,
     schema: String,
     listed: Vec<String>,
+    pins: Arc<Pins>,
+    session: SessionSlot,
     opened: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
 }
 
@@ -109,14 +137,50 @@ impl LakehouseSchema {
             schema: self.schema.clone(),
             name: table.to_string(),
         };
-        let delta = self
-            .lakehouse
-            .open_table(&name, TableVersion::Latest)
-            .await?;
+        let version = self
+            .pins
+            .get(&name)
+            .map_or(TableVersion::Latest, |v| TableVersion::Version(*v));
+        let delta = match self.lakehouse.open_table(&name, version).await {
+            Ok(delta) => delta,
+            Err(Error::UnknownTable { suggestions, .. }) => {
+                return match read_view(&self.lakehouse, &name).await? {
+                    Some(sql) => self.plan_view(table, &name, sql).await,
+                    None => Err(Error::UnknownTable {
+                        name: name.to_string(),
+                        suggestions,
+                    }),
+                };
+            }
+            Err(other) => return Err(other),
+        };
         let provider = delta.table_provider().await.map_err(|e| Error::Storage {
             uri: delta.table_url().to_string(),
             cause: e.to_string(),
         })?;
+        let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(opened.entry(table.to_string()).or_insert(provider).clone())
+    }
+
+    async fn plan_view(
+        &self,
+        table: &str,
+        name: &TableName,
+        sql: String,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let state = self
+            .session
+            .get()
+            .and_then(Weak::upgrade)
+            .map(|state| state.read().clone())
+            .ok_or_else(|| Error::Sql(format!("view {name} can only be read in a SQL session")))?;
+        let plan = state.create_logical_plan(&sql).await.map_err(|e| {
+            Error::Sql(format!(
+                "view {name} does not plan: {}",
+                e.strip_backtrace()
+            ))
+        })?;
+        let provider: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }

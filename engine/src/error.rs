@@ -157,7 +157,8 @@ impl Error {
     }
 }
 
-fn did_you_mean(suggestions: &[String]) -> String {
+/// The end of an unknown-name message: the closest names, or where to look them up.
+pub fn did_you_mean(suggestions: &[String]) -> String {
     match suggestions {
         [] => String::from(": `lakescore tables` lists the tables in the lakehouse"),
         [one] => format!(": did you mean {one}?"),

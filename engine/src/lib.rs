@@ -2,20 +2,23 @@
 //!
 //! It owns the project file ([`config`]), the lakehouse root and its object stores
 //! ([`lakehouse`]), the DataFusion catalog that exposes every Delta table under the root
-//! ([`catalog`]), time travel in SQL ([`time_travel`]), the lineage metadata of every commit
-//! ([`commit`]), the SQL session every entry point
-//! uses ([`session`]), table listings and history ([`inspect`]) and writing results in the
-//! formats other tools read ([`output`]). Nothing here knows about jobs or the CLI.
+//! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), lakescore's SQL functions
+//! ([`functions`]), the lineage metadata of every commit ([`commit`]), the SQL session every entry point
+//! uses ([`session`]), table listings and history ([`inspect`]) writing results in the
+//! formats other tools read ([`output`]) and query results into Delta tables ([`write`]). Nothing here knows about jobs or the CLI.
 
 pub mod catalog;
 pub mod commit;
 pub mod config;
 pub mod error;
+pub mod functions;
 pub mod inspect;
 pub mod lakehouse;
 pub mod output;
 pub mod session;
 pub mod time_travel;
+pub mod views;
+pub mod write;
 
 pub use config::Project;
 pub use error::{Error, Result};

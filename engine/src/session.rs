@@ -1,11 +1,13 @@
 //! SQL sessions over the lakehouse: one DataFusion `SessionContext` with the lakehouse
-//! catalog as its default catalog and lakescore's table functions registered.
+//! catalog as its default catalog and lakescore's functions registered.
 //!
-//! Every SQL entry point (the CLI, and later models, jobs and the wire server) gets its
-//! session here, so they all see the same tables and functions. Statements go through
+//! Every SQL entry point (the CLI, SQL models, and later jobs and the wire server) gets its
+//! session here, so they all see the same tables and functions. A session can pin tables
+//! to versions, so a model run reads one consistent snapshot. Statements go through
 //! [`SqlSession::plan`], which opens the table versions `table_at` asks for, turns a
 //! reference to a missing table into an error listing the closest names, and plans.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::common::TableReference;
@@ -16,12 +18,17 @@ use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 
 use crate::catalog::{CATALOG_NAME, LakehouseCatalog};
+use crate::config::FunctionsConfig;
 use crate::error::{Error, Result};
+use crate::functions::{FunctionWarning, FunctionWarnings, all_functions};
 use crate::lakehouse::{Lakehouse, TableName};
-use crate::time_travel::{TABLE_AT, TimeTravel};
+use crate::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
 pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Table versions a session reads instead of the newest ones.
+pub type Pins = BTreeMap<TableName, u64>;
 
 /// A SQL session over the lakehouse.
 pub struct SqlSession {
@@ -29,35 +36,84 @@ pub struct SqlSession {
     lakehouse: Arc<Lakehouse>,
     catalog: Arc<LakehouseCatalog>,
     time_travel: Arc<TimeTravel>,
+    pins: Arc<Pins>,
+    warnings: FunctionWarnings,
 }
 
-impl SqlSession {
-    /// Builds a session: lists the lakehouse and registers the catalog and functions.
-    pub async fn new(lakehouse: Arc<Lakehouse>) -> Result<Self> {
-        Self::with_config(lakehouse, SessionConfig::new()).await
+/// Settings of a new [`SqlSession`]; `.build().await` opens it.
+pub struct SessionBuilder {
+    lakehouse: Arc<Lakehouse>,
+    config: SessionConfig,
+    functions: FunctionsConfig,
+    pins: Pins,
+}
+
+impl SessionBuilder {
+    /// Uses a DataFusion config (e.g. to fix `target_partitions`).
+    pub fn config(mut self, config: SessionConfig) -> Self {
+        self.config = config;
+        self
     }
 
-    /// Builds a session from a DataFusion config (e.g. to fix `target_partitions`).
-    pub async fn with_config(lakehouse: Arc<Lakehouse>, config: SessionConfig) -> Result<Self> {
-        let config = config
+    /// Configures the SQL functions from the project's `[functions]` section.
+    pub fn functions(mut self, functions: FunctionsConfig) -> Self {
+        self.functions = functions;
+        self
+    }
+
+    /// Reads each of these tables at the given version instead of its newest.
+    pub fn pins(mut self, pins: Pins) -> Self {
+        self.pins = pins;
+        self
+    }
+
+    /// Lists the lakehouse and registers the catalog and the functions.
+    pub async fn build(self) -> Result<SqlSession> {
+        let config = self
+            .config
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
         let ctx = SessionContext::new_with_config(config);
-        let (catalog, time_travel) = attach_lakehouse(&ctx, &lakehouse).await?;
-        Ok(Self {
+        let warnings = FunctionWarnings::default();
+        for function in all_functions(&self.functions, &warnings) {
+            ctx.register_udf(function);
+        }
+        let pins = Arc::new(self.pins);
+        let (catalog, time_travel) = attach_lakehouse(&ctx, &self.lakehouse, &pins).await?;
+        Ok(SqlSession {
             ctx,
-            lakehouse,
+            lakehouse: self.lakehouse,
             catalog,
             time_travel,
+            pins,
+            warnings,
         })
+    }
+}
+
+impl SqlSession {
+    /// A session with default settings: `SqlSession::builder(lakehouse).build().await`.
+    pub fn builder(lakehouse: Arc<Lakehouse>) -> SessionBuilder {
+        SessionBuilder {
+            lakehouse,
+            config: SessionConfig::new(),
+            functions: FunctionsConfig::default(),
+            pins: Pins::new(),
+        }
     }
 
     /// Forgets the tables opened so far and lists the lakehouse again, so the next
-    /// statement reads every table at its newest version. Session settings are kept.
+    /// statement reads every unpinned table at its newest version. Settings are kept.
     pub async fn refresh(&mut self) -> Result<()> {
-        (self.catalog, self.time_travel) = attach_lakehouse(&self.ctx, &self.lakehouse).await?;
+        (self.catalog, self.time_travel) =
+            attach_lakehouse(&self.ctx, &self.lakehouse, &self.pins).await?;
         Ok(())
+    }
+
+    /// Values the normalization functions turned into NULL since the last call.
+    pub fn take_warnings(&self) -> Vec<FunctionWarning> {
+        self.warnings.take()
     }
 
     /// The DataFusion context, for registering more functions or running DataFrames.
@@ -111,10 +167,12 @@ impl SqlSession {
         }
     }
 
-    /// Fails with the closest existing names when the statement reads a table that is not
-    /// in the lakehouse.
-    async fn check_tables_exist(&self, statement: &Statement) -> Result<()> {
+    /// Every lakehouse table `statement` reads, as written and as a name: plain references
+    /// (unqualified ones are in [`DEFAULT_SCHEMA`]) and the tables of `table_at` calls.
+    /// Common table expressions and `information_schema` are not tables of the lakehouse.
+    pub fn tables_read(&self, statement: &Statement) -> Result<Vec<(String, TableName)>> {
         let state = self.ctx.state();
+        let mut tables = Vec::new();
         for reference in state.resolve_table_references(statement)? {
             if matches!(&reference, TableReference::Bare { table } if table.as_ref() == TABLE_AT) {
                 continue;
@@ -129,11 +187,23 @@ impl SqlSession {
                 schema: resolved.schema.to_string(),
                 name: resolved.table.to_string(),
             };
+            tables.push((reference.to_string(), name));
+        }
+        for (name, _) in tables_at_versions(statement)? {
+            tables.push((name.to_string(), name));
+        }
+        Ok(tables)
+    }
+
+    /// Fails with the closest existing names when the statement reads a table that is not
+    /// in the lakehouse.
+    async fn check_tables_exist(&self, statement: &Statement) -> Result<()> {
+        for (written, name) in self.tables_read(statement)? {
             match self.catalog.table(&name).await {
                 Ok(_) => {}
                 Err(Error::UnknownTable { suggestions, .. }) => {
                     return Err(Error::UnknownTable {
-                        name: reference.to_string(),
+                        name: written,
                         suggestions,
                     });
                 }
@@ -148,8 +218,10 @@ impl SqlSession {
 async fn attach_lakehouse(
     ctx: &SessionContext,
     lakehouse: &Arc<Lakehouse>,
+    pins: &Arc<Pins>,
 ) -> Result<(Arc<LakehouseCatalog>, Arc<TimeTravel>)> {
-    let catalog = Arc::new(LakehouseCatalog::discover(lakehouse.clone()).await?);
+    let catalog = Arc::new(LakehouseCatalog::discover(lakehouse.clone(), pins.clone()).await?);
+    catalog.attach_session(ctx.state_weak_ref());
     ctx.register_catalog(CATALOG_NAME, catalog.clone());
     let time_travel = Arc::new(TimeTravel::default());
     ctx.register_udtf(TABLE_AT, time_travel.clone());

@@ -168,6 +168,14 @@ pub fn parse_instant(text: &str) -> std::result::Result<DateTime<Utc>, String> {
 }
 
 /// Every `table_at` call in a statement, read from the SQL syntax tree.
+/// The tables `statement` reads through `table_at`, with the versions it asks for.
+pub fn tables_at_versions(statement: &DfStatement) -> Result<Vec<(TableName, TableVersion)>> {
+    Ok(pins_in(statement)?
+        .into_iter()
+        .map(|pin| (pin.table, pin.version))
+        .collect())
+}
+
 fn pins_in(statement: &DfStatement) -> Result<Vec<Pin>> {
     let mut finder = PinFinder::default();
     match statement {

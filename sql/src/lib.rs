@@ -1,6 +1,21 @@
-//! lakescore's SQL layer: SQL models (the `models/*.sql` DAG, data tests, lineage) and the
-//! PostgreSQL-wire server that serves the lakehouse to analysts and BI tools.
+//! lakescore's SQL layer: SQL models that turn raw extracts into curated tables.
 //!
-//! The crate sits on [`lakescore_engine`], whose `SqlSession` every SQL entry point shares.
+//! A model is a `models/*.sql` file holding one `SELECT` and its settings
+//! ([`model`]); the models form a dependency graph found by parsing their queries
+//! ([`dag`]); `transform` runs them in order on pinned input versions and commits each
+//! result only after its data tests ([`data_test`], [`testing`]) pass ([`transform`]);
+//! [`lineage`] walks the commit metadata back from a table version to the extract files.
 
+pub mod dag;
+pub mod data_test;
+pub mod error;
+pub mod lineage;
+pub mod model;
+pub mod testing;
+pub mod transform;
+
+pub use error::{Error, Result};
+pub use transform::{ModelReport, ModelStatus, Transform, TransformEvent, TransformReport};
+
+/// Re-exported so dependents use the same engine.
 pub use lakescore_engine as engine;

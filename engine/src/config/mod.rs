@@ -48,6 +48,64 @@ pub struct ProjectConfig {
     /// `[ingest]`: how landing uses memory and files.
     #[serde(default)]
     pub ingest: IngestConfig,
+    /// `[functions]`: settings of lakescore's SQL functions.
+    #[serde(default)]
+    pub functions: FunctionsConfig,
+    /// `[transform]`: where the SQL models live.
+    #[serde(default)]
+    pub transform: TransformConfig,
+}
+
+/// The `[functions]` section: settings the SQL functions read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionsConfig {
+    /// Salt for `hash_pii`, usually `"${LAKESCORE_PII_SALT}"`; without it `hash_pii` reads
+    /// the `LAKESCORE_PII_SALT` environment variable.
+    pub pii_salt: Option<EnvString>,
+    /// `[functions.exchange_rates]`: the rates `to_currency` converts with.
+    #[serde(default)]
+    pub exchange_rates: ExchangeRatesConfig,
+}
+
+/// The `[functions.exchange_rates]` section.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExchangeRatesConfig {
+    /// The currency every rate is relative to, e.g. `"EUR"`.
+    pub base: Option<String>,
+    /// Units of each currency that one unit of `base` buys, e.g. `{ USD = 1.08 }`.
+    #[serde(default)]
+    pub rates: BTreeMap<String, f64>,
+}
+
+/// The `[transform]` section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransformConfig {
+    /// The folder of SQL model files, relative to the project file.
+    #[serde(default = "default_models_dir")]
+    pub models: PathBuf,
+    /// The schema a model's table goes to when its config names none.
+    #[serde(default = "default_model_schema")]
+    pub schema: String,
+}
+
+impl Default for TransformConfig {
+    fn default() -> Self {
+        Self {
+            models: default_models_dir(),
+            schema: default_model_schema(),
+        }
+    }
+}
+
+fn default_models_dir() -> PathBuf {
+    PathBuf::from("models")
+}
+
+fn default_model_schema() -> String {
+    String::from("curated")
 }
 
 /// The `[ingest]` section: the knobs that bound landing's memory.
@@ -161,6 +219,13 @@ impl StorageConfig {
 #[derive(Clone, PartialEq, Eq)]
 pub struct EnvString(pub String);
 
+impl fmt::Display for EnvString {
+    /// The expanded value.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 impl EnvString {
     /// The expanded value.
     pub fn as_str(&self) -> &str {
@@ -271,9 +336,14 @@ impl Project {
             .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
             .unwrap_or_else(|| String::from("lakescore"));
         std::fs::write(&file, project_template(&name)).map_err(io(&file))?;
-        let models = dir.join("models");
+        let models = dir.join(default_models_dir());
         std::fs::create_dir_all(&models).map_err(io(&models))?;
         Self::load(&file)
+    }
+
+    /// The folder holding the project's SQL models.
+    pub fn models_dir(&self) -> PathBuf {
+        self.dir.join(&self.config.transform.models)
     }
 }
 
@@ -341,6 +411,18 @@ root = "./lakehouse"
 # secret_access_key = "${{AWS_SECRET_ACCESS_KEY}}"
 # [lakehouse.storage.options]              # any other object store option
 # google_service_account = "/path/to/key.json"
+
+# SQL models: one SELECT per .sql file in this folder, each becoming a table.
+# [transform]
+# models = "models"
+# schema = "curated"                         # where a model's table goes by default
+
+# Settings of the SQL functions.
+# [functions]
+# pii_salt = "${{LAKESCORE_PII_SALT}}"         # salt of hash_pii(text)
+# [functions.exchange_rates]                 # rates of to_currency(amount, from, to)
+# base = "EUR"
+# rates = {{ USD = 1.08, GBP = 0.86 }}
 "#
     )
 }

@@ -1,0 +1,191 @@
+//! Writing query results into Delta tables: append, overwrite (creating the table in the
+//! same commit when it does not exist yet) and merge on key columns.
+//!
+//! Every write streams its input plan through delta-rs and makes exactly one commit, with
+//! the commit properties (lineage metadata, ledger entries) the caller gives, so a crash
+//! before the commit leaves the table at its previous version.
+
+use std::sync::Arc;
+
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::col;
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as StorePath;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+
+/// The folder under the root that holds staging tables: intermediate results that are
+/// not part of the catalog and are deleted once used.
+pub const STAGING: &str = "_staging";
+
+/// How a write treats the rows already in the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Add the rows; new columns are added to the table's schema.
+    Append,
+    /// Replace every row (and the schema) with the written ones.
+    Overwrite,
+}
+
+/// Table `name` ready to be written: its latest version, or a new table when the folder
+/// holds none.
+pub async fn table_for_write(lakehouse: &Lakehouse, name: &TableName) -> Result<DeltaTable> {
+    match lakehouse.open_table(name, TableVersion::Latest).await {
+        Ok(table) => Ok(table),
+        Err(Error::UnknownTable { .. }) => new_table_at(lakehouse, lakehouse.table_url(name)?),
+        Err(other) => Err(other),
+    }
+}
+
+/// A handle for creating a new Delta table at `url`.
+pub fn new_table_at(lakehouse: &Lakehouse, url: Url) -> Result<DeltaTable> {
+    let uri = url.to_string();
+    if let Ok(folder) = url.to_file_path() {
+        std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
+            path: folder.clone(),
+            source,
+        })?;
+    }
+    deltalake::DeltaTableBuilder::from_url(url)
+        .and_then(|builder| {
+            builder
+                .with_storage_options(lakehouse.storage_options().clone())
+                .build()
+        })
+        .map_err(|source| Error::Delta { uri, source })
+}
+
+/// Writes `frame`'s rows into `table` in one commit and returns the table at its new
+/// version.
+pub async fn write_frame(
+    table: DeltaTable,
+    frame: DataFrame,
+    mode: WriteMode,
+    properties: CommitProperties,
+) -> Result<DeltaTable> {
+    let uri = table.table_url().to_string();
+    let (state, plan) = frame.into_parts();
+    // delta-rs plans its writes with nodes only its own query planner executes.
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    let (save_mode, schema_mode) = match mode {
+        WriteMode::Append => (SaveMode::Append, SchemaMode::Merge),
+        WriteMode::Overwrite => (SaveMode::Overwrite, SchemaMode::Overwrite),
+    };
+    let written = table
+        .write(Vec::new())
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_save_mode(save_mode)
+        .with_schema_mode(schema_mode)
+        .with_commit_properties(properties)
+        .await
+        .map_err(|source| Error::Delta { uri, source })?;
+    Ok(written)
+}
+
+/// Upserts `source` into `target` on `keys` in one commit: matching rows are updated,
+/// the others inserted, new columns added. `source` must hold each key at most once.
+pub async fn merge_frame(
+    target: DeltaTable,
+    source: DataFrame,
+    keys: &[String],
+    properties: CommitProperties,
+) -> Result<u64> {
+    let uri = target.table_url().to_string();
+    let delta = |source| Error::Delta {
+        uri: uri.clone(),
+        source,
+    };
+    let is_empty = match target.snapshot() {
+        Ok(snapshot) => snapshot.log_data().num_files() == 0,
+        Err(_) => true,
+    };
+    if is_empty {
+        // Nothing to match against: insert everything.
+        let written = write_frame(target, source, WriteMode::Append, properties).await?;
+        return committed_version(&written);
+    }
+    let side = |side: &str, name: &str| col(Column::new(Some(side), name));
+    let predicate = keys
+        .iter()
+        .map(|k| side("target", k).eq(side("source", k)))
+        .reduce(|a, b| a.and(b))
+        .ok_or_else(|| Error::Usage(format!("merging into {uri} needs at least one key column")))?;
+    let field_names: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let (merged, _metrics) = target
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_merge_schema(true)
+        .with_streaming(true)
+        .with_commit_properties(properties)
+        .when_matched_update(|update| {
+            field_names.iter().fold(update, |u, name| {
+                u.update(name.as_str(), side("source", name))
+            })
+        })
+        .map_err(delta)?
+        .when_not_matched_insert(|insert| {
+            field_names
+                .iter()
+                .fold(insert, |i, name| i.set(name.as_str(), side("source", name)))
+        })
+        .map_err(delta)?
+        .await
+        .map_err(delta)?;
+    committed_version(&merged)
+}
+
+/// The version a write just committed.
+pub fn committed_version(table: &DeltaTable) -> Result<u64> {
+    table
+        .version()
+        .map(|v| v as u64)
+        .ok_or_else(|| Error::Storage {
+            uri: table.table_url().to_string(),
+            cause: String::from("the write did not produce a table version"),
+        })
+}
+
+/// A new staging table `_staging/<name>` under the root, and its folder.
+pub fn staging_table(lakehouse: &Lakehouse, name: &str) -> Result<(DeltaTable, String)> {
+    let folder = format!("{STAGING}/{name}");
+    let url = lakehouse
+        .root()
+        .join(&format!("{folder}/"))
+        .map_err(|e| Error::Storage {
+            uri: lakehouse.root().to_string(),
+            cause: e.to_string(),
+        })?;
+    Ok((new_table_at(lakehouse, url)?, folder))
+}
+
+/// Deletes every object under `folder` (relative to the root). Failures only leave
+/// garbage that the catalog ignores, so they are not reported.
+pub async fn delete_folder(lakehouse: &Lakehouse, folder: &str) {
+    let Ok(store) = lakehouse.store() else {
+        return;
+    };
+    let prefix = StorePath::from(folder);
+    let locations = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    let _ = store.delete_stream(locations).try_collect::<Vec<_>>().await;
+}

@@ -1,0 +1,541 @@
+//! `transform`: runs the selected SQL models in dependency order, each on a consistent
+//! snapshot of its inputs, testing every result before it is committed.
+//!
+//! At the start of a run every table the selected models read (and that the run does not
+//! build itself) is pinned to its current version; a model reading another model of the
+//! run sees the version that model just committed. A table model's result is first
+//! written to a staging table, its data tests run there, and only then is it committed to
+//! the model's table in one commit whose Delta commit info records the run id, the model
+//! file and its SHA-256, and every input table with its version. A failing error-severity
+//! test, or any failure, leaves the table at its previous version; models reading a failed
+//! model are skipped. A model whose file and input versions match its table's last commit
+//! is up to date and is not run again (unless forced), so a rerun adds no versions.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::TryStreamExt;
+use lakescore_engine::commit::{INPUTS, commit_metadata, new_run_id};
+use lakescore_engine::config::Project;
+use lakescore_engine::datafusion::catalog::{
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
+};
+use lakescore_engine::deltalake::kernel::transaction::CommitProperties;
+use lakescore_engine::functions::FunctionWarning;
+use lakescore_engine::views::{read_view, write_view};
+use lakescore_engine::write::{
+    WriteMode, committed_version, delete_folder, merge_frame, staging_table, table_for_write,
+    write_frame,
+};
+use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
+use serde_json::{Value, json};
+
+use crate::dag::{ModelGraph, PlannedModel, Selector};
+use crate::data_test::{Check, DataTest, Severity, quote};
+use crate::error::Result;
+use crate::model::{Materialization, load_models};
+use crate::testing::{TestOutcome, TestRun, record_results, run_test};
+use lakescore_engine::session::Pins;
+
+/// The catalog that holds a model's result while its tests run.
+const RUN_CATALOG: &str = "lakescore_run";
+
+/// What happened to one model.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelStatus {
+    /// The table was written; this is its new version.
+    Built {
+        /// The committed version.
+        version: u64,
+    },
+    /// The view definition was saved.
+    ViewSaved,
+    /// Nothing changed since the table's last commit (or the view's definition).
+    UpToDate {
+        /// The table's version, None for views.
+        version: Option<u64>,
+    },
+    /// The model failed; its table is unchanged.
+    Failed {
+        /// Why, with what to do.
+        message: String,
+        /// True when the user can fix it (model SQL, data tests), false for runtime
+        /// failures such as unreachable storage.
+        user_error: bool,
+    },
+    /// Not run because a model it reads failed or was skipped.
+    Skipped {
+        /// The model it reads that did not build.
+        upstream: String,
+    },
+}
+
+/// One model's outcome.
+#[derive(Debug, Clone)]
+pub struct ModelReport {
+    /// The model's name.
+    pub name: String,
+    /// Its file, relative to the project.
+    pub file: String,
+    /// Its table.
+    pub table: TableName,
+    /// How it is stored.
+    pub materialized: Materialization,
+    /// What happened.
+    pub status: ModelStatus,
+    /// Rows the run wrote (None when nothing was written).
+    pub rows: Option<u64>,
+    /// Its data tests' results.
+    pub tests: Vec<TestOutcome>,
+    /// Values its functions could not normalize.
+    pub warnings: Vec<FunctionWarning>,
+    /// How long it took.
+    pub duration: Duration,
+}
+
+impl ModelReport {
+    /// True when the model failed or was skipped.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self.status,
+            ModelStatus::Failed { .. } | ModelStatus::Skipped { .. }
+        )
+    }
+}
+
+/// The outcome of a transform run.
+#[derive(Debug, Clone)]
+pub struct TransformReport {
+    /// The run's id, in every commit it made.
+    pub run_id: String,
+    /// Every selected model, in run order.
+    pub models: Vec<ModelReport>,
+}
+
+impl TransformReport {
+    /// The error for a run in which models failed, or None when all built.
+    pub fn failure(&self) -> Option<crate::Error> {
+        let failed: Vec<String> = self
+            .models
+            .iter()
+            .filter(|m| m.is_failure())
+            .map(|m| m.name.clone())
+            .collect();
+        if failed.is_empty() {
+            return None;
+        }
+        let user_error = self.models.iter().all(|m| {
+            !matches!(
+                m.status,
+                ModelStatus::Failed {
+                    user_error: false,
+                    ..
+                }
+            )
+        });
+        Some(crate::Error::ModelsFailed { failed, user_error })
+    }
+}
+
+/// Progress of a run, as it happens.
+#[derive(Debug, Clone)]
+pub enum TransformEvent {
+    /// A model started.
+    Started {
+        /// The model.
+        name: String,
+        /// Its table.
+        table: TableName,
+    },
+    /// A model finished (in any status).
+    Finished(ModelReport),
+}
+
+/// A callback receiving [`TransformEvent`]s.
+pub type TransformProgress = Arc<dyn Fn(TransformEvent) + Send + Sync>;
+
+/// A transform run: build it, choose models, then `.await` it.
+pub struct Transform<'a> {
+    project: &'a Project,
+    lakehouse: Arc<Lakehouse>,
+    selectors: Vec<Selector>,
+    force: bool,
+    run_id: String,
+    progress: Option<TransformProgress>,
+}
+
+impl<'a> Transform<'a> {
+    /// Every model of `project`, into `lakehouse`.
+    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>) -> Self {
+        Self {
+            project,
+            lakehouse,
+            selectors: Vec::new(),
+            force: false,
+            run_id: new_run_id(),
+            progress: None,
+        }
+    }
+
+    /// Runs only the models these selectors choose.
+    pub fn with_selectors(mut self, selectors: Vec<Selector>) -> Self {
+        self.selectors = selectors;
+        self
+    }
+
+    /// Runs models even when they are up to date.
+    pub fn with_force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
+    }
+
+    /// Uses this run id (a job passes its own).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    /// Reports progress to `progress`.
+    pub fn with_progress(mut self, progress: TransformProgress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    async fn run(self) -> Result<TransformReport> {
+        let graph = model_graph(self.project, &self.lakehouse).await?;
+        let selected = graph.select(&self.selectors)?;
+        let mut pins = self.starting_pins(&graph, &selected).await?;
+        let mut reports: Vec<ModelReport> = Vec::new();
+        for index in selected {
+            let planned = &graph.models()[index];
+            let model = &planned.model;
+            if let Some(progress) = &self.progress {
+                progress(TransformEvent::Started {
+                    name: model.name.clone(),
+                    table: model.table.clone(),
+                });
+            }
+            let blocked = planned.upstream.iter().find_map(|u| {
+                let upstream = &graph.models()[*u].model;
+                reports
+                    .iter()
+                    .find(|r| r.name == upstream.name && r.is_failure())
+                    .map(|r| r.name.clone())
+            });
+            let started = Instant::now();
+            let mut report = ModelReport {
+                name: model.name.clone(),
+                file: model.display_path.clone(),
+                table: model.table.clone(),
+                materialized: model.config.materialized,
+                status: ModelStatus::ViewSaved,
+                rows: None,
+                tests: Vec::new(),
+                warnings: Vec::new(),
+                duration: Duration::ZERO,
+            };
+            report.status = match blocked {
+                Some(upstream) => ModelStatus::Skipped { upstream },
+                None => match self.run_model(planned, &pins, &mut report).await {
+                    Ok(status) => status,
+                    Err(error) => ModelStatus::Failed {
+                        message: error.to_string(),
+                        user_error: error.is_user_error(),
+                    },
+                },
+            };
+            if let ModelStatus::Built { version }
+            | ModelStatus::UpToDate {
+                version: Some(version),
+            } = report.status
+            {
+                pins.insert(model.table.clone(), version);
+            }
+            report.duration = started.elapsed();
+            if let Some(progress) = &self.progress {
+                progress(TransformEvent::Finished(report.clone()));
+            }
+            reports.push(report);
+        }
+        Ok(TransformReport {
+            run_id: self.run_id,
+            models: reports,
+        })
+    }
+
+    /// The current version of every table the selected models read but do not build.
+    async fn starting_pins(&self, graph: &ModelGraph, selected: &[usize]) -> Result<Pins> {
+        let built: Vec<&TableName> = selected
+            .iter()
+            .map(|i| &graph.models()[*i].model.table)
+            .collect();
+        let mut pins = Pins::new();
+        for index in selected {
+            for table in &graph.models()[*index].reads {
+                if built.contains(&table) || pins.contains_key(table) {
+                    continue;
+                }
+                match self.lakehouse.open_table(table, TableVersion::Latest).await {
+                    Ok(delta) => {
+                        pins.insert(table.clone(), delta.version().unwrap_or_default() as u64);
+                    }
+                    // Views are planned when read; they have no version to pin.
+                    Err(lakescore_engine::Error::UnknownTable { .. }) => {}
+                    Err(other) => return Err(other.into()),
+                }
+            }
+        }
+        Ok(pins)
+    }
+
+    async fn run_model(
+        &self,
+        planned: &PlannedModel,
+        pins: &Pins,
+        report: &mut ModelReport,
+    ) -> Result<ModelStatus> {
+        let model = &planned.model;
+        let session = SqlSession::builder(self.lakehouse.clone())
+            .functions(self.project.config.functions.clone())
+            .pins(pins.clone())
+            .build()
+            .await?;
+        let inputs = Value::Array(
+            planned
+                .reads
+                .iter()
+                .map(|table| match pins.get(table) {
+                    Some(version) => json!({"table": table.to_string(), "version": version}),
+                    None => json!({"table": table.to_string(), "view": true}),
+                })
+                .collect(),
+        );
+        if !self.force && self.is_up_to_date(planned, &inputs).await? {
+            return Ok(ModelStatus::UpToDate {
+                version: match model.config.materialized {
+                    Materialization::View => None,
+                    _ => Some(self.current_version(&model.table).await?),
+                },
+            });
+        }
+        let frame = session.plan(planned.statement.clone()).await?;
+        let tests = tests_with_implicit_key(planned);
+        let run_schema = Arc::new(MemorySchemaProvider::new());
+        let run_catalog = MemoryCatalogProvider::new();
+        run_catalog.register_schema("staged", run_schema.clone())?;
+        session
+            .context()
+            .register_catalog(RUN_CATALOG, Arc::new(run_catalog));
+        let relation = format!("{RUN_CATALOG}.staged.{}", quote(&model.name));
+
+        if model.config.materialized == Materialization::View {
+            run_schema.register_table(model.name.clone(), frame.into_view())?;
+            let passed = self.test(&session, &tests, &relation, report).await?;
+            if !passed {
+                return Ok(failed_tests(report));
+            }
+            write_view(&self.lakehouse, &model.table, &model.sql).await?;
+            return Ok(ModelStatus::ViewSaved);
+        }
+
+        let (staging, folder) = staging_table(
+            &self.lakehouse,
+            &format!("transform-{}-{}", self.run_id, model.name),
+        )?;
+        let result = async {
+            let staged = write_frame(
+                staging,
+                frame,
+                WriteMode::Overwrite,
+                CommitProperties::default(),
+            )
+            .await?;
+            let provider: Arc<dyn TableProvider> =
+                staged
+                    .table_provider()
+                    .await
+                    .map_err(|e| lakescore_engine::Error::Storage {
+                        uri: staged.table_url().to_string(),
+                        cause: e.to_string(),
+                    })?;
+            report.rows = Some(
+                session
+                    .context()
+                    .read_table(provider.clone())?
+                    .count()
+                    .await? as u64,
+            );
+            run_schema.register_table(model.name.clone(), provider.clone())?;
+            if !self.test(&session, &tests, &relation, report).await? {
+                return Ok(failed_tests(report));
+            }
+            let source = session.context().read_table(provider)?;
+            let metadata = commit_metadata(
+                &self.run_id,
+                inputs,
+                [
+                    ("model", json!(model.name)),
+                    ("model_file", json!(model.display_path)),
+                    ("model_sha256", json!(model.sha256)),
+                    ("materialized", json!(model.config.materialized.as_str())),
+                    ("rows", json!(report.rows)),
+                ],
+            );
+            let properties = CommitProperties::default().with_metadata(metadata);
+            let target = table_for_write(&self.lakehouse, &model.table).await?;
+            let version = match model.config.materialized {
+                Materialization::Merge => {
+                    merge_frame(target, source, &model.config.key, properties).await?
+                }
+                Materialization::Append => committed_version(
+                    &write_frame(target, source, WriteMode::Append, properties).await?,
+                )?,
+                _ => committed_version(
+                    &write_frame(target, source, WriteMode::Overwrite, properties).await?,
+                )?,
+            };
+            Ok(ModelStatus::Built { version })
+        }
+        .await;
+        delete_folder(&self.lakehouse, &folder).await;
+        result
+    }
+
+    /// Runs the tests, records them and the function warnings, and says whether the
+    /// model may be committed.
+    async fn test(
+        &self,
+        session: &SqlSession,
+        tests: &[DataTest],
+        relation: &str,
+        report: &mut ModelReport,
+    ) -> Result<bool> {
+        report.warnings = session.take_warnings();
+        for test in tests {
+            report
+                .tests
+                .push(run_test(session.context(), test, relation).await?);
+        }
+        report.warnings.extend(session.take_warnings());
+        let run = TestRun {
+            run_id: &self.run_id,
+            model: &report.name,
+            table: &report.table,
+            tested_at: Utc::now(),
+        };
+        record_results(&self.lakehouse, &run, &report.tests, &report.warnings).await?;
+        Ok(!report.tests.iter().any(TestOutcome::blocks_commit))
+    }
+
+    /// True when the model's table was last written by this very model file from the
+    /// same input versions (for views: when the saved definition is this file).
+    async fn is_up_to_date(&self, planned: &PlannedModel, inputs: &Value) -> Result<bool> {
+        let model = &planned.model;
+        if model.config.materialized == Materialization::View {
+            return Ok(read_view(&self.lakehouse, &model.table).await?.as_deref()
+                == Some(model.sql.as_str()));
+        }
+        if inputs
+            .as_array()
+            .is_some_and(|all| all.iter().any(|i| i.get("view").is_some()))
+        {
+            return Ok(false);
+        }
+        let table = match self
+            .lakehouse
+            .open_table(&model.table, TableVersion::Latest)
+            .await
+        {
+            Ok(table) => table,
+            Err(lakescore_engine::Error::UnknownTable { .. }) => return Ok(false),
+            Err(other) => return Err(other.into()),
+        };
+        let last: Vec<_> = table
+            .history(Some(1))
+            .try_collect()
+            .await
+            .map_err(|source| lakescore_engine::Error::Delta {
+                uri: table.table_url().to_string(),
+                source,
+            })?;
+        let Some(commit) = last.first() else {
+            return Ok(false);
+        };
+        let recorded = |key: &str| commit.info.get(&format!("lakescore.{key}"));
+        Ok(recorded("model") == Some(&json!(model.name))
+            && recorded("model_sha256") == Some(&json!(model.sha256))
+            && commit.info.get(INPUTS) == Some(inputs))
+    }
+
+    async fn current_version(&self, table: &TableName) -> Result<u64> {
+        let delta = self
+            .lakehouse
+            .open_table(table, TableVersion::Latest)
+            .await?;
+        Ok(delta.version().unwrap_or_default() as u64)
+    }
+}
+
+impl<'a> IntoFuture for Transform<'a> {
+    type Output = Result<TransformReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// The project's models, parsed and ordered.
+pub async fn model_graph(project: &Project, lakehouse: &Arc<Lakehouse>) -> Result<ModelGraph> {
+    let models = load_models(project)?;
+    let session = SqlSession::builder(lakehouse.clone())
+        .functions(project.config.functions.clone())
+        .build()
+        .await?;
+    ModelGraph::build(models, &session).await
+}
+
+/// The model's tests; a merge model also gets `unique(key)` unless it declares it, since
+/// a merge cannot apply two rows with one key.
+fn tests_with_implicit_key(planned: &PlannedModel) -> Vec<DataTest> {
+    let model = &planned.model;
+    let mut tests = model.tests.clone();
+    let key_tested = tests.iter().any(|t| {
+        t.severity == Severity::Error && t.check == Check::Unique(model.config.key.clone())
+    });
+    if model.config.materialized == Materialization::Merge && !key_tested {
+        let check = Check::Unique(model.config.key.clone());
+        tests.push(DataTest {
+            name: format!("unique({}) [merge key]", model.config.key.join(", ")),
+            check,
+            severity: Severity::Error,
+        });
+    }
+    tests
+}
+
+fn failed_tests(report: &ModelReport) -> ModelStatus {
+    let failures: Vec<String> = report
+        .tests
+        .iter()
+        .filter(|t| t.blocks_commit())
+        .map(|t| {
+            let mut text = format!("test {} failed: {} failing row(s)", t.name, t.failing_rows);
+            for example in &t.examples {
+                text.push_str(&format!("\n      {example}"));
+            }
+            text
+        })
+        .collect();
+    ModelStatus::Failed {
+        message: format!(
+            "{}\n    {} is unchanged; query the failing rows with: lakescore sql \"SELECT * FROM ops.test_results WHERE status = 'failed'\"",
+            failures.join("\n    "),
+            report.table
+        ),
+        user_error: true,
+    }
+}
