@@ -154,13 +154,10 @@ pub async fn merge_frame(
 
 /// The version a write just committed.
 pub fn committed_version(table: &DeltaTable) -> Result<u64> {
-    table
-        .version()
-        .map(|v| v as u64)
-        .ok_or_else(|| Error::Storage {
-            uri: table.table_url().to_string(),
-            cause: String::from("the write did not produce a table version"),
-        })
+    table.version().ok_or_else(|| Error::Storage {
+        uri: table.table_url().to_string(),
+        cause: String::from("the write did not produce a table version"),
+    })
 }
 
 /// A new staging table `_staging/<name>` under the root, and its folder.

@@ -6,6 +6,7 @@
 //! unknown tables are errors naming the model files.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use lakescore_engine::datafusion::sql::parser::Statement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
@@ -76,7 +77,7 @@ impl ModelGraph {
                     let known = session.lakehouse().list_tables().await?;
                     let candidates = known.iter().chain(builds.keys()).map(ToString::to_string);
                     return Err(Error::UnknownInput {
-                        file: model.file.clone(),
+                        file: PathBuf::from(&model.display_path),
                         table: written,
                         suggestions: closest_names(&table.to_string(), candidates),
                     });
@@ -87,7 +88,7 @@ impl ModelGraph {
                 if let Some(table) = test.check.tables_read() {
                     if !builds.contains_key(table) && !exists(session.lakehouse(), table).await? {
                         return Err(Error::ModelFile {
-                            file: model.file.clone(),
+                            file: PathBuf::from(&model.display_path),
                             message: format!(
                                 "test {} reads {table}, which no model builds and the lakehouse does not have",
                                 test.name
@@ -193,7 +194,7 @@ impl ModelGraph {
 /// The model's one `SELECT`; anything else is an error naming the file.
 fn parse_query(model: &Model, session: &SqlSession) -> Result<Statement> {
     let bad = |message: String| Error::ModelFile {
-        file: model.file.clone(),
+        file: PathBuf::from(&model.display_path),
         message,
     };
     let mut statements = session.parse(&model.sql).map_err(|e| bad(e.to_string()))?;
@@ -254,7 +255,7 @@ fn topological_order(models: &[PlannedModel]) -> Result<Vec<usize>> {
 }
 
 /// A cycle among the models not yet ordered, as files, the first repeated at the end.
-fn find_cycle(models: &[PlannedModel], done: &[bool]) -> Vec<std::path::PathBuf> {
+fn find_cycle(models: &[PlannedModel], done: &[bool]) -> Vec<PathBuf> {
     let Some(start) = (0..models.len()).find(|i| !done[*i]) else {
         return Vec::new();
     };
@@ -269,9 +270,13 @@ fn find_cycle(models: &[PlannedModel], done: &[bool]) -> Vec<std::path::PathBuf>
             let flow = std::iter::once(next)
                 .chain(path[at + 1..].iter().rev().copied())
                 .chain(std::iter::once(next));
-            return flow.map(|i| models[i].model.file.clone()).collect();
+            return flow
+                .map(|i| PathBuf::from(&models[i].model.display_path))
+                .collect();
         }
         path.push(next);
     }
-    path.iter().map(|i| models[*i].model.file.clone()).collect()
+    path.iter()
+        .map(|i| PathBuf::from(&models[*i].model.display_path))
+        .collect()
 }

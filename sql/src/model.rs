@@ -124,7 +124,7 @@ impl Model {
         default_schema: &str,
     ) -> Result<Self> {
         let bad = |message: String| Error::ModelFile {
-            file: file.to_path_buf(),
+            file: PathBuf::from(&display_path),
             message,
         };
         let name = file
@@ -206,7 +206,7 @@ pub fn load_models(project: &Project) -> Result<Vec<Model>> {
             };
             if let Some(message) = clash {
                 return Err(Error::ModelFile {
-                    file: model.file.clone(),
+                    file: PathBuf::from(&model.display_path),
                     message,
                 });
             }

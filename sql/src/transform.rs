@@ -280,7 +280,7 @@ impl<'a> Transform<'a> {
                 }
                 match self.lakehouse.open_table(table, TableVersion::Latest).await {
                     Ok(delta) => {
-                        pins.insert(table.clone(), delta.version().unwrap_or_default() as u64);
+                        pins.insert(table.clone(), delta.version().unwrap_or_default());
                     }
                     // Views are planned when read; they have no version to pin.
                     Err(lakescore_engine::Error::UnknownTable { .. }) => {}
@@ -475,7 +475,7 @@ impl<'a> Transform<'a> {
             .lakehouse
             .open_table(table, TableVersion::Latest)
             .await?;
-        Ok(delta.version().unwrap_or_default() as u64)
+        Ok(delta.version().unwrap_or_default())
     }
 }
 

@@ -88,7 +88,11 @@ impl LakescoreDb {
         if schema.fields().is_empty() {
             return Ok(DBOutput::StatementComplete(0));
         }
-        let types = schema.fields().iter().map(|f| column_type(f.data_type())).collect();
+        let types = schema
+            .fields()
+            .iter()
+            .map(|f| column_type(f.data_type()))
+            .collect();
         Ok(DBOutput::Rows {
             types,
             rows: rows_as_text(&batches)?,
@@ -101,10 +105,17 @@ impl LakescoreDb {
         let frame = self.session.sql(sql).await.map_err(failed)?;
         let lakehouse = self.session.lakehouse();
         let table = table_for_write(lakehouse, &name).await.map_err(failed)?;
-        let written = write_frame(table, frame, WriteMode::Overwrite, CommitProperties::default())
-            .await
-            .map_err(failed)?;
-        Ok(DBOutput::StatementComplete(written.version().unwrap_or_default() as u64))
+        let written = write_frame(
+            table,
+            frame,
+            WriteMode::Overwrite,
+            CommitProperties::default(),
+        )
+        .await
+        .map_err(failed)?;
+        Ok(DBOutput::StatementComplete(
+            written.version().unwrap_or_default(),
+        ))
     }
 
     async fn transform(&mut self, arguments: &str) -> Result<Output, DbError> {
@@ -140,7 +151,9 @@ impl LakescoreDb {
                     model.name.clone(),
                     status.to_string(),
                     version,
-                    model.rows.map_or_else(|| String::from("-"), |r| r.to_string()),
+                    model
+                        .rows
+                        .map_or_else(|| String::from("-"), |r| r.to_string()),
                     format!("{passed}/{}", model.tests.len()),
                 ]
             })
@@ -154,7 +167,9 @@ impl LakescoreDb {
     async fn lineage(&mut self, table: &str) -> Result<Output, DbError> {
         self.session.refresh().await.map_err(failed)?;
         let (name, version) = parse_table_at(table.trim()).map_err(failed)?;
-        let root = lineage(&self.session, &name, version).await.map_err(failed)?;
+        let root = lineage(&self.session, &name, version)
+            .await
+            .map_err(failed)?;
         let rows = render_tree(&root)
             .lines()
             .map(|line| vec![strip_volatile(line)])
@@ -178,7 +193,10 @@ impl sqllogictest::AsyncDB for LakescoreDb {
         match directive {
             ".table" => self.write_table(argument.trim(), rest).await,
             ".model" => {
-                let file = self.project.models_dir().join(format!("{}.sql", argument.trim()));
+                let file = self
+                    .project
+                    .models_dir()
+                    .join(format!("{}.sql", argument.trim()));
                 std::fs::create_dir_all(self.project.models_dir()).map_err(failed)?;
                 std::fs::write(file, rest).map_err(failed)?;
                 Ok(DBOutput::StatementComplete(0))
@@ -186,7 +204,11 @@ impl sqllogictest::AsyncDB for LakescoreDb {
             ".transform" => self.transform(argument).await,
             ".lineage" => self.lineage(argument).await,
             ".warnings" => Ok(DBOutput::Rows {
-                types: vec![DefaultColumnType::Text, DefaultColumnType::Integer, DefaultColumnType::Text],
+                types: vec![
+                    DefaultColumnType::Text,
+                    DefaultColumnType::Integer,
+                    DefaultColumnType::Text,
+                ],
                 rows: self
                     .session
                     .take_warnings()
@@ -210,7 +232,9 @@ impl sqllogictest::AsyncDB for LakescoreDb {
 }
 
 fn lakehouse(project: &Project) -> Result<Arc<Lakehouse>, DbError> {
-    Lakehouse::for_project(project).map(Arc::new).map_err(failed)
+    Lakehouse::for_project(project)
+        .map(Arc::new)
+        .map_err(failed)
 }
 
 fn column_type(data_type: &DataType) -> DefaultColumnType {
@@ -305,7 +329,10 @@ fn run_file(path: &Path, complete: bool) -> Result<(), String> {
 fn main() {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     let complete = arguments.iter().any(|a| a == "--complete");
-    let filter = arguments.iter().find(|a| !a.starts_with('-')).map(String::as_str);
+    let filter = arguments
+        .iter()
+        .find(|a| !a.starts_with('-'))
+        .map(String::as_str);
     let mut failures = 0;
     let files = slt_files(filter);
     for file in &files {

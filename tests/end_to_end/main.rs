@@ -8,3 +8,4 @@ mod foundation;
 mod ingest;
 mod s3;
 mod support;
+mod transform;

@@ -61,8 +61,9 @@ pub struct ProjectConfig {
 #[serde(deny_unknown_fields)]
 pub struct FunctionsConfig {
     /// Salt for `hash_pii`, usually `"${LAKESCORE_PII_SALT}"`; without it `hash_pii` reads
-    /// the `LAKESCORE_PII_SALT` environment variable.
-    pub pii_salt: Option<EnvString>,
+    /// the `LAKESCORE_PII_SALT` environment variable. Unlike other settings, `${NAME}` is
+    /// expanded only when `hash_pii` runs, so commands that never hash need no secret.
+    pub pii_salt: Option<String>,
     /// `[functions.exchange_rates]`: the rates `to_currency` converts with.
     #[serde(default)]
     pub exchange_rates: ExchangeRatesConfig,
@@ -250,6 +251,12 @@ impl<'de> Deserialize<'de> for EnvString {
 }
 
 /// Expands every `${NAME}` in `raw` with `lookup`; `$$` stands for a literal `$`.
+/// Replaces each `${NAME}` in `raw` with the environment variable's value; an unset
+/// variable is an error naming it.
+pub fn expand_env_vars(raw: &str) -> Result<String, String> {
+    expand_env(raw, |name| std::env::var(name).ok())
+}
+
 fn expand_env(raw: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
     let mut out = String::with_capacity(raw.len());
     let mut rest = raw;

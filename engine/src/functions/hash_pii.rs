@@ -2,7 +2,8 @@
 //!
 //! Lets tables keep a joinable key for a person (an email, a phone number) without the
 //! value itself. The salt comes from `pii_salt` in the project's `[functions]` section
-//! (usually `"${LAKESCORE_PII_SALT}"`) or, when that is not set, from the
+//! (usually `"${LAKESCORE_PII_SALT}"`, expanded when the function runs) or, when that is
+//! not set, from the
 //! `LAKESCORE_PII_SALT` environment variable; it is never built in, so hashes cannot be
 //! reversed with a public dictionary. Without a salt the statement fails. Normalize
 //! first (`hash_pii(normalize_email(email))`) so spellings of one value hash alike.
@@ -16,6 +17,7 @@ use datafusion::logical_expr::{
 use sha2::{Digest, Sha256};
 
 use super::map_text_rows;
+use crate::config::expand_env_vars;
 
 const NAME: &str = "hash_pii";
 
@@ -39,9 +41,14 @@ impl HashPii {
     }
 
     fn salt(&self) -> DfResult<String> {
-        let salt = self
-            .configured_salt
-            .clone()
+        let configured = match &self.configured_salt {
+            Some(raw) => match expand_env_vars(raw) {
+                Ok(salt) => Some(salt),
+                Err(problem) => return exec_err!("{NAME}: pii_salt in [functions]: {problem}"),
+            },
+            None => None,
+        };
+        let salt = configured
             .or_else(|| std::env::var(PII_SALT_VARIABLE).ok())
             .filter(|salt| !salt.is_empty());
         match salt {

@@ -45,9 +45,7 @@ pub fn all_functions(config: &FunctionsConfig, warnings: &FunctionWarnings) -> V
         ScalarUDF::from(ParseDecimalLocale::new(warnings.clone())),
         ScalarUDF::from(NormalizeEmail::new(warnings.clone())),
         ScalarUDF::from(NormalizePhone::new(warnings.clone())),
-        ScalarUDF::from(HashPii::new(
-            config.pii_salt.as_ref().map(|s| s.to_string()),
-        )),
+        ScalarUDF::from(HashPii::new(config.pii_salt.clone())),
         ScalarUDF::from(ToCurrency::new(ExchangeRates::from_config(config))),
     ]
 }
