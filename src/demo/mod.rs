@@ -1,5 +1,5 @@
-//! `lakescore demo`: a complete sample project on generated extracts, run end to end in a
-//! local lakehouse, then a summary of what it built and what to try next.
+//! `lakescore demo`: a complete sample project on generated extracts and SQL models, run
+//! end to end in a local lakehouse, then a summary of what it built and what to try next.
 
 mod generate;
 
@@ -64,11 +64,85 @@ format = "json"
 table = "raw.usage_events"
 "#;
 
+/// The demo's SQL models: file name and text.
+const MODELS: [(&str, &str); 3] = [
+    (
+        "customers.sql",
+        r#"/*
+description = "One row per customer: CRM accounts reconciled with their ERP invoices"
+materialized = "merge"
+key = ["customer_id"]
+
+[columns]
+customer_id = "CRM account id, e.g. ACC-000042"
+erp_customer_no = "The same customer's number in the ERP (Kunden-Nr.)"
+invoiced_eur = "Sum of the customer's invoices, cancellations (Storno) excluded"
+
+[[tests]]
+unique = "customer_id"
+[[tests]]
+not_null = ["customer_id", "name"]
+[[tests]]
+accepted_values = { column = "industry", values = ["Manufacturing", "Retail", "Finance", "Energy", "Software"] }
+severity = "warn"
+[[tests]]
+range = { column = "invoiced_eur", min = 0 }
+*/
+SELECT a.account_id AS customer_id,
+       a.name,
+       a.industry,
+       a.is_active,
+       a.created_at,
+       a.annual_revenue,
+       lpad(substr(a.account_id, 5), 7, '0') AS erp_customer_no,
+       coalesce(sum(CASE WHEN i.storno THEN 0 ELSE i.betrag_eur END), 0) AS invoiced_eur,
+       count(i.rechnung) AS invoices
+FROM raw.crm_accounts a
+LEFT JOIN raw.erp_invoices i ON i.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+"#,
+    ),
+    (
+        "customer_activity.sql",
+        r#"/*
+description = "Product usage per customer"
+
+[[tests]]
+unique = "customer_id"
+[[tests]]
+relationships = { column = "customer_id", to = "curated.customers" }
+severity = "warn"
+*/
+SELECT account_id AS customer_id,
+       count(*) AS events,
+       count(DISTINCT event) AS distinct_events,
+       sum(seconds) AS seconds,
+       max("at") AS last_seen
+FROM raw.usage_events
+GROUP BY account_id
+"#,
+    ),
+    (
+        "customer_features.sql",
+        r#"/*
+description = "Customers with their usage: the features a risk model scores"
+materialized = "view"
+*/
+SELECT c.customer_id, c.industry, c.is_active, c.annual_revenue, c.invoiced_eur, c.invoices,
+       coalesce(a.events, 0) AS events,
+       coalesce(a.seconds, 0) AS seconds,
+       a.last_seen
+FROM curated.customers c
+LEFT JOIN curated.customer_activity a USING (customer_id)
+"#,
+    ),
+];
+
 /// Queries the summary suggests; each runs against the demo's tables.
 pub const QUERIES: [&str; 5] = [
-    "select industry, count(*) as accounts, sum(annual_revenue) as revenue from raw.crm_accounts group by industry order by revenue desc",
-    "select a.account_id, a.name, sum(i.betrag_eur) as invoiced from raw.crm_accounts a join raw.erp_invoices i on i.kunden_nr = lpad(substr(a.account_id, 5), 7, '0') group by 1, 2 order by invoiced desc limit 5",
-    "select event, count(*) as events, avg(seconds) as avg_seconds from raw.usage_events group by event order by events desc",
+    "select industry, count(*) as customers, sum(invoiced_eur) as invoiced from curated.customers group by industry order by invoiced desc",
+    "select customer_id, events, invoiced_eur from curated.customer_features order by events desc limit 5",
+    "select model, test, status, failing_rows from ops.test_results order by tested_at desc limit 10",
     "select _source_file, _source_row, \"column\", error from quarantine.raw_crm_accounts",
     "select (select count(*) from table_at('raw.erp_invoices', 1)) as after_day_1, (select count(*) from raw.erp_invoices) as now",
 ];
@@ -105,6 +179,9 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(options.dir.join("models"))?;
     std::fs::write(&project_file, PROJECT_FILE)?;
+    for (file, sql) in MODELS {
+        std::fs::write(options.dir.join("models").join(file), sql)?;
+    }
     let project = Project::load(&project_file)?;
     let lakehouse = Arc::new(Lakehouse::for_project(&project)?);
     println!("lakescore demo in {}\n", project.dir.display());
@@ -124,8 +201,9 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
             generated.broken
         );
         crate::ingest::run(&project, lakehouse.clone(), Vec::new()).await?;
+        crate::transform::run(&project, lakehouse.clone(), Vec::new(), false).await?;
         println!(
-            "day {day}: ingested in {:.1}s\n",
+            "day {day}: ingested and transformed in {:.1}s\n",
             step.elapsed().as_secs_f64()
         );
     }
@@ -145,6 +223,7 @@ fn print_next_steps(dir: &Path, started: Instant) {
     for query in QUERIES {
         println!("  lakescore sql \"{}\"", query.replace('"', "\\\""));
     }
+    println!("  lakescore lineage curated.customers");
     println!("  lakescore history raw.crm_accounts");
     println!("  lakescore sql            # interactive prompt, \\dt lists tables");
 }

@@ -40,6 +40,18 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
         "{out}"
     );
 
+    // Each day the SQL models build on the new raw versions.
+    for expected in [
+        "✓ customers -> curated.customers: version 0 (merge, 58 rows, 4/4 tests passed)",
+        "✓ customer_activity -> curated.customer_activity: version 0 (overwrite,",
+        "✓ customer_features -> curated.customer_features: view saved",
+        "✓ customers -> curated.customers: version 1 (merge,",
+        "✓ customer_activity -> curated.customer_activity: version 1 (overwrite,",
+        "= customer_features -> curated.customer_features: up to date",
+    ] {
+        assert!(out.contains(expected), "missing {expected:?} in\n{out}");
+    }
+
     let project = home.path().join("demo-project");
     let run = |args: &[&str]| lakescore(&project, args);
     // Merged CRM exports keep one row per account.
