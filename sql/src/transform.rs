@@ -322,6 +322,26 @@ impl<'a> Transform<'a> {
             });
         }
         let frame = session.plan(planned.statement.clone()).await?;
+        let produced: Vec<&str> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        if let Some(missing) = model
+            .config
+            .columns
+            .keys()
+            .find(|c| !produced.contains(&c.as_str()))
+        {
+            return Err(crate::Error::ModelFile {
+                file: model.display_path.clone().into(),
+                message: format!(
+                    "[columns] describes '{missing}', which the query does not produce (it produces {})",
+                    produced.join(", ")
+                ),
+            });
+        }
         let tests = tests_with_implicit_key(planned);
         let run_schema = Arc::new(MemorySchemaProvider::new());
         let run_catalog = MemoryCatalogProvider::new();
@@ -382,6 +402,8 @@ impl<'a> Transform<'a> {
                     ("model_sha256", json!(model.sha256)),
                     ("materialized", json!(model.config.materialized.as_str())),
                     ("rows", json!(report.rows)),
+                    ("description", json!(model.config.description)),
+                    ("column_descriptions", json!(model.config.columns)),
                 ],
             );
             let properties = CommitProperties::default().with_metadata(metadata);
