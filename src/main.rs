@@ -2,6 +2,7 @@
 
 mod demo;
 mod ingest;
+mod models;
 mod repl;
 mod transform;
 
@@ -122,6 +123,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Train a [[model]] on its training table and register a new version.
+    ///
+    /// Reads the training table at a pinned version, holds out rows by key hash, learns
+    /// the preprocessing and the model, evaluates it, and stores the version under
+    /// <root>/_models/NAME/VERSION. The first version becomes the champion.
+    Train {
+        /// The model's name in lakescore.toml.
+        model: String,
+    },
+    /// List, inspect and promote registered model versions.
+    Models {
+        #[command(subcommand)]
+        action: ModelsAction,
+    },
     /// List every table: version, rows, files, size and last commit time.
     Tables {
         #[command(flatten)]
@@ -136,6 +151,35 @@ enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsAction {
+    /// Every version with its aliases and metrics.
+    List {
+        /// Only this model.
+        model: Option<String>,
+    },
+    /// A version's manifest (features, preprocessing, metrics, profile) as JSON.
+    Show {
+        /// NAME (the champion), NAME@challenger or NAME:VERSION.
+        model: String,
+    },
+    /// Point an alias at a version.
+    Promote {
+        /// The model.
+        model: String,
+        /// The version.
+        version: u64,
+        /// champion or challenger.
+        #[arg(long, default_value = "champion")]
+        alias: String,
+    },
+    /// Move the champion back to the version it had before.
+    Rollback {
+        /// The model.
+        model: String,
     },
 }
 
@@ -340,6 +384,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let lakehouse = open_lakehouse(&project)?;
             transform::print_lineage(&project, lakehouse, table, *json).await
+        }
+        Command::Train { model } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            models::train(&project, lakehouse, model).await
+        }
+        Command::Models { action } => {
+            let lakehouse = open_lakehouse(&project()?)?;
+            match action {
+                ModelsAction::List { model } => models::list(lakehouse, model.as_deref()).await,
+                ModelsAction::Show { model } => models::show(lakehouse, model).await,
+                ModelsAction::Promote {
+                    model,
+                    version,
+                    alias,
+                } => models::promote(lakehouse, model, *version, alias).await,
+                ModelsAction::Rollback { model } => models::rollback(lakehouse, model).await,
+            }
         }
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;

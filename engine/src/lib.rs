@@ -14,6 +14,7 @@ pub mod error;
 pub mod functions;
 pub mod inspect;
 pub mod lakehouse;
+pub mod models;
 pub mod output;
 pub mod session;
 pub mod time_travel;

@@ -6,6 +6,7 @@
 mod demo;
 mod foundation;
 mod ingest;
+mod models;
 mod s3;
 mod support;
 mod transform;

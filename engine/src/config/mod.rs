@@ -13,8 +13,10 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+mod model;
 mod source;
 
+pub use model::{Algorithm, FeatureKind, ModelConfig, Task};
 pub use source::{
     BadRowLimit, ColumnSpec, ColumnType, DialectSettings, LandingMode, SourceConfig, SourceFormat,
 };
@@ -54,6 +56,9 @@ pub struct ProjectConfig {
     /// `[transform]`: where the SQL models live.
     #[serde(default)]
     pub transform: TransformConfig,
+    /// `[[model]]`: machine-learning models.
+    #[serde(default, rename = "model")]
+    pub models: Vec<ModelConfig>,
 }
 
 /// The `[functions]` section: settings the SQL functions read.
@@ -360,7 +365,20 @@ impl ProjectConfig {
         let config: Self =
             toml::from_str(text).map_err(|error| error.to_string().trim_end().to_string())?;
         config.check_sources()?;
+        config.check_models()?;
         Ok(config)
+    }
+
+    /// Model names are unique and each model's settings fit together.
+    fn check_models(&self) -> std::result::Result<(), String> {
+        let mut seen = std::collections::HashSet::new();
+        for model in &self.models {
+            if !seen.insert(model.name.as_str()) {
+                return Err(format!("[[model]] name '{}' is used twice", model.name));
+            }
+            model.check()?;
+        }
+        Ok(())
     }
 
     /// Source names are unique, merge sources name their key, and key columns are declared

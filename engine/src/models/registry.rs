@@ -1,0 +1,600 @@
+//! The model registry: every trained version stored in the lakehouse, its aliases, and
+//! the `ops.model_versions` table.
+//!
+//! Version `v` of model `m` is the folder `<root>/_models/<m>/<v>/` holding `model.json`
+//! (the artifact: smartcore's serialized model, the preprocessing and the compiled view)
+//! and `manifest.json` (everything about the version, including the artifact's SHA-256).
+//! The manifest is written last and only if it does not exist yet, so it is the commit
+//! point: two trainings racing for one version number cannot both win. Aliases
+//! (`champion`, `challenger`) and their history are in `<root>/_models/<m>/aliases.json`.
+//! A model reference is `name` (its champion), `name@challenger` or `name:3`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use super::compiled::CompiledModel;
+use super::features::Preprocessor;
+use super::metrics::Metrics;
+use super::profile::ColumnProfile;
+use crate::commit::commit_metadata;
+use crate::config::{Algorithm, FeatureKind, Task};
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName};
+use crate::write::{WriteMode, table_for_write, write_frame};
+
+/// The folder under the root that holds the registry.
+const MODELS: &str = "_models";
+
+/// The aliases a version can carry.
+pub const ALIASES: [&str; 2] = ["champion", "challenger"];
+
+/// Which version of a model: its champion, an alias, or a number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelRef {
+    /// The model's name.
+    pub name: String,
+    /// Which version.
+    pub selector: VersionSelector,
+}
+
+/// How a reference picks a version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionSelector {
+    /// The version carrying this alias.
+    Alias(String),
+    /// This version number.
+    Number(u64),
+}
+
+impl ModelRef {
+    /// Parses `name`, `name@alias` or `name:VERSION`.
+    pub fn parse(text: &str) -> Result<Self> {
+        let bad = |why: &str| {
+            Error::Usage(format!(
+                "invalid model reference '{text}': {why} (write name, name@challenger or name:3)"
+            ))
+        };
+        if let Some((name, alias)) = text.split_once('@') {
+            if !ALIASES.contains(&alias) {
+                return Err(bad(&format!("the aliases are {}", ALIASES.join(" and "))));
+            }
+            return Ok(Self {
+                name: name.to_string(),
+                selector: VersionSelector::Alias(alias.to_string()),
+            });
+        }
+        if let Some((name, version)) = text.split_once(':') {
+            let number = version
+                .parse()
+                .map_err(|_| bad("the version after ':' must be a number"))?;
+            return Ok(Self {
+                name: name.to_string(),
+                selector: VersionSelector::Number(number),
+            });
+        }
+        if text.is_empty() {
+            return Err(bad("the name is empty"));
+        }
+        Ok(Self {
+            name: text.to_string(),
+            selector: VersionSelector::Alias(String::from("champion")),
+        })
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.selector {
+            VersionSelector::Alias(alias) => write!(f, "{}@{alias}", self.name),
+            VersionSelector::Number(n) => write!(f, "{}:{n}", self.name),
+        }
+    }
+}
+
+/// One feature as the model reads it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureEntry {
+    /// The column.
+    pub name: String,
+    /// How it is read.
+    pub kind: FeatureKind,
+}
+
+/// Row counts of a training run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RowCounts {
+    /// Rows in the training table version.
+    pub table_rows: u64,
+    /// Rows skipped because their label was NULL.
+    pub rows_without_label: u64,
+    /// Share of rows sampled (1 when the table fit `max_training_rows`).
+    pub sample_fraction: f64,
+    /// Rows trained on.
+    pub training: u64,
+    /// Rows held out for evaluation.
+    pub holdout: u64,
+}
+
+/// Everything about one model version.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The model.
+    pub name: String,
+    /// The version, from 1.
+    pub version: u64,
+    /// What it predicts.
+    pub task: Task,
+    /// The algorithm.
+    pub algorithm: Algorithm,
+    /// The algorithm's parameters, defaults included.
+    pub params: Value,
+    /// The features in argument order.
+    pub features: Vec<FeatureEntry>,
+    /// Encoded column names, in the order the model sees them.
+    pub encoded_features: Vec<String>,
+    /// The label column.
+    pub label: String,
+    /// Key columns.
+    pub key: Vec<String>,
+    /// Classes in index order (classification).
+    pub classes: Vec<String>,
+    /// The positive class of a binary classifier.
+    pub positive_class: Option<String>,
+    /// The table trained on.
+    pub training_table: String,
+    /// Its version.
+    pub training_table_version: u64,
+    /// Seed of sampling, split and algorithm.
+    pub seed: u64,
+    /// Holdout share.
+    pub holdout: f64,
+    /// Row counts.
+    pub rows: RowCounts,
+    /// Holdout metrics (on the training rows when `holdout = 0`).
+    pub metrics: Metrics,
+    /// `holdout` or `training`: which rows the metrics are from.
+    pub evaluated_on: String,
+    /// Training-time distribution of each feature.
+    pub feature_profiles: Vec<(String, ColumnProfile)>,
+    /// Distribution of the model's predictions on the evaluated rows (values, or the
+    /// positive-class probability).
+    pub prediction_profile: ColumnProfile,
+    /// SHA-256 of `model.json`.
+    pub artifact_sha256: String,
+    /// Size of `model.json` in bytes.
+    pub artifact_bytes: u64,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+    /// The training run.
+    pub run_id: String,
+}
+
+/// What `model.json` holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// smartcore's serialized model.
+    pub smartcore: Value,
+    /// The preprocessing.
+    pub preprocessing: Preprocessor,
+    /// lakescore's compiled view.
+    pub compiled: CompiledModel,
+}
+
+/// A version loaded for scoring: its manifest and verified artifact.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// The artifact.
+    pub artifact: Artifact,
+}
+
+/// Aliases of a model and how they changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Aliases {
+    /// Alias → version.
+    pub current: std::collections::BTreeMap<String, u64>,
+    /// Every change, oldest first.
+    pub history: Vec<AliasChange>,
+}
+
+/// One alias change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AliasChange {
+    /// The alias.
+    pub alias: String,
+    /// The version it moved to.
+    pub version: u64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Why (promote, rollback, first version).
+    pub reason: String,
+}
+
+/// The registry in a lakehouse.
+pub struct Registry {
+    lakehouse: Arc<Lakehouse>,
+}
+
+impl Registry {
+    /// The registry under `lakehouse`'s root.
+    pub fn new(lakehouse: Arc<Lakehouse>) -> Self {
+        Self { lakehouse }
+    }
+
+    fn storage(&self, error: impl fmt::Display) -> Error {
+        Error::Storage {
+            uri: format!("{}{MODELS}", self.lakehouse.root()),
+            cause: error.to_string(),
+        }
+    }
+
+    async fn read_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        path: &StorePath,
+    ) -> Result<Option<(T, Vec<u8>)>> {
+        let store = self.lakehouse.store()?;
+        match store.get(path).await {
+            Ok(found) => {
+                let bytes = found.bytes().await.map_err(|e| self.storage(e))?.to_vec();
+                let value = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.storage(format!("{path}: {e}")))?;
+                Ok(Some((value, bytes)))
+            }
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(error) => Err(self.storage(error)),
+        }
+    }
+
+    /// Every version of `name`, oldest first.
+    pub async fn versions(&self, name: &str) -> Result<Vec<Manifest>> {
+        let store = self.lakehouse.store()?;
+        let prefix = StorePath::from_iter([MODELS, name]);
+        let listing = match store.list_with_delimiter(Some(&prefix)).await {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(error) => return Err(self.storage(error)),
+        };
+        let mut numbers: Vec<u64> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
+            .collect();
+        numbers.sort_unstable();
+        let mut manifests = Vec::new();
+        for number in numbers {
+            let path = StorePath::from_iter([MODELS, name, &number.to_string(), "manifest.json"]);
+            if let Some((manifest, _)) = self.read_json::<Manifest>(&path).await? {
+                manifests.push(manifest);
+            }
+        }
+        Ok(manifests)
+    }
+
+    /// Names of every registered model.
+    pub async fn model_names(&self) -> Result<Vec<String>> {
+        let store = self.lakehouse.store()?;
+        let listing = match store
+            .list_with_delimiter(Some(&StorePath::from(MODELS)))
+            .await
+        {
+            Ok(listing) => listing,
+            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(error) => return Err(self.storage(error)),
+        };
+        let mut names: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().map(str::to_string))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The aliases of `name`.
+    pub async fn aliases(&self, name: &str) -> Result<Aliases> {
+        let path = StorePath::from_iter([MODELS, name, "aliases.json"]);
+        Ok(self
+            .read_json(&path)
+            .await?
+            .map(|(a, _)| a)
+            .unwrap_or_default())
+    }
+
+    async fn save_aliases(&self, name: &str, aliases: &Aliases) -> Result<()> {
+        let path = StorePath::from_iter([MODELS, name, "aliases.json"]);
+        let bytes = serde_json::to_vec_pretty(aliases).map_err(|e| self.storage(e))?;
+        self.lakehouse
+            .store()?
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| self.storage(e))?;
+        Ok(())
+    }
+
+    /// Stores a new version of `manifest.name` (its number is chosen here) and makes it
+    /// the champion when it is the model's first. Returns the stored manifest.
+    pub async fn register(&self, mut manifest: Manifest, artifact: &Artifact) -> Result<Manifest> {
+        let bytes = serde_json::to_vec(artifact).map_err(|e| self.storage(e))?;
+        manifest.artifact_sha256 = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        manifest.artifact_bytes = bytes.len() as u64;
+        let store = self.lakehouse.store()?;
+        loop {
+            let next = self
+                .versions(&manifest.name)
+                .await?
+                .last()
+                .map_or(1, |m| m.version + 1);
+            manifest.version = next;
+            let folder = [MODELS, manifest.name.as_str(), &next.to_string()];
+            let artifact_path = StorePath::from_iter(folder.iter().copied().chain(["model.json"]));
+            store
+                .put(&artifact_path, PutPayload::from(bytes.clone()))
+                .await
+                .map_err(|e| self.storage(e))?;
+            let manifest_path =
+                StorePath::from_iter(folder.iter().copied().chain(["manifest.json"]));
+            let manifest_bytes =
+                serde_json::to_vec_pretty(&manifest).map_err(|e| self.storage(e))?;
+            let created = store
+                .put_opts(
+                    &manifest_path,
+                    PutPayload::from(manifest_bytes),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match created {
+                Ok(_) => break,
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(error) => return Err(self.storage(error)),
+            }
+        }
+        if manifest.version == 1 {
+            self.move_alias(&manifest.name, "champion", 1, "first version")
+                .await?;
+        } else {
+            self.write_versions_table(&manifest.run_id).await?;
+        }
+        Ok(manifest)
+    }
+
+    /// Points `alias` of `name` at `version`.
+    pub async fn move_alias(
+        &self,
+        name: &str,
+        alias: &str,
+        version: u64,
+        reason: &str,
+    ) -> Result<()> {
+        if !ALIASES.contains(&alias) {
+            return Err(Error::Usage(format!(
+                "unknown alias '{alias}': the aliases are {}",
+                ALIASES.join(" and ")
+            )));
+        }
+        let versions = self.versions(name).await?;
+        if !versions.iter().any(|m| m.version == version) {
+            return Err(self.unknown_version(name, version, &versions));
+        }
+        let mut aliases = self.aliases(name).await?;
+        aliases.current.insert(alias.to_string(), version);
+        aliases.history.push(AliasChange {
+            alias: alias.to_string(),
+            version,
+            at: Utc::now(),
+            reason: reason.to_string(),
+        });
+        self.save_aliases(name, &aliases).await?;
+        self.write_versions_table(&crate::commit::new_run_id())
+            .await
+    }
+
+    /// Moves `champion` back to the version it had before its last move, and returns it.
+    pub async fn rollback(&self, name: &str) -> Result<u64> {
+        let aliases = self.aliases(name).await?;
+        let moves: Vec<&AliasChange> = aliases
+            .history
+            .iter()
+            .filter(|c| c.alias == "champion")
+            .collect();
+        let current = aliases.current.get("champion").copied();
+        let previous = moves
+            .iter()
+            .rev()
+            .map(|c| c.version)
+            .find(|v| Some(*v) != current);
+        match previous {
+            Some(version) => {
+                self.move_alias(name, "champion", version, "rollback")
+                    .await?;
+                Ok(version)
+            }
+            None => Err(Error::Usage(format!(
+                "{name} has no earlier champion to roll back to (champion is version {})",
+                current.map_or_else(|| String::from("unset"), |v| v.to_string())
+            ))),
+        }
+    }
+
+    fn unknown_version(&self, name: &str, version: u64, versions: &[Manifest]) -> Error {
+        if versions.is_empty() {
+            return Error::Usage(format!(
+                "model '{name}' has no versions: run `lakescore train {name}` first"
+            ));
+        }
+        Error::Usage(format!(
+            "model '{name}' has no version {version}; it has versions {}",
+            versions
+                .iter()
+                .map(|m| m.version.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+
+    /// The manifest a reference names.
+    pub async fn resolve(&self, reference: &ModelRef) -> Result<Manifest> {
+        let mut versions = self.versions(&reference.name).await?;
+        let version = match &reference.selector {
+            VersionSelector::Number(n) => *n,
+            VersionSelector::Alias(alias) => {
+                let aliases = self.aliases(&reference.name).await?;
+                match aliases.current.get(alias) {
+                    Some(v) => *v,
+                    None if versions.is_empty() => {
+                        return Err(self.unknown_version(&reference.name, 0, &versions));
+                    }
+                    None => {
+                        return Err(Error::Usage(format!(
+                            "model '{}' has no {alias}: `lakescore models promote {} VERSION --alias {alias}` sets one",
+                            reference.name, reference.name
+                        )));
+                    }
+                }
+            }
+        };
+        match versions.iter().position(|m| m.version == version) {
+            Some(at) => Ok(versions.swap_remove(at)),
+            None => Err(self.unknown_version(&reference.name, version, &versions)),
+        }
+    }
+
+    /// Loads a version's artifact, refusing it when its SHA-256 differs from the manifest.
+    pub async fn load(&self, manifest: Manifest) -> Result<LoadedModel> {
+        let path = StorePath::from_iter([
+            MODELS,
+            manifest.name.as_str(),
+            &manifest.version.to_string(),
+            "model.json",
+        ]);
+        let bytes = match self.lakehouse.store()?.get(&path).await {
+            Ok(found) => found.bytes().await.map_err(|e| self.storage(e))?.to_vec(),
+            Err(error) => return Err(self.storage(format!("{path}: {error}"))),
+        };
+        let sha: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if sha != manifest.artifact_sha256 {
+            return Err(Error::Usage(format!(
+                "{}:{}: the artifact {path} has SHA-256 {sha} but the manifest records {}; it was changed or truncated after registration and is refused. Retrain the model or restore the file",
+                manifest.name, manifest.version, manifest.artifact_sha256
+            )));
+        }
+        let artifact =
+            serde_json::from_slice(&bytes).map_err(|e| self.storage(format!("{path}: {e}")))?;
+        Ok(LoadedModel { manifest, artifact })
+    }
+
+    /// Rewrites `ops.model_versions` from the registry: one row per version with its
+    /// metrics and current aliases.
+    pub async fn write_versions_table(&self, run_id: &str) -> Result<()> {
+        let mut manifests = Vec::new();
+        let mut alias_of = Vec::new();
+        for name in self.model_names().await? {
+            let aliases = self.aliases(&name).await?;
+            for manifest in self.versions(&name).await? {
+                let names: Vec<&str> = aliases
+                    .current
+                    .iter()
+                    .filter(|(_, v)| **v == manifest.version)
+                    .map(|(a, _)| a.as_str())
+                    .collect();
+                alias_of.push(names.join(","));
+                manifests.push(manifest);
+            }
+        }
+        let text = |f: &dyn Fn(&Manifest) -> String| {
+            Arc::new(StringArray::from_iter_values(manifests.iter().map(f))) as ArrayRef
+        };
+        let metric = |name: &str| {
+            Arc::new(Float64Array::from_iter(
+                manifests.iter().map(|m| m.metrics.get(name)),
+            )) as ArrayRef
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("model", DataType::Utf8, false),
+            Field::new("version", DataType::UInt64, false),
+            Field::new("aliases", DataType::Utf8, false),
+            Field::new("task", DataType::Utf8, false),
+            Field::new("algorithm", DataType::Utf8, false),
+            Field::new("training_table", DataType::Utf8, false),
+            Field::new("training_table_version", DataType::UInt64, false),
+            Field::new("training_rows", DataType::UInt64, false),
+            Field::new("holdout_rows", DataType::UInt64, false),
+            Field::new("roc_auc", DataType::Float64, true),
+            Field::new("accuracy", DataType::Float64, true),
+            Field::new("f1", DataType::Float64, true),
+            Field::new("rmse", DataType::Float64, true),
+            Field::new("r2", DataType::Float64, true),
+            Field::new("metrics", DataType::Utf8, false),
+            Field::new("artifact_sha256", DataType::Utf8, false),
+            Field::new(
+                "created_at",
+                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+                false,
+            ),
+            Field::new("run_id", DataType::Utf8, false),
+        ]));
+        let columns: Vec<ArrayRef> = vec![
+            text(&|m| m.name.clone()),
+            Arc::new(UInt64Array::from_iter_values(
+                manifests.iter().map(|m| m.version),
+            )),
+            Arc::new(StringArray::from(alias_of)),
+            text(&|m| m.task.as_str().to_string()),
+            text(&|m| m.algorithm.as_str().to_string()),
+            text(&|m| m.training_table.clone()),
+            Arc::new(UInt64Array::from_iter_values(
+                manifests.iter().map(|m| m.training_table_version),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                manifests.iter().map(|m| m.rows.training),
+            )),
+            Arc::new(UInt64Array::from_iter_values(
+                manifests.iter().map(|m| m.rows.holdout),
+            )),
+            metric("roc_auc"),
+            metric("accuracy"),
+            metric("f1"),
+            metric("rmse"),
+            metric("r2"),
+            text(&|m| serde_json::to_string(&m.metrics).unwrap_or_default()),
+            text(&|m| m.artifact_sha256.clone()),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(
+                    manifests.iter().map(|m| m.created_at.timestamp_micros()),
+                )
+                .with_timezone("UTC"),
+            ),
+            text(&|m| m.run_id.clone()),
+        ];
+        let batch = RecordBatch::try_new(schema, columns)?;
+        let frame = SessionContext::new().read_batch(batch)?;
+        let name = TableName {
+            schema: String::from("ops"),
+            name: String::from("model_versions"),
+        };
+        let table = table_for_write(&self.lakehouse, &name).await?;
+        let properties =
+            CommitProperties::default().with_metadata(commit_metadata(run_id, json!([]), []));
+        write_frame(table, frame, WriteMode::Overwrite, properties).await?;
+        Ok(())
+    }
+}

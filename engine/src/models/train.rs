@@ -1,0 +1,355 @@
+//! `lakescore train MODEL`: reads the training table at a pinned version, splits the rows,
+//! learns the preprocessing and the model on the training rows, evaluates on the holdout,
+//! profiles the data and registers a new version.
+
+use std::collections::BTreeSet;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use chrono::Utc;
+
+use super::compiled::RawOutput;
+use super::dataset::{LabelColumn, is_holdout, read_dataset};
+use super::features::{Preprocessor, RawColumn};
+use super::learner::{Labels, TrainingData, train};
+use super::metrics::{Metrics, classification, regression};
+use super::profile::{self, ColumnProfile};
+use super::registry::{Artifact, FeatureEntry, Manifest, Registry, RowCounts};
+use crate::commit::new_run_id;
+use crate::config::{Algorithm, FeatureKind, ModelConfig, Project};
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::session::{Pins, SqlSession};
+
+/// A training run: build it, then `.await` it for the registered manifest.
+pub struct Train<'a> {
+    project: &'a Project,
+    lakehouse: Arc<Lakehouse>,
+    name: String,
+    run_id: String,
+}
+
+impl<'a> Train<'a> {
+    /// Trains model `name` of `project`.
+    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>, name: impl Into<String>) -> Self {
+        Self {
+            project,
+            lakehouse,
+            name: name.into(),
+            run_id: new_run_id(),
+        }
+    }
+
+    /// Uses this run id (a job passes its own).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    async fn run(self) -> Result<Manifest> {
+        let config = model_config(self.project, &self.name)?;
+        let (table, pinned) = parse_table_at(&config.training_table)?;
+        let version = match pinned {
+            Some(version) => version,
+            None => self
+                .lakehouse
+                .open_table(&table, TableVersion::Latest)
+                .await?
+                .version()
+                .unwrap_or_default(),
+        };
+        let session = SqlSession::builder(self.lakehouse.clone())
+            .functions(self.project.config.functions.clone())
+            .pins(Pins::from([(table.clone(), version)]))
+            .build()
+            .await?;
+        let dataset = read_dataset(
+            &session,
+            config,
+            &format!("\"{}\".\"{}\"", table.schema, table.name),
+        )
+        .await?;
+        if dataset.keys.is_empty() {
+            return Err(Error::Usage(format!(
+                "model '{}': {table}@{version} has no rows with a label in '{}' to train on",
+                config.name, config.label
+            )));
+        }
+        let (classes, labels) = encode_labels(config, &dataset.labels)?;
+        let positive = positive_class(config, &classes)?;
+        let (train_rows, holdout_rows): (Vec<usize>, Vec<usize>) = (0..dataset.keys.len())
+            .partition(|i| !is_holdout(config.seed, config.holdout, &dataset.keys[*i]));
+        if train_rows.is_empty() {
+            return Err(Error::Usage(format!(
+                "model '{}': every row fell into the holdout; lower holdout = {}",
+                config.name, config.holdout
+            )));
+        }
+        let features: Vec<(String, FeatureKind)> = config
+            .features
+            .iter()
+            .map(|(n, k)| (n.clone(), *k))
+            .collect();
+        let training_columns = select_rows(&dataset.features, &train_rows);
+        let scale = matches!(
+            config.algorithm,
+            Algorithm::LogisticRegression
+                | Algorithm::LinearRegression
+                | Algorithm::RidgeRegression
+        );
+        let preprocessing =
+            Preprocessor::fit(&features, &training_columns, scale, config.max_categories);
+        let width = preprocessing.encoded_names().len();
+        let encode = |columns: &[RawColumn], rows: usize| {
+            let mut values = Vec::with_capacity(rows * width);
+            let mut row_values = Vec::with_capacity(width);
+            for row in 0..rows {
+                preprocessing.encode_row(columns, row, &mut row_values);
+                values.extend_from_slice(&row_values);
+            }
+            values
+        };
+        let training_labels = match &labels {
+            Labels::Classes(all) => Labels::Classes(train_rows.iter().map(|i| all[*i]).collect()),
+            Labels::Values(all) => Labels::Values(train_rows.iter().map(|i| all[*i]).collect()),
+        };
+        let trained = train(
+            config.algorithm,
+            config.task,
+            &config.params,
+            config.seed,
+            TrainingData {
+                values: encode(&training_columns, train_rows.len()),
+                rows: train_rows.len(),
+                width,
+                labels: &training_labels,
+                classes: classes.len(),
+            },
+        )
+        .map_err(|problem| Error::Usage(format!("model '{}': {problem}", config.name)))?;
+
+        let (evaluated_on, evaluated) = if holdout_rows.is_empty() {
+            ("training", train_rows.clone())
+        } else {
+            ("holdout", holdout_rows.clone())
+        };
+        let evaluated_columns = select_rows(&dataset.features, &evaluated);
+        let encoded = encode(&evaluated_columns, evaluated.len());
+        let outputs: Vec<RawOutput> = encoded
+            .chunks(width.max(1))
+            .map(|row| trained.compiled.score(row))
+            .collect();
+        let (metrics, predictions) =
+            evaluate(&labels, &evaluated, &outputs, classes.len(), positive);
+
+        let manifest = Manifest {
+            name: config.name.clone(),
+            version: 0,
+            task: config.task,
+            algorithm: config.algorithm,
+            params: trained.params,
+            features: features
+                .iter()
+                .map(|(name, kind)| FeatureEntry {
+                    name: name.clone(),
+                    kind: *kind,
+                })
+                .collect(),
+            encoded_features: preprocessing.encoded_names(),
+            label: config.label.clone(),
+            key: config.key.clone(),
+            positive_class: (classes.len() == 2).then(|| classes[positive].clone()),
+            classes,
+            training_table: table.to_string(),
+            training_table_version: version,
+            seed: config.seed,
+            holdout: config.holdout,
+            rows: RowCounts {
+                table_rows: dataset.table_rows,
+                rows_without_label: dataset.rows_without_label,
+                sample_fraction: dataset.sample_fraction,
+                training: train_rows.len() as u64,
+                holdout: holdout_rows.len() as u64,
+            },
+            metrics,
+            evaluated_on: evaluated_on.to_string(),
+            feature_profiles: profiles(&features, &training_columns),
+            prediction_profile: profile::numeric(
+                &predictions.into_iter().map(Some).collect::<Vec<_>>(),
+            ),
+            artifact_sha256: String::new(),
+            artifact_bytes: 0,
+            created_at: Utc::now(),
+            run_id: self.run_id.clone(),
+        };
+        let smartcore = serde_json::from_str(&trained.artifact)
+            .map_err(|e| Error::Usage(format!("model '{}': {e}", config.name)))?;
+        let artifact = Artifact {
+            smartcore,
+            preprocessing,
+            compiled: trained.compiled,
+        };
+        Registry::new(self.lakehouse.clone())
+            .register(manifest, &artifact)
+            .await
+    }
+}
+
+impl<'a> IntoFuture for Train<'a> {
+    type Output = Result<Manifest>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// The `[[model]]` named `name`.
+pub fn model_config<'a>(project: &'a Project, name: &str) -> Result<&'a ModelConfig> {
+    project
+        .config
+        .models
+        .iter()
+        .find(|m| m.name == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = project
+                .config
+                .models
+                .iter()
+                .map(|m| m.name.as_str())
+                .collect();
+            Error::Usage(if known.is_empty() {
+                format!("unknown model '{name}': the project declares no [[model]]")
+            } else {
+                format!(
+                    "unknown model '{name}': the project declares {}",
+                    known.join(", ")
+                )
+            })
+        })
+}
+
+/// `schema.name` or `schema.name@VERSION`.
+fn parse_table_at(text: &str) -> Result<(TableName, Option<u64>)> {
+    match text.rsplit_once('@') {
+        Some((name, version)) => {
+            let version = version.parse().map_err(|_| {
+                Error::Usage(format!(
+                    "training_table '{text}': the version after @ must be a number"
+                ))
+            })?;
+            Ok((TableName::parse(name)?, Some(version)))
+        }
+        None => Ok((TableName::parse(text)?, None)),
+    }
+}
+
+/// Classes in sort order and each row's label as a class index or value.
+fn encode_labels(config: &ModelConfig, labels: &LabelColumn) -> Result<(Vec<String>, Labels)> {
+    match labels {
+        LabelColumn::Texts(texts) => {
+            let classes: Vec<String> = texts
+                .iter()
+                .cloned()
+                .collect::<BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            if classes.len() < 2 {
+                return Err(Error::Usage(format!(
+                    "model '{}': the label '{}' has only {} distinct value(s); classification needs at least two",
+                    config.name,
+                    config.label,
+                    classes.len()
+                )));
+            }
+            let indexes = texts
+                .iter()
+                .map(|t| classes.binary_search(t).map_or(0, |i| i as i32))
+                .collect();
+            Ok((classes, Labels::Classes(indexes)))
+        }
+        LabelColumn::Numbers(values) => Ok((Vec::new(), Labels::Values(values.clone()))),
+    }
+}
+
+/// The positive class: the configured one, else one spelled true/1/yes, else the last.
+fn positive_class(config: &ModelConfig, classes: &[String]) -> Result<usize> {
+    if classes.is_empty() {
+        return Ok(0);
+    }
+    if let Some(wanted) = &config.positive_class {
+        return classes.iter().position(|c| c == wanted).ok_or_else(|| {
+            Error::Usage(format!(
+                "model '{}': positive_class '{wanted}' is not among the label's values {}",
+                config.name,
+                classes.join(", ")
+            ))
+        });
+    }
+    Ok(classes
+        .iter()
+        .position(|c| matches!(c.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
+        .unwrap_or(classes.len() - 1))
+}
+
+fn select_rows(columns: &[RawColumn], rows: &[usize]) -> Vec<RawColumn> {
+    columns
+        .iter()
+        .map(|column| match column {
+            RawColumn::Numbers(values) => {
+                RawColumn::Numbers(rows.iter().map(|r| values[*r]).collect())
+            }
+            RawColumn::Texts(values) => {
+                RawColumn::Texts(rows.iter().map(|r| values[*r].clone()).collect())
+            }
+        })
+        .collect()
+}
+
+/// Metrics of the outputs for the evaluated rows, and the predictions to profile
+/// (positive-class probabilities, or values).
+fn evaluate(
+    labels: &Labels,
+    rows: &[usize],
+    outputs: &[RawOutput],
+    classes: usize,
+    positive: usize,
+) -> (Metrics, Vec<f64>) {
+    match labels {
+        Labels::Classes(all) => {
+            let actual: Vec<usize> = rows.iter().map(|r| all[*r] as usize).collect();
+            let probabilities: Vec<Vec<f64>> =
+                outputs.iter().map(|o| o.probabilities.clone()).collect();
+            let predictions = probabilities
+                .iter()
+                .map(|p| p.get(positive).copied().unwrap_or(0.0))
+                .collect();
+            (
+                classification(&probabilities, &actual, classes, positive),
+                predictions,
+            )
+        }
+        Labels::Values(all) => {
+            let actual: Vec<f64> = rows.iter().map(|r| all[*r]).collect();
+            let predicted: Vec<f64> = outputs.iter().map(|o| o.value).collect();
+            (regression(&predicted, &actual), predicted)
+        }
+    }
+}
+
+fn profiles(
+    features: &[(String, FeatureKind)],
+    columns: &[RawColumn],
+) -> Vec<(String, ColumnProfile)> {
+    features
+        .iter()
+        .zip(columns)
+        .map(|((name, kind), column)| {
+            (
+                name.clone(),
+                profile::column(column, *kind == FeatureKind::Boolean),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,295 @@
+//! Training and the model registry end to end: a landed table with a learnable signal,
+//! several algorithms, deterministic retraining, aliases, `ops.model_versions`, and a
+//! tampered artifact that is refused.
+
+use crate::support::Workspace;
+
+/// 600 customers; churn depends on usage and contract with some noise, so a model can
+/// learn it but not perfectly.
+fn customers_csv() -> String {
+    let mut state: u64 = 7;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (state >> 33) as f64 / (1u64 << 31) as f64
+    };
+    let mut csv = String::from("customer_id,logins,revenue,contract,newsletter,churned,spend\n");
+    for i in 0..600 {
+        let logins = (next() * 40.0).floor();
+        let revenue = (next() * 1000.0).round();
+        let contract = ["monthly", "yearly", "none"][(next() * 3.0) as usize % 3];
+        let newsletter = next() < 0.5;
+        let risk = 1.5 - logins / 10.0
+            + if contract == "monthly" { 1.0 } else { -0.5 }
+            + (next() - 0.5) * 2.0;
+        let churned = risk > 0.0;
+        let spend = 20.0 + logins * 3.0 + (next() - 0.5) * 10.0;
+        let logins_text = if i % 50 == 0 {
+            String::new()
+        } else {
+            logins.to_string()
+        };
+        csv.push_str(&format!(
+            "C{i:04},{logins_text},{revenue},{contract},{newsletter},{churned},{spend:.2}\n"
+        ));
+    }
+    csv
+}
+
+const MODELS: &str = r#"
+[[source]]
+name = "customers"
+path = "extracts/customers.csv"
+format = "csv"
+table = "curated.customers"
+[source.schema]
+customer_id = { type = "string", required = true }
+logins = "float"
+revenue = "float"
+contract = "string"
+newsletter = "boolean"
+churned = "boolean"
+spend = "float"
+
+[[model]]
+name = "churn"
+task = "classification"
+algorithm = "logistic_regression"
+training_table = "curated.customers"
+label = "churned"
+key = ["customer_id"]
+seed = 7
+[model.features]
+logins = "numeric"
+revenue = "numeric"
+contract = "categorical"
+newsletter = "boolean"
+
+[[model]]
+name = "churn_forest"
+task = "classification"
+algorithm = "random_forest"
+params = { n_trees = 25, max_depth = 6 }
+training_table = "curated.customers@1"
+label = "churned"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+contract = "categorical"
+
+[[model]]
+name = "churn_tree"
+task = "classification"
+algorithm = "decision_tree"
+training_table = "curated.customers"
+label = "churned"
+[model.features]
+logins = "numeric"
+contract = "categorical"
+
+[[model]]
+name = "spend"
+task = "regression"
+algorithm = "linear_regression"
+training_table = "curated.customers"
+label = "spend"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+contract = "categorical"
+
+[[model]]
+name = "spend_forest"
+task = "regression"
+algorithm = "random_forest"
+params = { n_trees = 10 }
+training_table = "curated.customers"
+label = "spend"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+"#;
+
+fn project() -> Workspace {
+    let ws = Workspace::init();
+    ws.append_to_project(MODELS);
+    ws.write_file("extracts/customers.csv", &customers_csv());
+    ws.run(&["ingest"]).ok();
+    ws
+}
+
+fn metric(line: &str, name: &str) -> f64 {
+    let at = line.find(&format!("{name} ")).unwrap() + name.len() + 1;
+    line[at..]
+        .split([',', ' ', '\n'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn models_train_register_and_move_aliases_and_tampering_is_refused() {
+    let ws = project();
+    let out = ws.run(&["train", "churn"]).ok();
+    assert!(
+        out.starts_with("churn:1 trained on curated.customers@1 ("),
+        "{out}"
+    );
+    assert!(out.contains("now champion"), "{out}");
+    let auc = metric(&out, "roc_auc");
+    assert!(
+        (0.8..1.0).contains(&auc),
+        "a learnable but noisy signal: {out}"
+    );
+    let training: u64 = out
+        .split(" (")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let held: u64 = out
+        .split(" rows, ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(training + held, 600);
+    assert!((80..160).contains(&held), "about 20% held out: {out}");
+
+    // Same data version and seed: the same artifact.
+    let again = ws.run(&["train", "churn"]).ok();
+    assert!(again.starts_with("churn:2 trained"), "{again}");
+    assert!(
+        again.contains("promote it with: lakescore models promote churn 2 --alias champion"),
+        "{again}"
+    );
+    let sha = |text: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("artifact sha256 "))
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(sha(&out), sha(&again));
+
+    let forest = ws.run(&["train", "churn_forest"]).ok();
+    assert!(metric(&forest, "roc_auc") > 0.75, "{forest}");
+    let tree = ws.run(&["train", "churn_tree"]).ok();
+    assert!(metric(&tree, "accuracy") > 0.7, "{tree}");
+    let spend = ws.run(&["train", "spend"]).ok();
+    assert!(
+        metric(&spend, "r2") > 0.9,
+        "spend is nearly linear in logins: {spend}"
+    );
+    let spend_forest = ws.run(&["train", "spend_forest"]).ok();
+    assert!(metric(&spend_forest, "r2") > 0.8, "{spend_forest}");
+
+    let listed = ws.run(&["models", "list", "churn"]).ok();
+    assert!(
+        listed.contains("churn:1 [champion]  logistic_regression on curated.customers@1"),
+        "{listed}"
+    );
+    ws.run(&["models", "promote", "churn", "2"]).ok();
+    ws.run(&["models", "promote", "churn", "1", "--alias", "challenger"])
+        .ok();
+    assert_eq!(
+        ws.csv("SELECT model, version, aliases, training_table_version FROM ops.model_versions WHERE model = 'churn' ORDER BY version"),
+        "model,version,aliases,training_table_version\nchurn,1,challenger,1\nchurn,2,champion,1\n"
+    );
+    let rolled = ws.run(&["models", "rollback", "churn"]).ok();
+    assert_eq!(rolled, "churn: champion rolled back to version 1\n");
+    let manifest: serde_json::Value =
+        serde_json::from_str(&ws.run(&["models", "show", "churn"]).ok()).unwrap();
+    assert_eq!(manifest["version"], 1);
+    assert_eq!(manifest["encoded_features"][3], "contract=monthly");
+    assert_eq!(manifest["rows"]["table_rows"], 600);
+    assert_eq!(manifest["feature_profiles"][0][1]["type"], "numeric");
+    assert!(
+        (manifest["feature_profiles"][0][1]["null_rate"]
+            .as_f64()
+            .unwrap()
+            - 0.02)
+            .abs()
+            < 0.01
+    );
+    assert_eq!(
+        manifest["prediction_profile"]["quantiles"]
+            .as_array()
+            .unwrap()
+            .len(),
+        11
+    );
+
+    let error = ws.run(&["models", "show", "churn:9"]).fails_with(1);
+    assert!(
+        error.contains("model 'churn' has no version 9; it has versions 1, 2"),
+        "{error}"
+    );
+    let error = ws.run(&["models", "show", "churn@best"]).fails_with(1);
+    assert!(
+        error.contains("the aliases are champion and challenger"),
+        "{error}"
+    );
+
+    let artifact = ws.lakehouse().join("_models/churn/1/model.json");
+    let mut bytes = std::fs::read(&artifact).unwrap();
+    bytes.truncate(bytes.len() - 10);
+    std::fs::write(&artifact, bytes).unwrap();
+    let error = ws.run(&["models", "show", "churn:1"]).fails_with(1);
+    assert!(
+        error.contains("churn:1: the artifact _models/churn/1/model.json has SHA-256"),
+        "{error}"
+    );
+    assert!(
+        error.contains("it was changed or truncated after registration and is refused"),
+        "{error}"
+    );
+}
+
+#[test]
+fn model_mistakes_are_named() {
+    let ws = project();
+    ws.append_to_project(
+        "\n[[model]]\nname = \"typo\"\ntask = \"classification\"\nalgorithm = \"random_forest\"\nparams = { n_tree = 5 }\ntraining_table = \"curated.customers\"\nlabel = \"churned\"\n[model.features]\nlogins = \"numeric\"\n",
+    );
+    let error = ws.run(&["train", "typo"]).fails_with(1);
+    assert!(
+        error.contains("model 'typo': params: random_forest has no parameter 'n_tree'; it has"),
+        "{error}"
+    );
+    assert!(error.contains("n_trees"), "{error}");
+    let error = ws.run(&["train", "nope"]).fails_with(1);
+    assert!(
+        error.contains("unknown model 'nope': the project declares churn, churn_forest"),
+        "{error}"
+    );
+
+    let ws = project();
+    ws.append_to_project(
+        "\n[[model]]\nname = \"wrong\"\ntask = \"regression\"\nalgorithm = \"logistic_regression\"\ntraining_table = \"curated.customers\"\nlabel = \"spend\"\n[model.features]\nlogins = \"numeric\"\n",
+    );
+    let error = ws.run(&["models", "list"]).fails_with(1);
+    assert!(
+        error.contains(
+            "[[model]] 'wrong': algorithm \"logistic_regression\" cannot learn task \"regression\""
+        ),
+        "{error}"
+    );
+
+    let ws = project();
+    ws.append_to_project(
+        "\n[[model]]\nname = \"kinds\"\ntask = \"classification\"\nalgorithm = \"decision_tree\"\ntraining_table = \"curated.customers\"\nlabel = \"churned\"\n[model.features]\ncontract = \"numeric\"\n",
+    );
+    let error = ws.run(&["train", "kinds"]).fails_with(1);
+    assert!(
+        error.contains("feature 'contract' is declared numeric but the column is Utf8View"),
+        "{error}"
+    );
+}
