@@ -22,6 +22,7 @@ use crate::config::FunctionsConfig;
 use crate::error::{Error, Result};
 use crate::functions::{FunctionWarning, FunctionWarnings, all_functions};
 use crate::lakehouse::{Lakehouse, TableName};
+use crate::models::loaded::SessionModels;
 use crate::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
@@ -38,6 +39,7 @@ pub struct SqlSession {
     time_travel: Arc<TimeTravel>,
     pins: Arc<Pins>,
     warnings: FunctionWarnings,
+    models: Arc<SessionModels>,
 }
 
 /// Settings of a new [`SqlSession`]; `.build().await` opens it.
@@ -76,7 +78,8 @@ impl SessionBuilder {
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
         let ctx = SessionContext::new_with_config(config);
         let warnings = FunctionWarnings::default();
-        for function in all_functions(&self.functions, &warnings) {
+        let models = Arc::new(SessionModels::default());
+        for function in all_functions(&self.functions, &warnings, &models) {
             ctx.register_udf(function);
         }
         let pins = Arc::new(self.pins);
@@ -88,6 +91,7 @@ impl SessionBuilder {
             time_travel,
             pins,
             warnings,
+            models,
         })
     }
 }
@@ -146,6 +150,7 @@ impl SqlSession {
         self.time_travel
             .resolve(&self.lakehouse, &statement)
             .await?;
+        self.models.resolve(&self.lakehouse, &statement).await?;
         self.check_tables_exist(&statement).await?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;

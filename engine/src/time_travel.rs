@@ -178,19 +178,25 @@ pub fn tables_at_versions(statement: &DfStatement) -> Result<Vec<(TableName, Tab
 
 fn pins_in(statement: &DfStatement) -> Result<Vec<Pin>> {
     let mut finder = PinFinder::default();
+    visit_statement(statement, &mut finder);
+    finder.pins.into_iter().collect()
+}
+
+/// Walks the SQL syntax of `statement` (including an EXPLAINed statement and the query
+/// of a COPY) with `visitor`.
+pub(crate) fn visit_statement<V: Visitor<Break = ()>>(statement: &DfStatement, visitor: &mut V) {
     match statement {
         DfStatement::Statement(inner) => {
-            let _ = inner.visit(&mut finder);
+            let _ = inner.visit(visitor);
         }
-        DfStatement::Explain(explain) => return pins_in(&explain.statement),
+        DfStatement::Explain(explain) => visit_statement(&explain.statement, visitor),
         DfStatement::CopyTo(copy) => {
             if let CopyToSource::Query(query) = &copy.source {
-                let _ = query.visit(&mut finder);
+                let _ = query.visit(visitor);
             }
         }
         _ => {}
     }
-    finder.pins.into_iter().collect()
 }
 
 #[derive(Default)]

@@ -1,6 +1,6 @@
-//! Training and the model registry end to end: a landed table with a learnable signal,
-//! several algorithms, deterministic retraining, aliases, `ops.model_versions`, and a
-//! tampered artifact that is refused.
+//! Training, the model registry and `predict` end to end: a landed table with a learnable
+//! signal, several algorithms, deterministic retraining, aliases, `ops.model_versions`,
+//! inline scoring with explanations, and a tampered artifact that is refused.
 
 use crate::support::Workspace;
 
@@ -235,6 +235,86 @@ fn models_train_register_and_move_aliases_and_tampering_is_refused() {
     let error = ws.run(&["models", "show", "churn@best"]).fails_with(1);
     assert!(
         error.contains("the aliases are champion and challenger"),
+        "{error}"
+    );
+
+    // Scoring inline: the champion by default, any version by number.
+    let scored = ws.csv(
+        "SELECT customer_id, p['prediction'] AS prediction, p['probability'] AS probability, \
+         p['confidence'] AS confidence, array_length(p['top_features']) AS explained, \
+         p['top_features'][1]['feature'] AS top \
+         FROM (SELECT customer_id, predict('churn', logins, revenue, contract, newsletter) AS p \
+               FROM curated.customers) ORDER BY customer_id LIMIT 3",
+    );
+    let lines: Vec<&str> = scored.lines().collect();
+    assert_eq!(
+        lines[0],
+        "customer_id,prediction,probability,confidence,explained,top"
+    );
+    for line in &lines[1..] {
+        let fields: Vec<&str> = line.split(',').collect();
+        let probability: f64 = fields[2].parse().unwrap();
+        let confidence: f64 = fields[3].parse().unwrap();
+        assert_eq!(
+            fields[1],
+            if probability > 0.5 { "true" } else { "false" },
+            "{line}"
+        );
+        assert!(
+            (confidence - probability.max(1.0 - probability)).abs() < 1e-9,
+            "{line}"
+        );
+        assert_eq!(fields[4], "3", "{line}");
+        assert!(
+            ["logins", "revenue", "contract", "newsletter"].contains(&fields[5]),
+            "{line}"
+        );
+    }
+    // The forest's vote share and a regression value; an unseen category and missing
+    // values are scored with the (other) bucket and training imputation.
+    let values = ws.csv(
+        "SELECT predict('spend', 10, 'monthly')['prediction'] AS spend, \
+         predict('churn_forest', 2, 'monthly')['probability'] AS risky, \
+         predict('churn_forest', 38, 'yearly')['probability'] AS safe, \
+         predict('churn', NULL, NULL, 'brand-new plan', NULL)['prediction'] IS NOT NULL AS unseen",
+    );
+    let fields: Vec<f64> = values
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    assert!(
+        (44.0..56.0).contains(&fields[0]),
+        "spend ≈ 20 + 3 × logins: {values}"
+    );
+    assert!(fields[1] > 0.7 && fields[2] < 0.3, "{values}");
+    assert!(values.ends_with(",true\n"), "{values}");
+    let error = ws
+        .run(&[
+            "sql",
+            "SELECT predict('churn', logins) FROM curated.customers",
+        ])
+        .fails_with(1);
+    assert!(
+        error.contains("predict('churn:1', ...) takes 4 features in this order: logins (numeric), revenue (numeric), contract (categorical), newsletter (boolean); 1 given"),
+        "{error}"
+    );
+    let error = ws.run(&["sql", "SELECT predict('churn', contract, revenue, contract, newsletter) FROM curated.customers"]).fails_with(1);
+    assert!(
+        error.contains("argument 2 is Utf8View but feature 'logins' is numeric"),
+        "{error}"
+    );
+    let error = ws
+        .run(&[
+            "sql",
+            "SELECT predict(name, 1) FROM (SELECT 'churn' AS name)",
+        ])
+        .fails_with(1);
+    assert!(
+        error.contains("the first argument must be a model reference in quotes"),
         "{error}"
     );
 

@@ -62,9 +62,12 @@ pub struct ProjectConfig {
 }
 
 /// The `[functions]` section: settings the SQL functions read.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionsConfig {
+    /// How many features `predict` lists in `top_features`.
+    #[serde(default = "default_top_features")]
+    pub top_features: usize,
     /// Salt for `hash_pii`, usually `"${LAKESCORE_PII_SALT}"`; without it `hash_pii` reads
     /// the `LAKESCORE_PII_SALT` environment variable. Unlike other settings, `${NAME}` is
     /// expanded only when `hash_pii` runs, so commands that never hash need no secret.
@@ -72,6 +75,20 @@ pub struct FunctionsConfig {
     /// `[functions.exchange_rates]`: the rates `to_currency` converts with.
     #[serde(default)]
     pub exchange_rates: ExchangeRatesConfig,
+}
+
+impl Default for FunctionsConfig {
+    fn default() -> Self {
+        Self {
+            top_features: default_top_features(),
+            pii_salt: None,
+            exchange_rates: ExchangeRatesConfig::default(),
+        }
+    }
+}
+
+fn default_top_features() -> usize {
+    3
 }
 
 /// The `[functions.exchange_rates]` section.

@@ -22,12 +22,14 @@ use datafusion::error::Result as DfResult;
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDF};
 
 use crate::config::FunctionsConfig;
+use crate::models::loaded::SessionModels;
 
 mod hash_pii;
 mod normalize_email;
 mod normalize_phone;
 mod parse_decimal_locale;
 mod parse_timestamp_any;
+mod predict;
 mod to_currency;
 
 pub use hash_pii::{HashPii, PII_SALT_VARIABLE};
@@ -35,12 +37,18 @@ pub use normalize_email::NormalizeEmail;
 pub use normalize_phone::NormalizePhone;
 pub use parse_decimal_locale::{DECIMAL_PRECISION, DECIMAL_SCALE, ParseDecimalLocale};
 pub use parse_timestamp_any::ParseTimestampAny;
+pub use predict::{Predict, result_type, score_rows};
 pub use to_currency::{ExchangeRates, ToCurrency};
 
-/// Every lakescore SQL function, configured from the project's `[functions]` section and
-/// reporting bad input to `warnings`.
-pub fn all_functions(config: &FunctionsConfig, warnings: &FunctionWarnings) -> Vec<ScalarUDF> {
+/// Every lakescore SQL function, configured from the project's `[functions]` section,
+/// reporting bad input to `warnings` and scoring with the session's `models`.
+pub fn all_functions(
+    config: &FunctionsConfig,
+    warnings: &FunctionWarnings,
+    models: &Arc<SessionModels>,
+) -> Vec<ScalarUDF> {
     vec![
+        ScalarUDF::from(Predict::new(models.clone(), config.top_features)),
         ScalarUDF::from(ParseTimestampAny::new(warnings.clone())),
         ScalarUDF::from(ParseDecimalLocale::new(warnings.clone())),
         ScalarUDF::from(NormalizeEmail::new(warnings.clone())),
@@ -181,7 +189,11 @@ mod tests {
 
     #[test]
     fn function_names_are_unique() {
-        let functions = all_functions(&FunctionsConfig::default(), &FunctionWarnings::default());
+        let functions = all_functions(
+            &FunctionsConfig::default(),
+            &FunctionWarnings::default(),
+            &Arc::default(),
+        );
         let mut names = HashSet::new();
         for function in &functions {
             for name in std::iter::once(function.name())
@@ -193,7 +205,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(names.len(), 6);
+        assert_eq!(names.len(), 7);
     }
 
     #[test]

@@ -171,6 +171,7 @@ mod tests {
 
     fn rates() -> ExchangeRates {
         ExchangeRates::from_config(&FunctionsConfig {
+            top_features: 3,
             pii_salt: None,
             exchange_rates: ExchangeRatesConfig {
                 base: Some("EUR".into()),

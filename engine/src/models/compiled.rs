@@ -43,6 +43,11 @@ pub enum CompiledModel {
 pub struct Tree {
     /// The nodes.
     pub nodes: Vec<TreeNode>,
+    /// Per node, the mean target of the training rows that reach it (the label for
+    /// regression, 1 for the positive class of a binary classifier): what path
+    /// attributions are measured in. Empty when not computed.
+    #[serde(default)]
+    pub node_values: Vec<f64>,
 }
 
 /// A node: a split (`feature <= threshold` goes to `left`) or a leaf with its output.
@@ -73,19 +78,53 @@ impl Tree {
     /// The leaf `row` falls into.
     pub fn leaf(&self, row: &[f64]) -> &TreeNode {
         let mut at = 0;
-        loop {
+        while let (Some(left), Some(right)) = (self.nodes[at].left, self.nodes[at].right) {
             let node = &self.nodes[at];
-            match (node.left, node.right) {
-                (Some(left), Some(right)) => {
-                    at = if row[node.feature] <= node.threshold {
-                        left
-                    } else {
-                        right
-                    };
-                }
-                _ => return node,
+            at = if row[node.feature] <= node.threshold {
+                left
+            } else {
+                right
+            };
+        }
+        &self.nodes[at]
+    }
+
+    /// The nodes `row` passes, root first, leaf last.
+    pub fn path(&self, row: &[f64]) -> Vec<usize> {
+        let mut path = vec![0];
+        let mut at = 0;
+        while let (Some(left), Some(right)) = (self.nodes[at].left, self.nodes[at].right) {
+            let node = &self.nodes[at];
+            at = if row[node.feature] <= node.threshold {
+                left
+            } else {
+                right
+            };
+            path.push(at);
+        }
+        path
+    }
+
+    /// Sets `node_values` from training rows (`width` values each) and their targets.
+    pub fn learn_node_values(&mut self, rows: &[f64], width: usize, targets: &[f64]) {
+        let mut sums = vec![0.0; self.nodes.len()];
+        let mut counts = vec![0.0; self.nodes.len()];
+        for (row, target) in rows.chunks(width.max(1)).zip(targets) {
+            for node in self.path(row) {
+                sums[node] += target;
+                counts[node] += 1.0;
             }
         }
+        let root = if counts[0] > 0.0 {
+            sums[0] / counts[0]
+        } else {
+            0.0
+        };
+        self.node_values = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| if *c > 0.0 { s / c } else { root })
+            .collect();
     }
 
     /// Every tree found in a serialized smartcore model: each array named `nodes`.
@@ -106,6 +145,7 @@ fn collect_trees(value: &Value, trees: &mut Vec<Tree>) -> Result<(), String> {
                 match (name.as_str(), field) {
                     ("nodes", Value::Array(nodes)) => trees.push(Tree {
                         nodes: nodes.iter().map(node_from).collect::<Result<_, _>>()?,
+                        node_values: Vec::new(),
                     }),
                     _ => collect_trees(field, trees)?,
                 }
@@ -126,7 +166,8 @@ fn node_from(node: &Value) -> Result<TreeNode, String> {
     let index = |key: &str| node.get(key).and_then(Value::as_u64).map(|i| i as usize);
     Ok(TreeNode {
         feature: index("split_feature").unwrap_or_default(),
-        threshold: number("split_value").unwrap_or(f64::NAN),
+        // Leaves have no split; their threshold is never read.
+        threshold: number("split_value").unwrap_or(0.0),
         left: index("true_child"),
         right: index("false_child"),
         output: number("output").ok_or_else(|| format!("a tree node has no output: {node}"))?,

@@ -1,12 +1,14 @@
 //! Machine-learning models: reading a model's rows ([`dataset`]), preprocessing
 //! ([`features`]), training with smartcore ([`learner`]), lakescore's compiled view of a
-//! trained model ([`compiled`]), holdout metrics ([`metrics`]), the training-time profile
+//! trained model ([`compiled`]), explanations ([`explain`]), the models a session's `predict` calls use ([`loaded`]), holdout metrics ([`metrics`]), the training-time profile
 //! ([`profile`]), the versioned registry ([`registry`]) and `train` itself ([`train`]).
 
 pub mod compiled;
 pub mod dataset;
+pub mod explain;
 pub mod features;
 pub mod learner;
+pub mod loaded;
 pub mod metrics;
 pub mod profile;
 pub mod registry;

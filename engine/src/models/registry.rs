@@ -191,6 +191,10 @@ pub struct Artifact {
     pub preprocessing: Preprocessor,
     /// lakescore's compiled view.
     pub compiled: CompiledModel,
+    /// Mean of each encoded column over the training rows: the baseline of linear
+    /// explanations.
+    #[serde(default)]
+    pub encoded_means: Vec<f64>,
 }
 
 /// A version loaded for scoring: its manifest and verified artifact.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 
-use super::compiled::RawOutput;
+use super::compiled::{CompiledModel, RawOutput};
 use super::dataset::{LabelColumn, is_holdout, read_dataset};
 use super::features::{Preprocessor, RawColumn};
 use super::learner::{Labels, TrainingData, train};
@@ -114,13 +114,14 @@ impl<'a> Train<'a> {
             Labels::Classes(all) => Labels::Classes(train_rows.iter().map(|i| all[*i]).collect()),
             Labels::Values(all) => Labels::Values(train_rows.iter().map(|i| all[*i]).collect()),
         };
-        let trained = train(
+        let training_values = encode(&training_columns, train_rows.len());
+        let mut trained = train(
             config.algorithm,
             config.task,
             &config.params,
             config.seed,
             TrainingData {
-                values: encode(&training_columns, train_rows.len()),
+                values: training_values.clone(),
                 rows: train_rows.len(),
                 width,
                 labels: &training_labels,
@@ -128,6 +129,26 @@ impl<'a> Train<'a> {
             },
         )
         .map_err(|problem| Error::Usage(format!("model '{}': {problem}", config.name)))?;
+        let encoded_means = column_means(&training_values, width);
+        // Path attributions are measured in the training target: values, or the
+        // positive-class share (multiclass trees are not explained).
+        let targets: Option<Vec<f64>> = match &training_labels {
+            Labels::Values(values) => Some(values.clone()),
+            Labels::Classes(indexes) if classes.len() == 2 => Some(
+                indexes
+                    .iter()
+                    .map(|c| f64::from(u8::from(*c as usize == positive)))
+                    .collect(),
+            ),
+            Labels::Classes(_) => None,
+        };
+        if let (CompiledModel::Trees { trees, .. }, Some(targets)) =
+            (&mut trained.compiled, targets)
+        {
+            for tree in trees {
+                tree.learn_node_values(&training_values, width, &targets);
+            }
+        }
 
         let (evaluated_on, evaluated) = if holdout_rows.is_empty() {
             ("training", train_rows.clone())
@@ -189,6 +210,7 @@ impl<'a> Train<'a> {
             smartcore,
             preprocessing,
             compiled: trained.compiled,
+            encoded_means,
         };
         Registry::new(self.lakehouse.clone())
             .register(manifest, &artifact)
@@ -291,6 +313,20 @@ fn positive_class(config: &ModelConfig, classes: &[String]) -> Result<usize> {
         .iter()
         .position(|c| matches!(c.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
         .unwrap_or(classes.len() - 1))
+}
+
+fn column_means(values: &[f64], width: usize) -> Vec<f64> {
+    let mut sums = vec![0.0; width];
+    let mut rows = 0.0;
+    for row in values.chunks(width.max(1)) {
+        for (sum, value) in sums.iter_mut().zip(row) {
+            *sum += value;
+        }
+        rows += 1.0;
+    }
+    sums.iter()
+        .map(|s| if rows > 0.0 { s / rows } else { 0.0 })
+        .collect()
 }
 
 fn select_rows(columns: &[RawColumn], rows: &[usize]) -> Vec<RawColumn> {
