@@ -132,6 +132,21 @@ enum Command {
         /// The model's name in lakescore.toml.
         model: String,
     },
+    /// Score a table version with a model version into a Delta table (default
+    /// scored.MODEL), with explanations and lineage on every row.
+    ///
+    /// One commit per run; scoring the same input version with the same model version
+    /// again adds nothing.
+    Score {
+        /// NAME (the champion), NAME@challenger or NAME:VERSION.
+        model: String,
+        /// The table to score, schema.name or schema.name@VERSION.
+        #[arg(long, value_name = "TABLE")]
+        input: String,
+        /// The table to append predictions to (default scored.NAME).
+        #[arg(long, value_name = "TABLE")]
+        output: Option<String>,
+    },
     /// List, inspect and promote registered model versions.
     Models {
         #[command(subcommand)]
@@ -389,6 +404,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let lakehouse = open_lakehouse(&project)?;
             models::train(&project, lakehouse, model).await
+        }
+        Command::Score {
+            model,
+            input,
+            output,
+        } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            models::score(&project, lakehouse, model, input, output.clone()).await
         }
         Command::Models { action } => {
             let lakehouse = open_lakehouse(&project()?)?;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use indicatif::{ProgressBar, ProgressStyle};
 use lakescore_engine::models::metrics::Metrics;
 use lakescore_engine::models::registry::{ModelRef, Registry};
+use lakescore_engine::models::score::Score;
 use lakescore_engine::models::train::Train;
 use lakescore_engine::{Lakehouse, Project};
 
@@ -160,5 +161,44 @@ pub async fn promote(
 pub async fn rollback(lakehouse: Arc<Lakehouse>, name: &str) -> anyhow::Result<()> {
     let version = Registry::new(lakehouse).rollback(name).await?;
     println!("{name}: champion rolled back to version {version}");
+    Ok(())
+}
+
+/// `lakescore score MODEL --input TABLE[@VERSION] [--output TABLE]`.
+pub async fn score(
+    project: &Project,
+    lakehouse: Arc<Lakehouse>,
+    model: &str,
+    input: &str,
+    output: Option<String>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let bar = ProgressBar::new_spinner();
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar.set_message(format!("scoring {input} with {model}"));
+    let report = Score::new(project, lakehouse, model, input)
+        .with_output(output)
+        .await;
+    bar.finish_and_clear();
+    let report = report?;
+    let (table, version) = &report.input;
+    match report.version {
+        Some(written) => println!(
+            "{} <- {table}@{version} scored with {}: {} rows -> version {written} in {:.1}s",
+            report.output,
+            report.model,
+            report.rows,
+            started.elapsed().as_secs_f64()
+        ),
+        None => println!(
+            "{} <- {table}@{version}: already scored with {}, nothing added",
+            report.output, report.model
+        ),
+    }
+    println!("run id {}", report.run_id);
     Ok(())
 }

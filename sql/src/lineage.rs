@@ -4,8 +4,9 @@
 //! Every commit lakescore makes records its run id and inputs in the Delta commit info.
 //! A model commit's inputs are tables with versions, followed recursively; a view is
 //! followed through the tables its SQL reads (at their newest versions, as a view reads
-//! them); a landed table's inputs are the extract files of each batch, listed from the
-//! asked version back to the last overwrite.
+//! them); a scored table's inputs are the table version it scored and the model's
+//! training table version; a landed table's inputs are the extract files of each batch,
+//! listed from the asked version back to the last overwrite.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -46,6 +47,17 @@ pub enum MadeBy {
         /// Its file.
         file: String,
         /// The file's SHA-256.
+        sha256: String,
+        /// The run.
+        run_id: Option<String>,
+        /// When it was committed.
+        committed_at: Option<DateTime<Utc>>,
+    },
+    /// Predictions written by `score`.
+    Scoring {
+        /// The model version, `name:version`.
+        model: String,
+        /// Its artifact's SHA-256.
         sha256: String,
         /// The run.
         run_id: Option<String>,
@@ -155,6 +167,35 @@ async fn node(
             made_by: MadeBy::Model {
                 model,
                 file: text("lakescore.model_file").unwrap_or_default(),
+                sha256: text("lakescore.model_sha256").unwrap_or_default(),
+                run_id: entry.run_id.clone(),
+                committed_at: entry.committed_at,
+            },
+            inputs: children,
+        });
+    }
+    if let Some(model) = text("lakescore.scored_with") {
+        let mut children = Vec::new();
+        let training = text("lakescore.training_table").into_iter();
+        let tables = inputs
+            .iter()
+            .filter_map(|i| {
+                let name = i.get("table").and_then(Value::as_str)?;
+                Some(format!(
+                    "{name}@{}",
+                    i.get("version").and_then(Value::as_u64).unwrap_or_default()
+                ))
+            })
+            .chain(training);
+        for table_at in tables {
+            let (name, version) = parse_table_at(&table_at)?;
+            children.push(Box::pin(node(session, name, version, shown)).await?);
+        }
+        return Ok(LineageNode {
+            table: table.to_string(),
+            version: Some(version),
+            made_by: MadeBy::Scoring {
+                model,
                 sha256: text("lakescore.model_sha256").unwrap_or_default(),
                 run_id: entry.run_id.clone(),
                 committed_at: entry.committed_at,
@@ -343,6 +384,19 @@ fn headline(node: &LineageNode) -> String {
             committed_at,
         } => format!(
             "model {model} ({file}, sha256 {}), run {}{}",
+            &sha256[..sha256.len().min(12)],
+            short(run_id.as_deref()),
+            committed_at
+                .map(|t| t.format(", %Y-%m-%d %H:%M:%SZ").to_string())
+                .unwrap_or_default()
+        ),
+        MadeBy::Scoring {
+            model,
+            sha256,
+            run_id,
+            committed_at,
+        } => format!(
+            "scored by {model} (sha256 {}), run {}{}",
             &sha256[..sha256.len().min(12)],
             short(run_id.as_deref()),
             committed_at

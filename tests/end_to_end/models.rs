@@ -318,6 +318,67 @@ fn models_train_register_and_move_aliases_and_tampering_is_refused() {
         "{error}"
     );
 
+    // Scoring a table version into scored.churn: once per model and input version.
+    let out = ws
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    assert!(
+        out.starts_with(
+            "scored.churn <- curated.customers@1 scored with churn:1: 600 rows -> version 0"
+        ),
+        "{out}"
+    );
+    let again = ws
+        .run(&["score", "churn", "--input", "curated.customers@1"])
+        .ok();
+    assert!(
+        again.starts_with(
+            "scored.churn <- curated.customers@1: already scored with churn:1, nothing added"
+        ),
+        "{again}"
+    );
+    let out = ws
+        .run(&[
+            "score",
+            "churn:2",
+            "--input",
+            "curated.customers",
+            "--output",
+            "scored.churn",
+        ])
+        .ok();
+    assert!(
+        out.contains("scored with churn:2: 600 rows -> version 1"),
+        "{out}"
+    );
+    assert_eq!(
+        ws.csv(
+            "SELECT model_version, count(*) AS n, count(DISTINCT prediction_id) AS ids, min(source_table_version) AS input, \
+             min(training_table) AS trained_on, min(training_table_version) AS trained_at, \
+             sum(CASE WHEN array_length(top_features) = 3 THEN 1 ELSE 0 END) AS explained \
+             FROM scored.churn GROUP BY model_version ORDER BY model_version"
+        ),
+        "model_version,n,ids,input,trained_on,trained_at,explained\n1,600,600,1,curated.customers,1,600\n2,600,600,1,curated.customers,1,600\n"
+    );
+    // The same model version and input version give the same prediction ids.
+    assert_eq!(
+        ws.csv("SELECT count(*) AS shared FROM scored.churn a JOIN scored.churn b ON a.prediction_id = b.prediction_id AND a.model_version < b.model_version"),
+        "shared\n0\n"
+    );
+    let lineage = ws.run(&["lineage", "scored.churn@0"]).ok();
+    assert!(
+        lineage.starts_with("scored.churn@0  scored by churn:1 (sha256 "),
+        "{lineage}"
+    );
+    assert!(
+        lineage.contains("curated.customers@1  landed from extracts, 1 batch(es)"),
+        "{lineage}"
+    );
+    assert!(
+        lineage.contains("extracts/customers.csv (600 rows"),
+        "{lineage}"
+    );
+
     let artifact = ws.lakehouse().join("_models/churn/1/model.json");
     let mut bytes = std::fs::read(&artifact).unwrap();
     bytes.truncate(bytes.len() - 10);

@@ -1,0 +1,262 @@
+//! `lakescore score MODEL --input TABLE[@VERSION] --output scored.NAME`: scores a table
+//! version with a model version into a Delta table, one commit per run, every row
+//! carrying its prediction, explanation and lineage.
+//!
+//! The input is read at one pinned version and streamed through DataFusion (`predict`)
+//! into the output table; nothing is collected in memory. `prediction_id` is the SHA-256
+//! of the model name and version, the input table and version and the row's key, so the
+//! same model version scoring the same input version gives the same ids. A run whose model
+//! version and input version were already scored into the output adds nothing.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use deltalake::kernel::transaction::CommitProperties;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+
+use super::registry::{ModelRef, Registry};
+use crate::commit::{INPUTS, commit_metadata, new_run_id};
+use crate::config::Project;
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::session::{Pins, SqlSession};
+use crate::write::{WriteMode, committed_version, table_for_write, write_frame};
+
+/// What a scoring run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    /// The model version used, `name:version`.
+    pub model: String,
+    /// The input table and version.
+    pub input: (TableName, u64),
+    /// The output table.
+    pub output: TableName,
+    /// The output's new version, or None when this input version was already scored.
+    pub version: Option<u64>,
+    /// Rows scored.
+    pub rows: u64,
+    /// The run.
+    pub run_id: String,
+}
+
+/// A scoring run: build it, then `.await` it.
+pub struct Score<'a> {
+    project: &'a Project,
+    lakehouse: Arc<Lakehouse>,
+    model: String,
+    input: String,
+    output: Option<String>,
+    run_id: String,
+}
+
+impl<'a> Score<'a> {
+    /// Scores `input` (`schema.name` or `schema.name@VERSION`) with `model` (a model
+    /// reference).
+    pub fn new(
+        project: &'a Project,
+        lakehouse: Arc<Lakehouse>,
+        model: impl Into<String>,
+        input: impl Into<String>,
+    ) -> Self {
+        Self {
+            project,
+            lakehouse,
+            model: model.into(),
+            input: input.into(),
+            output: None,
+            run_id: new_run_id(),
+        }
+    }
+
+    /// Writes into `output` (default `scored.<model name>`).
+    pub fn with_output(mut self, output: Option<String>) -> Self {
+        self.output = output;
+        self
+    }
+
+    /// Uses this run id (a job passes its own).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    async fn run(self) -> Result<ScoreReport> {
+        let reference = ModelRef::parse(&self.model)?;
+        let manifest = Registry::new(self.lakehouse.clone())
+            .resolve(&reference)
+            .await?;
+        if manifest.key.is_empty() {
+            return Err(Error::Usage(format!(
+                "model '{}' declares no key: add key = [\"id column\", ...] to its [[model]] so every prediction names its row, then train it again",
+                manifest.name
+            )));
+        }
+        let (input, pinned) = match self.input.rsplit_once('@') {
+            Some((name, version)) => (
+                TableName::parse(name)?,
+                Some(version.parse::<u64>().map_err(|_| {
+                    Error::Usage(format!(
+                        "--input {}: the version after @ must be a number",
+                        self.input
+                    ))
+                })?),
+            ),
+            None => (TableName::parse(&self.input)?, None),
+        };
+        let input_version = match pinned {
+            Some(version) => version,
+            None => self
+                .lakehouse
+                .open_table(&input, TableVersion::Latest)
+                .await?
+                .version()
+                .unwrap_or_default(),
+        };
+        let output = TableName::parse(
+            &self
+                .output
+                .clone()
+                .unwrap_or_else(|| format!("scored.{}", manifest.name)),
+        )?;
+        let model_text = format!("{}:{}", manifest.name, manifest.version);
+        let mut report = ScoreReport {
+            model: model_text.clone(),
+            input: (input.clone(), input_version),
+            output: output.clone(),
+            version: None,
+            rows: 0,
+            run_id: self.run_id.clone(),
+        };
+        let inputs = json!([{"table": input.to_string(), "version": input_version}]);
+        if self.already_scored(&output, &model_text, &inputs).await? {
+            return Ok(report);
+        }
+        let session = SqlSession::builder(self.lakehouse.clone())
+            .functions(self.project.config.functions.clone())
+            .pins(Pins::from([(input.clone(), input_version)]))
+            .build()
+            .await?;
+        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let text = |value: &str| format!("'{}'", value.replace('\'', "''"));
+        let keys: Vec<String> = manifest.key.iter().map(|k| quote(k)).collect();
+        let features: Vec<String> = manifest.features.iter().map(|f| quote(&f.name)).collect();
+        let id_parts: Vec<String> = [
+            &manifest.name,
+            &manifest.version.to_string(),
+            &input.to_string(),
+            &input_version.to_string(),
+        ]
+        .iter()
+        .map(|p| text(p))
+        .chain(
+            keys.iter()
+                .map(|k| format!("coalesce(CAST({k} AS VARCHAR), '')")),
+        )
+        .collect();
+        let sql = format!(
+            "SELECT encode(sha256(concat_ws('|', {ids})), 'hex') AS prediction_id, {keys}, \
+             scored['prediction'] AS prediction, scored['probability'] AS probability, \
+             scored['confidence'] AS confidence, scored['top_features'] AS top_features, \
+             {name} AS model_name, CAST({version} AS BIGINT) AS model_version, {sha} AS model_sha256, \
+             {training} AS training_table, CAST({training_version} AS BIGINT) AS training_table_version, \
+             {source} AS source_table, CAST({input_version} AS BIGINT) AS source_table_version, \
+             {run} AS run_id, now() AS scored_at \
+             FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {schema}.{table})",
+            ids = id_parts.join(", "),
+            keys = keys.join(", "),
+            name = text(&manifest.name),
+            version = manifest.version,
+            sha = text(&manifest.artifact_sha256),
+            training = text(&manifest.training_table),
+            training_version = manifest.training_table_version,
+            source = text(&input.to_string()),
+            run = text(&self.run_id),
+            model = text(&model_text),
+            features = features.join(", "),
+            schema = quote(&input.schema),
+            table = quote(&input.name),
+        );
+        let frame = session.sql(&sql).await?;
+        let metadata = commit_metadata(
+            &self.run_id,
+            inputs,
+            [
+                ("scored_with", json!(model_text)),
+                ("model_sha256", json!(manifest.artifact_sha256)),
+                (
+                    "training_table",
+                    json!(format!(
+                        "{}@{}",
+                        manifest.training_table, manifest.training_table_version
+                    )),
+                ),
+            ],
+        );
+        let table = table_for_write(&self.lakehouse, &output).await?;
+        let written = write_frame(
+            table,
+            frame,
+            WriteMode::Append,
+            CommitProperties::default().with_metadata(metadata),
+        )
+        .await?;
+        report.version = Some(committed_version(&written)?);
+        report.rows = added_rows(&written).await;
+        Ok(report)
+    }
+
+    /// True when `output` already holds a commit scoring these inputs with this model version.
+    async fn already_scored(
+        &self,
+        output: &TableName,
+        model: &str,
+        inputs: &Value,
+    ) -> Result<bool> {
+        let table = match self
+            .lakehouse
+            .open_table(output, TableVersion::Latest)
+            .await
+        {
+            Ok(table) => table,
+            Err(Error::UnknownTable { .. }) => return Ok(false),
+            Err(other) => return Err(other),
+        };
+        let commits: Vec<_> =
+            table
+                .history(None)
+                .try_collect()
+                .await
+                .map_err(|source| Error::Delta {
+                    uri: table.table_url().to_string(),
+                    source,
+                })?;
+        Ok(commits.iter().any(|commit| {
+            commit.info.get("lakescore.scored_with") == Some(&json!(model))
+                && commit.info.get(INPUTS) == Some(inputs)
+        }))
+    }
+}
+
+/// Rows the table's last commit added, from its operation metrics.
+async fn added_rows(table: &deltalake::DeltaTable) -> u64 {
+    let Ok(commits) = table.history(Some(1)).try_collect::<Vec<_>>().await else {
+        return 0;
+    };
+    commits
+        .first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+impl<'a> IntoFuture for Score<'a> {
+    type Output = Result<ScoreReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
