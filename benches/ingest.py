@@ -13,12 +13,10 @@ in a scratch project, and prints a table of rows/s, MB/s and the peak RSS of eac
 import argparse
 import os
 import random
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+
+from bench_common import release_binary, run, scratch_folder
 
 INDUSTRIES = ["Manufacturing", "Retail", "Finance", "Energy", "Software"]
 EVENTS = ["login", "report", "export", "api_call"]
@@ -88,30 +86,16 @@ key = ["account_id"]
 """
 
 
-def run(binary: str, project: Path, args: list) -> tuple:
-    started = time.perf_counter()
-    child = subprocess.Popen([binary, *args], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    output = child.stdout.read().decode()
-    errors = child.stderr.read().decode()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{output}\n{errors}")
-    return elapsed, usage.ru_maxrss / 1024, output
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=5_000_000)
-    default_binary = os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "lakescore")
-    parser.add_argument("--binary", default=default_binary)
+    parser.add_argument("--binary", default=release_binary())
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
     options = parser.parse_args()
     if not os.path.exists(options.binary):
         sys.exit(f"{options.binary} not found: run `cargo build --release` first (or pass --binary)")
 
-    scratch = Path(tempfile.mkdtemp(prefix="lakescore-bench-"))
-    try:
+    with scratch_folder("lakescore-bench-", options.keep) as scratch:
         (scratch / "lakescore.toml").write_text(PROJECT)
         for folder in ["csv", "json", "merge"]:
             (scratch / "extracts" / folder).mkdir(parents=True)
@@ -146,11 +130,6 @@ def main() -> None:
         for name, count, size, elapsed, rss in results:
             mb = size / 1e6
             print(f"| {name} | {count:,} | {mb:,.0f} | {elapsed:.1f} | {count / elapsed:,.0f} | {mb / elapsed:.1f} | {rss:,.0f} |")
-    finally:
-        if options.keep:
-            print(f"kept {scratch}", file=sys.stderr)
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

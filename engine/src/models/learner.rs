@@ -43,7 +43,7 @@ pub struct Trained {
 /// What training needs: encoded rows (row-major), labels, and settings.
 pub struct TrainingData<'a> {
     /// Encoded feature values, `rows × width`, row after row.
-    pub values: Vec<f64>,
+    pub values: &'a [f64],
     /// Rows.
     pub rows: usize,
     /// Encoded width.
@@ -72,11 +72,11 @@ pub fn train(
     data: TrainingData<'_>,
 ) -> Result<Trained, String> {
     let check = Check {
-        values: data.values.clone(),
+        values: data.values,
         width: data.width,
     };
-    let x =
-        DenseMatrix::new(data.rows, data.width, data.values, false).map_err(|e| e.to_string())?;
+    let x = DenseMatrix::new(data.rows, data.width, data.values.to_vec(), false)
+        .map_err(|e| e.to_string())?;
     match (algorithm, task, data.labels) {
         (Algorithm::LogisticRegression, _, Labels::Classes(y)) => {
             let params: LogisticRegressionParameters<f64> = merge_params(params, seed, algorithm)?;
@@ -154,16 +154,16 @@ pub fn train(
     }
 }
 
-/// The training rows, kept to check the compiled view against smartcore.
-struct Check {
-    values: Vec<f64>,
+/// The training rows, to check the compiled view against smartcore.
+struct Check<'a> {
+    values: &'a [f64],
     width: usize,
 }
 
 /// Serializes the model and checks that the compiled view predicts what smartcore does
 /// on every training row.
 fn finish<M: Serialize, P: Serialize>(
-    check: &Check,
+    check: &Check<'_>,
     model: &M,
     compiled: CompiledModel,
     params: &P,

@@ -121,7 +121,7 @@ impl<'a> Train<'a> {
             &config.params,
             config.seed,
             TrainingData {
-                values: training_values.clone(),
+                values: &training_values,
                 rows: train_rows.len(),
                 width,
                 labels: &training_labels,
