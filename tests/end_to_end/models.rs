@@ -100,6 +100,18 @@ logins = "numeric"
 contract = "categorical"
 
 [[model]]
+name = "spend_boost"
+task = "regression"
+algorithm = "gradient_boosting"
+params = { n_estimators = 40, max_depth = 3 }
+training_table = "curated.customers"
+label = "spend"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+contract = "categorical"
+
+[[model]]
 name = "spend_forest"
 task = "regression"
 algorithm = "random_forest"
@@ -190,6 +202,12 @@ fn models_train_register_and_move_aliases_and_tampering_is_refused() {
     );
     let spend_forest = ws.run(&["train", "spend_forest"]).ok();
     assert!(metric(&spend_forest, "r2") > 0.8, "{spend_forest}");
+    let spend_boost = ws.run(&["train", "spend_boost"]).ok();
+    assert!(metric(&spend_boost, "r2") > 0.8, "{spend_boost}");
+    assert_eq!(
+        ws.csv("SELECT array_length(predict('spend_boost', 10, 'monthly')['top_features']) AS explained"),
+        "explained\n2\n"
+    );
 
     let listed = ws.run(&["models", "list", "churn"]).ok();
     assert!(

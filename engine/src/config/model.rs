@@ -68,6 +68,8 @@ pub enum Algorithm {
     DecisionTree,
     /// A random forest (classification or regression).
     RandomForest,
+    /// Gradient-boosted trees (regression; smartcore's XGBoost-style booster).
+    GradientBoosting,
 }
 
 impl Task {
@@ -89,6 +91,7 @@ impl Algorithm {
             Algorithm::RidgeRegression => "ridge_regression",
             Algorithm::DecisionTree => "decision_tree",
             Algorithm::RandomForest => "random_forest",
+            Algorithm::GradientBoosting => "gradient_boosting",
         }
     }
 
@@ -96,7 +99,9 @@ impl Algorithm {
     pub fn supports(self, task: Task) -> bool {
         match self {
             Algorithm::LogisticRegression => task == Task::Classification,
-            Algorithm::LinearRegression | Algorithm::RidgeRegression => task == Task::Regression,
+            Algorithm::LinearRegression
+            | Algorithm::RidgeRegression
+            | Algorithm::GradientBoosting => task == Task::Regression,
             Algorithm::DecisionTree | Algorithm::RandomForest => true,
         }
     }

@@ -29,6 +29,15 @@ pub enum CompiledModel {
         /// Per class intercepts.
         intercepts: Vec<f64>,
     },
+    /// Gradient-boosted regression trees: `base_score + learning_rate × Σ leaf values`.
+    Boosted {
+        /// The trees, in boosting order.
+        trees: Vec<Tree>,
+        /// The starting prediction.
+        base_score: f64,
+        /// The shrinkage applied to every tree.
+        learning_rate: f64,
+    },
     /// Trees whose leaves hold a class index (majority vote) or a value (mean).
     Trees {
         /// The trees.
@@ -127,6 +136,26 @@ impl Tree {
             .collect();
     }
 
+    /// The trees of a serialized smartcore gradient-boosting model: each entry of
+    /// `regressors` is a tree of nested `left`/`right` nodes.
+    pub fn from_serialized_boosting(model: &Value) -> Result<Vec<Tree>, String> {
+        let regressors = model
+            .get("regressors")
+            .and_then(Value::as_array)
+            .ok_or_else(|| String::from("the serialized model holds no boosted trees"))?;
+        regressors
+            .iter()
+            .map(|root| {
+                let mut nodes = Vec::new();
+                flatten_nested(root, &mut nodes)?;
+                Ok(Tree {
+                    nodes,
+                    node_values: Vec::new(),
+                })
+            })
+            .collect()
+    }
+
     /// Every tree found in a serialized smartcore model: each array named `nodes`.
     pub fn from_serialized(model: &Value) -> Result<Vec<Tree>, String> {
         let mut trees = Vec::new();
@@ -159,6 +188,34 @@ fn collect_trees(value: &Value, trees: &mut Vec<Tree>) -> Result<(), String> {
         _ => {}
     }
     Ok(())
+}
+
+/// Appends `node` and its subtree to `nodes` (parents before children); returns its index.
+fn flatten_nested(node: &Value, nodes: &mut Vec<TreeNode>) -> Result<usize, String> {
+    let at = nodes.len();
+    nodes.push(TreeNode {
+        feature: node
+            .get("split_feature_idx")
+            .and_then(Value::as_u64)
+            .unwrap_or_default() as usize,
+        threshold: node.get("threshold").and_then(Value::as_f64).unwrap_or(0.0),
+        left: None,
+        right: None,
+        output: node
+            .get("value")
+            .and_then(Value::as_f64)
+            .ok_or_else(|| format!("a boosted tree node has no value: {node}"))?,
+    });
+    if let (Some(left), Some(right)) = (
+        node.get("left").filter(|v| !v.is_null()),
+        node.get("right").filter(|v| !v.is_null()),
+    ) {
+        let left = flatten_nested(left, nodes)?;
+        let right = flatten_nested(right, nodes)?;
+        nodes[at].left = Some(left);
+        nodes[at].right = Some(right);
+    }
+    Ok(at)
 }
 
 fn node_from(node: &Value) -> Result<TreeNode, String> {
@@ -212,6 +269,15 @@ impl CompiledModel {
                     probabilities,
                 }
             }
+            CompiledModel::Boosted {
+                trees,
+                base_score,
+                learning_rate,
+            } => RawOutput {
+                probabilities: Vec::new(),
+                value: base_score
+                    + learning_rate * trees.iter().map(|t| t.leaf(row).output).sum::<f64>(),
+            },
             CompiledModel::Trees { trees, classes: 0 } => {
                 let sum: f64 = trees.iter().map(|t| t.leaf(row).output).sum();
                 RawOutput {

@@ -12,10 +12,14 @@
 //!   so the output explained is the mean leaf value (for classifiers: the mean of the
 //!   leaves' positive-class shares, which is close to but not the vote fraction). Cost:
 //!   one root-to-leaf walk per tree. Multiclass trees are not explained.
+//! - Gradient boosting: the same path attribution on each tree, measured in the tree's
+//!   own leaf values (the mean leaf value of the training rows reaching a node), scaled by
+//!   the learning rate; the baseline is `base_score + learning_rate × Σ root means`, so the
+//!   contributions add up exactly to the boosted prediction.
 //!
 //! One-hot columns of a categorical feature are summed into that feature.
 
-use super::compiled::CompiledModel;
+use super::compiled::{CompiledModel, Tree};
 use super::registry::Artifact;
 
 /// A prediction's explanation, per feature in the model's feature order.
@@ -51,23 +55,20 @@ pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Exp
             encoded,
         ),
         CompiledModel::Trees { trees, .. } => {
-            if trees.iter().any(|t| t.node_values.len() != t.nodes.len()) {
-                return None;
-            }
-            let mut contributions = vec![0.0; encoded.len()];
-            let mut baseline = 0.0;
-            for tree in trees {
-                let path = tree.path(encoded);
-                baseline += tree.node_values[0];
-                for step in path.windows(2) {
-                    let feature = tree.nodes[step[0]].feature;
-                    if let Some(slot) = contributions.get_mut(feature) {
-                        *slot += tree.node_values[step[1]] - tree.node_values[step[0]];
-                    }
-                }
-            }
+            let (baseline, sums) = path_attributions(trees, encoded)?;
             let n = trees.len().max(1) as f64;
-            (baseline / n, contributions.iter().map(|c| c / n).collect())
+            (baseline / n, sums.iter().map(|c| c / n).collect())
+        }
+        CompiledModel::Boosted {
+            trees,
+            base_score,
+            learning_rate,
+        } => {
+            let (baseline, sums) = path_attributions(trees, encoded)?;
+            (
+                base_score + learning_rate * baseline,
+                sums.iter().map(|c| c * learning_rate).collect(),
+            )
         }
     };
     let (baseline, columns) = per_column;
@@ -82,6 +83,27 @@ pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Exp
         baseline,
         contributions,
     })
+}
+
+/// Summed over the trees: the root values, and each encoded column's credited changes
+/// along the row's root-to-leaf paths. None when node values were not learned.
+fn path_attributions(trees: &[Tree], encoded: &[f64]) -> Option<(f64, Vec<f64>)> {
+    if trees.iter().any(|t| t.node_values.len() != t.nodes.len()) {
+        return None;
+    }
+    let mut contributions = vec![0.0; encoded.len()];
+    let mut baseline = 0.0;
+    for tree in trees {
+        let path = tree.path(encoded);
+        baseline += tree.node_values[0];
+        for step in path.windows(2) {
+            let feature = tree.nodes[step[0]].feature;
+            if let Some(slot) = contributions.get_mut(feature) {
+                *slot += tree.node_values[step[1]] - tree.node_values[step[0]];
+            }
+        }
+    }
+    Some((baseline, contributions))
 }
 
 fn linear(weights: &[f64], intercept: f64, means: &[f64], encoded: &[f64]) -> (f64, Vec<f64>) {
@@ -215,6 +237,50 @@ mod tests {
                 / 2.0;
             assert!((explanation.output() - mean_leaf).abs() < 1e-12, "{row:?}");
             assert_eq!(explanation.baseline, 0.75);
+        }
+    }
+
+    #[test]
+    fn boosted_attributions_add_up_to_the_boosted_prediction() {
+        let leaf = |output| TreeNode {
+            feature: 0,
+            threshold: 0.0,
+            left: None,
+            right: None,
+            output,
+        };
+        let mut tree = Tree {
+            nodes: vec![
+                TreeNode {
+                    feature: 0,
+                    threshold: 1.0,
+                    left: Some(1),
+                    right: Some(2),
+                    output: 0.0,
+                },
+                leaf(-2.0),
+                leaf(4.0),
+            ],
+            node_values: Vec::new(),
+        };
+        let rows = [0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0];
+        let leaves: Vec<f64> = rows.chunks(4).map(|r| tree.leaf(r).output).collect();
+        tree.learn_node_values(&rows, 4, &leaves);
+        let artifact = Artifact {
+            smartcore: serde_json::Value::Null,
+            preprocessing: preprocessing(),
+            compiled: CompiledModel::Boosted {
+                trees: vec![tree.clone(), tree],
+                base_score: 0.5,
+                learning_rate: 0.1,
+            },
+            encoded_means: Vec::new(),
+        };
+        for row in rows.chunks(4) {
+            let explanation = explain(&artifact, row, 0).unwrap();
+            let predicted = artifact.compiled.score(row).value;
+            assert!((explanation.output() - predicted).abs() < 1e-12, "{row:?}");
+            assert!((explanation.baseline - (0.5 + 0.1 * 2.0 * 2.0)).abs() < 1e-12);
         }
     }
 }

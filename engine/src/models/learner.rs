@@ -26,6 +26,7 @@ use smartcore::tree::decision_tree_classifier::{
 use smartcore::tree::decision_tree_regressor::{
     DecisionTreeRegressor, DecisionTreeRegressorParameters,
 };
+use smartcore::xgboost::xgb_regressor::{XGRegressor, XGRegressorParameters};
 
 use super::compiled::{CompiledModel, Tree};
 use crate::config::{Algorithm, Task};
@@ -145,6 +146,17 @@ pub fn train(
             let model =
                 RandomForestRegressor::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
             let compiled = trees_view(&model, 0)?;
+            finish(&check, &model, compiled, &params, |m| m.predict(&x))
+        }
+        (Algorithm::GradientBoosting, Task::Regression, Labels::Values(y)) => {
+            let params: XGRegressorParameters = merge_params(params, seed, algorithm)?;
+            let model = XGRegressor::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
+            let serialized = serde_json::to_value(&model).map_err(|e| e.to_string())?;
+            let compiled = CompiledModel::Boosted {
+                trees: Tree::from_serialized_boosting(&serialized)?,
+                base_score: params.base_score,
+                learning_rate: params.learning_rate,
+            };
             finish(&check, &model, compiled, &params, |m| m.predict(&x))
         }
         _ => Err(format!(

@@ -142,12 +142,23 @@ impl<'a> Train<'a> {
             ),
             Labels::Classes(_) => None,
         };
-        if let (CompiledModel::Trees { trees, .. }, Some(targets)) =
-            (&mut trained.compiled, targets)
-        {
-            for tree in trees {
-                tree.learn_node_values(&training_values, width, &targets);
+        match (&mut trained.compiled, targets) {
+            (CompiledModel::Trees { trees, .. }, Some(targets)) => {
+                for tree in trees {
+                    tree.learn_node_values(&training_values, width, &targets);
+                }
             }
+            // A boosted tree is explained in its own leaf values (path attribution per tree).
+            (CompiledModel::Boosted { trees, .. }, _) => {
+                for tree in trees {
+                    let leaves: Vec<f64> = training_values
+                        .chunks(width.max(1))
+                        .map(|row| tree.leaf(row).output)
+                        .collect();
+                    tree.learn_node_values(&training_values, width, &leaves);
+                }
+            }
+            _ => {}
         }
 
         let (evaluated_on, evaluated) = if holdout_rows.is_empty() {
