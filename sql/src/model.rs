@@ -60,7 +60,7 @@ impl Materialization {
 /// The settings in a model file's leading comment.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ModelConfig {
+pub struct ModelSettings {
     /// The table the model builds, `schema.name`.
     pub table: Option<String>,
     /// How the result is stored.
@@ -95,7 +95,7 @@ pub struct Model {
     /// The table the model builds.
     pub table: TableName,
     /// The settings.
-    pub config: ModelConfig,
+    pub config: ModelSettings,
     /// The data tests, checked.
     pub tests: Vec<DataTest>,
 }
@@ -244,10 +244,10 @@ fn collect_sql_files(dir: &Path, files: &mut Vec<PathBuf>) -> Result<()> {
 
 /// The settings in the file's leading `/* ... */` comment (none: the defaults). TOML
 /// errors name the line in the model file.
-fn parse_config(sql: &str) -> std::result::Result<ModelConfig, String> {
+fn parse_config(sql: &str) -> std::result::Result<ModelSettings, String> {
     let leading = sql.len() - sql.trim_start().len();
     let Some(body) = sql[leading..].strip_prefix("/*") else {
-        return Ok(ModelConfig::default());
+        return Ok(ModelSettings::default());
     };
     let Some(end) = body.find("*/") else {
         return Err(String::from(
