@@ -8,9 +8,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use lakescore_engine::datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use lakescore_engine::output::{Destination, OutputFormat, write_batches};
-use lakescore_engine::{Lakehouse, Project, SqlSession};
+use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_sql::dag::Selector;
-use lakescore_sql::lineage::{lineage, parse_table_at, render_tree};
+use lakescore_sql::lineage::{lineage, render_tree};
 use lakescore_sql::transform::model_graph;
 use lakescore_sql::{ModelReport, ModelStatus, Transform, TransformEvent};
 
@@ -183,7 +183,7 @@ pub async fn print_lineage(
     table: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    let (name, version) = parse_table_at(table)?;
+    let (name, version) = TableName::parse_at(table)?;
     let session = SqlSession::builder(lakehouse)
         .functions(project.config.functions.clone())
         .build()

@@ -16,6 +16,7 @@ use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{Error, Result};
+use lakescore_engine::hashing::hex;
 
 /// One extract file.
 #[derive(Clone)]
@@ -159,11 +160,6 @@ fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
         hasher.update(&buffer[..read]);
     }
     Ok((size, hex(&hasher.finalize())))
-}
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 async fn list_remote(

@@ -16,6 +16,7 @@ use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use lakescore_engine::Lakehouse;
+use lakescore_engine::lakehouse::quote_identifier;
 use lakescore_engine::write::{STAGING, delete_folder, merge_frame};
 use url::Url;
 
@@ -89,10 +90,9 @@ pub async fn merge_staged(
         .map_err(|e| Error::storage(&staged_uri, e))?;
     ctx.register_table("staged", provider)
         .map_err(|e| Error::storage(&staged_uri, e))?;
-    let quoted = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let key_list = keys
         .iter()
-        .map(|k| quoted(k))
+        .map(|k| quote_identifier(k))
         .collect::<Vec<_>>()
         .join(", ");
     let all_columns = ctx
@@ -102,7 +102,7 @@ pub async fn merge_staged(
         .schema()
         .fields()
         .iter()
-        .map(|f| quoted(f.name()))
+        .map(|f| quote_identifier(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
     let newest_per_key = format!(

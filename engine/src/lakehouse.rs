@@ -60,6 +60,35 @@ impl TableName {
             name: name.to_string(),
         })
     }
+
+    /// Parses `schema.name` or `schema.name@VERSION`.
+    pub fn parse_at(text: &str) -> Result<(Self, Option<u64>)> {
+        match text.rsplit_once('@') {
+            Some((name, version)) => {
+                let version = version.parse().map_err(|_| {
+                    Error::Usage(format!(
+                        "'{text}': the version after @ must be a number, e.g. {name}@3"
+                    ))
+                })?;
+                Ok((Self::parse(name)?, Some(version)))
+            }
+            None => Ok((Self::parse(text)?, None)),
+        }
+    }
+
+    /// The name quoted for SQL: `"schema"."name"`.
+    pub fn quoted(&self) -> String {
+        format!(
+            "{}.{}",
+            quote_identifier(&self.schema),
+            quote_identifier(&self.name)
+        )
+    }
+}
+
+/// A column or table name quoted for SQL, so any spelling reads as itself.
+pub fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl fmt::Display for TableName {

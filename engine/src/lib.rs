@@ -12,6 +12,7 @@ pub mod commit;
 pub mod config;
 pub mod error;
 pub mod functions;
+pub mod hashing;
 pub mod inspect;
 pub mod lakehouse;
 pub mod models;

@@ -15,6 +15,7 @@
 //! A test compiles to one query returning the failing rows of the relation under test.
 
 use lakescore_engine::TableName;
+use lakescore_engine::lakehouse::quote_identifier as quote;
 use serde::Deserialize;
 use toml::Value;
 
@@ -260,11 +261,6 @@ fn sql_literal(value: &Value) -> Result<String, String> {
     }
 }
 
-/// A column name quoted for SQL.
-pub fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl Check {
     /// The kind's name, as in the config.
     pub fn kind(&self) -> &'static str {
@@ -336,10 +332,9 @@ impl Check {
             ),
             Check::Relationship { column, to, field } => format!(
                 "SELECT * FROM {relation} AS tested WHERE tested.{0} IS NOT NULL AND NOT EXISTS \
-                 (SELECT 1 FROM {1}.{2} AS referenced WHERE referenced.{3} = tested.{0})",
+                 (SELECT 1 FROM {1} AS referenced WHERE referenced.{2} = tested.{0})",
                 quote(column),
-                quote(&to.schema),
-                quote(&to.name),
+                to.quoted(),
                 quote(field)
             ),
             Check::Range { column, min, max } => {

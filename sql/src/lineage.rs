@@ -18,7 +18,7 @@ use lakescore_engine::{SqlSession, TableName};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// How many batches of a landed table are listed; older ones are counted.
 const MAX_BATCHES: usize = 10;
@@ -188,7 +188,7 @@ async fn node(
             })
             .chain(training);
         for table_at in tables {
-            let (name, version) = parse_table_at(&table_at)?;
+            let (name, version) = TableName::parse_at(&table_at)?;
             children.push(Box::pin(node(session, name, version, shown)).await?);
         }
         return Ok(LineageNode {
@@ -287,21 +287,6 @@ fn file_inputs(entry: &HistoryEntry) -> Vec<Value> {
         .into_iter()
         .filter(|input| input.get("file").is_some())
         .collect()
-}
-
-/// Parses `schema.name` or `schema.name@VERSION`.
-pub fn parse_table_at(text: &str) -> Result<(TableName, Option<u64>)> {
-    match text.rsplit_once('@') {
-        Some((name, version)) => {
-            let version = version.parse().map_err(|_| {
-                Error::Engine(Box::new(lakescore_engine::Error::Usage(format!(
-                    "'{text}': the version after @ must be a number, e.g. {name}@3"
-                ))))
-            })?;
-            Ok((TableName::parse(name)?, Some(version)))
-        }
-        None => Ok((TableName::parse(text)?, None)),
-    }
 }
 
 /// The lineage as an indented tree: each table version, its batches and their files.

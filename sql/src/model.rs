@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 
 use lakescore_engine::TableName;
 use lakescore_engine::config::Project;
+use lakescore_engine::hashing::sha256_hex;
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 
 use crate::data_test::{DataTest, TestSpec};
 use crate::error::{Error, Result};
@@ -160,10 +160,7 @@ impl Model {
                     .map_err(|m| bad(format!("tests[{index}]: {m}")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let sha256 = Sha256::digest(sql.as_bytes())
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha256 = sha256_hex(sql.as_bytes());
         Ok(Self {
             name,
             file: file.to_path_buf(),

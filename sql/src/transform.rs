@@ -34,10 +34,11 @@ use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
 use serde_json::{Value, json};
 
 use crate::dag::{ModelGraph, PlannedModel, Selector};
-use crate::data_test::{Check, DataTest, Severity, quote};
+use crate::data_test::{Check, DataTest, Severity};
 use crate::error::Result;
 use crate::model::{Materialization, load_models};
 use crate::testing::{TestOutcome, TestRun, record_results, run_test};
+use lakescore_engine::lakehouse::quote_identifier as quote;
 use lakescore_engine::session::Pins;
 
 /// The catalog that holds a model's result while its tests run.

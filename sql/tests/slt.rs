@@ -26,7 +26,7 @@ use lakescore_sql::engine::datafusion::arrow::util::display::{ArrayFormatter, Fo
 use lakescore_sql::engine::deltalake::kernel::transaction::CommitProperties;
 use lakescore_sql::engine::write::{WriteMode, table_for_write, write_frame};
 use lakescore_sql::engine::{Lakehouse, Project, SqlSession, TableName};
-use lakescore_sql::lineage::{lineage, parse_table_at, render_tree};
+use lakescore_sql::lineage::{lineage, render_tree};
 use lakescore_sql::{ModelStatus, Transform};
 use sqllogictest::{DBOutput, DefaultColumnType, Runner};
 
@@ -166,7 +166,7 @@ impl LakescoreDb {
 
     async fn lineage(&mut self, table: &str) -> Result<Output, DbError> {
         self.session.refresh().await.map_err(failed)?;
-        let (name, version) = parse_table_at(table.trim()).map_err(failed)?;
+        let (name, version) = TableName::parse_at(table.trim()).map_err(failed)?;
         let root = lineage(&self.session, &name, version)
             .await
             .map_err(failed)?;

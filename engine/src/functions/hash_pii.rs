@@ -18,6 +18,7 @@ use sha2::{Digest, Sha256};
 
 use super::map_text_rows;
 use crate::config::expand_env_vars;
+use crate::hashing::hex;
 
 const NAME: &str = "hash_pii";
 
@@ -84,11 +85,7 @@ fn salted_hash(salt: &str, text: &str) -> String {
     hasher.update(salt.as_bytes());
     hasher.update([0]);
     hasher.update(text.as_bytes());
-    hasher
-        .finalize()
-        .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+    hex(&hasher.finalize())
 }
 
 #[cfg(test)]

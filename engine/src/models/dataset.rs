@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::features::RawColumn;
 use crate::config::{FeatureKind, ModelConfig, Task};
 use crate::error::{Error, Result};
+use crate::lakehouse::quote_identifier;
 use crate::session::SqlSession;
 
 /// A model's rows, as columns.
@@ -63,10 +64,6 @@ pub fn is_holdout(seed: u64, holdout: f64, key: &str) -> bool {
     unit_hash(seed, "holdout", key) < holdout
 }
 
-fn quoted(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 /// Reads the model's key, features and label from `table` in `session` (whose pins fix
 /// the version).
 pub async fn read_dataset(
@@ -94,7 +91,7 @@ pub async fn read_dataset(
         .iter()
         .chain(config.features.keys())
         .chain(std::iter::once(&config.label))
-        .map(|c| quoted(c))
+        .map(|c| quote_identifier(c))
         .collect();
     let frame = session
         .sql(&format!("SELECT {} FROM {table}", columns.join(", ")))

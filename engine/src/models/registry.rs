@@ -12,6 +12,7 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::hashing::sha256_hex;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
@@ -23,7 +24,6 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use super::compiled::CompiledModel;
 use super::features::Preprocessor;
@@ -333,10 +333,7 @@ impl Registry {
     /// the champion when it is the model's first. Returns the stored manifest.
     pub async fn register(&self, mut manifest: Manifest, artifact: &Artifact) -> Result<Manifest> {
         let bytes = serde_json::to_vec(artifact).map_err(|e| self.storage(e))?;
-        manifest.artifact_sha256 = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        manifest.artifact_sha256 = sha256_hex(&bytes);
         manifest.artifact_bytes = bytes.len() as u64;
         let store = self.lakehouse.store()?;
         loop {
@@ -491,10 +488,7 @@ impl Registry {
             Ok(found) => found.bytes().await.map_err(|e| self.storage(e))?.to_vec(),
             Err(error) => return Err(self.storage(format!("{path}: {error}"))),
         };
-        let sha: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let sha: String = sha256_hex(&bytes);
         if sha != manifest.artifact_sha256 {
             return Err(Error::Usage(format!(
                 "{}:{}: the artifact {path} has SHA-256 {sha} but the manifest records {}; it was changed or truncated after registration and is refused. Retrain the model or restore the file",

@@ -20,7 +20,7 @@ use super::registry::{ModelRef, Registry};
 use crate::commit::{INPUTS, commit_metadata, new_run_id};
 use crate::config::Project;
 use crate::error::{Error, Result};
-use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion, quote_identifier};
 use crate::session::{Pins, SqlSession};
 use crate::write::{WriteMode, committed_version, table_for_write, write_frame};
 
@@ -93,18 +93,7 @@ impl<'a> Score<'a> {
                 manifest.name
             )));
         }
-        let (input, pinned) = match self.input.rsplit_once('@') {
-            Some((name, version)) => (
-                TableName::parse(name)?,
-                Some(version.parse::<u64>().map_err(|_| {
-                    Error::Usage(format!(
-                        "--input {}: the version after @ must be a number",
-                        self.input
-                    ))
-                })?),
-            ),
-            None => (TableName::parse(&self.input)?, None),
-        };
+        let (input, pinned) = TableName::parse_at(&self.input)?;
         let input_version = match pinned {
             Some(version) => version,
             None => self
@@ -138,7 +127,7 @@ impl<'a> Score<'a> {
             .pins(Pins::from([(input.clone(), input_version)]))
             .build()
             .await?;
-        let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+        let quote = quote_identifier;
         let text = |value: &str| format!("'{}'", value.replace('\'', "''"));
         let keys: Vec<String> = manifest.key.iter().map(|k| quote(k)).collect();
         let features: Vec<String> = manifest.features.iter().map(|f| quote(&f.name)).collect();
@@ -163,7 +152,7 @@ impl<'a> Score<'a> {
              {training} AS training_table, CAST({training_version} AS BIGINT) AS training_table_version, \
              {source} AS source_table, CAST({input_version} AS BIGINT) AS source_table_version, \
              {run} AS run_id, now() AS scored_at \
-             FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {schema}.{table})",
+             FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {input_table})",
             ids = id_parts.join(", "),
             keys = keys.join(", "),
             name = text(&manifest.name),
@@ -175,8 +164,7 @@ impl<'a> Score<'a> {
             run = text(&self.run_id),
             model = text(&model_text),
             features = features.join(", "),
-            schema = quote(&input.schema),
-            table = quote(&input.name),
+            input_table = input.quoted(),
         );
         let frame = session.sql(&sql).await?;
         let metadata = commit_metadata(

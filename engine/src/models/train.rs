@@ -49,7 +49,7 @@ impl<'a> Train<'a> {
 
     async fn run(self) -> Result<Manifest> {
         let config = model_config(self.project, &self.name)?;
-        let (table, pinned) = parse_table_at(&config.training_table)?;
+        let (table, pinned) = TableName::parse_at(&config.training_table)?;
         let version = match pinned {
             Some(version) => version,
             None => self
@@ -64,12 +64,7 @@ impl<'a> Train<'a> {
             .pins(Pins::from([(table.clone(), version)]))
             .build()
             .await?;
-        let dataset = read_dataset(
-            &session,
-            config,
-            &format!("\"{}\".\"{}\"", table.schema, table.name),
-        )
-        .await?;
+        let dataset = read_dataset(&session, config, &table.quoted()).await?;
         if dataset.keys.is_empty() {
             return Err(Error::Usage(format!(
                 "model '{}': {table}@{version} has no rows with a label in '{}' to train on",
@@ -261,21 +256,6 @@ pub fn model_config<'a>(project: &'a Project, name: &str) -> Result<&'a ModelCon
                 )
             })
         })
-}
-
-/// `schema.name` or `schema.name@VERSION`.
-fn parse_table_at(text: &str) -> Result<(TableName, Option<u64>)> {
-    match text.rsplit_once('@') {
-        Some((name, version)) => {
-            let version = version.parse().map_err(|_| {
-                Error::Usage(format!(
-                    "training_table '{text}': the version after @ must be a number"
-                ))
-            })?;
-            Ok((TableName::parse(name)?, Some(version)))
-        }
-        None => Ok((TableName::parse(text)?, None)),
-    }
 }
 
 /// Classes in sort order and each row's label as a class index or value.
