@@ -465,6 +465,21 @@ root = "./lakehouse"
 # [functions.exchange_rates]                 # rates of to_currency(amount, from, to)
 # base = "EUR"
 # rates = {{ USD = 1.08, GBP = 0.86 }}
+
+# Machine-learning models: `lakescore train NAME`, then predict('NAME', ...) in SQL or
+# `lakescore score NAME --input TABLE`.
+# [[model]]
+# name = "churn_risk"
+# task = "classification"                 # or "regression"
+# algorithm = "logistic_regression"       # linear_regression, ridge_regression, decision_tree,
+#                                         # random_forest, gradient_boosting
+# training_table = "curated.customer_training"
+# label = "churned"
+# key = ["customer_id"]
+# [model.features]
+# annual_revenue = "numeric"
+# industry = "categorical"
+# is_active = "boolean"
 "#
     )
 }
