@@ -1,9 +1,7 @@
 //! `lakescore ingest`: runs the landing with a progress bar and prints one line per source.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use lakescore_connectors::{Ingest, IngestReport, Progress};
 use lakescore_engine::{Lakehouse, Project};
 
@@ -14,12 +12,7 @@ pub async fn run(
     lakehouse: Arc<Lakehouse>,
     sources: Vec<String>,
 ) -> anyhow::Result<()> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {human_pos} records ({per_sec})")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = crate::progress::spinner("{spinner} {msg} {human_pos} records ({per_sec})");
     let progress_bar = bar.clone();
     let report = Ingest::new(project, lakehouse)
         .with_sources(sources)

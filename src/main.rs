@@ -3,6 +3,7 @@
 mod demo;
 mod ingest;
 mod models;
+mod progress;
 mod repl;
 mod transform;
 

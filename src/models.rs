@@ -2,9 +2,8 @@
 //! versions, move aliases.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use lakescore_engine::models::metrics::Metrics;
 use lakescore_engine::models::registry::{ModelRef, Registry};
 use lakescore_engine::models::score::Score;
@@ -14,12 +13,7 @@ use lakescore_engine::{Lakehouse, Project};
 /// Trains `name` and prints the new version with its metrics.
 pub async fn train(project: &Project, lakehouse: Arc<Lakehouse>, name: &str) -> anyhow::Result<()> {
     let started = Instant::now();
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     bar.set_message(format!("training {name}"));
     let manifest = Train::new(project, lakehouse.clone(), name).await;
     bar.finish_and_clear();
@@ -173,12 +167,7 @@ pub async fn score(
     output: Option<String>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     bar.set_message(format!("scoring {input} with {model}"));
     let report = Score::new(project, lakehouse, model, input)
         .with_output(output)

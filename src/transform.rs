@@ -2,9 +2,7 @@
 //! per model, list their graph, and print what made a table version.
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use lakescore_engine::datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use lakescore_engine::output::{Destination, OutputFormat, write_batches};
@@ -21,12 +19,7 @@ pub async fn run(
     selectors: Vec<Selector>,
     force: bool,
 ) -> anyhow::Result<()> {
-    let bar = ProgressBar::new_spinner();
-    bar.set_style(
-        ProgressStyle::with_template("{spinner} {msg} {elapsed}")
-            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-    );
-    bar.enable_steady_tick(Duration::from_millis(120));
+    let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     let progress_bar = bar.clone();
     let report = Transform::new(project, lakehouse)
         .with_selectors(selectors)

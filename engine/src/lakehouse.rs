@@ -218,6 +218,12 @@ impl Lakehouse {
         }
     }
 
+    /// The newest version of table `name` ([`Error::UnknownTable`] when there is none).
+    pub async fn latest_version(&self, name: &TableName) -> Result<u64> {
+        let table = self.open_table(name, TableVersion::Latest).await?;
+        Ok(table.version().unwrap_or_default())
+    }
+
     /// True when the table's folder holds a Delta log.
     async fn has_delta_log(&self, name: &TableName) -> Result<bool> {
         let log = StorePath::from_iter([name.schema.as_str(), &name.name, DELTA_LOG]);

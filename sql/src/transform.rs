@@ -279,9 +279,9 @@ impl<'a> Transform<'a> {
                 if built.contains(&table) || pins.contains_key(table) {
                     continue;
                 }
-                match self.lakehouse.open_table(table, TableVersion::Latest).await {
-                    Ok(delta) => {
-                        pins.insert(table.clone(), delta.version().unwrap_or_default());
+                match self.lakehouse.latest_version(table).await {
+                    Ok(version) => {
+                        pins.insert(table.clone(), version);
                     }
                     // Views are planned when read; they have no version to pin.
                     Err(lakescore_engine::Error::UnknownTable { .. }) => {}
@@ -318,7 +318,7 @@ impl<'a> Transform<'a> {
             return Ok(ModelStatus::UpToDate {
                 version: match model.config.materialized {
                     Materialization::View => None,
-                    _ => Some(self.current_version(&model.table).await?),
+                    _ => Some(self.lakehouse.latest_version(&model.table).await?),
                 },
             });
         }
@@ -491,14 +491,6 @@ impl<'a> Transform<'a> {
         Ok(recorded("model") == Some(&json!(model.name))
             && recorded("model_sha256") == Some(&json!(model.sha256))
             && commit.info.get(INPUTS) == Some(inputs))
-    }
-
-    async fn current_version(&self, table: &TableName) -> Result<u64> {
-        let delta = self
-            .lakehouse
-            .open_table(table, TableVersion::Latest)
-            .await?;
-        Ok(delta.version().unwrap_or_default())
     }
 }
 

@@ -96,12 +96,7 @@ impl<'a> Score<'a> {
         let (input, pinned) = TableName::parse_at(&self.input)?;
         let input_version = match pinned {
             Some(version) => version,
-            None => self
-                .lakehouse
-                .open_table(&input, TableVersion::Latest)
-                .await?
-                .version()
-                .unwrap_or_default(),
+            None => self.lakehouse.latest_version(&input).await?,
         };
         let output = TableName::parse(
             &self

@@ -19,7 +19,7 @@ use super::registry::{Artifact, FeatureEntry, Manifest, Registry, RowCounts};
 use crate::commit::new_run_id;
 use crate::config::{Algorithm, FeatureKind, ModelConfig, Project};
 use crate::error::{Error, Result};
-use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::lakehouse::{Lakehouse, TableName};
 use crate::session::{Pins, SqlSession};
 
 /// A training run: build it, then `.await` it for the registered manifest.
@@ -52,12 +52,7 @@ impl<'a> Train<'a> {
         let (table, pinned) = TableName::parse_at(&config.training_table)?;
         let version = match pinned {
             Some(version) => version,
-            None => self
-                .lakehouse
-                .open_table(&table, TableVersion::Latest)
-                .await?
-                .version()
-                .unwrap_or_default(),
+            None => self.lakehouse.latest_version(&table).await?,
         };
         let session = SqlSession::builder(self.lakehouse.clone())
             .functions(self.project.config.functions.clone())
