@@ -5,11 +5,14 @@
 //! the commit properties (lineage metadata, ledger entries) the caller gives, so a crash
 //! before the commit leaves the table at its previous version.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
 use datafusion::prelude::col;
 use deltalake::DeltaTable;
 use deltalake::delta_datafusion::planner::DeltaPlanner;
@@ -18,6 +21,7 @@ use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
+use serde_json::Value;
 use url::Url;
 
 use crate::error::{Error, Result};
@@ -92,6 +96,22 @@ pub async fn write_frame(
         .await
         .map_err(|source| Error::Delta { uri, source })?;
     Ok(written)
+}
+
+/// Writes one in-memory batch (a run-history or bookkeeping record) into table `name`,
+/// creating the table on first use, in one commit with `metadata`; returns the new version.
+pub async fn write_batch(
+    lakehouse: &Lakehouse,
+    name: &TableName,
+    batch: RecordBatch,
+    mode: WriteMode,
+    metadata: HashMap<String, Value>,
+) -> Result<u64> {
+    let frame = SessionContext::new().read_batch(batch)?;
+    let table = table_for_write(lakehouse, name).await?;
+    let properties = CommitProperties::default().with_metadata(metadata);
+    let written = write_frame(table, frame, mode, properties).await?;
+    committed_version(&written)
 }
 
 /// Upserts `source` into `target` on `keys` in one commit: matching rows are updated,

@@ -13,9 +13,8 @@ use lakescore_engine::datafusion::arrow::array::{
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use lakescore_engine::datafusion::arrow::json::LineDelimitedWriter;
 use lakescore_engine::datafusion::prelude::SessionContext;
-use lakescore_engine::deltalake::kernel::transaction::CommitProperties;
 use lakescore_engine::functions::FunctionWarning;
-use lakescore_engine::write::{WriteMode, table_for_write, write_frame};
+use lakescore_engine::write::{WriteMode, write_batch};
 use lakescore_engine::{Error as EngineError, Lakehouse};
 use serde_json::json;
 
@@ -199,9 +198,6 @@ pub async fn record_results(
         )),
     ];
     let batch = RecordBatch::try_new(results_schema(), columns).map_err(EngineError::from)?;
-    let frame = SessionContext::new().read_batch(batch)?;
-    let name = test_results_table();
-    let table = table_for_write(lakehouse, &name).await?;
     let metadata = commit_metadata(
         run.run_id,
         json!([]),
@@ -210,11 +206,12 @@ pub async fn record_results(
             ("table", json!(run.table.to_string())),
         ],
     );
-    write_frame(
-        table,
-        frame,
+    write_batch(
+        lakehouse,
+        &test_results_table(),
+        batch,
         WriteMode::Append,
-        CommitProperties::default().with_metadata(metadata),
+        metadata,
     )
     .await?;
     Ok(())

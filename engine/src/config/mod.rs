@@ -13,8 +13,14 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+mod job;
 mod model;
 mod source;
+
+pub use job::{
+    AlertConfig, FreshnessConfig, FreshnessRule, JobConfig, Schedule, SchedulerConfig, StepAction,
+    StepConfig, TimeZoneName,
+};
 
 pub use model::{Algorithm, FeatureKind, ModelConfig, Task};
 pub use source::{
@@ -59,6 +65,18 @@ pub struct ProjectConfig {
     /// `[[model]]`: machine-learning models.
     #[serde(default, rename = "model")]
     pub models: Vec<ModelConfig>,
+    /// `[[job]]`: pipelines of steps, run on demand or on a schedule.
+    #[serde(default, rename = "job")]
+    pub jobs: Vec<JobConfig>,
+    /// `[scheduler]`: how schedulers share the jobs.
+    #[serde(default)]
+    pub scheduler: SchedulerConfig,
+    /// `[freshness]`: how old tables may get.
+    #[serde(default)]
+    pub freshness: FreshnessConfig,
+    /// `[[alert]]`: where failures, stale tables and drift are reported.
+    #[serde(default, rename = "alert")]
+    pub alerts: Vec<AlertConfig>,
 }
 
 /// The `[functions]` section: settings the SQL functions read.
@@ -383,6 +401,7 @@ impl ProjectConfig {
             toml::from_str(text).map_err(|error| error.to_string().trim_end().to_string())?;
         config.check_sources()?;
         config.check_models()?;
+        job::check_jobs(&config.jobs, &config.alerts, &config.freshness)?;
         Ok(config)
     }
 

@@ -18,8 +18,6 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use datafusion::prelude::SessionContext;
-use deltalake::kernel::transaction::CommitProperties;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -33,7 +31,7 @@ use crate::commit::commit_metadata;
 use crate::config::{Algorithm, FeatureKind, Task};
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName};
-use crate::write::{WriteMode, table_for_write, write_frame};
+use crate::write::{WriteMode, write_batch};
 
 /// The folder under the root that holds the registry.
 const MODELS: &str = "_models";
@@ -584,15 +582,19 @@ impl Registry {
             text(&|m| m.run_id.clone()),
         ];
         let batch = RecordBatch::try_new(schema, columns)?;
-        let frame = SessionContext::new().read_batch(batch)?;
         let name = TableName {
             schema: String::from("ops"),
             name: String::from("model_versions"),
         };
-        let table = table_for_write(&self.lakehouse, &name).await?;
-        let properties =
-            CommitProperties::default().with_metadata(commit_metadata(run_id, json!([]), []));
-        write_frame(table, frame, WriteMode::Overwrite, properties).await?;
+        let metadata = commit_metadata(run_id, json!([]), []);
+        write_batch(
+            &self.lakehouse,
+            &name,
+            batch,
+            WriteMode::Overwrite,
+            metadata,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -1,0 +1,170 @@
+//! One job step: calling the lakescore operation it names with the job's run id, and
+//! reporting what it read and wrote.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use lakescore_connectors::Ingest;
+use lakescore_engine::config::StepAction;
+use lakescore_engine::models::score::Score;
+use lakescore_engine::models::train::Train;
+use lakescore_engine::{Lakehouse, Project};
+use lakescore_sql::dag::Selector;
+use lakescore_sql::transform::{ModelStatus, Transform};
+
+use crate::error::{Error, Result};
+use crate::freshness::{check_freshness, stale_error};
+use crate::history::DataMoved;
+
+/// What a step needs: the project, its lakehouse and the run it belongs to.
+pub struct StepContext<'a> {
+    /// The project.
+    pub project: &'a Project,
+    /// Its lakehouse.
+    pub lakehouse: Arc<Lakehouse>,
+    /// The job run's id, written into every commit the step makes.
+    pub run_id: &'a str,
+}
+
+/// Runs `action` once; returns what it read and wrote and a one-line summary.
+pub async fn run_step(
+    context: &StepContext<'_>,
+    action: &StepAction,
+) -> Result<(DataMoved, String)> {
+    let StepContext {
+        project,
+        lakehouse,
+        run_id,
+    } = context;
+    match action {
+        StepAction::Ingest { sources } => {
+            let report = Ingest::new(project, lakehouse.clone())
+                .with_sources(sources.clone())
+                .with_run_id(*run_id)
+                .await?;
+            let mut data = DataMoved::default();
+            let mut files = 0;
+            let mut failure = None;
+            for outcome in report.sources {
+                let source = match outcome {
+                    Ok(source) => source,
+                    Err(error) => {
+                        failure.get_or_insert(Error::from(error));
+                        continue;
+                    }
+                };
+                if let Some(rejected) = source.rejected_files.first() {
+                    failure.get_or_insert(Error::from(lakescore_connectors::Error::Source {
+                        source_name: source.source.clone(),
+                        message: format!("file rejected, nothing of it landed: {rejected}"),
+                    }));
+                }
+                files += source.files_landed.len();
+                data.rows_read += source.rows + source.quarantined;
+                data.rows_written += source.rows;
+                if let Some(version) = source.version {
+                    data.tables_written
+                        .push(format!("{}@{version}", source.table));
+                }
+            }
+            match failure {
+                Some(error) => Err(error),
+                None => Ok((
+                    data.clone(),
+                    format!("{files} new files, {} rows landed", data.rows_written),
+                )),
+            }
+        }
+        StepAction::Transform { models, force } => {
+            let report = Transform::new(project, lakehouse.clone())
+                .with_selectors(models.iter().map(|m| Selector::parse(m)).collect())
+                .with_force(*force)
+                .with_run_id(*run_id)
+                .await?;
+            if let Some(error) = report.failure() {
+                return Err(error.into());
+            }
+            let mut data = DataMoved::default();
+            let mut built = 0;
+            for model in &report.models {
+                if let ModelStatus::Built { version } = model.status {
+                    built += 1;
+                    data.rows_written += model.rows.unwrap_or(0);
+                    data.tables_written
+                        .push(format!("{}@{version}", model.table));
+                }
+            }
+            let summary = format!(
+                "{built} of {} models built, {} rows written",
+                report.models.len(),
+                data.rows_written
+            );
+            Ok((data, summary))
+        }
+        StepAction::Train { model } => {
+            let manifest = Train::new(project, lakehouse.clone(), model.clone())
+                .with_run_id(*run_id)
+                .await?;
+            let data = DataMoved {
+                rows_read: manifest.rows.table_rows,
+                rows_written: 0,
+                tables_read: vec![format!(
+                    "{}@{}",
+                    manifest.training_table, manifest.training_table_version
+                )],
+                tables_written: Vec::new(),
+            };
+            let summary = format!(
+                "registered {}:{} trained on {} rows",
+                manifest.name, manifest.version, manifest.rows.training
+            );
+            Ok((data, summary))
+        }
+        StepAction::Score {
+            model,
+            input,
+            output,
+        } => {
+            let report = Score::new(project, lakehouse.clone(), model.clone(), input.clone())
+                .with_output(output.clone())
+                .with_run_id(*run_id)
+                .await?;
+            let (input_table, input_version) = &report.input;
+            let data = DataMoved {
+                rows_read: report.rows,
+                rows_written: report.version.map_or(0, |_| report.rows),
+                tables_read: vec![format!("{input_table}@{input_version}")],
+                tables_written: report
+                    .version
+                    .map(|v| format!("{}@{v}", report.output))
+                    .into_iter()
+                    .collect(),
+            };
+            let summary = match report.version {
+                Some(version) => format!(
+                    "scored {} rows with {} into {}@{version}",
+                    report.rows, report.model, report.output
+                ),
+                None => format!(
+                    "{input_table}@{input_version} was already scored with {}",
+                    report.model
+                ),
+            };
+            Ok((data, summary))
+        }
+        StepAction::Check { tables } => {
+            let results = check_freshness(project, lakehouse, tables, Utc::now()).await?;
+            if let Some(error) = stale_error(&results) {
+                return Err(error);
+            }
+            let data = DataMoved {
+                tables_read: results
+                    .iter()
+                    .filter_map(|f| f.version.map(|v| format!("{}@{v}", f.table)))
+                    .collect(),
+                ..DataMoved::default()
+            };
+            Ok((data, format!("{} tables fresh", results.len())))
+        }
+    }
+}
