@@ -2,6 +2,8 @@
 
 mod demo;
 mod ingest;
+mod jobs;
+mod logging;
 mod models;
 mod progress;
 mod repl;
@@ -24,7 +26,8 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  user error: bad arguments, project file, table name or SQL; the message says what to fix
-  2  runtime failure: storage unreachable, I/O error, query execution failed";
+  2  runtime failure: storage unreachable, I/O error, query execution failed
+  3  a job run or freshness check ran and failed: a step failed, a table is stale";
 
 /// lakescore: a batch scoring engine for the data lakehouse.
 ///
@@ -37,6 +40,11 @@ struct Cli {
     /// current folder or above.
     #[arg(long, global = true, value_name = "PATH")]
     project: Option<PathBuf>,
+
+    /// How log lines on standard error are written (filter them with LAKESCORE_LOG, e.g.
+    /// LAKESCORE_LOG=debug).
+    #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
+    log_format: logging::LogFormat,
 
     #[command(subcommand)]
     command: Command,
@@ -153,6 +161,46 @@ enum Command {
         #[command(subcommand)]
         action: ModelsAction,
     },
+    /// Run a [[job]] once, now, in the foreground: its steps in order, with retries and
+    /// time limits, recorded in ops.job_runs and ops.step_runs.
+    ///
+    /// Exits 0 when every step succeeded and 3 when the run failed, so cron, Airflow or any
+    /// orchestrator can call it. A run already in progress elsewhere is never overlapped.
+    Run {
+        /// The job's name in lakescore.toml.
+        job: String,
+        /// Start at this step (resume a failed run), skipping the ones before it.
+        #[arg(long, value_name = "STEP")]
+        from: Option<String>,
+    },
+    /// Run every [[job]] with a schedule at its fire times, until Ctrl-C or SIGTERM.
+    ///
+    /// Several schedulers may run at once (on several machines): a lease in the lakehouse
+    /// makes sure each fire runs once and runs of a job never overlap. The first signal
+    /// lets running steps finish; a second cancels them.
+    Scheduler,
+    /// List job runs from ops.job_runs, newest first, or the step attempts of one run.
+    Runs {
+        /// Only this job.
+        job: Option<String>,
+        /// Show the step attempts of this run id.
+        #[arg(long, value_name = "RUN_ID")]
+        run: Option<String>,
+        /// Show at most this many runs.
+        #[arg(long, default_value_t = 20, value_name = "N")]
+        limit: usize,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Check the [freshness] rules: how old each table is and whether it lags its inputs.
+    ///
+    /// Exits 3 when a table is stale, after alerting the [freshness] on_stale targets.
+    Check {
+        /// Only these tables (default: every table a rule covers).
+        tables: Vec<String>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
     /// List every table: version, rows, files, size and last commit time.
     Tables {
         #[command(flatten)]
@@ -260,6 +308,7 @@ impl OutputArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    logging::init(cli.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -276,8 +325,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// 1 for mistakes the user can fix, 2 for runtime failures.
+/// 1 for mistakes the user can fix, 2 for runtime failures, 3 for failed runs and checks.
 fn exit_code(error: &anyhow::Error) -> u8 {
+    if let Some(jobs) = error.downcast_ref::<lakescore_jobs::Error>() {
+        return match jobs {
+            lakescore_jobs::Error::RunFailed { .. } | lakescore_jobs::Error::Stale { .. } => 3,
+            other if other.is_user_error() => 1,
+            _ => 2,
+        };
+    }
     let user_error = if let Some(engine) = error.downcast_ref::<lakescore_engine::Error>() {
         engine.is_user_error()
     } else if let Some(connectors) = error.downcast_ref::<lakescore_connectors::Error>() {
@@ -427,6 +483,47 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 } => models::promote(lakehouse, model, *version, alias).await,
                 ModelsAction::Rollback { model } => models::rollback(lakehouse, model).await,
             }
+        }
+        Command::Run { job, from } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            jobs::run(&project, lakehouse, job, from.clone()).await
+        }
+        Command::Scheduler => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            jobs::scheduler(project, lakehouse).await
+        }
+        Command::Runs {
+            job,
+            run,
+            limit,
+            output,
+        } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            jobs::runs(
+                &project,
+                lakehouse,
+                job.as_deref(),
+                run.as_deref(),
+                *limit,
+                output.format(),
+                &output.destination(),
+            )
+            .await
+        }
+        Command::Check { tables, output } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            jobs::check(
+                &project,
+                lakehouse,
+                tables,
+                output.format(),
+                &output.destination(),
+            )
+            .await
         }
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;

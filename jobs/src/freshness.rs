@@ -14,6 +14,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use lakescore_engine::config::FreshnessRule;
 use lakescore_engine::datafusion::arrow::array::{Array, AsArray};
+use lakescore_engine::datafusion::arrow::compute::cast;
+use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::inspect::{HistoryEntry, table_history};
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use serde_json::Value;
@@ -227,7 +229,8 @@ pub async fn job_of_run(lakehouse: &Arc<Lakehouse>, run_id: &str) -> Option<Stri
     );
     let batches = session.sql(&sql).await.ok()?.collect().await.ok()?;
     let batch = batches.iter().find(|b| b.num_rows() > 0)?;
-    let jobs = batch.column(0).as_string_opt::<i32>()?;
+    let jobs = cast(batch.column(0), &DataType::Utf8).ok()?;
+    let jobs = jobs.as_string_opt::<i32>()?;
     (!jobs.is_null(0)).then(|| jobs.value(0).to_string())
 }
 

@@ -232,7 +232,7 @@ impl Leases {
     /// Deletes generations older than the few kept behind `newest` (best effort: a
     /// leftover generation is harmless).
     async fn forget_before(&self, job: &str, newest: u64) {
-        if newest <= KEEP_GENERATIONS || newest % KEEP_GENERATIONS != 0 {
+        if newest <= KEEP_GENERATIONS || !newest.is_multiple_of(KEEP_GENERATIONS) {
             return;
         }
         let Ok(generations) = self.generations(job).await else {

@@ -6,7 +6,9 @@
 mod demo;
 mod foundation;
 mod ingest;
+mod jobs;
 mod models;
 mod s3;
 mod support;
 mod transform;
+mod webhook;

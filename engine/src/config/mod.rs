@@ -499,6 +499,32 @@ root = "./lakehouse"
 # annual_revenue = "numeric"
 # industry = "categorical"
 # is_active = "boolean"
+
+# Jobs: `lakescore run NAME` runs one now; `lakescore scheduler` runs them on schedule.
+# [[job]]
+# name = "nightly"
+# schedule = "0 3 * * *"                  # cron: minute hour day-of-month month day-of-week
+# timezone = "Europe/Berlin"
+# retries = 2
+# retry_delay = "30s"                     # doubled for each further retry
+# step_timeout = "30m"
+# on_failure = ["ops"]
+# steps = [
+#   {{ ingest = true }},
+#   {{ transform = true }},
+#   {{ score = "churn_risk", input = "curated.customers" }},
+#   {{ check = true }},
+# ]
+
+# How fresh tables must be (`lakescore check` and the `check` step).
+# [freshness.tables]
+# "raw.*" = {{ max_age = "26h" }}
+# "scored.churn_risk" = {{ max_input_lag = "1h" }}
+
+# Webhooks told about failed runs and stale tables (Slack-compatible JSON).
+# [[alert]]
+# name = "ops"
+# webhook = "${{SLACK_WEBHOOK_URL}}"
 "#
     )
 }
@@ -597,6 +623,26 @@ aws_virtual_hosted_style_request = "false"
         assert_eq!(config.lakehouse.root.as_str(), "./lakehouse");
         assert!(config.lakehouse.storage.to_options().is_empty());
         assert_eq!(config.ingest, IngestConfig::default());
+    }
+
+    #[test]
+    fn template_jobs_parse_once_uncommented() {
+        let template = project_template("demo");
+        let (head, jobs) = template.split_at(template.find("# [[job]]").unwrap());
+        let uncommented: String = jobs
+            .lines()
+            .map(|line| match line.strip_prefix("# ") {
+                Some(rest) if !rest.starts_with(|c: char| c.is_ascii_uppercase()) => rest,
+                _ => line,
+            })
+            .map(|line| format!("{line}\n"))
+            .collect();
+        let text = format!("{head}{uncommented}")
+            .replace("${SLACK_WEBHOOK_URL}", "https://hooks.example.com/x");
+        let config = ProjectConfig::parse(&text).unwrap();
+        assert_eq!(config.jobs[0].steps.len(), 4);
+        assert_eq!(config.freshness.tables.len(), 2);
+        assert_eq!(config.alerts[0].name, "ops");
     }
 
     #[test]
