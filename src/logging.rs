@@ -1,8 +1,9 @@
 //! The log stream: structured `tracing` events on standard error, human-readable by
 //! default or one JSON object per line with `--log-format json`.
 //!
-//! lakescore's own events are shown from `info` up, other libraries' from `warn` up;
-//! `LAKESCORE_LOG` takes a filter such as `debug` or `lakescore_jobs=debug,warn` instead.
+//! lakescore's own events are shown from `info` up; libraries' events are not shown (their
+//! failures reach the user as lakescore's errors). `LAKESCORE_LOG` takes a filter such as
+//! `debug` or `lakescore_jobs=debug,deltalake=warn` instead.
 
 use std::io::IsTerminal;
 
@@ -12,7 +13,7 @@ use tracing_subscriber::EnvFilter;
 /// The variable holding a log filter that replaces the default.
 pub const FILTER_VARIABLE: &str = "LAKESCORE_LOG";
 
-const DEFAULT_FILTER: &str = "warn,lakescore=info,lakescore_jobs=info";
+const DEFAULT_FILTER: &str = "off,lakescore=info,lakescore_engine=info,lakescore_connectors=info,lakescore_sql=info,lakescore_jobs=info";
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -1,6 +1,7 @@
 //! The `lakescore` command line: parses arguments, calls the engine crates, prints results.
 
 mod demo;
+mod drift;
 mod ingest;
 mod jobs;
 mod logging;
@@ -155,6 +156,32 @@ enum Command {
         /// The table to append predictions to (default scored.NAME).
         #[arg(long, value_name = "TABLE")]
         output: Option<String>,
+    },
+    /// Compare the data a model scores with the data it was trained on, per feature and
+    /// for its predictions; record the metrics and request retraining when enough drifted.
+    ///
+    /// Numeric features: PSI, Kolmogorov-Smirnov, Wasserstein and Jensen-Shannon;
+    /// categorical and boolean ones: chi-square, Jensen-Shannon, L-infinity and the share
+    /// of unseen categories. Results go to monitoring.drift_metrics, a retrain request to
+    /// monitoring.retrain_requests, the HTML report to <root>/_reports/drift/.
+    Drift {
+        /// NAME (the champion), NAME@challenger or NAME:VERSION.
+        model: String,
+        /// The current data: schema.name (newest version) or schema.name@VERSION.
+        #[arg(long, value_name = "TABLE")]
+        table: String,
+        /// Only the rows whose time column is later than this version's commit.
+        #[arg(long, value_name = "VERSION", conflicts_with = "window")]
+        since: Option<u64>,
+        /// Only the rows whose time column falls in this recent window, e.g. 7d or 36h.
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// The timestamp column --since and --window filter on.
+        #[arg(long, default_value = "_ingested_at", value_name = "COLUMN")]
+        time_column: String,
+        /// Also write the HTML report to this file.
+        #[arg(long, value_name = "PATH")]
+        report: Option<PathBuf>,
     },
     /// List, inspect and promote registered model versions.
     Models {
@@ -470,6 +497,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let lakehouse = open_lakehouse(&project)?;
             models::score(&project, lakehouse, model, input, output.clone()).await
+        }
+        Command::Drift {
+            model,
+            table,
+            since,
+            window,
+            time_column,
+            report,
+        } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            let request = drift::DriftRequest {
+                model: model.clone(),
+                table: table.clone(),
+                since: *since,
+                window: window.clone(),
+                time_column: time_column.clone(),
+                report: report.clone(),
+            };
+            drift::run(&project, lakehouse, request).await
         }
         Command::Models { action } => {
             let lakehouse = open_lakehouse(&project()?)?;

@@ -311,7 +311,8 @@ impl Lakehouse {
 }
 
 /// When the loaded version of `table` was committed.
-fn commit_time(table: &DeltaTable) -> Option<DateTime<Utc>> {
+/// When `table`'s loaded version was committed.
+pub fn commit_time(table: &DeltaTable) -> Option<DateTime<Utc>> {
     let snapshot = table.snapshot().ok()?;
     snapshot
         .version_timestamp(snapshot.version())

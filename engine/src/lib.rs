@@ -2,7 +2,7 @@
 //!
 //! It owns the project file ([`config`]), the lakehouse root and its object stores
 //! ([`lakehouse`]), the DataFusion catalog that exposes every Delta table under the root
-//! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), lakescore's SQL functions
+//! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), drift monitoring ([`drift`]), lakescore's SQL functions
 //! ([`functions`]), the lineage metadata of every commit ([`commit`]), the SQL session every entry point
 //! uses ([`session`]), table listings and history ([`inspect`]) writing results in the
 //! formats other tools read ([`output`]) and query results into Delta tables ([`write`]). Nothing here knows about jobs or the CLI.
@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod commit;
 pub mod config;
+pub mod drift;
 pub mod error;
 pub mod functions;
 pub mod hashing;

@@ -1,4 +1,4 @@
-//! Alerts: a failed run or stale tables, POSTed as JSON to the webhooks
+//! Alerts: a failed run, stale tables or a drift finding, POSTed as JSON to the webhooks
 //! of `[[alert]]` and always written to the log.
 //!
 //! The body is Slack-compatible (a `text` field) and carries the details under
@@ -17,6 +17,8 @@ pub enum AlertKind {
     RunFailed,
     /// Tables broke their freshness rules.
     Stale,
+    /// A drift check asked for retraining.
+    Drift,
 }
 
 impl AlertKind {
@@ -25,6 +27,7 @@ impl AlertKind {
         match self {
             AlertKind::RunFailed => "run_failed",
             AlertKind::Stale => "stale_tables",
+            AlertKind::Drift => "drift",
         }
     }
 }

@@ -292,7 +292,7 @@ impl<'a> RunJob<'a> {
             let attempt = report.attempts;
             tracing::info!(job = %job.name, step = %step.name, attempt, "step started");
             let started_at = Utc::now();
-            let (status, outcome) = self.attempt(step, step_timeout, deadline, lost).await;
+            let (status, outcome) = self.attempt(job, step, step_timeout, deadline, lost).await;
             let record = StepRunRecord {
                 run_id: self.run_id.clone(),
                 job: job.name.clone(),
@@ -363,6 +363,7 @@ impl<'a> RunJob<'a> {
     /// One attempt of `step`, bounded by its timeout, the job's deadline and cancellation.
     async fn attempt(
         &self,
+        job: &JobConfig,
         step: &StepConfig,
         step_timeout: Option<Duration>,
         deadline: Option<Instant>,
@@ -381,6 +382,7 @@ impl<'a> RunJob<'a> {
             project: self.project,
             lakehouse: self.lakehouse.clone(),
             run_id: &self.run_id,
+            job,
         };
         let work = run_step(&context, &step.action);
         let bounded = async {

@@ -5,13 +5,15 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use lakescore_connectors::Ingest;
-use lakescore_engine::config::StepAction;
+use lakescore_engine::config::{JobConfig, StepAction};
+use lakescore_engine::drift::Drift;
 use lakescore_engine::models::score::Score;
 use lakescore_engine::models::train::Train;
 use lakescore_engine::{Lakehouse, Project};
 use lakescore_sql::dag::Selector;
 use lakescore_sql::transform::{ModelStatus, Transform};
 
+use crate::alerts::{Alert, AlertKind, Alerts};
 use crate::error::{Error, Result};
 use crate::freshness::{check_freshness, stale_error};
 use crate::history::DataMoved;
@@ -24,6 +26,8 @@ pub struct StepContext<'a> {
     pub lakehouse: Arc<Lakehouse>,
     /// The job run's id, written into every commit the step makes.
     pub run_id: &'a str,
+    /// The job, for its alert targets.
+    pub job: &'a JobConfig,
 }
 
 /// Runs `action` once; returns what it read and wrote and a one-line summary.
@@ -35,6 +39,7 @@ pub async fn run_step(
         project,
         lakehouse,
         run_id,
+        job,
     } = context;
     match action {
         StepAction::Ingest { sources } => {
@@ -150,6 +155,47 @@ pub async fn run_step(
                     report.model
                 ),
             };
+            Ok((data, summary))
+        }
+        StepAction::Drift { model, table } => {
+            let report = Drift::new(project, lakehouse.clone(), model.clone(), table.clone())
+                .with_run_id(*run_id)
+                .await?;
+            let drifted = report.drifted_features();
+            if let Some(reason) = &report.retrain_reason {
+                let alert = Alert {
+                    kind: AlertKind::Drift,
+                    text: format!(
+                        "{} drifted on {}: {reason}; report: {}",
+                        report.model, report.current, report.report_uri
+                    ),
+                    job: Some(job.name.clone()),
+                    run_id: Some(run_id.to_string()),
+                    details: serde_json::json!({
+                        "model": report.model,
+                        "drifted_features": drifted,
+                        "report": report.report_uri,
+                    }),
+                };
+                Alerts::new(project).send(&job.on_drift, &alert).await;
+            }
+            let data = DataMoved {
+                tables_read: vec![
+                    format!("{}@{}", report.baseline.0, report.baseline.1),
+                    report.current.clone(),
+                ],
+                ..DataMoved::default()
+            };
+            let summary = format!(
+                "{} of {} features drifted{}",
+                drifted.len(),
+                report.features.len(),
+                if report.retrain_reason.is_some() {
+                    ", retraining requested"
+                } else {
+                    ""
+                }
+            );
             Ok((data, summary))
         }
         StepAction::Check { tables } => {

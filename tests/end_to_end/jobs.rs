@@ -46,16 +46,12 @@ async fn run_job(workspace: &Workspace, job: &str, from: Option<&str>) -> RunRep
         .unwrap()
 }
 
-/// Runs SQL through the binary on a blocking thread (the test's async listeners keep
-/// running) and returns its CSV.
+/// Runs SQL through the binary and returns its CSV.
 async fn csv(workspace: &Workspace, sql: &str) -> String {
-    let dir = workspace.path().to_path_buf();
-    let sql = sql.to_string();
-    tokio::task::spawn_blocking(move || {
-        crate::support::lakescore(&dir, &["sql", &sql, "--format", "csv"]).ok()
-    })
-    .await
-    .unwrap()
+    workspace
+        .run_async(&["sql", sql, "--format", "csv"])
+        .await
+        .ok()
 }
 
 async fn people(workspace: &Workspace, table: &str) {
@@ -748,11 +744,7 @@ async fn two_schedulers_run_the_nightly_pipeline_every_minute_once_and_a_missing
     )
     .unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let dir = workspace.path().to_path_buf();
-    let failed =
-        tokio::task::spawn_blocking(move || crate::support::lakescore(&dir, &["run", "nightly"]))
-            .await
-            .unwrap();
+    let failed = workspace.run_async(&["run", "nightly"]).await;
     let error = failed.fails_with(3);
     assert!(error.contains("job 'nightly' failed"), "{error}");
     assert!(error.contains("at step 'check': 1 stale table:"), "{error}");
@@ -775,12 +767,7 @@ async fn two_schedulers_run_the_nightly_pipeline_every_minute_once_and_a_missing
         "{alert}"
     );
 
-    let dir = workspace.path().to_path_buf();
-    let check = tokio::task::spawn_blocking(move || {
-        crate::support::lakescore(&dir, &["check", "--format", "csv"])
-    })
-    .await
-    .unwrap();
+    let check = workspace.run_async(&["check", "--format", "csv"]).await;
     assert_eq!(check.code, 3, "{}", check.stderr);
     assert!(
         check.stdout.contains("raw.customers,raw.*,"),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod demo;
+mod drift;
 mod foundation;
 mod ingest;
 mod jobs;

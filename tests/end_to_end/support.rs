@@ -101,6 +101,19 @@ impl Workspace {
         std::fs::write(path, contents).expect("write file");
     }
 
+    /// Runs the binary on a blocking thread, so the test's own async servers (webhook
+    /// listeners) keep running meanwhile.
+    pub async fn run_async(&self, args: &[&str]) -> Run {
+        let dir = self.path().to_path_buf();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            lakescore(&dir, &args)
+        })
+        .await
+        .expect("the binary's thread")
+    }
+
     /// Runs a query and returns its CSV output.
     pub fn csv(&self, sql: &str) -> String {
         self.run(&["sql", sql, "--format", "csv"]).ok()

@@ -109,6 +109,14 @@ pub enum StepAction {
         /// The table written (default `scored.NAME`).
         output: Option<String>,
     },
+    /// Compare a model's current data with its training data
+    /// (`{ drift = "churn_risk", table = "curated.customers" }`).
+    Drift {
+        /// NAME, NAME@alias or NAME:VERSION.
+        model: String,
+        /// The table whose newest version is compared, `schema.name`.
+        table: String,
+    },
     /// Check `[freshness]` rules (`{ check = [] }` or `true`: every rule; or the tables to check).
     Check {
         /// Tables to check; empty means every table with a rule.
@@ -124,6 +132,7 @@ impl StepAction {
             StepAction::Transform { .. } => "transform",
             StepAction::Train { .. } => "train",
             StepAction::Score { .. } => "score",
+            StepAction::Drift { .. } => "drift",
             StepAction::Check { .. } => "check",
         }
     }
@@ -138,8 +147,10 @@ struct RawStep {
     transform: Option<Names>,
     train: Option<String>,
     score: Option<String>,
+    drift: Option<String>,
     check: Option<Names>,
     input: Option<String>,
+    table: Option<String>,
     output: Option<String>,
     force: Option<bool>,
     #[serde(default, with = "optional_duration_text")]
@@ -147,7 +158,7 @@ struct RawStep {
     retries: Option<u32>,
 }
 
-const STEP_KINDS: &str = "ingest, transform, train, score or check";
+const STEP_KINDS: &str = "ingest, transform, train, score, drift or check";
 
 impl TryFrom<RawStep> for StepConfig {
     type Error = String;
@@ -158,6 +169,7 @@ impl TryFrom<RawStep> for StepConfig {
             ("transform", raw.transform.is_some()),
             ("train", raw.train.is_some()),
             ("score", raw.score.is_some()),
+            ("drift", raw.drift.is_some()),
             ("check", raw.check.is_some()),
         ]
         .into_iter()
@@ -183,6 +195,7 @@ impl TryFrom<RawStep> for StepConfig {
         let is_score = raw.score.is_some();
         misplaced("input", raw.input.is_some() && !is_score, "score")?;
         misplaced("output", raw.output.is_some() && !is_score, "score")?;
+        misplaced("table", raw.table.is_some() && raw.drift.is_none(), "drift")?;
         misplaced(
             "force",
             raw.force.is_some() && raw.transform.is_none(),
@@ -206,6 +219,11 @@ impl TryFrom<RawStep> for StepConfig {
                 input,
                 output: raw.output,
             }
+        } else if let Some(model) = raw.drift {
+            let table = raw.table.ok_or_else(|| {
+                format!("drift step '{model}' needs table = \"schema.table\", the data to compare")
+            })?;
+            StepAction::Drift { model, table }
         } else {
             StepAction::Check {
                 tables: raw.check.map(|names| names.0).unwrap_or_default(),

@@ -13,10 +13,12 @@ use serde::{Deserialize, Deserializer};
 
 use crate::error::{Error, Result};
 
+mod drift;
 mod job;
 mod model;
 mod source;
 
+pub use drift::{DriftConfig, ThresholdOverrides, Thresholds};
 pub use job::{
     AlertConfig, FreshnessConfig, FreshnessRule, JobConfig, Schedule, SchedulerConfig, StepAction,
     StepConfig, TimeZoneName,

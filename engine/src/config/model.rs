@@ -42,6 +42,9 @@ pub struct ModelConfig {
     /// "other" bucket with values never seen in training.
     #[serde(default = "default_max_categories")]
     pub max_categories: usize,
+    /// `[model.drift]`: drift bins, thresholds and the retrain rule.
+    #[serde(default)]
+    pub drift: super::DriftConfig,
 }
 
 /// What a model predicts.
@@ -159,7 +162,7 @@ impl ModelConfig {
         } else if self.max_training_rows == 0 {
             Some(String::from("max_training_rows must be positive"))
         } else {
-            None
+            self.drift.check(&self.features).err()
         };
         match problem {
             Some(problem) => Err(format!("[[model]] '{}': {problem}", self.name)),

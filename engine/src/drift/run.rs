@@ -1,0 +1,475 @@
+//! A drift run: profile the baseline and the current data in one streaming pass each,
+//! compare every feature and the model's output, decide on retraining, and record it all.
+//!
+//! The baseline is the model version's training table at the version it was trained on.
+//! The current data is a table version, the rows after a version (by a time column), or a
+//! time window. Results go to `monitoring.drift_metrics` (one commit per run), a triggered
+//! retrain to `monitoring.retrain_requests`, and the HTML report to
+//! `<root>/_reports/drift/<model>/<run id>.html`.
+
+use std::future::{Future, IntoFuture};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type};
+use futures::StreamExt;
+use object_store::path::Path as StorePath;
+use object_store::{ObjectStoreExt, PutPayload};
+
+use super::compare::{ColumnDrift, compare_categorical, compare_numeric, compare_prediction};
+use super::record::{record_metrics, record_retrain_request};
+use super::report::render_html;
+use super::sketch::{CategoricalSketch, NumericDistribution, NumericSketch};
+use crate::commit::new_run_id;
+use crate::config::{DriftConfig, FeatureKind, Project};
+use crate::error::{Error, Result};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion, commit_time, quote_identifier};
+use crate::models::profile::ColumnProfile;
+use crate::models::registry::{Manifest, ModelRef, Registry};
+use crate::session::{Pins, SqlSession};
+
+/// Which rows of the table are "current".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Window {
+    /// One version (None: the newest).
+    Version(Option<u64>),
+    /// The rows whose time column is later than this version's commit.
+    Since(u64),
+    /// The rows whose time column falls in this long before now.
+    Last(Duration),
+}
+
+/// The outcome of a drift run.
+#[derive(Debug, Clone)]
+pub struct DriftReport {
+    /// The model version compared, `name:version`.
+    pub model: String,
+    /// The baseline: training table and version.
+    pub baseline: (TableName, u64),
+    /// The current data, described (`curated.customers@7`, or with its window).
+    pub current: String,
+    /// Every feature, drifted ones first.
+    pub features: Vec<ColumnDrift>,
+    /// The model's output, when the scored table has rows for this data.
+    pub prediction: Option<ColumnDrift>,
+    /// Why retraining was requested, when it was.
+    pub retrain_reason: Option<String>,
+    /// Where the HTML report was kept in the lakehouse.
+    pub report_uri: String,
+    /// The run.
+    pub run_id: String,
+}
+
+impl DriftReport {
+    /// The features that drifted.
+    pub fn drifted_features(&self) -> Vec<&str> {
+        self.features
+            .iter()
+            .filter(|f| f.drifted)
+            .map(|f| f.column.as_str())
+            .collect()
+    }
+}
+
+/// A drift run: build it, then `.await` it.
+pub struct Drift<'a> {
+    project: &'a Project,
+    lakehouse: Arc<Lakehouse>,
+    model: String,
+    table: String,
+    window: Window,
+    time_column: String,
+    report_path: Option<PathBuf>,
+    run_id: String,
+}
+
+/// A feature as profiled: its column and how it is read.
+struct Column {
+    name: String,
+    kind: FeatureKind,
+}
+
+enum Sketch {
+    Numeric(NumericSketch),
+    Categorical(CategoricalSketch),
+}
+
+impl<'a> Drift<'a> {
+    /// Compares model `model` (NAME, NAME@alias or NAME:VERSION) on table `table`
+    /// (`schema.name`, or `schema.name@VERSION`).
+    pub fn new(
+        project: &'a Project,
+        lakehouse: Arc<Lakehouse>,
+        model: impl Into<String>,
+        table: impl Into<String>,
+    ) -> Self {
+        Self {
+            project,
+            lakehouse,
+            model: model.into(),
+            table: table.into(),
+            window: Window::Version(None),
+            time_column: String::from("_ingested_at"),
+            report_path: None,
+            run_id: new_run_id(),
+        }
+    }
+
+    /// Chooses the current rows (default: the table's newest version).
+    pub fn with_window(mut self, window: Window) -> Self {
+        self.window = window;
+        self
+    }
+
+    /// The timestamp column `Since` and `Last` windows filter on (default `_ingested_at`).
+    pub fn with_time_column(mut self, column: impl Into<String>) -> Self {
+        self.time_column = column.into();
+        self
+    }
+
+    /// Also writes the HTML report to this file.
+    pub fn with_report(mut self, path: Option<PathBuf>) -> Self {
+        self.report_path = path;
+        self
+    }
+
+    /// Uses this run id (a job passes its own).
+    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
+        self.run_id = run_id.into();
+        self
+    }
+
+    async fn run(self) -> Result<DriftReport> {
+        let manifest = Registry::new(self.lakehouse.clone())
+            .resolve(&ModelRef::parse(&self.model)?)
+            .await?;
+        let config = self
+            .project
+            .config
+            .models
+            .iter()
+            .find(|m| m.name == manifest.name)
+            .map(|m| m.drift.clone())
+            .unwrap_or_default();
+        let columns: Vec<Column> = manifest
+            .features
+            .iter()
+            .map(|f| Column {
+                name: f.name.clone(),
+                kind: f.kind,
+            })
+            .collect();
+        let baseline_table = TableName::parse(&manifest.training_table)?;
+        let baseline_version = manifest.training_table_version;
+        let baseline = self
+            .profile(&baseline_table, baseline_version, &columns, None)
+            .await?;
+        let (table, pinned) = TableName::parse_at(&self.table)?;
+        let (version, filter, current_text) = self.current_rows(&table, pinned).await?;
+        let current = self
+            .profile(&table, version, &columns, filter.as_deref())
+            .await?;
+        let mut features = Vec::with_capacity(columns.len());
+        for ((column, base), now) in columns.iter().zip(baseline).zip(current) {
+            let thresholds = config.thresholds_for(&column.name);
+            features.push(match (base, now) {
+                (Sketch::Numeric(b), Sketch::Numeric(c)) => compare_numeric(
+                    &column.name,
+                    &b.finish(),
+                    &c.finish(),
+                    config.bins,
+                    &thresholds,
+                ),
+                (Sketch::Categorical(b), Sketch::Categorical(c)) => {
+                    let kind = if column.kind == FeatureKind::Boolean {
+                        "boolean"
+                    } else {
+                        "categorical"
+                    };
+                    compare_categorical(&column.name, kind, &b, &c, &thresholds)
+                }
+                _ => unreachable!("both profiles are built from the same feature kinds"),
+            });
+        }
+        features.sort_by_key(|f| !f.drifted);
+        let prediction = self
+            .prediction_drift(&manifest, &table, pinned.map(|_| version), &config)
+            .await?;
+        let retrain_reason = retrain_reason(&features, prediction.as_ref(), &config);
+        let mut report = DriftReport {
+            model: format!("{}:{}", manifest.name, manifest.version),
+            baseline: (baseline_table, baseline_version),
+            current: current_text,
+            features,
+            prediction,
+            retrain_reason,
+            report_uri: String::new(),
+            run_id: self.run_id.clone(),
+        };
+        record_metrics(&self.lakehouse, &manifest, &report, (&table, version)).await?;
+        if let Some(reason) = &report.retrain_reason {
+            record_retrain_request(&self.lakehouse, &manifest, &report, reason).await?;
+        }
+        report.report_uri = self.keep_report(&manifest, &report).await?;
+        Ok(report)
+    }
+
+    /// The version to read, the row filter, and the description of the current rows.
+    async fn current_rows(
+        &self,
+        table: &TableName,
+        pinned: Option<u64>,
+    ) -> Result<(u64, Option<String>, String)> {
+        let latest = self.lakehouse.latest_version(table).await?;
+        let column = quote_identifier(&self.time_column);
+        let after = |time: DateTime<Utc>| {
+            format!(
+                "{column} > TIMESTAMP '{}'",
+                time.format("%Y-%m-%dT%H:%M:%S%.6f")
+            )
+        };
+        match self.window {
+            Window::Version(version) => {
+                let version = version.or(pinned).unwrap_or(latest);
+                Ok((version, None, format!("{table}@{version}")))
+            }
+            Window::Since(since) => {
+                let snapshot = self
+                    .lakehouse
+                    .open_table(table, TableVersion::Version(since))
+                    .await?;
+                let time = commit_time(&snapshot).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "{table}@{since} has no commit time to compare with"
+                    ))
+                })?;
+                Ok((
+                    latest,
+                    Some(after(time)),
+                    format!(
+                        "{table}@{latest}, rows with {} after version {since}",
+                        self.time_column
+                    ),
+                ))
+            }
+            Window::Last(window) => {
+                let start = Utc::now()
+                    - chrono::Duration::from_std(window).unwrap_or(chrono::Duration::zero());
+                Ok((
+                    latest,
+                    Some(after(start)),
+                    format!(
+                        "{table}@{latest}, rows with {} in the last {}",
+                        self.time_column,
+                        humantime::format_duration(window)
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// Profiles `columns` of `table` at `version` (rows passing `filter`) in one pass.
+    async fn profile(
+        &self,
+        table: &TableName,
+        version: u64,
+        columns: &[Column],
+        filter: Option<&str>,
+    ) -> Result<Vec<Sketch>> {
+        let session = SqlSession::builder(self.lakehouse.clone())
+            .pins(Pins::from([(table.clone(), version)]))
+            .build()
+            .await?;
+        let expressions: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let name = quote_identifier(&c.name);
+                match c.kind {
+                    FeatureKind::Numeric => format!("TRY_CAST({name} AS DOUBLE)"),
+                    FeatureKind::Categorical => format!("CAST({name} AS VARCHAR)"),
+                    FeatureKind::Boolean => format!(
+                        "CASE WHEN TRY_CAST({name} AS BOOLEAN) THEN 'true' \
+                         WHEN NOT TRY_CAST({name} AS BOOLEAN) THEN 'false' END"
+                    ),
+                }
+            })
+            .collect();
+        let sql = format!(
+            "SELECT {} FROM {}{}",
+            expressions.join(", "),
+            table.quoted(),
+            filter.map(|f| format!(" WHERE {f}")).unwrap_or_default()
+        );
+        let mut sketches: Vec<Sketch> = columns
+            .iter()
+            .map(|c| match c.kind {
+                FeatureKind::Numeric => Sketch::Numeric(NumericSketch::default()),
+                _ => Sketch::Categorical(CategoricalSketch::default()),
+            })
+            .collect();
+        let mut stream = session.sql(&sql).await?.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            add_batch(&mut sketches, &batch?)?;
+        }
+        Ok(sketches)
+    }
+
+    /// The output distribution of this model version on the scored rows of `table`.
+    async fn prediction_drift(
+        &self,
+        manifest: &Manifest,
+        table: &TableName,
+        version: Option<u64>,
+        config: &DriftConfig,
+    ) -> Result<Option<ColumnDrift>> {
+        let ColumnProfile::Numeric {
+            quantiles,
+            histogram,
+            mean,
+            ..
+        } = &manifest.prediction_profile
+        else {
+            return Ok(None);
+        };
+        let scored = TableName {
+            schema: String::from("scored"),
+            name: manifest.name.clone(),
+        };
+        let scored_version = match self.lakehouse.latest_version(&scored).await {
+            Ok(v) => v,
+            Err(Error::UnknownTable { .. }) => return Ok(None),
+            Err(other) => return Err(other),
+        };
+        let session = SqlSession::builder(self.lakehouse.clone())
+            .pins(Pins::from([(scored.clone(), scored_version)]))
+            .build()
+            .await?;
+        let text = |v: &str| format!("'{}'", v.replace('\'', "''"));
+        let sql = format!(
+            "SELECT coalesce(probability, TRY_CAST(prediction AS DOUBLE)) FROM {} \
+             WHERE model_version = {} AND source_table = {}{}",
+            scored.quoted(),
+            manifest.version,
+            text(&table.to_string()),
+            version
+                .map(|v| format!(" AND source_table_version = {v}"))
+                .unwrap_or_default()
+        );
+        let mut sketch = vec![Sketch::Numeric(NumericSketch::default())];
+        let mut stream = session.sql(&sql).await?.execute_stream().await?;
+        while let Some(batch) = stream.next().await {
+            add_batch(&mut sketch, &batch?)?;
+        }
+        let Some(Sketch::Numeric(sketch)) = sketch.pop() else {
+            return Ok(None);
+        };
+        let current: NumericDistribution = sketch.finish();
+        if current.rows == 0 || quantiles.len() < 3 {
+            return Ok(None);
+        }
+        let edges = &quantiles[1..quantiles.len() - 1];
+        let counts: Vec<f64> = histogram.iter().map(|c| *c as f64).collect();
+        let thresholds = config.thresholds_for("");
+        Ok(Some(compare_prediction(
+            edges,
+            &counts,
+            *mean,
+            &current,
+            &thresholds,
+        )))
+    }
+
+    /// Writes the report under `_reports/` (and to `--report`); returns its URI.
+    async fn keep_report(&self, manifest: &Manifest, report: &DriftReport) -> Result<String> {
+        let html = render_html(report);
+        if let Some(path) = &self.report_path {
+            std::fs::write(path, &html).map_err(|source| Error::Io {
+                path: path.clone(),
+                source,
+            })?;
+        }
+        let location = StorePath::from_iter([
+            "_reports",
+            "drift",
+            manifest.name.as_str(),
+            &format!("{}.html", self.run_id),
+        ]);
+        let store = self.lakehouse.store()?;
+        store
+            .put(&location, PutPayload::from(html.into_bytes()))
+            .await
+            .map_err(|e| Error::Storage {
+                uri: location.to_string(),
+                cause: e.to_string(),
+            })?;
+        Ok(format!(
+            "{}/{location}",
+            self.lakehouse.root().as_str().trim_end_matches('/')
+        ))
+    }
+}
+
+impl<'a> IntoFuture for Drift<'a> {
+    type Output = Result<DriftReport>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}
+
+/// Adds a batch's columns (in feature order) to the sketches.
+fn add_batch(sketches: &mut [Sketch], batch: &RecordBatch) -> Result<()> {
+    for (sketch, column) in sketches.iter_mut().zip(batch.columns()) {
+        match sketch {
+            Sketch::Numeric(sketch) => {
+                let numbers = cast(column, &DataType::Float64)?;
+                let numbers = numbers.as_primitive::<Float64Type>();
+                for i in 0..numbers.len() {
+                    sketch.add((!numbers.is_null(i)).then(|| numbers.value(i)));
+                }
+            }
+            Sketch::Categorical(sketch) => {
+                let texts = cast(column, &DataType::Utf8)?;
+                let texts = texts.as_string::<i32>();
+                for i in 0..texts.len() {
+                    sketch.add((!texts.is_null(i)).then(|| texts.value(i)));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why a retrain is requested: enough drifted features, or drifted predictions.
+fn retrain_reason(
+    features: &[ColumnDrift],
+    prediction: Option<&ColumnDrift>,
+    config: &DriftConfig,
+) -> Option<String> {
+    let drifted: Vec<&str> = features
+        .iter()
+        .filter(|f| f.drifted)
+        .map(|f| f.column.as_str())
+        .collect();
+    let share = drifted.len() as f64 / features.len().max(1) as f64;
+    let mut reasons = Vec::new();
+    if !drifted.is_empty() && share >= config.drift_share {
+        reasons.push(format!(
+            "{} of {} features drifted ({}), at least drift_share = {}",
+            drifted.len(),
+            features.len(),
+            drifted.join(", "),
+            config.drift_share
+        ));
+    }
+    if prediction.is_some_and(|p| p.drifted) {
+        reasons.push(String::from("the model's predictions drifted"));
+    }
+    (!reasons.is_empty()).then(|| reasons.join("; "))
+}
