@@ -180,4 +180,40 @@ async fn a_shifted_batch_flags_exactly_the_shifted_features_and_requests_retrain
         alerts[0]["lakescore"]["details"]["drifted_features"],
         serde_json::json!(["logins", "contract"])
     );
+
+    // The current rows may also be the ones landed after a version, or in a window.
+    for (args, described) in [
+        (
+            ["--since", "1"],
+            "curated.customers@2, rows with _ingested_at after version 1",
+        ),
+        (
+            ["--window", "1h"],
+            "curated.customers@2, rows with _ingested_at in the last 1h",
+        ),
+    ] {
+        let mut command = vec!["drift", "churn", "--table", "curated.customers"];
+        command.extend(args);
+        let out = workspace.run_async(&command).await.ok();
+        assert!(out.contains(described), "{out}");
+        assert!(
+            out.contains("2 of 4 features drifted (logins, contract)"),
+            "{out}"
+        );
+    }
+    let nothing = workspace
+        .run_async(&[
+            "drift",
+            "churn",
+            "--table",
+            "curated.customers",
+            "--since",
+            "2",
+        ])
+        .await
+        .fails_with(1);
+    assert!(
+        nothing.contains("no rows to compare: curated.customers@2, rows with _ingested_at after version 2 selects none"),
+        "{nothing}"
+    );
 }

@@ -99,6 +99,15 @@ enum Sketch {
     Categorical(CategoricalSketch),
 }
 
+impl Sketch {
+    fn rows(&self) -> u64 {
+        match self {
+            Sketch::Numeric(sketch) => sketch.rows(),
+            Sketch::Categorical(sketch) => sketch.rows(),
+        }
+    }
+}
+
 impl<'a> Drift<'a> {
     /// Compares model `model` (NAME, NAME@alias or NAME:VERSION) on table `table`
     /// (`schema.name`, or `schema.name@VERSION`).
@@ -174,6 +183,11 @@ impl<'a> Drift<'a> {
         let current = self
             .profile(&table, version, &columns, filter.as_deref())
             .await?;
+        if current.first().is_some_and(|sketch| sketch.rows() == 0) {
+            return Err(Error::Usage(format!(
+                "no rows to compare: {current_text} selects none; choose an earlier --since version or a longer --window"
+            )));
+        }
         let mut features = Vec::with_capacity(columns.len());
         for ((column, base), now) in columns.iter().zip(baseline).zip(current) {
             let thresholds = config.thresholds_for(&column.name);

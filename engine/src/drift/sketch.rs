@@ -47,6 +47,11 @@ impl NumericSketch {
         }
     }
 
+    /// Rows seen.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
     /// Replaces the atoms by CENTROIDS equal-weight centroids.
     fn summarize(&mut self) {
         self.atoms.sort_by(|a, b| a.0.total_cmp(&b.0));
