@@ -216,7 +216,12 @@ impl<'a> RunJob<'a> {
         );
         let (steps, history_error) = steps;
         match heartbeat {
-            Ok(()) => leases.release(lease).await?,
+            Ok(()) => {
+                if let Err(error) = leases.release(lease).await {
+                    // The lease expires on its own; the run's history matters more.
+                    tracing::error!(job = %job.name, "cannot release the job's lease: {error}");
+                }
+            }
             Err(lost) => tracing::error!(job = %job.name, "{lost}"),
         }
         let report = self.finish(job, steps, started_at).await;
