@@ -505,6 +505,18 @@ fn spawn_lakescore(workspace: &Workspace, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Waits until a run has recorded its first step attempt in ops.step_runs.
+async fn first_attempt_recorded(workspace: &Workspace) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !workspace.lakehouse().join("ops/step_runs").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the first attempt never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_run_blocks_its_job_only_until_its_lease_expires() {
     let workspace = project_with(
@@ -522,14 +534,7 @@ steps = [{ transform = true }]
     );
     // The first run fails (no raw.people yet) and waits an hour to retry, holding the lease.
     let mut first = spawn_lakescore(&workspace, &["run", "copy"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !workspace.lakehouse().join("ops/step_runs").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first attempt never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    first_attempt_recorded(&workspace).await;
     let busy = workspace.run(&["run", "copy"]).fails_with(2);
     assert!(busy.contains("job 'copy' is already running"), "{busy}");
 
@@ -561,14 +566,7 @@ steps = [{ transform = true }, { check = true }]
     );
     // The first attempt fails (no raw.people yet); the run then waits an hour to retry.
     let run = spawn_lakescore(&workspace, &["run", "copy"]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !workspace.lakehouse().join("ops/step_runs").exists() {
-        assert!(
-            Instant::now() < deadline,
-            "the first attempt never finished"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    first_attempt_recorded(&workspace).await;
     terminate(&run);
     let output = run.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
