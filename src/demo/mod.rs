@@ -62,6 +62,21 @@ name = "usage_events"
 path = "extracts/events/*/*/*/events.jsonl"
 format = "json"
 table = "raw.usage_events"
+
+# The nightly pipeline: `lakescore run nightly` runs it now (the demo's day 2 does),
+# `lakescore scheduler` every night at 03:00 Berlin time.
+[[job]]
+name = "nightly"
+schedule = "0 3 * * *"
+timezone = "Europe/Berlin"
+retries = 1
+retry_delay = "1m"
+steps = [{ ingest = true }, { transform = true }, { check = true }]
+
+# Extracts arrive daily; curated tables follow their inputs within the hour.
+[freshness.tables]
+"raw.*" = { max_age = "26h" }
+"curated.*" = { max_input_lag = "1h" }
 "#;
 
 /// The demo's SQL models: file name and text.
@@ -200,8 +215,13 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
             generated.files.len(),
             generated.broken
         );
-        crate::ingest::run(&project, lakehouse.clone(), Vec::new()).await?;
-        crate::transform::run(&project, lakehouse.clone(), Vec::new(), false).await?;
+        if day == 1 {
+            crate::ingest::run(&project, lakehouse.clone(), Vec::new()).await?;
+            crate::transform::run(&project, lakehouse.clone(), Vec::new(), false).await?;
+        } else {
+            // From day 2 on, the nightly job does the same, with run history and checks.
+            crate::jobs::run(&project, lakehouse.clone(), "nightly", None).await?;
+        }
         println!(
             "day {day}: ingested and transformed in {:.1}s\n",
             step.elapsed().as_secs_f64()
@@ -225,6 +245,9 @@ fn print_next_steps(dir: &Path, started: Instant) {
     }
     println!("  lakescore lineage curated.customers");
     println!("  lakescore history raw.crm_accounts");
+    println!(
+        "  lakescore runs nightly   # the day-2 job run; `lakescore run nightly` runs it again"
+    );
     println!("  lakescore sql            # interactive prompt, \\dt lists tables");
 }
 

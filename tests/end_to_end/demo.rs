@@ -33,21 +33,16 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
         out.contains("raw.crm_accounts <- crm_accounts: 1 file landed,"),
         "{out}"
     );
-    assert!(
-        out.contains(
-            "raw.erp_invoices <- erp_invoices: 1 file landed, 29 rows, 1 quarantined -> version 2"
-        ),
-        "{out}"
-    );
 
-    // Each day the SQL models build on the new raw versions.
+    // Day 1 runs the SQL models; day 2 is the nightly job: landing, models, freshness.
     for expected in [
         "✓ customers -> curated.customers: version 0 (merge, 58 rows, 4/4 tests passed)",
         "✓ customer_activity -> curated.customer_activity: version 0 (overwrite,",
         "✓ customer_features -> curated.customer_features: view saved",
-        "✓ customers -> curated.customers: version 1 (merge,",
-        "✓ customer_activity -> curated.customer_activity: version 1 (overwrite,",
-        "= customer_features -> curated.customer_features: up to date",
+        "3 new files,",
+        "2 of 3 models built,",
+        "5 tables fresh",
+        "job nightly succeeded in",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }
@@ -82,6 +77,22 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
         run(&["sql", &queries[4], "--format", "csv"]).ok(),
         "after_day_1,now\n29,58\n"
     );
+
+    // Day 2's job run is in the run history, and its commits carry its run id.
+    let runs = run(&["runs", "nightly", "--format", "csv"]).ok();
+    let run_line = runs.lines().nth(1).unwrap_or_default();
+    assert!(run_line.contains(",nightly,manual,succeeded,"), "{runs}");
+    let run_id = run_line.split(',').next().unwrap();
+    let history = run(&[
+        "history",
+        "raw.erp_invoices",
+        "--limit",
+        "1",
+        "--format",
+        "csv",
+    ])
+    .ok();
+    assert!(history.contains(run_id), "{history}");
 
     let again = lakescore(home.path(), &["demo", "demo-project"]).ok();
     assert!(again.contains("A demo project already exists"), "{again}");
