@@ -93,6 +93,15 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
     ])
     .ok();
     assert!(history.contains(run_id), "{history}");
+    let steps = run(&["runs", "--run", run_id, "--format", "csv"]).ok();
+    let step_lines: Vec<&str> = steps.lines().skip(1).collect();
+    assert_eq!(step_lines.len(), 3, "{steps}");
+    for (line, step) in step_lines.iter().zip(["ingest", "transform", "check"]) {
+        assert!(
+            line.starts_with(&format!("{step},{step},1,succeeded,")),
+            "{steps}"
+        );
+    }
 
     let again = lakescore(home.path(), &["demo", "demo-project"]).ok();
     assert!(again.contains("A demo project already exists"), "{again}");

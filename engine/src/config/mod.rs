@@ -501,6 +501,10 @@ root = "./lakehouse"
 # annual_revenue = "numeric"
 # industry = "categorical"
 # is_active = "boolean"
+# [model.drift]                           # `lakescore drift NAME --table T` (defaults shown)
+# psi = 0.2
+# js = 0.1
+# drift_share = 0.5                       # share of drifted features that requests retraining
 
 # Jobs: `lakescore run NAME` runs one now; `lakescore scheduler` runs them on schedule.
 # [[job]]
