@@ -76,11 +76,7 @@ fn first_failure(report: IngestReport) -> anyhow::Result<()> {
     for outcome in report.sources {
         match outcome {
             Ok(source) => {
-                for rejected in source.rejected_files {
-                    let error = lakescore_connectors::Error::Source {
-                        source_name: source.source.clone(),
-                        message: format!("file rejected, nothing of it landed: {rejected}"),
-                    };
+                for error in source.rejections() {
                     keep_first(&mut first, error);
                 }
             }

@@ -90,6 +90,16 @@ pub struct SourceReport {
     pub rejected_files: Vec<String>,
 }
 
+impl SourceReport {
+    /// One error per file rejected whole, naming the source and the reason.
+    pub fn rejections(&self) -> impl Iterator<Item = Error> + '_ {
+        self.rejected_files.iter().map(|rejected| Error::Source {
+            source_name: self.source.clone(),
+            message: format!("file rejected, nothing of it landed: {rejected}"),
+        })
+    }
+}
+
 /// The outcome of every selected source.
 #[derive(Debug, Default)]
 pub struct IngestReport {

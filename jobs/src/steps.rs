@@ -58,11 +58,8 @@ pub async fn run_step(
                         continue;
                     }
                 };
-                if let Some(rejected) = source.rejected_files.first() {
-                    failure.get_or_insert(Error::from(lakescore_connectors::Error::Source {
-                        source_name: source.source.clone(),
-                        message: format!("file rejected, nothing of it landed: {rejected}"),
-                    }));
+                if let Some(rejection) = source.rejections().next() {
+                    failure.get_or_insert(Error::from(rejection));
                 }
                 files += source.files_landed.len();
                 data.rows_read += source.rows + source.quarantined;
