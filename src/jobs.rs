@@ -8,6 +8,7 @@ use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use lakescore_engine::lakehouse::quote_literal;
 use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_jobs::alerts::{Alert, AlertKind, Alerts};
@@ -126,7 +127,6 @@ pub async fn runs(
     destination: &Destination,
 ) -> anyhow::Result<()> {
     print_running(project, &lakehouse, job).await?;
-    let quote = |text: &str| format!("'{}'", text.replace('\'', "''"));
     let (table, sql) = match run {
         Some(run_id) => (
             STEP_RUNS,
@@ -134,7 +134,7 @@ pub async fn runs(
                 "select step, kind, attempt, status, started_at, duration_ms, rows_read, rows_written, \
                  tables_read, tables_written, error from {STEP_RUNS} where run_id = {} \
                  order by started_at, attempt",
-                quote(run_id)
+                quote_literal(run_id)
             ),
         ),
         None => (
@@ -143,7 +143,7 @@ pub async fn runs(
                 "select run_id, job, trigger, status, started_at, duration_ms, steps_succeeded, \
                  failed_step, rows_written, tables_written, error from {JOB_RUNS} {} \
                  order by started_at desc limit {limit}",
-                job.map(|j| format!("where job = {}", quote(j)))
+                job.map(|j| format!("where job = {}", quote_literal(j)))
                     .unwrap_or_default()
             ),
         ),

@@ -17,6 +17,7 @@ use lakescore_engine::datafusion::arrow::array::{Array, AsArray};
 use lakescore_engine::datafusion::arrow::compute::cast;
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::inspect::{HistoryEntry, table_history};
+use lakescore_engine::lakehouse::quote_literal;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use serde_json::Value;
 
@@ -224,8 +225,8 @@ async fn last_writer(lakehouse: &Arc<Lakehouse>, run_id: Option<&str>) -> String
 pub async fn job_of_run(lakehouse: &Arc<Lakehouse>, run_id: &str) -> Option<String> {
     let session = SqlSession::builder(lakehouse.clone()).build().await.ok()?;
     let sql = format!(
-        "select job from {JOB_RUNS} where run_id = '{}' limit 1",
-        run_id.replace('\'', "''")
+        "select job from {JOB_RUNS} where run_id = {} limit 1",
+        quote_literal(run_id)
     );
     let batches = session.sql(&sql).await.ok()?.collect().await.ok()?;
     let batch = batches.iter().find(|b| b.num_rows() > 0)?;

@@ -15,7 +15,7 @@
 //! A test compiles to one query returning the failing rows of the relation under test.
 
 use lakescore_engine::TableName;
-use lakescore_engine::lakehouse::quote_identifier as quote;
+use lakescore_engine::lakehouse::{quote_identifier as quote, quote_literal};
 use serde::Deserialize;
 use toml::Value;
 
@@ -243,7 +243,7 @@ fn non_empty(columns: Vec<String>, kind: &str) -> Result<Vec<String>, String> {
 /// A TOML value as a SQL literal.
 fn sql_literal(value: &Value) -> Result<String, String> {
     match value {
-        Value::String(text) => Ok(format!("'{}'", text.replace('\'', "''"))),
+        Value::String(text) => Ok(quote_literal(text)),
         Value::Integer(number) => Ok(number.to_string()),
         Value::Float(number) => Ok(number.to_string()),
         Value::Boolean(flag) => Ok(flag.to_string()),

@@ -28,7 +28,9 @@ use super::sketch::{CategoricalSketch, NumericDistribution, NumericSketch};
 use crate::commit::new_run_id;
 use crate::config::{DriftConfig, FeatureKind, Project};
 use crate::error::{Error, Result};
-use crate::lakehouse::{Lakehouse, TableName, TableVersion, commit_time, quote_identifier};
+use crate::lakehouse::{
+    Lakehouse, TableName, TableVersion, commit_time, quote_identifier, quote_literal,
+};
 use crate::models::profile::ColumnProfile;
 use crate::models::registry::{Manifest, ModelRef, Registry};
 use crate::session::{Pins, SqlSession};
@@ -363,13 +365,12 @@ impl<'a> Drift<'a> {
             .pins(Pins::from([(scored.clone(), scored_version)]))
             .build()
             .await?;
-        let text = |v: &str| format!("'{}'", v.replace('\'', "''"));
         let sql = format!(
             "SELECT coalesce(probability, TRY_CAST(prediction AS DOUBLE)) FROM {} \
              WHERE model_version = {} AND source_table = {}{}",
             scored.quoted(),
             manifest.version,
-            text(&table.to_string()),
+            quote_literal(&table.to_string()),
             version
                 .map(|v| format!(" AND source_table_version = {v}"))
                 .unwrap_or_default()

@@ -20,7 +20,7 @@ use super::registry::{ModelRef, Registry};
 use crate::commit::{INPUTS, commit_metadata, new_run_id};
 use crate::config::Project;
 use crate::error::{Error, Result};
-use crate::lakehouse::{Lakehouse, TableName, TableVersion, quote_identifier};
+use crate::lakehouse::{Lakehouse, TableName, TableVersion, quote_identifier, quote_literal};
 use crate::session::{Pins, SqlSession};
 use crate::write::{WriteMode, committed_version, table_for_write, write_frame};
 
@@ -123,7 +123,7 @@ impl<'a> Score<'a> {
             .build()
             .await?;
         let quote = quote_identifier;
-        let text = |value: &str| format!("'{}'", value.replace('\'', "''"));
+        let text = quote_literal;
         let keys: Vec<String> = manifest.key.iter().map(|k| quote(k)).collect();
         let features: Vec<String> = manifest.features.iter().map(|f| quote(&f.name)).collect();
         let id_parts: Vec<String> = [
