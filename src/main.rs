@@ -2,6 +2,7 @@
 
 mod demo;
 mod drift;
+mod feedback;
 mod ingest;
 mod jobs;
 mod logging;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lakescore_engine::config::CorrectionPolicy;
 use lakescore_engine::datafusion::sql::parser::Statement;
 use lakescore_engine::inspect::{
     history_batch, list_table_summaries, summaries_batch, table_history,
@@ -182,6 +184,36 @@ enum Command {
         /// Also write the HTML report to this file.
         #[arg(long, value_name = "PATH")]
         report: Option<PathBuf>,
+    },
+    /// Turn corrections from staff into a training set: training.MODEL_feedback, with the
+    /// features each corrected prediction was made from, and realized metrics.
+    ///
+    /// Reads the feedback table ([model.feedback] table, default feedback.MODEL): one row
+    /// per correction with prediction_id (or the model's key columns), the corrected label
+    /// (default column corrected_label), corrected_by, corrected_at and optionally comment.
+    /// Corrections that name no known prediction go to quarantine.feedback_MODEL with the
+    /// reason. Realized metrics per window go to monitoring.model_performance; a metric
+    /// below its [model.monitoring] floor requests retraining.
+    Feedback {
+        /// The model's name in lakescore.toml.
+        model: String,
+        /// Which correction wins when a prediction was corrected more than once (default:
+        /// [model.feedback] policy, else latest).
+        #[arg(long, value_name = "latest|first|majority")]
+        policy: Option<CorrectionPolicy>,
+    },
+    /// Train a challenger on the training table plus training.MODEL_feedback and promote
+    /// it to champion only when it beats the champion on the same holdout rows.
+    ///
+    /// The metric and the margin are [model.retrain] metric and min_improvement. The
+    /// decision and both metric sets go to ops.model_versions; pending rows of
+    /// monitoring.retrain_requests are marked done.
+    Retrain {
+        /// The model's name in lakescore.toml.
+        model: String,
+        /// Retrain only when a retrain request is pending (what the retrain job step does).
+        #[arg(long)]
+        if_requested: bool,
     },
     /// List, inspect and promote registered model versions.
     Models {
@@ -517,6 +549,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 report: report.clone(),
             };
             drift::run(&project, lakehouse, request).await
+        }
+        Command::Feedback { model, policy } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            feedback::feedback(&project, lakehouse, model, *policy).await
+        }
+        Command::Retrain {
+            model,
+            if_requested,
+        } => {
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            feedback::retrain(&project, lakehouse, model, *if_requested).await
         }
         Command::Models { action } => {
             let lakehouse = open_lakehouse(&project()?)?;

@@ -1,18 +1,14 @@
-//! Quarantine: rows that could not be landed, kept with where they came from and why.
-//!
-//! Table `schema.name` quarantines into `quarantine.<schema>_<name>` (so `raw.erp_invoices`
-//! into `quarantine.raw_erp_invoices`), one row per rejected record.
+//! Quarantine rows of a landing: records that could not be landed, kept with where they
+//! came from and why (the table names and schema are the engine's [`quarantine_table`]
+//! and [`quarantine_schema`]).
 
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use lakescore_engine::TableName;
-
-use crate::schema::{INGEST_BATCH, INGESTED_AT, SOURCE_FILE, SOURCE_ROW, timestamp_type};
+pub use lakescore_engine::quarantine::{quarantine_schema, quarantine_table};
 
 /// One rejected record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,28 +23,6 @@ pub struct QuarantinedRow {
     pub error: String,
     /// The record as it appeared.
     pub raw: String,
-}
-
-/// The quarantine table of `table`.
-pub fn quarantine_table(table: &TableName) -> TableName {
-    TableName {
-        schema: String::from("quarantine"),
-        name: format!("{}_{}", table.schema, table.name),
-    }
-}
-
-/// The quarantine table's schema.
-pub fn quarantine_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("source", DataType::Utf8, false),
-        Field::new(SOURCE_FILE, DataType::Utf8, false),
-        Field::new(SOURCE_ROW, DataType::Int64, false),
-        Field::new("column", DataType::Utf8, true),
-        Field::new("error", DataType::Utf8, false),
-        Field::new("raw", DataType::Utf8, false),
-        Field::new(INGEST_BATCH, DataType::Utf8, false),
-        Field::new(INGESTED_AT, timestamp_type(), false),
-    ]))
 }
 
 /// Quarantined rows of one batch as a record batch.
@@ -91,6 +65,8 @@ pub fn quarantine_batch(
 
 #[cfg(test)]
 mod tests {
+    use lakescore_engine::TableName;
+
     use super::*;
 
     #[test]

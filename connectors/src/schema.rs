@@ -3,20 +3,15 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use lakescore_engine::config::{ColumnType, SourceConfig};
 
 use crate::cell::Cell;
 use crate::dialect::Dialect;
 
-/// The file a row came from.
-pub const SOURCE_FILE: &str = "_source_file";
-/// The row's line (CSV, JSON lines) or record number (JSON arrays, Parquet) in its file.
-pub const SOURCE_ROW: &str = "_source_row";
-/// The ingest batch that landed the row.
-pub const INGEST_BATCH: &str = "_ingest_batch";
-/// When the row was landed.
-pub const INGESTED_AT: &str = "_ingested_at";
+pub use lakescore_engine::quarantine::{
+    INGEST_BATCH, INGESTED_AT, SOURCE_FILE, SOURCE_ROW, timestamp_type,
+};
 
 /// How many records type inference looks at.
 pub const INFERENCE_SAMPLE: usize = 1000;
@@ -57,11 +52,6 @@ pub fn column_type_of(data_type: &DataType) -> Option<ColumnType> {
         DataType::Timestamp(_, _) => ColumnType::Timestamp,
         _ => return None,
     })
-}
-
-/// UTC timestamps with microsecond precision, as Delta stores them.
-pub fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
 /// The declared columns of a source, in declaration order.

@@ -32,12 +32,14 @@ use crate::lakehouse::{Lakehouse, TableName, TableVersion};
 pub const STAGING: &str = "_staging";
 
 /// How a write treats the rows already in the table.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum WriteMode {
     /// Add the rows; new columns are added to the table's schema.
     Append,
     /// Replace every row (and the schema) with the written ones.
     Overwrite,
+    /// Replace the rows matching the predicate (every written row must match it).
+    ReplaceWhere(datafusion::prelude::Expr),
 }
 
 /// Table `name` ready to be written: its latest version, or a new table when the folder
@@ -82,12 +84,21 @@ pub async fn write_frame(
     let state = SessionStateBuilder::new_from_existing(state)
         .with_query_planner(DeltaPlanner::new())
         .build();
-    let (save_mode, schema_mode) = match mode {
-        WriteMode::Append => (SaveMode::Append, SchemaMode::Merge),
-        WriteMode::Overwrite => (SaveMode::Overwrite, SchemaMode::Overwrite),
+    let is_new = table.version().is_none();
+    let (save_mode, schema_mode, replace_where) = match mode {
+        WriteMode::Append => (SaveMode::Append, SchemaMode::Merge, None),
+        WriteMode::Overwrite => (SaveMode::Overwrite, SchemaMode::Overwrite, None),
+        // A new table has no rows to replace.
+        WriteMode::ReplaceWhere(_) if is_new => (SaveMode::Append, SchemaMode::Merge, None),
+        WriteMode::ReplaceWhere(predicate) => {
+            (SaveMode::Overwrite, SchemaMode::Merge, Some(predicate))
+        }
     };
-    let written = table
-        .write(Vec::new())
+    let mut builder = table.write(Vec::new());
+    if let Some(predicate) = replace_where {
+        builder = builder.with_replace_where(predicate);
+    }
+    let written = builder
         .with_input_plan(plan)
         .with_session_state(Arc::new(state))
         .with_save_mode(save_mode)
@@ -170,6 +181,19 @@ pub async fn merge_frame(
         .await
         .map_err(delta)?;
     committed_version(&merged)
+}
+
+/// Rows the table's last commit added, from its operation metrics.
+pub async fn added_rows(table: &DeltaTable) -> u64 {
+    let Ok(commits) = table.history(Some(1)).try_collect::<Vec<_>>().await else {
+        return 0;
+    };
+    commits
+        .first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
 }
 
 /// The version a write just committed.

@@ -7,6 +7,8 @@ use chrono::Utc;
 use lakescore_connectors::Ingest;
 use lakescore_engine::config::{JobConfig, StepAction};
 use lakescore_engine::drift::Drift;
+use lakescore_engine::feedback::BuildFeedback;
+use lakescore_engine::models::retrain::{Retrain, RetrainOutcome};
 use lakescore_engine::models::score::Score;
 use lakescore_engine::models::train::Train;
 use lakescore_engine::{Lakehouse, Project};
@@ -192,6 +194,91 @@ pub async fn run_step(
                 } else {
                     ""
                 }
+            );
+            Ok((data, summary))
+        }
+        StepAction::Feedback { model } => {
+            let report = BuildFeedback::new(project, lakehouse.clone(), model.clone())
+                .with_run_id(*run_id)
+                .await?;
+            let (feedback, feedback_version) = &report.feedback;
+            let Some(feedback_version) = feedback_version else {
+                return Ok((
+                    DataMoved::default(),
+                    format!("no corrections yet: {feedback} does not exist"),
+                ));
+            };
+            let (scored, scored_version) = &report.scored;
+            let data = DataMoved {
+                rows_read: report.corrections,
+                rows_written: report.rows + report.quarantined,
+                tables_read: vec![
+                    format!("{feedback}@{feedback_version}"),
+                    format!("{scored}@{scored_version}"),
+                ],
+                tables_written: report
+                    .version
+                    .map(|v| format!("{}@{v}", report.output))
+                    .into_iter()
+                    .collect(),
+            };
+            let summary = match report.version {
+                Some(version) => format!(
+                    "{}@{version}: {} corrected predictions, {} corrections quarantined{}",
+                    report.output,
+                    report.rows,
+                    report.quarantined,
+                    match report
+                        .performance
+                        .as_ref()
+                        .and_then(|p| p.request_id.as_ref())
+                    {
+                        Some(id) => format!(", retraining requested ({id})"),
+                        None => String::new(),
+                    }
+                ),
+                None => format!("{feedback}@{feedback_version} was already used"),
+            };
+            Ok((data, summary))
+        }
+        StepAction::Retrain { model, force } => {
+            let outcome = Retrain::new(project, lakehouse.clone(), model.clone())
+                .only_if_requested(!force)
+                .with_run_id(*run_id)
+                .await?;
+            let challenger = match outcome {
+                RetrainOutcome::NotRequested => {
+                    return Ok((
+                        DataMoved::default(),
+                        format!("no retrain request for {model} is pending"),
+                    ));
+                }
+                RetrainOutcome::Trained { challenger } => challenger,
+            };
+            let record = challenger.retrain.as_ref();
+            let data = DataMoved {
+                rows_read: challenger.rows.table_rows
+                    + record.map_or(0, |r| r.feedback_training_rows + r.feedback_holdout_rows),
+                rows_written: 0,
+                tables_read: std::iter::once(format!(
+                    "{}@{}",
+                    challenger.training_table, challenger.training_table_version
+                ))
+                .chain(record.and_then(|r| {
+                    Some(format!(
+                        "{}@{}",
+                        r.feedback_training_table.as_ref()?,
+                        r.feedback_training_version?
+                    ))
+                }))
+                .collect(),
+                tables_written: Vec::new(),
+            };
+            let summary = format!(
+                "{}:{} {}",
+                challenger.name,
+                challenger.version,
+                record.map_or("", |r| r.reason.as_str())
             );
             Ok((data, summary))
         }

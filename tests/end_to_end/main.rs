@@ -5,6 +5,7 @@
 
 mod demo;
 mod drift;
+mod feedback;
 mod foundation;
 mod ingest;
 mod jobs;

@@ -117,6 +117,21 @@ pub enum StepAction {
         /// The table whose newest version is compared, `schema.name`.
         table: String,
     },
+    /// Build a model's feedback training set and its realized metrics
+    /// (`{ feedback = "churn_risk" }`).
+    Feedback {
+        /// The model's name.
+        model: String,
+    },
+    /// Train a challenger on the training table plus feedback and promote it when it wins
+    /// (`{ retrain = "churn_risk" }`: only when a retrain request is pending; add
+    /// `force = true` to retrain every run).
+    Retrain {
+        /// The model's name.
+        model: String,
+        /// Retrain even when no request is pending.
+        force: bool,
+    },
     /// Check `[freshness]` rules (`{ check = [] }` or `true`: every rule; or the tables to check).
     Check {
         /// Tables to check; empty means every table with a rule.
@@ -133,6 +148,8 @@ impl StepAction {
             StepAction::Train { .. } => "train",
             StepAction::Score { .. } => "score",
             StepAction::Drift { .. } => "drift",
+            StepAction::Feedback { .. } => "feedback",
+            StepAction::Retrain { .. } => "retrain",
             StepAction::Check { .. } => "check",
         }
     }
@@ -148,6 +165,8 @@ struct RawStep {
     train: Option<String>,
     score: Option<String>,
     drift: Option<String>,
+    feedback: Option<String>,
+    retrain: Option<String>,
     check: Option<Names>,
     input: Option<String>,
     table: Option<String>,
@@ -158,7 +177,7 @@ struct RawStep {
     retries: Option<u32>,
 }
 
-const STEP_KINDS: &str = "ingest, transform, train, score, drift or check";
+const STEP_KINDS: &str = "ingest, transform, train, score, drift, feedback, retrain or check";
 
 impl TryFrom<RawStep> for StepConfig {
     type Error = String;
@@ -170,6 +189,8 @@ impl TryFrom<RawStep> for StepConfig {
             ("train", raw.train.is_some()),
             ("score", raw.score.is_some()),
             ("drift", raw.drift.is_some()),
+            ("feedback", raw.feedback.is_some()),
+            ("retrain", raw.retrain.is_some()),
             ("check", raw.check.is_some()),
         ]
         .into_iter()
@@ -198,8 +219,8 @@ impl TryFrom<RawStep> for StepConfig {
         misplaced("table", raw.table.is_some() && raw.drift.is_none(), "drift")?;
         misplaced(
             "force",
-            raw.force.is_some() && raw.transform.is_none(),
-            "transform",
+            raw.force.is_some() && raw.transform.is_none() && raw.retrain.is_none(),
+            "transform and retrain",
         )?;
         let action = if let Some(names) = raw.ingest {
             StepAction::Ingest { sources: names.0 }
@@ -224,6 +245,13 @@ impl TryFrom<RawStep> for StepConfig {
                 format!("drift step '{model}' needs table = \"schema.table\", the data to compare")
             })?;
             StepAction::Drift { model, table }
+        } else if let Some(model) = raw.feedback {
+            StepAction::Feedback { model }
+        } else if let Some(model) = raw.retrain {
+            StepAction::Retrain {
+                model,
+                force: raw.force.unwrap_or(false),
+            }
         } else {
             StepAction::Check {
                 tables: raw.check.map(|names| names.0).unwrap_or_default(),
@@ -430,7 +458,7 @@ fn default_alert_timeout() -> Duration {
 }
 
 /// Durations written as text: `"90s"`, `"15m"`, `"26h"`, `"1h 30m"`.
-mod duration_text {
+pub(super) mod duration_text {
     use std::time::Duration;
 
     use serde::{Deserialize, Deserializer, de};

@@ -14,11 +14,13 @@ use serde::{Deserialize, Deserializer};
 use crate::error::{Error, Result};
 
 mod drift;
+mod feedback;
 mod job;
 mod model;
 mod source;
 
 pub use drift::{DriftConfig, ThresholdOverrides, Thresholds};
+pub use feedback::{CorrectionPolicy, FeedbackConfig, Floor, MonitoringConfig, RetrainConfig};
 pub use job::{
     AlertConfig, FreshnessConfig, FreshnessRule, JobConfig, Schedule, SchedulerConfig, StepAction,
     StepConfig, TimeZoneName,

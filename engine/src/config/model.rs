@@ -45,6 +45,15 @@ pub struct ModelConfig {
     /// `[model.drift]`: drift bins, thresholds and the retrain rule.
     #[serde(default)]
     pub drift: super::DriftConfig,
+    /// `[model.feedback]`: where corrections come from and how they resolve.
+    #[serde(default)]
+    pub feedback: super::FeedbackConfig,
+    /// `[model.retrain]`: when a retrained challenger is promoted.
+    #[serde(default)]
+    pub retrain: super::RetrainConfig,
+    /// `[model.monitoring]`: realized-metric windows and the floors that request retraining.
+    #[serde(default)]
+    pub monitoring: super::MonitoringConfig,
 }
 
 /// What a model predicts.
@@ -162,7 +171,16 @@ impl ModelConfig {
         } else if self.max_training_rows == 0 {
             Some(String::from("max_training_rows must be positive"))
         } else {
-            self.drift.check(&self.features).err()
+            self.drift
+                .check(&self.features)
+                .and_then(|()| {
+                    super::feedback::check_feedback_settings(
+                        self.task,
+                        &self.retrain,
+                        &self.monitoring,
+                    )
+                })
+                .err()
         };
         match problem {
             Some(problem) => Err(format!("[[model]] '{}': {problem}", self.name)),

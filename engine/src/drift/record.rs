@@ -17,12 +17,11 @@ use crate::commit::commit_metadata;
 use crate::error::Result;
 use crate::lakehouse::{Lakehouse, TableName};
 use crate::models::registry::Manifest;
+use crate::retrain_requests::{RetrainRequest, raise};
 use crate::write::{WriteMode, write_batch};
 
 /// The table of drift metrics.
 pub const DRIFT_METRICS: &str = "monitoring.drift_metrics";
-/// The table of retrain requests.
-pub const RETRAIN_REQUESTS: &str = "monitoring.retrain_requests";
 
 fn text(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -130,10 +129,10 @@ pub async fn record_metrics(
     Ok(())
 }
 
-/// Appends a pending retrain request for the model version to
-/// `monitoring.retrain_requests`.
-pub async fn record_retrain_request(
-    lakehouse: &Lakehouse,
+/// Raises a pending retrain request for the model version: the drifted metrics are its
+/// evidence, the drift run its id.
+pub async fn request_retrain(
+    lakehouse: &Arc<Lakehouse>,
     manifest: &Manifest,
     report: &DriftReport,
     reason: &str,
@@ -149,39 +148,14 @@ pub async fn record_retrain_request(
                 .map(move |m| json!({"column": c.column, "metric": m.metric, "value": m.value, "threshold": m.threshold}))
         })
         .collect();
-    let schema = Arc::new(Schema::new(vec![
-        text("request_id"),
-        text("model"),
-        Field::new("model_version", DataType::Int64, false),
-        text("reason"),
-        text("metrics"),
-        text("status"),
-        timestamp("requested_at"),
-        text("run_id"),
-    ]));
-    let one = |value: &str| Arc::new(StringArray::from(vec![value])) as ArrayRef;
-    let columns: Vec<ArrayRef> = vec![
-        one(&format!("drift-{}", report.run_id)),
-        one(&manifest.name),
-        Arc::new(Int64Array::from(vec![manifest.version as i64])),
-        one(reason),
-        one(&serde_json::Value::Array(drifted).to_string()),
-        one("pending"),
-        Arc::new(
-            TimestampMicrosecondArray::from(vec![Utc::now().timestamp_micros()])
-                .with_timezone("UTC"),
-        ),
-        one(&report.run_id),
-    ];
-    let batch = RecordBatch::try_new(schema, columns)?;
-    let metadata = commit_metadata(&report.run_id, json!([]), [("model", json!(report.model))]);
-    write_batch(
-        lakehouse,
-        &TableName::parse(RETRAIN_REQUESTS)?,
-        batch,
-        WriteMode::Append,
-        metadata,
-    )
-    .await?;
+    let request = RetrainRequest {
+        request_id: format!("drift-{}", report.run_id),
+        model: manifest.name.clone(),
+        model_version: manifest.version,
+        reason: reason.to_string(),
+        metrics: serde_json::Value::Array(drifted),
+        run_id: report.run_id.clone(),
+    };
+    raise(lakehouse, &request).await?;
     Ok(())
 }

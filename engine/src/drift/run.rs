@@ -22,7 +22,7 @@ use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutPayload};
 
 use super::compare::{ColumnDrift, compare_categorical, compare_numeric, compare_prediction};
-use super::record::{record_metrics, record_retrain_request};
+use super::record::{record_metrics, request_retrain};
 use super::report::render_html;
 use super::sketch::{CategoricalSketch, NumericDistribution, NumericSketch};
 use crate::commit::new_run_id;
@@ -229,7 +229,7 @@ impl<'a> Drift<'a> {
         };
         record_metrics(&self.lakehouse, &manifest, &report, (&table, version)).await?;
         if let Some(reason) = &report.retrain_reason {
-            record_retrain_request(&self.lakehouse, &manifest, &report, reason).await?;
+            request_retrain(&self.lakehouse, &manifest, &report, reason).await?;
         }
         report.report_uri = self.keep_report(&manifest, &report).await?;
         Ok(report)

@@ -37,6 +37,25 @@ pub struct Dataset {
     pub sample_fraction: f64,
 }
 
+impl Dataset {
+    /// Adds `other`'s rows (read for the same model) after this one's.
+    pub fn append(&mut self, other: Dataset) {
+        self.keys.extend(other.keys);
+        for (column, more) in self.features.iter_mut().zip(other.features) {
+            match (column, more) {
+                (RawColumn::Numbers(values), RawColumn::Numbers(more)) => values.extend(more),
+                (RawColumn::Texts(values), RawColumn::Texts(more)) => values.extend(more),
+                _ => {}
+            }
+        }
+        match (&mut self.labels, other.labels) {
+            (LabelColumn::Texts(labels), LabelColumn::Texts(more)) => labels.extend(more),
+            (LabelColumn::Numbers(labels), LabelColumn::Numbers(more)) => labels.extend(more),
+            _ => {}
+        }
+    }
+}
+
 /// Labels as read.
 #[derive(Debug, Clone, PartialEq)]
 pub enum LabelColumn {

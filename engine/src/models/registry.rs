@@ -178,6 +178,43 @@ pub struct Manifest {
     pub created_at: DateTime<Utc>,
     /// The training run.
     pub run_id: String,
+    /// How a retrained version compared with the champion, and the feedback it learned
+    /// from (absent for `lakescore train`).
+    #[serde(default)]
+    pub retrain: Option<RetrainRecord>,
+}
+
+/// A retrain's comparison and decision, kept in the challenger's manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainRecord {
+    /// The champion it was compared with.
+    pub champion_version: u64,
+    /// The champion's metrics on the same holdout rows.
+    pub champion_metrics: Metrics,
+    /// The metric compared.
+    pub metric: String,
+    /// The champion's value of it.
+    pub champion_value: f64,
+    /// The challenger's value of it.
+    pub challenger_value: f64,
+    /// The improvement required.
+    pub min_improvement: f64,
+    /// True when the challenger became the champion.
+    pub promoted: bool,
+    /// The decision in a sentence.
+    pub reason: String,
+    /// The feedback training set (`training.<model>_feedback`), when there was one.
+    pub feedback_training_table: Option<String>,
+    /// Its version.
+    pub feedback_training_version: Option<u64>,
+    /// Feedback rows trained on (counting weighted copies).
+    pub feedback_training_rows: u64,
+    /// Feedback rows in the holdout.
+    pub feedback_holdout_rows: u64,
+    /// How many times each feedback row counted.
+    pub feedback_weight: f64,
+    /// The retrain requests this run resolved.
+    pub requests: Vec<String>,
 }
 
 /// What `model.json` holds.
@@ -519,6 +556,11 @@ impl Registry {
         let text = |f: &dyn Fn(&Manifest) -> String| {
             Arc::new(StringArray::from_iter_values(manifests.iter().map(f))) as ArrayRef
         };
+        let retrains: Vec<Option<&RetrainRecord>> =
+            manifests.iter().map(|m| m.retrain.as_ref()).collect();
+        let optional_text = |f: &dyn Fn(&RetrainRecord) -> String| {
+            Arc::new(StringArray::from_iter(retrains.iter().map(|r| r.map(f)))) as ArrayRef
+        };
         let metric = |name: &str| {
             Arc::new(Float64Array::from_iter(
                 manifests.iter().map(|m| m.metrics.get(name)),
@@ -541,6 +583,14 @@ impl Registry {
             Field::new("r2", DataType::Float64, true),
             Field::new("metrics", DataType::Utf8, false),
             Field::new("artifact_sha256", DataType::Utf8, false),
+            Field::new("compared_with_version", DataType::UInt64, true),
+            Field::new("champion_metrics", DataType::Utf8, true),
+            Field::new("decision", DataType::Utf8, true),
+            Field::new("decision_reason", DataType::Utf8, true),
+            Field::new("feedback_training_table", DataType::Utf8, true),
+            Field::new("feedback_training_version", DataType::UInt64, true),
+            Field::new("feedback_training_rows", DataType::UInt64, true),
+            Field::new("retrain_requests", DataType::Utf8, true),
             Field::new(
                 "created_at",
                 DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
@@ -573,6 +623,26 @@ impl Registry {
             metric("r2"),
             text(&|m| serde_json::to_string(&m.metrics).unwrap_or_default()),
             text(&|m| m.artifact_sha256.clone()),
+            Arc::new(UInt64Array::from_iter(
+                retrains.iter().map(|r| r.map(|r| r.champion_version)),
+            )),
+            optional_text(&|r| serde_json::to_string(&r.champion_metrics).unwrap_or_default()),
+            optional_text(&|r| String::from(if r.promoted { "promoted" } else { "challenger" })),
+            optional_text(&|r| r.reason.clone()),
+            Arc::new(StringArray::from_iter(
+                retrains
+                    .iter()
+                    .map(|r| r.and_then(|r| r.feedback_training_table.clone())),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                retrains
+                    .iter()
+                    .map(|r| r.and_then(|r| r.feedback_training_version)),
+            )),
+            Arc::new(UInt64Array::from_iter(
+                retrains.iter().map(|r| r.map(|r| r.feedback_training_rows)),
+            )),
+            optional_text(&|r| r.requests.join(",")),
             Arc::new(
                 TimestampMicrosecondArray::from_iter_values(
                     manifests.iter().map(|m| m.created_at.timestamp_micros()),

@@ -22,7 +22,7 @@ use crate::config::Project;
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName, TableVersion, quote_identifier, quote_literal};
 use crate::session::{Pins, SqlSession};
-use crate::write::{WriteMode, committed_version, table_for_write, write_frame};
+use crate::write::{WriteMode, added_rows, committed_version, table_for_write, write_frame};
 
 /// What a scoring run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -220,19 +220,6 @@ impl<'a> Score<'a> {
                 && commit.info.get(INPUTS) == Some(inputs)
         }))
     }
-}
-
-/// Rows the table's last commit added, from its operation metrics.
-async fn added_rows(table: &deltalake::DeltaTable) -> u64 {
-    let Ok(commits) = table.history(Some(1)).try_collect::<Vec<_>>().await else {
-        return 0;
-    };
-    commits
-        .first()
-        .and_then(|c| c.info.get("operationMetrics"))
-        .and_then(|m| m.get("num_added_rows"))
-        .and_then(Value::as_u64)
-        .unwrap_or(0)
 }
 
 impl<'a> IntoFuture for Score<'a> {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::compiled::{CompiledModel, RawOutput};
-use super::dataset::{LabelColumn, is_holdout, read_dataset};
+use super::dataset::{LabelColumn, is_holdout, read_dataset, unit_hash};
 use super::features::{Preprocessor, RawColumn};
 use super::learner::{Labels, TrainingData, train};
 use super::metrics::{Metrics, classification, regression};
@@ -48,28 +48,57 @@ impl<'a> Train<'a> {
     }
 
     async fn run(self) -> Result<Manifest> {
+        let candidate = self.fit(None).await?;
+        Registry::new(self.lakehouse.clone())
+            .register(candidate.manifest, &candidate.artifact)
+            .await
+    }
+
+    /// Trains and evaluates a new version without registering it; `feedback` adds the
+    /// rows of a feedback training set version, each training row counted `weight` times.
+    pub(super) async fn fit(&self, feedback: Option<&FeedbackRows>) -> Result<Candidate> {
         let config = model_config(self.project, &self.name)?;
         let (table, pinned) = TableName::parse_at(&config.training_table)?;
         let version = match pinned {
             Some(version) => version,
             None => self.lakehouse.latest_version(&table).await?,
         };
+        let mut pins = Pins::from([(table.clone(), version)]);
+        if let Some(rows) = feedback {
+            pins.insert(rows.table.clone(), rows.version);
+        }
         let session = SqlSession::builder(self.lakehouse.clone())
             .functions(self.project.config.functions.clone())
-            .pins(Pins::from([(table.clone(), version)]))
+            .pins(pins)
             .build()
             .await?;
-        let dataset = read_dataset(&session, config, &table.quoted()).await?;
+        let mut dataset = read_dataset(&session, config, &table.quoted()).await?;
         if dataset.keys.is_empty() {
             return Err(Error::Usage(format!(
                 "model '{}': {table}@{version} has no rows with a label in '{}' to train on",
                 config.name, config.label
             )));
         }
+        let base_rows = dataset.keys.len();
+        let mut copies = vec![1usize; base_rows];
+        if let Some(rows) = feedback {
+            let extra = read_dataset(&session, config, &rows.table.quoted()).await?;
+            copies.extend((0..extra.keys.len()).map(|i| {
+                let whole = rows.weight.trunc() as usize;
+                let fraction = rows.weight.fract();
+                let token = format!("{}#{i}", extra.keys[i]);
+                whole + usize::from(unit_hash(config.seed, "feedback weight", &token) < fraction)
+            }));
+            dataset.append(extra);
+        }
         let (classes, labels) = encode_labels(config, &dataset.labels)?;
         let positive = positive_class(config, &classes)?;
         let (train_rows, holdout_rows): (Vec<usize>, Vec<usize>) = (0..dataset.keys.len())
             .partition(|i| !is_holdout(config.seed, config.holdout, &dataset.keys[*i]));
+        let train_rows: Vec<usize> = train_rows
+            .into_iter()
+            .flat_map(|i| std::iter::repeat_n(i, copies[i]))
+            .collect();
         if train_rows.is_empty() {
             return Err(Error::Usage(format!(
                 "model '{}': every row fell into the holdout; lower holdout = {}",
@@ -100,10 +129,7 @@ impl<'a> Train<'a> {
             }
             values
         };
-        let training_labels = match &labels {
-            Labels::Classes(all) => Labels::Classes(train_rows.iter().map(|i| all[*i]).collect()),
-            Labels::Values(all) => Labels::Values(train_rows.iter().map(|i| all[*i]).collect()),
-        };
+        let training_labels = select_labels(&labels, &train_rows);
         let training_values = encode(&training_columns, train_rows.len());
         let mut trained = train(
             config.algorithm,
@@ -182,7 +208,7 @@ impl<'a> Train<'a> {
             label: config.label.clone(),
             key: config.key.clone(),
             positive_class: (classes.len() == 2).then(|| classes[positive].clone()),
-            classes,
+            classes: classes.clone(),
             training_table: table.to_string(),
             training_table_version: version,
             seed: config.seed,
@@ -204,6 +230,7 @@ impl<'a> Train<'a> {
             artifact_bytes: 0,
             created_at: Utc::now(),
             run_id: self.run_id.clone(),
+            retrain: None,
         };
         let smartcore = serde_json::from_str(&trained.artifact)
             .map_err(|e| Error::Usage(format!("model '{}': {e}", config.name)))?;
@@ -213,9 +240,64 @@ impl<'a> Train<'a> {
             compiled: trained.compiled,
             encoded_means,
         };
-        Registry::new(self.lakehouse.clone())
-            .register(manifest, &artifact)
-            .await
+        let feedback_in = |rows: &[usize]| rows.iter().filter(|r| **r >= base_rows).count() as u64;
+        Ok(Candidate {
+            manifest,
+            artifact,
+            holdout: Holdout {
+                columns: evaluated_columns,
+                labels: select_labels(&labels, &evaluated),
+                classes,
+                positive,
+                feedback_rows: feedback_in(&evaluated),
+            },
+            feedback_training_rows: feedback_in(&train_rows),
+        })
+    }
+}
+
+/// A feedback training set version to train on, and how much each of its rows counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FeedbackRows {
+    /// `training.<model>_feedback`.
+    pub table: TableName,
+    /// The version read.
+    pub version: u64,
+    /// How many times each training row counts (fractions sample the remainder).
+    pub weight: f64,
+}
+
+/// A trained, evaluated, unregistered version.
+pub(super) struct Candidate {
+    /// Its manifest (version 0 until registered).
+    pub manifest: Manifest,
+    /// Its artifact.
+    pub artifact: Artifact,
+    /// The rows it was evaluated on.
+    pub holdout: Holdout,
+    /// Feedback rows among the training rows, counting copies.
+    pub feedback_training_rows: u64,
+}
+
+/// The evaluated rows: raw feature columns and labels, so another version can be
+/// evaluated on exactly the same rows.
+pub(super) struct Holdout {
+    /// One column per feature.
+    pub columns: Vec<RawColumn>,
+    /// Class indexes (into `classes`) or values.
+    pub labels: Labels,
+    /// The classes.
+    pub classes: Vec<String>,
+    /// The positive class's index.
+    pub positive: usize,
+    /// How many of the rows came from feedback.
+    pub feedback_rows: u64,
+}
+
+fn select_labels(labels: &Labels, rows: &[usize]) -> Labels {
+    match labels {
+        Labels::Classes(all) => Labels::Classes(rows.iter().map(|i| all[*i]).collect()),
+        Labels::Values(all) => Labels::Values(rows.iter().map(|i| all[*i]).collect()),
     }
 }
 
@@ -331,7 +413,7 @@ fn select_rows(columns: &[RawColumn], rows: &[usize]) -> Vec<RawColumn> {
 
 /// Metrics of the outputs for the evaluated rows, and the predictions to profile
 /// (positive-class probabilities, or values).
-fn evaluate(
+pub(super) fn evaluate(
     labels: &Labels,
     rows: &[usize],
     outputs: &[RawOutput],

@@ -1,0 +1,368 @@
+//! The feedback loop end to end: corrections landed from a CSV export become
+//! `training.churn_feedback` (point-in-time features, correction policies, quarantine,
+//! idempotent reruns), realized metrics and their floor, `lakescore retrain` promoting a
+//! challenger that learned a drifted segment (or keeping the champion when it did not),
+//! and the whole loop as a job.
+
+use crate::support::Workspace;
+
+const PROJECT: &str = r#"
+[[source]]
+name = "customers"
+path = "extracts/customers_*.csv"
+format = "csv"
+table = "curated.customers"
+mode = "overwrite"
+[source.schema]
+customer_id = { type = "string", required = true }
+logins = "float"
+contract = "string"
+newsletter = "boolean"
+churned = "boolean"
+
+[[source]]
+name = "corrections"
+path = "extracts/corrections_*.csv"
+format = "csv"
+table = "feedback.churn"
+[source.schema]
+prediction_id = "string"
+customer_id = "string"
+corrected_label = "string"
+corrected_by = "string"
+corrected_at = "timestamp"
+comment = "string"
+
+[[model]]
+name = "churn"
+task = "classification"
+algorithm = "decision_tree"
+training_table = "curated.customers@1"
+label = "churned"
+key = ["customer_id"]
+params = { max_depth = 6 }
+[model.features]
+logins = "numeric"
+contract = "categorical"
+newsletter = "boolean"
+[model.drift]
+drift_share = 0.3
+"#;
+
+/// A deterministic stream of numbers in [0, 1).
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) as f64 / (1u64 << 31) as f64
+    }
+}
+
+/// One customer: id, logins, contract, newsletter.
+type Customer = (String, f64, &'static str, bool);
+
+/// Day 1 churns by logins and contract; on day 2 a new `trial` segment appears whose
+/// customers churn exactly when they do not read the newsletter.
+fn truth(customer: &Customer) -> bool {
+    let (_, logins, contract, newsletter) = customer;
+    match *contract {
+        "trial" => !newsletter,
+        "monthly" => *logins < 25.0,
+        _ => *logins < 10.0,
+    }
+}
+
+fn customers(day: u64) -> Vec<Customer> {
+    let mut random = Random(17 + day);
+    (0..1200)
+        .map(|i| {
+            let logins = (random.next() * 40.0).floor();
+            let pick = random.next();
+            let contract = if day >= 2 && pick < 0.4 {
+                "trial"
+            } else if pick < 0.7 {
+                "monthly"
+            } else {
+                "yearly"
+            };
+            (
+                format!("D{day}C{i:05}"),
+                logins,
+                contract,
+                random.next() < 0.5,
+            )
+        })
+        .collect()
+}
+
+/// The extract: day 1 carries labels, day 2's are not known yet.
+fn extract(rows: &[Customer], labeled: bool) -> String {
+    let mut csv = String::from("customer_id,logins,contract,newsletter,churned\n");
+    for row in rows {
+        let label = if labeled {
+            truth(row).to_string()
+        } else {
+            String::new()
+        };
+        csv.push_str(&format!(
+            "{},{},{},{},{label}\n",
+            row.0, row.1, row.2, row.3
+        ));
+    }
+    csv
+}
+
+/// `customer_id → prediction_id` of the predictions scored from `curated.customers@version`.
+fn prediction_ids(workspace: &Workspace, version: &str) -> Vec<(String, String)> {
+    workspace
+        .csv(&format!(
+            "select customer_id, prediction_id from scored.churn \
+             where source_table_version = {version} and model_version = 1 order by customer_id"
+        ))
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let (customer, id) = line.split_once(',').unwrap();
+            (customer.to_string(), id.to_string())
+        })
+        .collect()
+}
+
+fn one_value(workspace: &Workspace, sql: &str) -> String {
+    let csv = workspace.csv(sql);
+    csv.lines().nth(1).unwrap_or_default().to_string()
+}
+
+/// Day 1 trained and scored, day 2 (with its trial segment and one day-1 customer whose
+/// logins changed) landed and scored; returns day 2's customers and an instant between
+/// the two scoring runs.
+fn two_days(workspace: &Workspace, extra: &str) -> (Vec<Customer>, String) {
+    workspace.append_to_project(&format!("{PROJECT}{extra}"));
+    let day1 = customers(1);
+    workspace.write_file("extracts/customers_1.csv", &extract(&day1, true));
+    workspace.run(&["ingest"]).ok();
+    workspace.run(&["train", "churn"]).ok();
+    workspace
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let between = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let mut day2 = customers(2);
+    // The same customer, updated after its day-1 prediction.
+    day2.push(("D1C00007".to_string(), 999.0, "yearly", true));
+    workspace.write_file("extracts/customers_2.csv", &extract(&day2, false));
+    workspace.run(&["ingest"]).ok();
+    workspace
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    (day2, between)
+}
+
+fn correction(prediction_id: &str, customer: &str, label: &str, by: &str, at: &str) -> String {
+    format!("{prediction_id},{customer},{label},{by},{at},\n")
+}
+
+const HEADER: &str =
+    "prediction_id,customer_id,corrected_label,corrected_by,corrected_at,comment\n";
+
+#[test]
+fn corrections_become_a_point_in_time_training_set_and_a_promoted_champion() {
+    let workspace = Workspace::init();
+    let (day2, between) = two_days(
+        &workspace,
+        "[model.monitoring]\nmin_auc = 0.95\nmin_rows = 20\n",
+    );
+    let day1_logins = customers(1)[7].1;
+    let ids = prediction_ids(&workspace, "2");
+    assert_eq!(ids.len(), day2.len());
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+
+    // Staff review 500 day-2 predictions: confirmations and corrections alike.
+    let mut file = String::from(HEADER);
+    let truth_of: std::collections::HashMap<&str, bool> =
+        day2.iter().map(|c| (c.0.as_str(), truth(c))).collect();
+    for (customer, id) in ids.iter().filter(|(c, _)| c.starts_with("D2")).take(500) {
+        file.push_str(&correction(
+            id,
+            "",
+            &truth_of[customer.as_str()].to_string(),
+            "agent",
+            &now,
+        ));
+    }
+    // One prediction corrected three times.
+    let (_, twice) = &ids[600];
+    file.push_str(&correction(
+        twice,
+        "",
+        "true",
+        "alice",
+        "2026-01-01T10:00:00Z",
+    ));
+    file.push_str(&correction(
+        twice,
+        "",
+        "false",
+        "bob",
+        "2026-01-01T11:00:00Z",
+    ));
+    file.push_str(&correction(
+        twice,
+        "",
+        "yes",
+        "carol",
+        "2026-01-01T09:00:00Z",
+    ));
+    // By key: the day-1 prediction of D1C00007, corrected after it was made and before
+    // its logins changed; its features must be day 1's.
+    file.push_str(&correction("", "D1C00007", "true", "dora", &between));
+    // Two that cannot be used.
+    file.push_str(&correction("nope-123", "", "true", "erin", &now));
+    file.push_str(&correction(&ids[1].1, "", "maybe", "erin", &now));
+    workspace.write_file("extracts/corrections_1.csv", &file);
+    workspace.run(&["ingest"]).ok();
+
+    let out = workspace.run(&["feedback", "churn"]).ok();
+    assert!(
+        out.contains(": 502 corrected predictions from 506 corrections in feedback.churn@"),
+        "{out}"
+    );
+    assert!(out.contains("2 corrections quarantined"), "{out}");
+
+    let quarantined = workspace
+        .csv("select \"column\", error from quarantine.feedback_churn order by _source_row");
+    assert!(
+        quarantined.contains("prediction_id,unknown prediction_id: scored.churn has no prediction of churn with id nope-123; check the id against scored.churn"),
+        "{quarantined}"
+    );
+    assert!(
+        quarantined.contains(
+            "corrected_label,\"corrected_label 'maybe' is not a class of churn (false, true)\""
+        ),
+        "{quarantined}"
+    );
+
+    // Point in time: the features as they were when the prediction was made.
+    let pit = workspace.csv(
+        "select logins, source_table_version, corrected_by, churned from training.churn_feedback \
+         where customer_id = 'D1C00007'",
+    );
+    assert_eq!(
+        pit,
+        format!("logins,source_table_version,corrected_by,churned\n{day1_logins:.1},1,dora,true\n")
+    );
+
+    // latest: bob's "false" at 11:00 wins over alice and carol.
+    let resolved = |workspace: &Workspace| {
+        workspace.csv(&format!(
+            "select churned, corrected_by, corrections, correction_policy from training.churn_feedback \
+             where prediction_id = '{twice}'"
+        ))
+    };
+    assert_eq!(
+        resolved(&workspace),
+        "churned,corrected_by,corrections,correction_policy\nfalse,bob,3,latest\n"
+    );
+
+    // Nothing new: nothing added.
+    let again = workspace.run(&["feedback", "churn"]).ok();
+    assert!(again.contains("is up to date"), "{again}");
+    let history = workspace
+        .run(&["history", "training.churn_feedback", "--format", "csv"])
+        .ok();
+    assert_eq!(history.lines().count(), 2, "{history}");
+    // first: carol's "yes" (true) at 09:00; majority: true (two votes), latest of them alice.
+    workspace
+        .run(&["feedback", "churn", "--policy", "first"])
+        .ok();
+    assert_eq!(
+        resolved(&workspace),
+        "churned,corrected_by,corrections,correction_policy\ntrue,carol,3,first\n"
+    );
+    workspace
+        .run(&["feedback", "churn", "--policy", "majority"])
+        .ok();
+    assert_eq!(
+        resolved(&workspace),
+        "churned,corrected_by,corrections,correction_policy\ntrue,alice,3,majority\n"
+    );
+    // Reruns never quarantine the same row twice.
+    assert_eq!(
+        one_value(&workspace, "select count(*) from quarantine.feedback_churn"),
+        "2"
+    );
+
+    // Realized metrics of version 1 match the labeled rows, and the trial segment pulls
+    // its ROC AUC under the floor: a retrain request.
+    let realized = workspace.csv(
+        "select sum(labeled_rows), round(sum(accuracy * labeled_rows) / sum(labeled_rows), 6) \
+         from monitoring.model_performance where model = 'churn' and model_version = 1",
+    );
+    let expected = workspace.csv(
+        "select count(*), round(avg(case when original_prediction = cast(churned as varchar) then 1.0 else 0.0 end), 6) \
+         from training.churn_feedback where model_version = 1",
+    );
+    assert_eq!(
+        realized.lines().nth(1),
+        expected.lines().nth(1),
+        "{realized}\n{expected}"
+    );
+    let request = workspace.csv(
+        "select status, reason from monitoring.retrain_requests where request_id like 'performance-churn-1-%'",
+    );
+    assert!(request.contains("pending,"), "{request}");
+    assert!(request.contains("below min_auc = 0.95"), "{request}");
+
+    // The challenger learned the trial segment from the corrections and wins.
+    let retrained = workspace.run(&["retrain", "churn"]).ok();
+    assert!(
+        retrained.contains("churn:2 trained on curated.customers@1 plus"),
+        "{retrained}"
+    );
+    assert!(
+        retrained.contains("promoted: roc_auc ") && retrained.contains("vs champion churn:1"),
+        "{retrained}"
+    );
+    let versions = workspace.csv(
+        "select version, aliases, decision, compared_with_version, feedback_training_table from ops.model_versions order by version",
+    );
+    assert_eq!(
+        versions,
+        "version,aliases,decision,compared_with_version,feedback_training_table\n1,,,,\n2,champion,promoted,1,training.churn_feedback\n"
+    );
+    let done = workspace.csv(
+        "select status, resolved_by is not null as resolved, outcome like 'churn:2 promoted%' as promoted \
+         from monitoring.retrain_requests where model = 'churn'",
+    );
+    assert_eq!(done, "status,resolved,promoted\ndone,true,true\n");
+
+    // The next scoring run uses the new champion, and each of its rows leads back to the
+    // corrections that trained it.
+    workspace
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    assert_eq!(
+        one_value(
+            &workspace,
+            "select count(*) from scored.churn where model_version = 2"
+        ),
+        day2.len().to_string()
+    );
+    let trained_on = one_value(
+        &workspace,
+        "select feedback_training_version from ops.model_versions where version = 2",
+    );
+    let label_source = workspace.csv(&format!(
+        "select churned, corrected_by, feedback_table from table_at('training.churn_feedback', {trained_on}) \
+         where prediction_id = '{twice}'"
+    ));
+    assert_eq!(
+        label_source,
+        "churned,corrected_by,feedback_table\ntrue,alice,feedback.churn\n"
+    );
+}
