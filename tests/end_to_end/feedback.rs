@@ -366,3 +366,167 @@ fn corrections_become_a_point_in_time_training_set_and_a_promoted_champion() {
         "churned,corrected_by,feedback_table\ntrue,alice,feedback.churn\n"
     );
 }
+
+#[test]
+fn a_challenger_that_learned_nothing_new_stays_a_challenger() {
+    let workspace = Workspace::init();
+    let (day2, _) = two_days(&workspace, "[model.retrain]\nmin_improvement = 0.02\n");
+    let ids = prediction_ids(&workspace, "2");
+    assert_eq!(ids.len(), day2.len());
+    // Staff confirm predictions for the segments the champion already knows: the
+    // challenger has nothing new to learn, so it cannot beat the champion by the margin.
+    let known: std::collections::HashMap<&str, &Customer> =
+        day2.iter().map(|c| (c.0.as_str(), c)).collect();
+    let mut file = String::from(HEADER);
+    for (customer, id) in ids
+        .iter()
+        .filter(|(c, _)| known[c.as_str()].2 != "trial")
+        .take(400)
+    {
+        file.push_str(&correction(
+            id,
+            "",
+            &truth(known[customer.as_str()]).to_string(),
+            "agent",
+            "2026-11-20T09:00:00Z",
+        ));
+    }
+    workspace.write_file("extracts/corrections_1.csv", &file);
+    workspace.run(&["ingest"]).ok();
+    workspace.run(&["feedback", "churn"]).ok();
+
+    let out = workspace.run(&["retrain", "churn"]).ok();
+    assert!(out.contains("kept as challenger: roc_auc "), "{out}");
+    assert!(out.contains("(min_improvement 0.02)"), "{out}");
+    let versions = workspace.csv(
+        "select version, aliases, decision from ops.model_versions order by version",
+    );
+    assert_eq!(
+        versions,
+        "version,aliases,decision\n1,champion,\n2,challenger,challenger\n"
+    );
+    // Scoring still uses the champion.
+    let scored = workspace
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    assert!(scored.contains("already scored") || scored.contains("churn:1"), "{scored}");
+    assert_eq!(
+        one_value(&workspace, "select count(*) from scored.churn where model_version = 2"),
+        "0"
+    );
+    // Without a pending request, the job step's --if-requested does nothing.
+    let skipped = workspace.run(&["retrain", "churn", "--if-requested"]).ok();
+    assert!(skipped.contains("no retrain request is pending"), "{skipped}");
+}
+
+#[test]
+fn the_nightly_job_closes_the_loop_from_drift_to_a_new_champion() {
+    let workspace = Workspace::init();
+    let job = r#"
+[[job]]
+name = "nightly"
+steps = [
+  { ingest = true },
+  { score = "churn", input = "curated.customers" },
+  { drift = "churn", table = "curated.customers" },
+  { feedback = "churn" },
+  { retrain = "churn" },
+  { name = "rescore", score = "churn", input = "curated.customers" },
+]
+"#;
+    workspace.append_to_project(&format!("{PROJECT}{job}"));
+    let day1 = customers(1);
+    workspace.write_file("extracts/customers_1.csv", &extract(&day1, true));
+    workspace.run(&["ingest"]).ok();
+    workspace.run(&["train", "churn"]).ok();
+
+    // Night 1: the trial segment arrives and drifts; no corrections exist yet, so the
+    // retrain has only the old data and its challenger is no better.
+    let day2 = customers(2);
+    workspace.write_file("extracts/customers_2.csv", &extract(&day2, false));
+    let night1 = workspace.run(&["run", "nightly"]).ok();
+    assert!(night1.contains("no corrections yet"), "{night1}");
+    assert!(night1.contains("churn:2 kept as challenger"), "{night1}");
+
+    // Staff correct the trial customers' predictions during the day.
+    let ids = prediction_ids(&workspace, "2");
+    let truth_of: std::collections::HashMap<&str, bool> =
+        day2.iter().map(|c| (c.0.as_str(), truth(c))).collect();
+    let mut file = String::from(HEADER);
+    for (customer, id) in ids.iter().take(500) {
+        file.push_str(&correction(
+            id,
+            "",
+            &truth_of[customer.as_str()].to_string(),
+            "agent",
+            "2026-11-20T09:00:00Z",
+        ));
+    }
+    workspace.write_file("extracts/corrections_1.csv", &file);
+
+    // Night 2: drift requests a retrain again, the corrections train a winner, and the
+    // rescore step scores with it.
+    let night2 = workspace.run(&["run", "nightly"]).ok();
+    assert!(night2.contains("churn:3 promoted: roc_auc"), "{night2}");
+    let steps = workspace.csv(
+        "select step, status from ops.step_runs where run_id = \
+         (select run_id from ops.job_runs order by started_at desc limit 1) order by started_at",
+    );
+    assert_eq!(
+        steps,
+        "step,status\ningest,succeeded\nscore,succeeded\ndrift,succeeded\nfeedback,succeeded\nretrain,succeeded\nrescore,succeeded\n"
+    );
+    let requests = workspace.csv(
+        "select request_id like 'drift-%' as from_drift, status, split_part(outcome, ':', 2) as outcome \
+         from monitoring.retrain_requests order by requested_at",
+    );
+    assert_eq!(
+        requests,
+        "from_drift,status,outcome\ntrue,done,2 kept as challenger\ntrue,done,3 promoted\n"
+    );
+    let rescored = workspace.csv(
+        "select model_version, count(*) as rows from scored.churn \
+         where source_table_version = 2 group by model_version order by model_version",
+    );
+    assert_eq!(
+        rescored,
+        format!("model_version,rows\n1,{n}\n3,{n}\n", n = day2.len())
+    );
+}
+
+#[test]
+fn feedback_that_cannot_name_its_prediction_is_refused_with_the_columns_it_needs() {
+    let workspace = Workspace::init();
+    let overrides = r#"
+[[source]]
+name = "crm_overrides"
+path = "extracts/overrides_*.csv"
+format = "csv"
+table = "feedback.crm_overrides"
+[source.schema]
+account = "string"
+corrected_label = "string"
+corrected_at = "timestamp"
+"#;
+    two_days(
+        &workspace,
+        "[model.feedback]\ntable = \"feedback.crm_overrides\"\n",
+    );
+    workspace.append_to_project(overrides);
+    let waiting = workspace.run(&["feedback", "churn"]).ok();
+    assert!(
+        waiting.contains("no corrections yet: feedback.crm_overrides does not exist. Land them with a [[source]] whose table = \"feedback.crm_overrides\", with the columns prediction_id (or the key customer_id), corrected_label, corrected_by, corrected_at and optionally comment"),
+        "{waiting}"
+    );
+    workspace.write_file(
+        "extracts/overrides_1.csv",
+        "account,corrected_label,corrected_at\nD2C00001,true,2026-11-20T09:00:00Z\n",
+    );
+    workspace.run(&["ingest"]).ok();
+    let refused = workspace.run(&["feedback", "churn"]).fails_with(1);
+    assert!(
+        refused.contains("feedback.crm_overrides has no column 'prediction_id': feedback for model 'churn' needs prediction_id (or the key customer_id), corrected_label, corrected_by, corrected_at and optionally comment (found: account, corrected_label, corrected_at, _source_file"),
+        "{refused}"
+    );
+    assert!(!refused.contains("panicked") && !refused.contains("backtrace"), "{refused}");
+}

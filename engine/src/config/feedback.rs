@@ -298,3 +298,113 @@ pub(super) fn check_feedback_settings(
     retrain.check(task)?;
     monitoring.check(task)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{CorrectionPolicy, ProjectConfig, StepAction};
+
+    fn parse(task: &str, sections: &str) -> Result<ProjectConfig, String> {
+        ProjectConfig::parse(&format!(
+            "[project]\nname = \"p\"\n[[model]]\nname = \"churn\"\ntask = \"{task}\"\n\
+             algorithm = \"decision_tree\"\ntraining_table = \"curated.customers\"\n\
+             label = \"churned\"\nkey = [\"customer_id\"]\n[model.features]\nlogins = \"numeric\"\n{sections}"
+        ))
+    }
+
+    #[test]
+    fn defaults_and_settings() {
+        let config = parse("classification", "").unwrap();
+        let model = &config.models[0];
+        assert_eq!(model.feedback.table_of("churn"), "feedback.churn");
+        assert_eq!(model.feedback.scored_table_of("churn"), "scored.churn");
+        assert_eq!(model.feedback.label_column, "corrected_label");
+        assert_eq!(model.feedback.policy, CorrectionPolicy::Latest);
+        assert_eq!(
+            model.retrain.metric_for(model.task),
+            (String::from("roc_auc"), true)
+        );
+        assert!(model.monitoring.floors().is_empty());
+
+        let config = parse(
+            "classification",
+            "[model.feedback]\ntable = \"feedback.crm_overrides\"\npolicy = \"majority\"\n\
+             [model.retrain]\nmetric = \"log_loss\"\nmin_improvement = 0.01\nfeedback_weight = 2.5\n\
+             [model.monitoring]\nwindow = \"7d\"\nmin_auc = 0.75\nmax_calibration_error = 0.1\n",
+        )
+        .unwrap();
+        let model = &config.models[0];
+        assert_eq!(model.feedback.table_of("churn"), "feedback.crm_overrides");
+        assert_eq!(model.feedback.policy, CorrectionPolicy::Majority);
+        assert_eq!(
+            model.retrain.metric_for(model.task),
+            (String::from("log_loss"), false)
+        );
+        assert_eq!(model.retrain.feedback_weight, 2.5);
+        assert_eq!(model.monitoring.window.as_secs(), 7 * 86_400);
+        let floors = model.monitoring.floors();
+        assert_eq!(floors.len(), 2);
+        assert!(floors[0].breached_by(0.7) && !floors[0].breached_by(0.8));
+        assert!(floors[1].breached_by(0.2) && !floors[1].breached_by(0.05));
+
+        let regression = parse("regression", "[model.monitoring]\nmax_rmse = 3.0\n").unwrap();
+        assert_eq!(
+            regression.models[0].retrain.metric_for(regression.models[0].task),
+            (String::from("rmse"), false)
+        );
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_with_the_fix() {
+        let error = parse("classification", "[model.retrain]\nmetric = \"rmse\"\n").unwrap_err();
+        assert!(
+            error.contains("[model.retrain] metric = \"rmse\" is not a classification metric; use one of roc_auc, accuracy, precision, recall, f1, log_loss"),
+            "{error}"
+        );
+        let error = parse("regression", "[model.monitoring]\nmin_auc = 0.7\n").unwrap_err();
+        assert!(
+            error.contains("[model.monitoring] min_auc does not apply to a regression model"),
+            "{error}"
+        );
+        let error = parse("classification", "[model.feedback]\npolicy = \"loudest\"\n").unwrap_err();
+        assert!(error.contains("loudest"), "{error}");
+        let error =
+            parse("classification", "[model.retrain]\nfeedback_weight = -1\n").unwrap_err();
+        assert!(error.contains("feedback_weight must be zero or more"), "{error}");
+    }
+
+    #[test]
+    fn feedback_and_retrain_steps() {
+        let config = parse(
+            "classification",
+            "[[job]]\nname = \"nightly\"\nsteps = [{ feedback = \"churn\" }, { retrain = \"churn\" }, \
+             { name = \"always\", retrain = \"churn\", force = true }]\n",
+        )
+        .unwrap();
+        let actions: Vec<&StepAction> = config.jobs[0].steps.iter().map(|s| &s.action).collect();
+        assert_eq!(
+            actions,
+            [
+                &StepAction::Feedback {
+                    model: String::from("churn")
+                },
+                &StepAction::Retrain {
+                    model: String::from("churn"),
+                    force: false
+                },
+                &StepAction::Retrain {
+                    model: String::from("churn"),
+                    force: true
+                },
+            ]
+        );
+        let error = parse(
+            "classification",
+            "[[job]]\nname = \"n\"\nsteps = [{ feedback = \"churn\", force = true }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            error.contains("`force` belongs to transform and retrain steps only"),
+            "{error}"
+        );
+    }
+}

@@ -507,6 +507,16 @@ root = "./lakehouse"
 # psi = 0.2
 # js = 0.1
 # drift_share = 0.5                       # share of drifted features that requests retraining
+# [model.feedback]                        # `lakescore feedback NAME`: corrections → training.NAME_feedback
+# table = "feedback.churn_risk"           # default feedback.NAME
+# policy = "latest"                       # or "first", "majority": which correction of a prediction wins
+# [model.retrain]                         # `lakescore retrain NAME`: challenger vs champion
+# metric = "roc_auc"                      # default roc_auc (classification), rmse (regression)
+# min_improvement = 0.005                 # how much better the challenger must be to be promoted
+# feedback_weight = 1.0                   # how many times each feedback row counts in training
+# [model.monitoring]                      # realized metrics in monitoring.model_performance
+# window = "1d"
+# min_auc = 0.75                          # below it, a retrain is requested
 
 # Jobs: `lakescore run NAME` runs one now; `lakescore scheduler` runs them on schedule.
 # [[job]]
@@ -521,6 +531,9 @@ root = "./lakehouse"
 #   {{ ingest = true }},
 #   {{ transform = true }},
 #   {{ score = "churn_risk", input = "curated.customers" }},
+#   {{ drift = "churn_risk", table = "curated.customers" }},
+#   {{ feedback = "churn_risk" }},
+#   {{ retrain = "churn_risk" }},        # only when a retrain request is pending
 #   {{ check = true }},
 # ]
 
@@ -648,7 +661,7 @@ aws_virtual_hosted_style_request = "false"
         let text = format!("{head}{uncommented}")
             .replace("${SLACK_WEBHOOK_URL}", "https://hooks.example.com/x");
         let config = ProjectConfig::parse(&text).unwrap();
-        assert_eq!(config.jobs[0].steps.len(), 4);
+        assert_eq!(config.jobs[0].steps.len(), 7);
         assert_eq!(config.freshness.tables.len(), 2);
         assert_eq!(config.alerts[0].name, "ops");
     }
