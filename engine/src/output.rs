@@ -8,10 +8,11 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray};
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::json::LineDelimitedWriter;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::execution::SendableRecordBatchStream;
@@ -175,7 +176,7 @@ impl BatchWriter {
                 *rows += added;
             }
             BatchWriter::Csv(writer, rows) => {
-                writer.write(batch)?;
+                writer.write(&nested_as_json(batch)?)?;
                 *rows += added;
             }
             BatchWriter::Json(writer, rows) => {
@@ -242,6 +243,51 @@ impl BatchWriter {
     }
 }
 
+/// `batch` with its list, struct and map columns as JSON text, which CSV can hold.
+fn nested_as_json(batch: &RecordBatch) -> WriteResult<RecordBatch> {
+    if !batch
+        .schema()
+        .fields()
+        .iter()
+        .any(|f| f.data_type().is_nested())
+    {
+        return Ok(batch.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns = Vec::new();
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !field.data_type().is_nested() {
+            fields.push(field.as_ref().clone());
+            columns.push(column.clone());
+            continue;
+        }
+        let single = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field.as_ref().clone()])),
+            vec![column.clone()],
+        )?;
+        let mut lines = Vec::new();
+        {
+            let mut writer = LineDelimitedWriter::new(&mut lines);
+            writer.write(&single)?;
+            writer.finish()?;
+        }
+        let texts: Vec<Option<String>> = String::from_utf8_lossy(&lines)
+            .lines()
+            .map(|line| {
+                serde_json::from_str::<serde_json::Value>(line)
+                    .ok()
+                    .and_then(|row| row.get(field.name()).map(|v| v.to_string()))
+            })
+            .collect();
+        fields.push(Field::new(field.name(), DataType::Utf8, true));
+        columns.push(Arc::new(StringArray::from(texts)) as ArrayRef);
+    }
+    Ok(RecordBatch::try_new(
+        Arc::new(Schema::new(fields)),
+        columns,
+    )?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -286,6 +332,51 @@ mod tests {
         let (text, summary) = written(OutputFormat::Csv).await;
         assert_eq!(text, "id,name\n1,\"Ada, Ltd\"\n2,\n3,Bo\n");
         assert_eq!(summary.rows, 3);
+    }
+
+    #[tokio::test]
+    async fn csv_holds_lists_and_structs_as_json_text() {
+        use datafusion::arrow::array::{Array, Float64Array, ListArray, StructArray};
+        use datafusion::arrow::buffer::OffsetBuffer;
+        let feature = Arc::new(Field::new("feature", DataType::Utf8, true));
+        let weight = Arc::new(Field::new("weight", DataType::Float64, true));
+        let items = StructArray::from(vec![
+            (
+                feature.clone(),
+                Arc::new(StringArray::from(vec!["events", "industry"])) as ArrayRef,
+            ),
+            (
+                weight.clone(),
+                Arc::new(Float64Array::from(vec![0.5, -0.25])) as ArrayRef,
+            ),
+        ]);
+        let item = Arc::new(Field::new("item", items.data_type().clone(), true));
+        let lists = ListArray::new(
+            item.clone(),
+            OffsetBuffer::from_lengths([2, 0]),
+            Arc::new(items),
+            None,
+        );
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "top",
+            lists.data_type().clone(),
+            true,
+        )]));
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(lists)]).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.csv");
+        write_batches(
+            schema,
+            vec![batch],
+            OutputFormat::Csv,
+            &Destination::File(path.clone()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "top\n\"[{\"\"feature\"\":\"\"events\"\",\"\"weight\"\":0.5},{\"\"feature\"\":\"\"industry\"\",\"\"weight\"\":-0.25}]\"\n[]\n"
+        );
     }
 
     #[tokio::test]

@@ -140,7 +140,7 @@ pub async fn raise(lakehouse: &Arc<Lakehouse>, request: &RetrainRequest) -> Resu
     let metadata = commit_metadata(
         &request.run_id,
         json!([]),
-        [("model", json!(request.model))],
+        [("for_model", json!(request.model))],
     );
     write_batch(lakehouse, &table_name(), batch, WriteMode::Append, metadata).await?;
     Ok(true)
@@ -168,7 +168,7 @@ pub async fn resolve(
         .and(col("request_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false));
     let now =
         ScalarValue::TimestampMicrosecond(Some(Utc::now().timestamp_micros()), Some("UTC".into()));
-    let metadata = commit_metadata(run_id, json!([]), [("model", json!(model))]);
+    let metadata = commit_metadata(run_id, json!([]), [("for_model", json!(model))]);
     table
         .update()
         .with_predicate(predicate)

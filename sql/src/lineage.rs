@@ -64,6 +64,17 @@ pub enum MadeBy {
         /// When it was committed.
         committed_at: Option<DateTime<Utc>>,
     },
+    /// A feedback training set built by `feedback`.
+    Feedback {
+        /// The model whose predictions were corrected.
+        model: String,
+        /// How several corrections of one prediction were resolved.
+        policy: String,
+        /// The run.
+        run_id: Option<String>,
+        /// When it was committed.
+        committed_at: Option<DateTime<Utc>>,
+    },
     /// Extract files landed by `ingest`.
     Ingest {
         /// The batches, newest first.
@@ -151,16 +162,21 @@ async fn node(
         .and_then(|value: Value| value.as_array().cloned())
         .unwrap_or_default();
     let text = |key: &str| details.get(key).and_then(Value::as_str).map(str::to_string);
+    if let Some(model) = text("lakescore.feedback_for") {
+        return Ok(LineageNode {
+            table: table.to_string(),
+            version: Some(version),
+            made_by: MadeBy::Feedback {
+                model,
+                policy: text("lakescore.policy").unwrap_or_default(),
+                run_id: entry.run_id.clone(),
+                committed_at: entry.committed_at,
+            },
+            inputs: input_nodes(session, &inputs, shown).await?,
+        });
+    }
     if let Some(model) = text("lakescore.model") {
-        let mut children = Vec::new();
-        for input in &inputs {
-            let Some(name) = input.get("table").and_then(Value::as_str) else {
-                continue;
-            };
-            let name = TableName::parse(name)?;
-            let version = input.get("version").and_then(Value::as_u64);
-            children.push(Box::pin(node(session, name, version, shown)).await?);
-        }
+        let children = input_nodes(session, &inputs, shown).await?;
         return Ok(LineageNode {
             table: table.to_string(),
             version: Some(version),
@@ -229,6 +245,24 @@ async fn node(
         made_by,
         inputs: Vec::new(),
     })
+}
+
+/// The lineage of every table version in a commit's `inputs`.
+async fn input_nodes(
+    session: &SqlSession,
+    inputs: &[Value],
+    shown: &mut BTreeSet<(TableName, Option<u64>)>,
+) -> Result<Vec<LineageNode>> {
+    let mut children = Vec::new();
+    for input in inputs {
+        let Some(name) = input.get("table").and_then(Value::as_str) else {
+            continue;
+        };
+        let name = TableName::parse(name)?;
+        let version = input.get("version").and_then(Value::as_u64);
+        children.push(Box::pin(node(session, name, version, shown)).await?);
+    }
+    Ok(children)
 }
 
 async fn view_node(
@@ -383,6 +417,18 @@ fn headline(node: &LineageNode) -> String {
         } => format!(
             "scored by {model} (sha256 {}), run {}{}",
             &sha256[..sha256.len().min(12)],
+            short(run_id.as_deref()),
+            committed_at
+                .map(|t| t.format(", %Y-%m-%d %H:%M:%SZ").to_string())
+                .unwrap_or_default()
+        ),
+        MadeBy::Feedback {
+            model,
+            policy,
+            run_id,
+            committed_at,
+        } => format!(
+            "corrections of {model}'s predictions, resolved by policy {policy}, with the features each prediction was made from; run {}{}",
             short(run_id.as_deref()),
             committed_at
                 .map(|t| t.format(", %Y-%m-%d %H:%M:%SZ").to_string())

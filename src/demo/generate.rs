@@ -7,11 +7,20 @@
 //!   and thousands dot, trailing-minus credit notes, `DD.MM.YYYY` dates; customer numbers
 //!   are the CRM ids in another format (`ACC-000042` is `0000042`).
 //! - Usage events: JSON lines in a cloud-storage-style dated folder layout.
+//! - Churn overrides (from day 2): staff corrections of churn predictions exported from the
+//!   CRM, stamped with the time they are generated, with a few unusable rows.
+//!
+//! A planted, learnable signal: every customer has a stable engagement that sets how many
+//! usage events it sends. Customers past their first 180 days churned (the CRM's `churned`
+//! column) mostly when their engagement was low; for newer customers the CRM does not know
+//! yet, and the truth the staff report follows another rule: newcomers in Retail and Energy
+//! churn. A model trained on the CRM labels alone misses that; one retrained on the
+//! corrections learns it.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use chrono::{Duration, NaiveDate};
+use chrono::{Duration, NaiveDate, Utc};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +89,49 @@ impl Random {
     }
 }
 
+/// Days a customer is new: the CRM knows whether older customers churned.
+const NEW_CUSTOMER_DAYS: i64 = 180;
+
+/// One customer's stable traits, the same in every extract and on every day.
+struct Customer {
+    industry: &'static str,
+    created: NaiveDate,
+    revenue: f64,
+    /// 0..1: how much the customer uses the product.
+    engagement: f64,
+    /// Within its first 180 days on the first extract day.
+    is_new: bool,
+    /// Whether it churned (or, for a new customer, will).
+    churned: bool,
+}
+
+impl Customer {
+    fn of(seed: u64, id: u32) -> Self {
+        let mut random = Random(seed ^ (u64::from(id) << 24) ^ 0x00C0_FFEE);
+        let (y, m, d) = FIRST_DAY;
+        let first = NaiveDate::from_ymd_opt(y, m, d).unwrap_or_default();
+        let industry = random.pick(&INDUSTRIES);
+        let age = random.below(900) as i64;
+        let revenue = 10_000.0 + random.unit() * 2_000_000.0;
+        let engagement = random.unit();
+        let draw = random.unit();
+        let is_new = age < NEW_CUSTOMER_DAYS;
+        let churned = if is_new {
+            matches!(industry, "Retail" | "Energy")
+        } else {
+            draw < if engagement < 0.3 { 0.75 } else { 0.08 }
+        };
+        Self {
+            industry,
+            created: first - Duration::days(age),
+            revenue,
+            engagement,
+            is_new,
+            churned,
+        }
+    }
+}
+
 /// Writes one day's extracts under `extracts_dir`.
 pub fn generate(extracts_dir: &Path, generation: Generation) -> std::io::Result<Generated> {
     let (y, m, d) = FIRST_DAY;
@@ -90,6 +142,9 @@ pub fn generate(extracts_dir: &Path, generation: Generation) -> std::io::Result<
     crm_accounts(extracts_dir, date, generation, &mut random, &mut generated)?;
     erp_invoices(extracts_dir, date, generation, &mut random, &mut generated)?;
     usage_events(extracts_dir, date, generation, &mut random, &mut generated)?;
+    if generation.day >= 2 {
+        churn_overrides(extracts_dir, date, generation, &mut random, &mut generated)?;
+    }
     Ok(generated)
 }
 
@@ -111,7 +166,7 @@ fn crm_accounts(
     generated: &mut Generated,
 ) -> std::io::Result<()> {
     let mut text = String::from(
-        "\u{feff}account_id,name,industry,is_active,created_at,annual_revenue,notes\n",
+        "\u{feff}account_id,name,industry,is_active,churned,created_at,annual_revenue,notes\n",
     );
     let exported: Vec<u32> = if generation.day <= 1 {
         (1..=generation.customers).collect()
@@ -130,10 +185,17 @@ fn crm_accounts(
         } else {
             name
         };
-        let created = date - Duration::days(random.below(900) as i64);
+        let customer = Customer::of(generation.seed, *id);
+        let created = customer.created;
         let zone = ["Z", "+01:00", "-05:00"][random.below(3) as usize];
-        let active = random.below(10) != 0;
-        let revenue = 10_000.0 + random.unit() * 2_000_000.0;
+        // The CRM learns whether a customer churned once its first 180 days are over.
+        let (active, churned) = if customer.is_new {
+            (true, String::new())
+        } else {
+            (!customer.churned, customer.churned.to_string())
+        };
+        let revenue = customer.revenue;
+        let industry = customer.industry;
         let notes = match random.below(8) {
             0 => "\"Renewal call booked\nFollow up with finance\"",
             1 => "\"Asked about \"\"enterprise\"\" tier\"",
@@ -148,15 +210,13 @@ fn crm_accounts(
             generated.broken += 1;
             let _ = writeln!(
                 text,
-                "ACC-{id:06},{name},{},unknown,{created}T09:00:00{zone},{revenue:.2},",
-                random.pick(&INDUSTRIES)
+                "ACC-{id:06},{name},{industry},unknown,{churned},{created}T09:00:00{zone},{revenue:.2},"
             );
             continue;
         }
         let _ = writeln!(
             text,
-            "ACC-{id:06},{name},{},{active},{created}T09:00:00{zone},{revenue:.2},{notes}",
-            random.pick(&INDUSTRIES)
+            "ACC-{id:06},{name},{industry},{active},{churned},{created}T09:00:00{zone},{revenue:.2},{notes}"
         );
     }
     let path = dir.join(format!("crm/accounts_{}.csv", date.format("%Y-%m-%d")));
@@ -230,33 +290,91 @@ fn usage_events(
     generated: &mut Generated,
 ) -> std::io::Result<()> {
     let mut text = String::new();
-    let events = generation.customers * 3;
-    for i in 0..events {
-        generated.records += 1;
-        let customer = 1 + random.below(u64::from(generation.customers)) as u32;
-        let seconds = (random.unit() * 300.0).round();
-        let at = format!(
-            "{}T{:02}:{:02}:00Z",
-            date,
-            random.below(24),
-            random.below(60)
-        );
-        if i == 11 {
-            generated.broken += 1;
-            let _ = writeln!(
-                text,
-                "{{\"event_id\": {i}, \"account_id\": \"ACC-{customer:06}\""
+    let mut i: u64 = 0;
+    for customer in 1..=generation.customers {
+        let engagement = Customer::of(generation.seed, customer).engagement;
+        // About six events a day from the most engaged customers, none from the least.
+        let events = (engagement * 6.0 + random.unit()).floor() as u32;
+        for _ in 0..events {
+            generated.records += 1;
+            let seconds = (random.unit() * 300.0).round();
+            let at = format!(
+                "{}T{:02}:{:02}:00Z",
+                date,
+                random.below(24),
+                random.below(60)
             );
-            continue;
+            if i == 11 {
+                generated.broken += 1;
+                let _ = writeln!(
+                    text,
+                    "{{\"event_id\": {i}, \"account_id\": \"ACC-{customer:06}\""
+                );
+            } else {
+                let _ = writeln!(
+                    text,
+                    "{{\"event_id\": {}, \"account_id\": \"ACC-{customer:06}\", \"event\": \"{}\", \"at\": \"{at}\", \"seconds\": {seconds}}}",
+                    u64::from(generation.day) * 10_000_000 + i,
+                    random.pick(&EVENTS)
+                );
+            }
+            i += 1;
         }
-        let _ = writeln!(
-            text,
-            "{{\"event_id\": {}, \"account_id\": \"ACC-{customer:06}\", \"event\": \"{}\", \"at\": \"{at}\", \"seconds\": {seconds}}}",
-            u64::from(generation.day) * 10_000_000 + u64::from(i),
-            random.pick(&EVENTS)
-        );
     }
     let path = dir.join(format!("events/{}/events.jsonl", date.format("%Y/%m/%d")));
+    write(path, text.as_bytes(), generated)
+}
+
+const STAFF: [&str; 4] = [
+    "ana.lopez@example.com",
+    "ben.weber@example.com",
+    "chloe.martin@example.com",
+    "dev.patel@example.com",
+];
+
+/// Staff's churn overrides: for most new customers, whether they are churning, as the
+/// account managers learned it. Stamped with the current time, like a live CRM export, so
+/// each corrects the newest prediction made before it.
+fn churn_overrides(
+    dir: &Path,
+    date: NaiveDate,
+    generation: Generation,
+    random: &mut Random,
+    generated: &mut Generated,
+) -> std::io::Result<()> {
+    let corrected_at = Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+    let mut text = String::from("customer_id,corrected_label,corrected_by,corrected_at,comment\n");
+    for id in 1..=generation.customers {
+        let customer = Customer::of(generation.seed, id);
+        if !customer.is_new || random.below(10) >= 7 {
+            continue;
+        }
+        generated.records += 1;
+        let comment = match (customer.churned, customer.industry) {
+            (true, "Energy") => "\"Switching to a cheaper supplier, per call\"",
+            (true, _) => "Asked for cancellation terms",
+            (false, _) => "",
+        };
+        let _ = writeln!(
+            text,
+            "ACC-{id:06},{},{},{corrected_at},{comment}",
+            customer.churned,
+            random.pick(&STAFF)
+        );
+    }
+    // An account the CRM no longer has, and a label nobody can train on.
+    generated.records += 2;
+    generated.broken += 2;
+    let _ = writeln!(
+        text,
+        "ACC-999999,true,{},{corrected_at},Merged into another account",
+        STAFF[0]
+    );
+    let _ = writeln!(text, "ACC-000001,maybe,{},{corrected_at},", STAFF[1]);
+    let path = dir.join(format!(
+        "crm/churn_overrides_{}.csv",
+        date.format("%Y-%m-%d")
+    ));
     write(path, text.as_bytes(), generated)
 }
 

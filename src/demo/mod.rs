@@ -7,8 +7,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use lakescore_engine::datafusion::arrow::array::StringArray;
+use lakescore_engine::datafusion::arrow::compute::cast;
+use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::output::{Destination, OutputFormat};
-use lakescore_engine::{Lakehouse, Project};
+use lakescore_engine::{Lakehouse, Project, SqlSession};
 
 pub use generate::{Generation, generate};
 
@@ -37,6 +40,7 @@ account_id = { type = "string", required = true }
 name = "string"
 industry = "string"
 is_active = "boolean"
+churned = "boolean"
 created_at = "timestamp"
 annual_revenue = "decimal(18,2)"
 notes = "string"
@@ -63,6 +67,44 @@ path = "extracts/events/*/*/*/events.jsonl"
 format = "json"
 table = "raw.usage_events"
 
+# Churn overrides exported from the CRM: account managers mark whether a customer is
+# really churning. They correct the churn_risk predictions (matched by customer_id to the
+# newest prediction made before the override).
+[[source]]
+name = "churn_overrides"
+path = "extracts/crm/churn_overrides_*.csv"
+format = "csv"
+table = "feedback.churn_risk"
+dialect = "crm"
+[source.schema]
+customer_id = { type = "string", required = true }
+corrected_label = "string"
+corrected_by = "string"
+corrected_at = "timestamp"
+comment = "string"
+
+# Churn risk: learned from the customers whose outcome the CRM knows.
+[[model]]
+name = "churn_risk"
+task = "classification"
+algorithm = "random_forest"
+training_table = "curated.customer_features"
+label = "churned"
+key = ["customer_id"]
+params = { n_trees = 40, max_depth = 6 }
+[model.features]
+industry = "categorical"
+tenure_days = "numeric"
+annual_revenue = "numeric"
+invoiced_eur = "numeric"
+invoices = "numeric"
+events = "numeric"
+seconds = "numeric"
+[model.retrain]
+feedback_weight = 2.0
+[model.monitoring]
+min_auc = 0.7
+
 # The nightly pipeline: `lakescore run nightly` runs it now (the demo's day 2 does),
 # `lakescore scheduler` every night at 03:00 Berlin time.
 [[job]]
@@ -71,7 +113,16 @@ schedule = "0 3 * * *"
 timezone = "Europe/Berlin"
 retries = 1
 retry_delay = "1m"
-steps = [{ ingest = true }, { transform = true }, { check = true }]
+steps = [
+  { ingest = true },
+  { transform = true },
+  { score = "churn_risk", input = "curated.customer_features" },
+  { drift = "churn_risk", table = "curated.customer_features" },
+  { feedback = "churn_risk" },
+  { retrain = "churn_risk" },                 # only when drift or performance requested it
+  { name = "rescore", score = "churn_risk", input = "curated.customer_features" },
+  { check = true },
+]
 
 # Extracts arrive daily; curated tables follow their inputs within the hour.
 [freshness.tables]
@@ -91,6 +142,8 @@ key = ["customer_id"]
 [columns]
 customer_id = "CRM account id, e.g. ACC-000042"
 erp_customer_no = "The same customer's number in the ERP (Kunden-Nr.)"
+churned = "Whether the customer churned; empty while the CRM does not know yet"
+tenure_days = "Days since the account was created"
 invoiced_eur = "Sum of the customer's invoices, cancellations (Storno) excluded"
 
 [[tests]]
@@ -107,14 +160,16 @@ SELECT a.account_id AS customer_id,
        a.name,
        a.industry,
        a.is_active,
+       a.churned,
        a.created_at,
+       CAST((to_unixtime(now()) - to_unixtime(a.created_at)) / 86400 AS BIGINT) AS tenure_days,
        a.annual_revenue,
        lpad(substr(a.account_id, 5), 7, '0') AS erp_customer_no,
        coalesce(sum(CASE WHEN i.storno THEN 0 ELSE i.betrag_eur END), 0) AS invoiced_eur,
        count(i.rechnung) AS invoices
 FROM raw.crm_accounts a
 LEFT JOIN raw.erp_invoices i ON i.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
-GROUP BY 1, 2, 3, 4, 5, 6, 7
+GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
 "#,
     ),
     (
@@ -140,10 +195,10 @@ GROUP BY account_id
     (
         "customer_features.sql",
         r#"/*
-description = "Customers with their usage: the features a risk model scores"
-materialized = "view"
+description = "Customers with their usage: the features churn_risk learns from and scores"
 */
-SELECT c.customer_id, c.industry, c.is_active, c.annual_revenue, c.invoiced_eur, c.invoices,
+SELECT c.customer_id, c.industry, c.is_active, c.churned, c.tenure_days, c.annual_revenue,
+       c.invoiced_eur, c.invoices,
        coalesce(a.events, 0) AS events,
        coalesce(a.seconds, 0) AS seconds,
        a.last_seen
@@ -155,11 +210,11 @@ LEFT JOIN curated.customer_activity a USING (customer_id)
 
 /// Queries the summary suggests; each runs against the demo's tables.
 pub const QUERIES: [&str; 5] = [
-    "select industry, count(*) as customers, sum(invoiced_eur) as invoiced from curated.customers group by industry order by invoiced desc",
-    "select customer_id, events, invoiced_eur from curated.customer_features order by events desc limit 5",
-    "select model, test, status, failing_rows from ops.test_results order by tested_at desc limit 10",
-    "select _source_file, _source_row, \"column\", error from quarantine.raw_crm_accounts",
-    "select (select count(*) from table_at('raw.erp_invoices', 1)) as after_day_1, (select count(*) from raw.erp_invoices) as now",
+    "select customer_id, round(probability, 3) as risk, top_features from scored.churn_risk where model_version = (select max(model_version) from scored.churn_risk) order by probability desc limit 5",
+    "select version, aliases, round(roc_auc, 3) as roc_auc, decision_reason from ops.model_versions order by version",
+    "select customer_id, churned, original_prediction, corrected_by, comment, feedback_ref from training.churn_risk_feedback where comment is not null limit 5",
+    "select request_id, status, reason, outcome from monitoring.retrain_requests order by requested_at",
+    "select _source_file, _source_row, \"column\", error from quarantine.feedback_churn_risk",
 ];
 
 /// Options of `lakescore demo`.
@@ -218,20 +273,112 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
         if day == 1 {
             crate::ingest::run(&project, lakehouse.clone(), Vec::new()).await?;
             crate::transform::run(&project, lakehouse.clone(), Vec::new(), false).await?;
+            crate::models::train(&project, lakehouse.clone(), MODEL).await?;
+            crate::models::score(&project, lakehouse.clone(), MODEL, SCORED_INPUT, None).await?;
+            let drift = crate::drift::DriftRequest {
+                model: MODEL.to_string(),
+                table: SCORED_INPUT.to_string(),
+                since: None,
+                window: None,
+                time_column: String::from("_ingested_at"),
+                report: None,
+            };
+            crate::drift::run(&project, lakehouse.clone(), drift).await?;
         } else {
-            // From day 2 on, the nightly job does the same, with run history and checks.
+            // Day 2 is the nightly job: new extracts and the staff's corrections landed,
+            // scored, checked for drift, turned into a training set, retrained on request.
             crate::jobs::run(&project, lakehouse.clone(), "nightly", None).await?;
         }
-        println!(
-            "day {day}: ingested and transformed in {:.1}s\n",
-            step.elapsed().as_secs_f64()
-        );
+        println!("day {day} done in {:.1}s\n", step.elapsed().as_secs_f64());
     }
 
     println!("Tables:");
     crate::write_table_listing(&lakehouse, OutputFormat::Table, &Destination::Stdout).await?;
+    println!("\nModel versions (lakescore models list):");
+    crate::models::list(lakehouse.clone(), Some(MODEL)).await?;
+    summarize_loop(&lakehouse).await?;
     print_next_steps(&project.dir, started);
     Ok(())
+}
+
+/// The model the demo trains.
+const MODEL: &str = "churn_risk";
+/// The table it scores.
+const SCORED_INPUT: &str = "curated.customer_features";
+
+/// Drift findings with the report, realized metrics, and the retrain decision.
+async fn summarize_loop(lakehouse: &Arc<Lakehouse>) -> anyhow::Result<()> {
+    let session = SqlSession::builder(lakehouse.clone()).build().await?;
+    let drifted = texts(
+        &session,
+        "select distinct column_name from monitoring.drift_metrics \
+         where column_drifted and data_type <> 'prediction' \
+         and current_version = (select max(current_version) from monitoring.drift_metrics) order by column_name",
+    )
+    .await?;
+    println!(
+        "\nDrift on day 2: {} features drifted ({})",
+        drifted.len(),
+        drifted.join(", ")
+    );
+    let reports = lakehouse
+        .root()
+        .join("_reports/drift/churn_risk/")
+        .ok()
+        .and_then(|url| url.to_file_path().ok());
+    if let Some(newest) = reports.as_deref().and_then(newest_file) {
+        println!("  report: {}", newest.display());
+    }
+    for line in texts(
+        &session,
+        "select concat('churn_risk:', cast(model_version as varchar), ' on ', cast(labeled_rows as varchar), \
+         ' labeled predictions: roc_auc ', cast(round(roc_auc, 3) as varchar), ', accuracy ', \
+         cast(round(accuracy, 3) as varchar)) from monitoring.model_performance order by window_start, model_version",
+    )
+    .await?
+    {
+        println!("Realized (monitoring.model_performance): {line}");
+    }
+    for line in texts(
+        &session,
+        "select concat(request_id, ': ', reason, ' -> ', coalesce(outcome, status)) \
+         from monitoring.retrain_requests order by requested_at",
+    )
+    .await?
+    {
+        println!("Retrain request {line}");
+    }
+    Ok(())
+}
+
+/// The first column of `sql`'s rows, as text.
+async fn texts(session: &SqlSession, sql: &str) -> anyhow::Result<Vec<String>> {
+    let batches = session
+        .sql(sql)
+        .await?
+        .collect()
+        .await
+        .map_err(lakescore_engine::Error::from)?;
+    let mut values = Vec::new();
+    for batch in batches {
+        let column = cast(batch.column(0), &DataType::Utf8)?;
+        if let Some(text) = column.as_any().downcast_ref::<StringArray>() {
+            values.extend(text.iter().flatten().map(str::to_string));
+        }
+    }
+    Ok(values)
+}
+
+/// The most recently modified file in `dir`.
+fn newest_file(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            Some((entry.metadata().ok()?.modified().ok()?, entry.path()))
+        })
+        .max()
+        .map(|(_, path)| path)
 }
 
 fn print_next_steps(dir: &Path, started: Instant) {
@@ -243,10 +390,12 @@ fn print_next_steps(dir: &Path, started: Instant) {
     for query in QUERIES {
         println!("  lakescore sql \"{}\"", query.replace('"', "\\\""));
     }
-    println!("  lakescore lineage curated.customers");
-    println!("  lakescore history raw.crm_accounts");
+    println!("  lakescore lineage training.churn_risk_feedback   # where every label came from");
     println!(
-        "  lakescore runs nightly   # the day-2 job run; `lakescore run nightly` runs it again"
+        "  lakescore models show churn_risk                   # the champion's manifest and comparison"
+    );
+    println!(
+        "  lakescore runs nightly                             # the day-2 job run, step by step"
     );
     println!("  lakescore sql            # interactive prompt, \\dt lists tables");
 }

@@ -4,61 +4,66 @@
 use crate::support::lakescore;
 
 #[test]
-fn the_demo_lands_two_days_and_every_suggested_query_runs() {
+fn the_demo_plays_two_days_of_the_whole_loop_and_every_suggested_query_runs() {
     let home = tempfile::tempdir().unwrap();
-    let out = lakescore(home.path(), &["demo", "demo-project", "--customers", "60"]).ok();
-    assert!(
-        out.contains("day 1: generated 270 extract records in 3 files (4 broken on purpose)"),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "raw.crm_accounts <- crm_accounts: 1 file landed, 58 rows, 2 quarantined -> version 1"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "raw.erp_invoices <- erp_invoices: 1 file landed, 29 rows, 1 quarantined -> version 1"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains(
-            "raw.usage_events <- usage_events: 1 file landed, 179 rows, 1 quarantined -> version 1"
-        ),
-        "{out}"
-    );
-    assert!(
-        out.contains("raw.crm_accounts <- crm_accounts: 1 file landed,"),
-        "{out}"
-    );
-
-    // Day 1 runs the SQL models; day 2 is the nightly job: landing, models, freshness.
+    let out = lakescore(
+        home.path(),
+        &["demo", "demo-project", "--customers", "1000"],
+    )
+    .ok();
     for expected in [
-        "✓ customers -> curated.customers: version 0 (merge, 58 rows, 4/4 tests passed)",
+        "day 1: generated 4462 extract records in 3 files (4 broken on purpose)",
+        "raw.crm_accounts <- crm_accounts: 1 file landed, 998 rows, 2 quarantined -> version 1",
+        "raw.erp_invoices <- erp_invoices: 1 file landed, 499 rows, 1 quarantined -> version 1",
+        "raw.usage_events <- usage_events: 1 file landed, 2961 rows, 1 quarantined -> version 1",
+        // Day 1: the SQL models, the churn model, its scores, and no drift against itself.
+        "✓ customers -> curated.customers: version 0 (merge, 998 rows, 4/4 tests passed)",
         "✓ customer_activity -> curated.customer_activity: version 0 (overwrite,",
-        "✓ customer_features -> curated.customer_features: view saved",
-        "3 new files,",
-        "2 of 3 models built,",
-        "5 tables fresh",
+        "✓ customer_features -> curated.customer_features: version 0 (overwrite, 998 rows)",
+        "churn_risk:1 trained on curated.customer_features@0",
+        "scored.churn_risk <- curated.customer_features@0 scored with churn_risk:1: 998 rows -> version 0",
+        "no retraining needed",
+        // Day 2: the nightly job closes the loop.
+        "day 2: generated 3756 extract records in 4 files (6 broken on purpose)",
+        "4 new files,",
+        "3 of 3 models built,",
+        "scored 998 rows with churn_risk:1 into scored.churn_risk@1",
+        "features drifted, retraining requested",
+        "corrected predictions, 3 corrections quarantined",
+        "churn_risk:2 promoted: roc_auc ",
+        "scored 998 rows with churn_risk:2 into scored.churn_risk@2",
+        "6 tables fresh",
         "job nightly succeeded in",
+        // The summary.
+        "Drift on day 2: 4 features drifted (events, invoiced_eur, invoices, seconds)",
+        "Realized (monitoring.model_performance): churn_risk:1 on ",
+        "-> churn_risk:2 promoted",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }
 
     let project = home.path().join("demo-project");
     let run = |args: &[&str]| lakescore(&project, args);
+    let csv = |sql: &str| run(&["sql", sql, "--format", "csv"]).ok();
     // Merged CRM exports keep one row per account.
     assert_eq!(
-        run(&[
-            "sql",
-            "select count(*) as n, count(distinct account_id) as ids from raw.crm_accounts",
-            "--format",
-            "csv"
-        ])
-        .ok(),
-        "n,ids\n58,58\n"
+        csv("select count(*) as n, count(distinct account_id) as ids from raw.crm_accounts"),
+        "n,ids\n998,998\n"
+    );
+    // Every customer scored by both versions, the champion's rows carrying version 2.
+    assert_eq!(
+        csv(
+            "select model_version, count(*) as n from scored.churn_risk where source_table_version = 1 group by model_version order by model_version"
+        ),
+        "model_version,n\n1,998\n2,998\n"
+    );
+    assert_eq!(
+        csv("select aliases, decision from ops.model_versions order by version"),
+        "aliases,decision\n,\nchampion,promoted\n"
+    );
+    assert_eq!(
+        csv("select count(*) as unusable from quarantine.feedback_churn_risk"),
+        "unusable\n3\n"
     );
     let queries: Vec<String> = out
         .lines()
@@ -67,16 +72,12 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
         .collect();
     assert_eq!(queries.len(), 5, "{out}");
     for query in &queries {
-        let result = run(&["sql", query, "--format", "csv"]).ok();
+        let result = csv(query);
         assert!(
             result.lines().count() >= 2,
             "{query} returned nothing:\n{result}"
         );
     }
-    assert_eq!(
-        run(&["sql", &queries[4], "--format", "csv"]).ok(),
-        "after_day_1,now\n29,58\n"
-    );
 
     // Day 2's job run is in the run history, and its commits carry its run id.
     let runs = run(&["runs", "nightly", "--format", "csv"]).ok();
@@ -85,7 +86,7 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
     let run_id = run_line.split(',').next().unwrap();
     let history = run(&[
         "history",
-        "raw.erp_invoices",
+        "training.churn_risk_feedback",
         "--limit",
         "1",
         "--format",
@@ -95,25 +96,31 @@ fn the_demo_lands_two_days_and_every_suggested_query_runs() {
     assert!(history.contains(run_id), "{history}");
     let steps = run(&["runs", "--run", run_id, "--format", "csv"]).ok();
     let step_lines: Vec<&str> = steps.lines().skip(1).collect();
-    assert_eq!(step_lines.len(), 3, "{steps}");
-    for (line, step) in step_lines.iter().zip(["ingest", "transform", "check"]) {
-        assert!(
-            line.starts_with(&format!("{step},{step},1,succeeded,")),
-            "{steps}"
-        );
+    let names = [
+        "ingest",
+        "transform",
+        "score",
+        "drift",
+        "feedback",
+        "retrain",
+        "rescore",
+        "check",
+    ];
+    assert_eq!(step_lines.len(), names.len(), "{steps}");
+    for (line, step) in step_lines.iter().zip(names) {
+        assert!(line.starts_with(&format!("{step},")), "{steps}");
+        assert!(line.contains(",1,succeeded,"), "{steps}");
     }
 
     let again = lakescore(home.path(), &["demo", "demo-project"]).ok();
     assert!(again.contains("A demo project already exists"), "{again}");
     let rebuilt = lakescore(
         home.path(),
-        &["demo", "demo-project", "--customers", "60", "--force"],
+        &["demo", "demo-project", "--customers", "1000", "--force"],
     )
     .ok();
     assert!(
-        rebuilt.contains(
-            "raw.erp_invoices <- erp_invoices: 1 file landed, 29 rows, 1 quarantined -> version 1"
-        ),
+        rebuilt.contains("scored 998 rows with churn_risk:2 into scored.churn_risk@2"),
         "{rebuilt}"
     );
 }

@@ -291,6 +291,21 @@ fn corrections_become_a_point_in_time_training_set_and_a_promoted_champion() {
         resolved(&workspace),
         "churned,corrected_by,corrections,correction_policy\ntrue,alice,3,majority\n"
     );
+    // Lineage names every input of the labels: the corrections, the predictions and the
+    // feature versions they were made from.
+    let lineage = workspace.run(&["lineage", "training.churn_feedback"]).ok();
+    assert!(
+        lineage.starts_with("training.churn_feedback@2  corrections of churn's predictions, resolved by policy majority"),
+        "{lineage}"
+    );
+    for input in [
+        "feedback.churn@",
+        "scored.churn@",
+        "curated.customers@1  ",
+        "curated.customers@2  ",
+    ] {
+        assert!(lineage.contains(input), "{input} missing:\n{lineage}");
+    }
     // Reruns never quarantine the same row twice.
     assert_eq!(
         one_value(&workspace, "select count(*) from quarantine.feedback_churn"),
@@ -398,9 +413,8 @@ fn a_challenger_that_learned_nothing_new_stays_a_challenger() {
     let out = workspace.run(&["retrain", "churn"]).ok();
     assert!(out.contains("kept as challenger: roc_auc "), "{out}");
     assert!(out.contains("(min_improvement 0.02)"), "{out}");
-    let versions = workspace.csv(
-        "select version, aliases, decision from ops.model_versions order by version",
-    );
+    let versions =
+        workspace.csv("select version, aliases, decision from ops.model_versions order by version");
     assert_eq!(
         versions,
         "version,aliases,decision\n1,champion,\n2,challenger,challenger\n"
@@ -409,14 +423,23 @@ fn a_challenger_that_learned_nothing_new_stays_a_challenger() {
     let scored = workspace
         .run(&["score", "churn", "--input", "curated.customers"])
         .ok();
-    assert!(scored.contains("already scored") || scored.contains("churn:1"), "{scored}");
+    assert!(
+        scored.contains("already scored") || scored.contains("churn:1"),
+        "{scored}"
+    );
     assert_eq!(
-        one_value(&workspace, "select count(*) from scored.churn where model_version = 2"),
+        one_value(
+            &workspace,
+            "select count(*) from scored.churn where model_version = 2"
+        ),
         "0"
     );
     // Without a pending request, the job step's --if-requested does nothing.
     let skipped = workspace.run(&["retrain", "churn", "--if-requested"]).ok();
-    assert!(skipped.contains("no retrain request is pending"), "{skipped}");
+    assert!(
+        skipped.contains("no retrain request is pending"),
+        "{skipped}"
+    );
 }
 
 #[test]
@@ -528,5 +551,8 @@ corrected_at = "timestamp"
         refused.contains("feedback.crm_overrides has no column 'prediction_id': feedback for model 'churn' needs prediction_id (or the key customer_id), corrected_label, corrected_by, corrected_at and optionally comment (found: account, corrected_label, corrected_at, _source_file"),
         "{refused}"
     );
-    assert!(!refused.contains("panicked") && !refused.contains("backtrace"), "{refused}");
+    assert!(
+        !refused.contains("panicked") && !refused.contains("backtrace"),
+        "{refused}"
+    );
 }

@@ -348,7 +348,9 @@ mod tests {
 
         let regression = parse("regression", "[model.monitoring]\nmax_rmse = 3.0\n").unwrap();
         assert_eq!(
-            regression.models[0].retrain.metric_for(regression.models[0].task),
+            regression.models[0]
+                .retrain
+                .metric_for(regression.models[0].task),
             (String::from("rmse"), false)
         );
     }
@@ -365,11 +367,14 @@ mod tests {
             error.contains("[model.monitoring] min_auc does not apply to a regression model"),
             "{error}"
         );
-        let error = parse("classification", "[model.feedback]\npolicy = \"loudest\"\n").unwrap_err();
-        assert!(error.contains("loudest"), "{error}");
         let error =
-            parse("classification", "[model.retrain]\nfeedback_weight = -1\n").unwrap_err();
-        assert!(error.contains("feedback_weight must be zero or more"), "{error}");
+            parse("classification", "[model.feedback]\npolicy = \"loudest\"\n").unwrap_err();
+        assert!(error.contains("loudest"), "{error}");
+        let error = parse("classification", "[model.retrain]\nfeedback_weight = -1\n").unwrap_err();
+        assert!(
+            error.contains("feedback_weight must be zero or more"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -117,7 +117,7 @@ pub async fn record_metrics(
         {"table": report.baseline.0.to_string(), "version": report.baseline.1},
         {"table": current.0.to_string(), "version": current.1},
     ]);
-    let metadata = commit_metadata(&report.run_id, inputs, [("model", json!(report.model))]);
+    let metadata = commit_metadata(&report.run_id, inputs, [("for_model", json!(report.model))]);
     write_batch(
         lakehouse,
         &TableName::parse(DRIFT_METRICS)?,

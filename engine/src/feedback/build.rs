@@ -200,7 +200,7 @@ impl<'a> BuildFeedback<'a> {
             &self.run_id,
             Value::Array(inputs),
             [
-                ("model", json!(config.name)),
+                ("feedback_for", json!(config.name)),
                 ("feedback", json!(marker)),
                 ("policy", json!(policy.as_str())),
             ],
@@ -314,7 +314,7 @@ impl<'a> BuildFeedback<'a> {
         let metadata = commit_metadata(
             &self.run_id,
             json!([{"table": plan.feedback.to_string(), "version": feedback_version}]),
-            [("model", json!(plan.config.name))],
+            [("feedback_for", json!(plan.config.name))],
         );
         write_batch(
             &self.lakehouse,

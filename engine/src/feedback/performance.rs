@@ -316,7 +316,7 @@ impl<'a> RecordPerformance<'a> {
         let metadata = commit_metadata(
             &self.run_id,
             json!([{"table": table.to_string(), "version": version}]),
-            [("model", json!(self.config.name))],
+            [("for_model", json!(self.config.name))],
         );
         write_batch(
             &self.lakehouse,

@@ -33,6 +33,8 @@ pub struct Dataset {
     pub table_rows: u64,
     /// Rows skipped because the label was NULL.
     pub rows_without_label: u64,
+    /// The features of those rows (they are scored for the prediction profile).
+    pub unlabeled: Vec<RawColumn>,
     /// Share of rows kept when the table was sampled (1 when it was not).
     pub sample_fraction: f64,
 }
@@ -116,22 +118,24 @@ pub async fn read_dataset(
         .sql(&format!("SELECT {} FROM {table}", columns.join(", ")))
         .await?;
     let mut stream = frame.execute_stream().await?;
+    let empty_columns: Vec<RawColumn> = config
+        .features
+        .values()
+        .map(|kind| match kind {
+            FeatureKind::Categorical => RawColumn::Texts(Vec::new()),
+            _ => RawColumn::Numbers(Vec::new()),
+        })
+        .collect();
     let mut dataset = Dataset {
         keys: Vec::new(),
-        features: config
-            .features
-            .values()
-            .map(|kind| match kind {
-                FeatureKind::Categorical => RawColumn::Texts(Vec::new()),
-                _ => RawColumn::Numbers(Vec::new()),
-            })
-            .collect(),
+        features: empty_columns.clone(),
         labels: match config.task {
             Task::Classification => LabelColumn::Texts(Vec::new()),
             Task::Regression => LabelColumn::Numbers(Vec::new()),
         },
         table_rows,
         rows_without_label: 0,
+        unlabeled: empty_columns,
         sample_fraction,
     };
     let keys = config.key.len();
@@ -176,6 +180,7 @@ pub async fn read_dataset(
             };
             if !label_present {
                 dataset.rows_without_label += 1;
+                push_features(&mut dataset.unlabeled, &converted, row);
                 continue;
             }
             match (&mut dataset.labels, &label_texts, &label_numbers) {
@@ -184,20 +189,25 @@ pub async fn read_dataset(
                 _ => {}
             }
             dataset.keys.push(key);
-            for (column, values) in dataset.features.iter_mut().zip(&converted) {
-                match (column, values) {
-                    (RawColumn::Numbers(out), Converted::Numbers(array)) => {
-                        out.push(array.is_valid(row).then(|| array.value(row)));
-                    }
-                    (RawColumn::Texts(out), Converted::Texts(array)) => {
-                        out.push(array.is_valid(row).then(|| array.value(row).to_string()));
-                    }
-                    _ => {}
-                }
-            }
+            push_features(&mut dataset.features, &converted, row);
         }
     }
     Ok(dataset)
+}
+
+/// Appends row `row` of the converted feature arrays to `columns`.
+fn push_features(columns: &mut [RawColumn], converted: &[Converted], row: usize) {
+    for (column, values) in columns.iter_mut().zip(converted) {
+        match (column, values) {
+            (RawColumn::Numbers(out), Converted::Numbers(array)) => {
+                out.push(array.is_valid(row).then(|| array.value(row)));
+            }
+            (RawColumn::Texts(out), Converted::Texts(array)) => {
+                out.push(array.is_valid(row).then(|| array.value(row).to_string()));
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A feature column converted for reading.

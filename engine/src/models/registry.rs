@@ -167,8 +167,9 @@ pub struct Manifest {
     pub evaluated_on: String,
     /// Training-time distribution of each feature.
     pub feature_profiles: Vec<(String, ColumnProfile)>,
-    /// Distribution of the model's predictions on the evaluated rows (values, or the
-    /// positive-class probability).
+    /// Distribution of the model's predictions (values, or the positive-class
+    /// probability) on every row of the training table version it read, labeled or not:
+    /// the baseline of prediction drift.
     pub prediction_profile: ColumnProfile,
     /// SHA-256 of `model.json`.
     pub artifact_sha256: String,

@@ -232,5 +232,11 @@ fn evaluate_on(model: &LoadedModel, holdout: &Holdout) -> Result<Metrics> {
         .and_then(|p| manifest.classes.iter().position(|c| c == p))
         .unwrap_or(holdout.positive);
     let all: Vec<usize> = (0..rows).collect();
-    Ok(evaluate(&labels, &all, &outputs, manifest.classes.len(), positive).0)
+    Ok(evaluate(
+        &labels,
+        &all,
+        &outputs,
+        manifest.classes.len(),
+        positive,
+    ))
 }

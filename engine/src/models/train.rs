@@ -188,8 +188,29 @@ impl<'a> Train<'a> {
             .chunks(width.max(1))
             .map(|row| trained.compiled.score(row))
             .collect();
-        let (metrics, predictions) =
-            evaluate(&labels, &evaluated, &outputs, classes.len(), positive);
+        let metrics = evaluate(&labels, &evaluated, &outputs, classes.len(), positive);
+        // The baseline of prediction drift: the model's predictions on every row of the
+        // table version it read, labeled or not, as scoring that version would give.
+        let prediction = |output: RawOutput| match &labels {
+            Labels::Classes(_) => output.probabilities.get(positive).copied().unwrap_or(0.0),
+            Labels::Values(_) => output.value,
+        };
+        let base: Vec<usize> = (0..base_rows).collect();
+        let predictions: Vec<Option<f64>> = [
+            (select_rows(&dataset.features, &base), base_rows),
+            (
+                dataset.unlabeled.clone(),
+                dataset.rows_without_label as usize,
+            ),
+        ]
+        .iter()
+        .flat_map(|(columns, rows)| {
+            encode(columns, *rows)
+                .chunks(width.max(1))
+                .map(|row| Some(prediction(trained.compiled.score(row))))
+                .collect::<Vec<_>>()
+        })
+        .collect();
 
         let manifest = Manifest {
             name: config.name.clone(),
@@ -223,9 +244,7 @@ impl<'a> Train<'a> {
             metrics,
             evaluated_on: evaluated_on.to_string(),
             feature_profiles: profiles(&features, &training_columns),
-            prediction_profile: profile::numeric(
-                &predictions.into_iter().map(Some).collect::<Vec<_>>(),
-            ),
+            prediction_profile: profile::numeric(&predictions),
             artifact_sha256: String::new(),
             artifact_bytes: 0,
             created_at: Utc::now(),
@@ -411,33 +430,25 @@ fn select_rows(columns: &[RawColumn], rows: &[usize]) -> Vec<RawColumn> {
         .collect()
 }
 
-/// Metrics of the outputs for the evaluated rows, and the predictions to profile
-/// (positive-class probabilities, or values).
+/// Metrics of the outputs for the evaluated rows.
 pub(super) fn evaluate(
     labels: &Labels,
     rows: &[usize],
     outputs: &[RawOutput],
     classes: usize,
     positive: usize,
-) -> (Metrics, Vec<f64>) {
+) -> Metrics {
     match labels {
         Labels::Classes(all) => {
             let actual: Vec<usize> = rows.iter().map(|r| all[*r] as usize).collect();
             let probabilities: Vec<Vec<f64>> =
                 outputs.iter().map(|o| o.probabilities.clone()).collect();
-            let predictions = probabilities
-                .iter()
-                .map(|p| p.get(positive).copied().unwrap_or(0.0))
-                .collect();
-            (
-                classification(&probabilities, &actual, classes, positive),
-                predictions,
-            )
+            classification(&probabilities, &actual, classes, positive)
         }
         Labels::Values(all) => {
             let actual: Vec<f64> = rows.iter().map(|r| all[*r]).collect();
             let predicted: Vec<f64> = outputs.iter().map(|o| o.value).collect();
-            (regression(&predicted, &actual), predicted)
+            regression(&predicted, &actual)
         }
     }
 }
