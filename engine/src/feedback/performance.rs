@@ -63,7 +63,8 @@ pub struct PerformanceReport {
     pub windows: Vec<WindowMetrics>,
     /// The floors the champion's newest window breached, with the value.
     pub breaches: Vec<(Floor, f64)>,
-    /// The retrain request raised, if any.
+    /// The retrain request raised by this run (none when the breached window had
+    /// already raised one).
     pub request_id: Option<String>,
 }
 
@@ -159,8 +160,9 @@ impl<'a> RecordPerformance<'a> {
                 ),
                 run_id: self.run_id.clone(),
             };
-            raise(&self.lakehouse, &request).await?;
-            request_id = Some(request.request_id);
+            if raise(&self.lakehouse, &request).await? {
+                request_id = Some(request.request_id);
+            }
         }
         Ok(PerformanceReport {
             windows,
