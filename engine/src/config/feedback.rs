@@ -158,12 +158,12 @@ impl RetrainConfig {
                 known.join(", ")
             ));
         }
-        if !(self.min_improvement >= 0.0) {
+        if self.min_improvement.is_nan() || self.min_improvement < 0.0 {
             return Err(String::from(
                 "[model.retrain] min_improvement must be zero or more",
             ));
         }
-        if !(self.feedback_weight >= 0.0 && self.feedback_weight.is_finite()) {
+        if !self.feedback_weight.is_finite() || self.feedback_weight < 0.0 {
             return Err(String::from(
                 "[model.retrain] feedback_weight must be zero or more (0 leaves feedback out)",
             ));
