@@ -45,6 +45,58 @@ created_at = "timestamp"
 annual_revenue = "decimal(18,2)"
 notes = "string"
 
+# CRM contacts: hand-typed emails and phone numbers, merged on contact_id.
+[[source]]
+name = "crm_contacts"
+path = "extracts/crm/contacts_*.csv"
+format = "csv"
+table = "raw.crm_contacts"
+dialect = "crm"
+mode = "merge"
+key = ["contact_id"]
+[source.schema]
+contact_id = { type = "string", required = true }
+account_id = { type = "string", required = true }
+first_name = "string"
+last_name = "string"
+email = "string"
+phone = "string"
+title = "string"
+updated_at = "timestamp"
+
+# CRM support tickets, appended day by day.
+[[source]]
+name = "crm_tickets"
+path = "extracts/crm/tickets_*.csv"
+format = "csv"
+table = "raw.crm_tickets"
+dialect = "crm"
+[source.schema]
+ticket_id = { type = "string", required = true }
+account_id = { type = "string", required = true }
+opened_at = "timestamp"
+priority = "string"
+status = "string"
+subject = "string"
+
+# SAP customer master (Kundenstamm): the same customers under ERP numbers.
+[[source]]
+name = "erp_customers"
+path = "extracts/erp/kunden_*.csv"
+format = "csv"
+table = "raw.erp_customers"
+dialect = "erp"
+mode = "merge"
+key = ["Kunden-Nr."]
+[source.schema]
+"Kunden-Nr." = { type = "string", required = true }
+Name = "string"
+Ort = "string"
+Land = "string"
+"Kreditlimit (EUR)" = "decimal(18,2)"
+"Angelegt am" = "date"
+Gesperrt = "boolean"
+
 # SAP open-items reports: semicolons, Windows-1252, preamble lines, decimal commas.
 [[source]]
 name = "erp_invoices"
@@ -59,6 +111,20 @@ Rechnung = { type = "string", required = true }
 Datum = "date"
 "Betrag (EUR)" = "decimal(18,2)"
 Storno = "boolean"
+
+# SAP incoming payments (Zahlungseingänge); reversals carry a trailing minus.
+[[source]]
+name = "erp_payments"
+path = "extracts/erp/zahlungen_*.csv"
+format = "csv"
+table = "raw.erp_payments"
+dialect = "erp"
+[source.schema]
+Beleg = { type = "string", required = true }
+"Kunden-Nr." = { type = "string", required = true }
+Rechnung = "string"
+Zahldatum = "date"
+"Betrag (EUR)" = "decimal(18,2)"
 
 # Product usage events dropped by the app as JSON lines, one folder per day.
 [[source]]
@@ -98,6 +164,8 @@ tenure_days = "numeric"
 annual_revenue = "numeric"
 invoiced_eur = "numeric"
 invoices = "numeric"
+paid_eur = "numeric"
+tickets = "numeric"
 events = "numeric"
 seconds = "numeric"
 [model.retrain]
@@ -131,7 +199,29 @@ steps = [
 "#;
 
 /// The demo's SQL models: file name and text.
-const MODELS: [(&str, &str); 3] = [
+const MODELS: [(&str, &str); 4] = [
+    (
+        "contacts.sql",
+        r#"/*
+description = "CRM contacts with normalized emails and E.164 phone numbers"
+
+[[tests]]
+unique = "contact_id"
+[[tests]]
+relationships = { column = "customer_id", to = "curated.customers" }
+severity = "warn"
+*/
+SELECT contact_id,
+       account_id AS customer_id,
+       first_name,
+       last_name,
+       normalize_email(email) AS email,
+       normalize_phone(phone, 'DE') AS phone,
+       title,
+       updated_at
+FROM raw.crm_contacts
+"#,
+    ),
     (
         "customers.sql",
         r#"/*
@@ -145,6 +235,9 @@ erp_customer_no = "The same customer's number in the ERP (Kunden-Nr.)"
 churned = "Whether the customer churned; empty while the CRM does not know yet"
 tenure_days = "Days since the account was created"
 invoiced_eur = "Sum of the customer's invoices, cancellations (Storno) excluded"
+paid_eur = "Sum of the customer's payments, reversals subtracted"
+tickets = "Support tickets the customer opened"
+country = "From the ERP customer master (Land)"
 
 [[tests]]
 unique = "customer_id"
@@ -165,11 +258,23 @@ SELECT a.account_id AS customer_id,
        CAST((to_unixtime(now()) - to_unixtime(a.created_at)) / 86400 AS BIGINT) AS tenure_days,
        a.annual_revenue,
        lpad(substr(a.account_id, 5), 7, '0') AS erp_customer_no,
-       coalesce(sum(CASE WHEN i.storno THEN 0 ELSE i.betrag_eur END), 0) AS invoiced_eur,
-       count(i.rechnung) AS invoices
+       k.land AS country,
+       k.kreditlimit_eur AS credit_limit_eur,
+       coalesce(i.invoiced_eur, 0) AS invoiced_eur,
+       coalesce(i.invoices, 0) AS invoices,
+       coalesce(p.paid_eur, 0) AS paid_eur,
+       coalesce(t.tickets, 0) AS tickets
 FROM raw.crm_accounts a
-LEFT JOIN raw.erp_invoices i ON i.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
-GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+LEFT JOIN raw.erp_customers k ON k.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
+LEFT JOIN (SELECT kunden_nr,
+                  sum(CASE WHEN storno THEN 0 ELSE betrag_eur END) AS invoiced_eur,
+                  count(*) AS invoices
+           FROM raw.erp_invoices GROUP BY kunden_nr) i
+       ON i.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
+LEFT JOIN (SELECT kunden_nr, sum(betrag_eur) AS paid_eur FROM raw.erp_payments GROUP BY kunden_nr) p
+       ON p.kunden_nr = lpad(substr(a.account_id, 5), 7, '0')
+LEFT JOIN (SELECT account_id, count(*) AS tickets FROM raw.crm_tickets GROUP BY account_id) t
+       ON t.account_id = a.account_id
 "#,
     ),
     (
@@ -197,8 +302,8 @@ GROUP BY account_id
         r#"/*
 description = "Customers with their usage: the features churn_risk learns from and scores"
 */
-SELECT c.customer_id, c.industry, c.is_active, c.churned, c.tenure_days, c.annual_revenue,
-       c.invoiced_eur, c.invoices,
+SELECT c.customer_id, c.industry, c.country, c.is_active, c.churned, c.tenure_days,
+       c.annual_revenue, c.invoiced_eur, c.invoices, c.paid_eur, c.tickets,
        coalesce(a.events, 0) AS events,
        coalesce(a.seconds, 0) AS seconds,
        a.last_seen

@@ -12,30 +12,35 @@ fn the_demo_plays_two_days_of_the_whole_loop_and_every_suggested_query_runs() {
     )
     .ok();
     for expected in [
-        "day 1: generated 4462 extract records in 3 files (4 broken on purpose)",
+        "day 1: generated 7966 extract records in 7 files (9 broken on purpose)",
         "raw.crm_accounts <- crm_accounts: 1 file landed, 998 rows, 2 quarantined -> version 1",
+        "raw.crm_contacts <- crm_contacts: 1 file landed, 1965 rows, 2 quarantined -> version 1",
+        "raw.crm_tickets <- crm_tickets: 1 file landed, 209 rows, 1 quarantined -> version 1",
+        "raw.erp_customers <- erp_customers: 1 file landed, 999 rows, 1 quarantined -> version 1",
         "raw.erp_invoices <- erp_invoices: 1 file landed, 499 rows, 1 quarantined -> version 1",
-        "raw.usage_events <- usage_events: 1 file landed, 2961 rows, 1 quarantined -> version 1",
+        "raw.erp_payments <- erp_payments: 1 file landed, 329 rows, 1 quarantined -> version 1",
+        "raw.usage_events <- usage_events: 1 file landed, 2958 rows, 1 quarantined -> version 1",
         // Day 1: the SQL models, the churn model, its scores, and no drift against itself.
         "✓ customers -> curated.customers: version 0 (merge, 998 rows, 4/4 tests passed)",
+        "✓ contacts -> curated.contacts: version 0 (overwrite, 1965 rows,",
         "✓ customer_activity -> curated.customer_activity: version 0 (overwrite,",
         "✓ customer_features -> curated.customer_features: version 0 (overwrite, 998 rows)",
         "churn_risk:1 trained on curated.customer_features@0",
         "scored.churn_risk <- curated.customer_features@0 scored with churn_risk:1: 998 rows -> version 0",
         "no retraining needed",
         // Day 2: the nightly job closes the loop.
-        "day 2: generated 3756 extract records in 4 files (6 broken on purpose)",
-        "4 new files,",
-        "3 of 3 models built,",
+        "day 2: generated 4427 extract records in 8 files (11 broken on purpose)",
+        "8 new files,",
+        "4 of 4 models built,",
         "scored 998 rows with churn_risk:1 into scored.churn_risk@1",
         "features drifted, retraining requested",
         "corrected predictions, 3 corrections quarantined",
         "churn_risk:2 promoted: roc_auc ",
         "scored 998 rows with churn_risk:2 into scored.churn_risk@2",
-        "6 tables fresh",
+        "11 tables fresh",
         "job nightly succeeded in",
         // The summary.
-        "Drift on day 2: 4 features drifted (events, invoiced_eur, invoices, seconds)",
+        "Drift on day 2: 6 features drifted (events, invoiced_eur, invoices, paid_eur, seconds, tickets)",
         "Realized (monitoring.model_performance): churn_risk:1 on ",
         "-> churn_risk:2 promoted",
     ] {
@@ -45,10 +50,28 @@ fn the_demo_plays_two_days_of_the_whole_loop_and_every_suggested_query_runs() {
     let project = home.path().join("demo-project");
     let run = |args: &[&str]| lakescore(&project, args);
     let csv = |sql: &str| run(&["sql", sql, "--format", "csv"]).ok();
-    // Merged CRM exports keep one row per account.
+    // Merged CRM exports keep one row per account; the ERP's customer numbers reconcile
+    // with the CRM's ids, and hand-typed contact details come out normalized.
     assert_eq!(
         csv("select count(*) as n, count(distinct account_id) as ids from raw.crm_accounts"),
         "n,ids\n998,998\n"
+    );
+    // (All but the one whose day-1 master record was quarantined for its date.)
+    assert_eq!(
+        csv("select count(*) as matched from curated.customers where country is not null"),
+        "matched\n997\n"
+    );
+    assert_eq!(
+        csv(
+            "select count(*) as rejected from quarantine.raw_erp_customers where error like '%00.13.2025%'"
+        ),
+        "rejected\n2\n"
+    );
+    assert_eq!(
+        csv(
+            "select count(*) as bad from curated.contacts where email <> lower(trim(email)) or phone not like '+49%'"
+        ),
+        "bad\n0\n"
     );
     // Every customer scored by both versions, the champion's rows carrying version 2.
     assert_eq!(
