@@ -100,7 +100,8 @@ fn shutdown_on_signals() -> Shutdown {
     shutdown
 }
 
-async fn wait_for_signal() -> std::io::Result<()> {
+/// Waits for Ctrl-C or SIGTERM.
+pub async fn wait_for_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let mut terminate =

@@ -9,6 +9,7 @@ mod logging;
 mod models;
 mod progress;
 mod repl;
+mod serve;
 mod transform;
 
 use std::path::{Path, PathBuf};
@@ -215,6 +216,33 @@ enum Command {
         #[arg(long)]
         if_requested: bool,
     },
+    /// Write a table version to a CSV, JSON-lines or Parquet file, locally or in object
+    /// storage (s3://, gs://, az:// with the lakehouse's storage options).
+    Export {
+        /// The table, schema.name (newest version) or schema.name@VERSION.
+        table: String,
+        /// File format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+        format: FormatArg,
+        /// The file to write: a path or a URI.
+        #[arg(long, value_name = "PATH_OR_URI")]
+        to: String,
+    },
+    /// Serve every table over the PostgreSQL wire protocol, for BI tools, psql and drivers.
+    ///
+    /// Users and roles come from [[serve.user]] and [[serve.role]] (SCRAM-SHA-256
+    /// passwords; each role reads the schemas and tables its `select` names); TLS from
+    /// [serve] tls_cert and tls_key. Every statement is recorded in ops.query_log. Runs
+    /// until Ctrl-C or SIGTERM.
+    Serve {
+        /// Listen on HOST:PORT instead of [serve] listen (default 127.0.0.1:5432).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// Read a password from standard input and print its password_hash for
+        /// [[serve.user]], instead of serving.
+        #[arg(long)]
+        hash_password: bool,
+    },
     /// List, inspect and promote registered model versions.
     Models {
         #[command(subcommand)]
@@ -347,14 +375,20 @@ enum FormatArg {
     Parquet,
 }
 
-impl OutputArgs {
-    fn format(&self) -> OutputFormat {
-        match self.format {
+impl FormatArg {
+    fn format(self) -> OutputFormat {
+        match self {
             FormatArg::Table => OutputFormat::Table,
             FormatArg::Csv => OutputFormat::Csv,
             FormatArg::Json => OutputFormat::Json,
             FormatArg::Parquet => OutputFormat::Parquet,
         }
+    }
+}
+
+impl OutputArgs {
+    fn format(&self) -> OutputFormat {
+        self.format.format()
     }
 
     fn destination(&self) -> Destination {
@@ -562,6 +596,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let project = project()?;
             let lakehouse = open_lakehouse(&project)?;
             feedback::retrain(&project, lakehouse, model, *if_requested).await
+        }
+        Command::Export { table, format, to } => {
+            let lakehouse = open_lakehouse(&project()?)?;
+            let report =
+                lakescore_engine::export::export(lakehouse, table, format.format(), to).await?;
+            println!(
+                "{}@{}: {} rows -> {}",
+                report.table.0, report.table.1, report.rows, report.destination
+            );
+            Ok(())
+        }
+        Command::Serve {
+            listen,
+            hash_password,
+        } => {
+            if *hash_password {
+                return serve::print_password_hash();
+            }
+            let project = project()?;
+            let lakehouse = open_lakehouse(&project)?;
+            serve::run(project, lakehouse, listen.clone()).await
         }
         Command::Models { action } => {
             let lakehouse = open_lakehouse(&project()?)?;

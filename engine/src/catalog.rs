@@ -39,6 +39,8 @@ pub struct LakehouseCatalog {
     pins: Arc<Pins>,
     session: SessionSlot,
     schemas: Mutex<HashMap<String, Arc<LakehouseSchema>>>,
+    /// Schemas registered by the session (the PostgreSQL server's `pg_catalog`).
+    registered: Mutex<HashMap<String, Arc<dyn SchemaProvider>>>,
 }
 
 impl fmt::Debug for LakehouseCatalog {
@@ -68,6 +70,7 @@ impl LakehouseCatalog {
             pins,
             session: SessionSlot::default(),
             schemas: Mutex::new(HashMap::new()),
+            registered: Mutex::new(HashMap::new()),
         })
     }
 
@@ -101,12 +104,31 @@ impl LakehouseCatalog {
 
 impl CatalogProvider for LakehouseCatalog {
     fn schema_names(&self) -> Vec<String> {
-        self.listed.keys().cloned().collect()
+        let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        self.listed
+            .keys()
+            .cloned()
+            .chain(registered.keys().cloned())
+            .collect()
     }
 
     /// Any schema name is answered, so a schema created after discovery is still found.
     fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(schema) = registered.get(name) {
+            return Some(schema.clone());
+        }
         Some(self.schema_provider(name))
+    }
+
+    /// Keeps a schema that is not in the lakehouse (such as `pg_catalog`) in this catalog.
+    fn register_schema(
+        &self,
+        name: &str,
+        schema: Arc<dyn SchemaProvider>,
+    ) -> DfResult<Option<Arc<dyn SchemaProvider>>> {
+        let mut registered = self.registered.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(registered.insert(name.to_string(), schema))
     }
 }
 

@@ -5,13 +5,14 @@
 //! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), drift monitoring ([`drift`]), lakescore's SQL functions
 //! ([`functions`]), the lineage metadata of every commit ([`commit`]), the SQL session every entry point
 //! uses ([`session`]), table listings and history ([`inspect`]) writing results in the
-//! formats other tools read ([`output`]) and query results into Delta tables ([`write`]). Nothing here knows about jobs or the CLI.
+//! formats other tools read ([`output`]), table versions as files ([`export`]) and query results into Delta tables ([`write`]). Nothing here knows about jobs or the CLI.
 
 pub mod catalog;
 pub mod commit;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod export;
 pub mod feedback;
 pub mod functions;
 pub mod hashing;

@@ -28,6 +28,10 @@ use crate::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
 pub const DEFAULT_SCHEMA: &str = "public";
 
+/// Schemas that describe the session rather than hold lakehouse tables: DataFusion's
+/// `information_schema` and, in `lakescore serve`, PostgreSQL's `pg_catalog`.
+pub const SYSTEM_SCHEMAS: [&str; 2] = ["information_schema", "pg_catalog"];
+
 /// Table versions a session reads instead of the newest ones.
 pub type Pins = BTreeMap<TableName, u64>;
 
@@ -174,7 +178,7 @@ impl SqlSession {
 
     /// Every lakehouse table `statement` reads, as written and as a name: plain references
     /// (unqualified ones are in [`DEFAULT_SCHEMA`]) and the tables of `table_at` calls.
-    /// Common table expressions and `information_schema` are not tables of the lakehouse.
+    /// Common table expressions and [`SYSTEM_SCHEMAS`] are not tables of the lakehouse.
     pub fn tables_read(&self, statement: &Statement) -> Result<Vec<(String, TableName)>> {
         let state = self.ctx.state();
         let mut tables = Vec::new();
@@ -184,7 +188,7 @@ impl SqlSession {
             }
             let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
             if resolved.catalog.as_ref() != CATALOG_NAME
-                || resolved.schema.as_ref() == "information_schema"
+                || SYSTEM_SCHEMAS.contains(&resolved.schema.as_ref())
             {
                 continue;
             }

@@ -1,5 +1,5 @@
-//! The SQL layer's error type: each variant names the model file, table or test involved
-//! and says what to do.
+//! The SQL layer's error type: each variant names the model file, table, test or server
+//! setting involved and says what to do.
 
 use std::path::PathBuf;
 
@@ -67,6 +67,20 @@ pub enum Error {
         user_error: bool,
     },
 
+    /// The PostgreSQL-wire server cannot start as configured (users, TLS files, address).
+    #[error("lakescore serve: {0}")]
+    Serve(String),
+
+    /// The server's socket failed.
+    #[error("lakescore serve: {what}: {source}")]
+    Network {
+        /// What was being done.
+        what: String,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Reading the models folder failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -83,7 +97,7 @@ impl Error {
     pub fn is_user_error(&self) -> bool {
         match self {
             Error::Engine(inner) => inner.is_user_error(),
-            Error::Io { .. } => false,
+            Error::Io { .. } | Error::Network { .. } => false,
             Error::ModelsFailed { user_error, .. } => *user_error,
             _ => true,
         }

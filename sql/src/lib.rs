@@ -5,12 +5,14 @@
 //! ([`dag`]); `transform` runs them in order on pinned input versions and commits each
 //! result only after its data tests ([`data_test`], [`testing`]) pass ([`transform`]);
 //! [`lineage`] walks the commit metadata back from a table version to the extract files.
+//! [`serve`] is the PostgreSQL-wire server that lets BI tools and `psql` query the tables.
 
 pub mod dag;
 pub mod data_test;
 pub mod error;
 pub mod lineage;
 pub mod model;
+pub mod serve;
 pub mod testing;
 pub mod transform;
 

@@ -12,6 +12,7 @@ use lakescore_engine::datafusion::arrow::compute::cast;
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::output::{Destination, OutputFormat};
 use lakescore_engine::{Lakehouse, Project, SqlSession};
+use lakescore_sql::serve::hash_password;
 
 pub use generate::{Generation, generate};
 
@@ -192,6 +193,25 @@ steps = [
   { check = true },
 ]
 
+# `lakescore serve` for psql and BI tools. The demo's passwords are the user names;
+# a real project keeps them in the environment (password = "${ANALYST_PASSWORD}").
+[serve]
+listen = "127.0.0.1:5432"
+[[serve.role]]
+name = "analyst"
+select = ["curated", "scored", "monitoring", "training"]
+[[serve.role]]
+name = "engineer"
+select = ["*"]
+[[serve.user]]
+name = "analyst"
+password_hash = "ANALYST_HASH"
+role = "analyst"
+[[serve.user]]
+name = "engineer"
+password_hash = "ENGINEER_HASH"
+role = "engineer"
+
 # Extracts arrive daily; curated tables follow their inputs within the hour.
 [freshness.tables]
 "raw.*" = { max_age = "26h" }
@@ -353,7 +373,10 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
         }
     }
     std::fs::create_dir_all(options.dir.join("models"))?;
-    std::fs::write(&project_file, PROJECT_FILE)?;
+    let project_text = PROJECT_FILE
+        .replace("ANALYST_HASH", &hash_password("analyst"))
+        .replace("ENGINEER_HASH", &hash_password("engineer"));
+    std::fs::write(&project_file, project_text)?;
     for (file, sql) in MODELS {
         std::fs::write(options.dir.join("models").join(file), sql)?;
     }
@@ -503,6 +526,9 @@ fn print_next_steps(dir: &Path, started: Instant) {
         "  lakescore runs nightly                             # the day-2 job run, step by step"
     );
     println!("  lakescore sql            # interactive prompt, \\dt lists tables");
+    println!(
+        "\nFor psql and BI tools: `lakescore serve`, then\n  psql \"host=127.0.0.1 port=5432 user=analyst dbname=lakehouse\"   # password: analyst (engineer/engineer reads raw too)"
+    );
 }
 
 fn remove_if_exists(path: &Path) -> std::io::Result<()> {

@@ -43,6 +43,7 @@ fn the_demo_plays_two_days_of_the_whole_loop_and_every_suggested_query_runs() {
         "Drift on day 2: 6 features drifted (events, invoiced_eur, invoices, paid_eur, seconds, tickets)",
         "Realized (monitoring.model_performance): churn_risk:1 on ",
         "-> churn_risk:2 promoted",
+        "psql \"host=127.0.0.1 port=5432 user=analyst dbname=lakehouse\"",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }

@@ -355,28 +355,16 @@ fn help_documents_commands_and_exit_codes() {
 
 #[tokio::test]
 async fn the_interactive_prompt_runs_multi_line_statements_and_meta_commands() {
-    use std::io::Write;
     let ws = Workspace::init();
     ws.write_rows("raw.x", &[(1, "ada"), (2, "bo")], SaveMode::Append)
         .await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .arg("sql")
-        .current_dir(ws.path())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"select count(*)\n  as n from raw.x;\nselect * from raw.nope;\n\\dt\n\\q\n")
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(output.status.success());
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let run = crate::support::lakescore_with_input(
+        ws.path(),
+        &["sql"],
+        b"select count(*)\n  as n from raw.x;\nselect * from raw.nope;\n\\dt\n\\q\n",
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let (stdout, stderr) = (run.stdout, run.stderr);
     assert!(
         stdout.contains("| n |\n+---+\n| 2 |\n+---+\n1 row\n"),
         "{stdout}"

@@ -3,7 +3,6 @@
 //! schedulers running a nightly pipeline every minute without running a fire twice.
 
 use std::future::IntoFuture;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use lakescore_jobs::lease::{Acquired, Leases};
 use lakescore_jobs::{RunJob, RunReport, Scheduler, Shutdown};
 use serde_json::json;
 
-use crate::support::Workspace;
+use crate::support::{Workspace, spawn_lakescore, terminate};
 use crate::webhook::Webhook;
 
 /// A project with `toml` appended and `models` (name, SQL) written to models/.
@@ -484,25 +483,6 @@ steps = [{ check = true }]
             this_hour.format("%Y-%m-%dT%H:%M:%SZ")
         )
     );
-}
-
-/// Sends SIGTERM to a child process.
-fn terminate(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
-fn spawn_lakescore(workspace: &Workspace, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .args(args)
-        .current_dir(workspace.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 /// Waits until a run has recorded its first step attempt in ops.step_runs.

@@ -11,6 +11,7 @@ mod ingest;
 mod jobs;
 mod models;
 mod s3;
+mod serve;
 mod support;
 mod transform;
 mod webhook;

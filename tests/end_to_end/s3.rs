@@ -187,6 +187,27 @@ fn extracts_on_s3_land_in_a_lakehouse_on_s3_exactly_once() {
         "n\n0\n"
     );
 
+    // A table version exported as a file to object storage.
+    let exported = run(&[
+        "export",
+        "raw.erp_invoices@1",
+        "--format",
+        "csv",
+        "--to",
+        "s3://exports/out/invoices.csv",
+    ])
+    .ok();
+    assert_eq!(
+        exported,
+        "raw.erp_invoices@1: 9 rows -> s3://exports/out/invoices.csv\n"
+    );
+    let csv = std::fs::read_to_string(exports.join("out/invoices.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 10, "{csv}");
+    assert!(
+        csv.starts_with("kunden_nr,name,rechnung,datum,betrag_eur,storno,"),
+        "{csv}"
+    );
+
     // A rerun lands nothing; a new object lands once.
     let again = run(&["ingest"]).ok();
     assert!(

@@ -2,7 +2,7 @@
 //! stands for "any other Delta writer" (Spark, delta-rs Python) putting tables in place.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 
 use deltalake::DeltaTable;
@@ -150,6 +150,46 @@ pub fn files_under(dir: &Path) -> usize {
         .map(|e| e.expect("entry").path())
         .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
         .sum()
+}
+
+/// Sends SIGTERM to a child process.
+pub fn terminate(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+/// Starts the lakescore binary in the workspace, its output piped.
+pub fn spawn_lakescore(workspace: &Workspace, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lakescore"))
+        .args(args)
+        .current_dir(workspace.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lakescore")
+}
+
+/// Runs the lakescore binary in `dir` with `input` on its standard input.
+pub fn lakescore_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Run {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lakescore");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input)
+        .expect("write stdin");
+    child.wait_with_output().expect("run lakescore").into()
 }
 
 /// Runs the lakescore binary in `dir` with no cloud credentials leaking in.

@@ -17,6 +17,7 @@ mod drift;
 mod feedback;
 mod job;
 mod model;
+mod serve;
 mod source;
 
 pub use drift::{DriftConfig, ThresholdOverrides, Thresholds};
@@ -27,6 +28,7 @@ pub use job::{
 };
 
 pub use model::{Algorithm, FeatureKind, ModelConfig, Task};
+pub use serve::{ServeConfig, ServeRole, ServeUser};
 pub use source::{
     BadRowLimit, ColumnSpec, ColumnType, DialectSettings, LandingMode, SourceConfig, SourceFormat,
 };
@@ -81,6 +83,9 @@ pub struct ProjectConfig {
     /// `[[alert]]`: where failures, stale tables and drift are reported.
     #[serde(default, rename = "alert")]
     pub alerts: Vec<AlertConfig>,
+    /// `[serve]`: the PostgreSQL-wire server's address, users, roles and TLS.
+    #[serde(default)]
+    pub serve: ServeConfig,
 }
 
 /// The `[functions]` section: settings the SQL functions read.
@@ -406,6 +411,7 @@ impl ProjectConfig {
         config.check_sources()?;
         config.check_models()?;
         job::check_jobs(&config.jobs, &config.alerts, &config.freshness)?;
+        config.serve.check()?;
         Ok(config)
     }
 
@@ -517,6 +523,17 @@ root = "./lakehouse"
 # [model.monitoring]                      # realized metrics in monitoring.model_performance
 # window = "1d"
 # min_auc = 0.75                          # below it, a retrain is requested
+
+# The PostgreSQL-wire server: `lakescore serve`, then psql or a BI tool.
+# [serve]
+# listen = "127.0.0.1:5432"
+# [[serve.role]]
+# name = "analyst"
+# select = ["curated", "scored", "monitoring"]   # schemas, tables or patterns
+# [[serve.user]]
+# name = "analyst"
+# password = "${{ANALYST_PASSWORD}}"              # or password_hash from `lakescore serve --hash-password`
+# role = "analyst"
 
 # Jobs: `lakescore run NAME` runs one now; `lakescore scheduler` runs them on schedule.
 # [[job]]
