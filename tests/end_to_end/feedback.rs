@@ -383,13 +383,17 @@ fn corrections_become_a_point_in_time_training_set_and_a_promoted_champion() {
 }
 
 #[test]
-fn a_challenger_that_learned_nothing_new_stays_a_challenger() {
+fn a_challenger_no_better_than_the_champion_stays_a_challenger() {
     let workspace = Workspace::init();
-    let (day2, _) = two_days(&workspace, "[model.retrain]\nmin_improvement = 0.02\n");
+    // Feedback weighted 0 is evaluated but not learned from: the challenger is the same
+    // model as the champion, so it is not better by any margin.
+    let (day2, _) = two_days(
+        &workspace,
+        "[model.retrain]\nmin_improvement = 0.02\nfeedback_weight = 0.0\n",
+    );
     let ids = prediction_ids(&workspace, "2");
     assert_eq!(ids.len(), day2.len());
-    // Staff confirm predictions for the segments the champion already knows: the
-    // challenger has nothing new to learn, so it cannot beat the champion by the margin.
+    // Staff confirm predictions for the segments the champion already knows.
     let known: std::collections::HashMap<&str, &Customer> =
         day2.iter().map(|c| (c.0.as_str(), c)).collect();
     let mut file = String::from(HEADER);
@@ -411,8 +415,9 @@ fn a_challenger_that_learned_nothing_new_stays_a_challenger() {
     workspace.run(&["feedback", "churn"]).ok();
 
     let out = workspace.run(&["retrain", "churn"]).ok();
+    assert!(out.contains("plus 0 feedback rows"), "{out}");
     assert!(out.contains("kept as challenger: roc_auc "), "{out}");
-    assert!(out.contains("(min_improvement 0.02)"), "{out}");
+    assert!(out.contains("not better (min_improvement 0.02)"), "{out}");
     let versions =
         workspace.csv("select version, aliases, decision from ops.model_versions order by version");
     assert_eq!(

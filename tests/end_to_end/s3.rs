@@ -203,10 +203,10 @@ fn extracts_on_s3_land_in_a_lakehouse_on_s3_exactly_once() {
     );
     let csv = std::fs::read_to_string(exports.join("out/invoices.csv")).unwrap();
     assert_eq!(csv.lines().count(), 10, "{csv}");
-    assert!(
-        csv.starts_with("kunden_nr,name,rechnung,datum,betrag_eur,storno,"),
-        "{csv}"
-    );
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    for column in ["kunden_nr", "rechnung", "betrag_eur", "_source_file"] {
+        assert!(header.contains(&column), "{csv}");
+    }
 
     // A rerun lands nothing; a new object lands once.
     let again = run(&["ingest"]).ok();

@@ -4,7 +4,8 @@
 //!
 //! Sampling and the split are decided per row by a SHA-256 of the seed and the row's key
 //! (or its position when the model has no key), so the same data version and seed always
-//! give the same rows, and a row keeps its side of the split as the table grows.
+//! give the same rows, and a row keeps its side of the split as the table grows. Rows are
+//! read in a fixed order, so training is reproducible.
 
 use std::sync::Arc;
 
@@ -114,8 +115,13 @@ pub async fn read_dataset(
         .chain(std::iter::once(&config.label))
         .map(|c| quote_identifier(c))
         .collect();
+    // A fixed row order: the learners break ties by position, so the same table version
+    // and seed train the same model however the scan's partitions arrive.
     let frame = session
-        .sql(&format!("SELECT {} FROM {table}", columns.join(", ")))
+        .sql(&format!(
+            "SELECT {columns} FROM {table} ORDER BY {columns}",
+            columns = columns.join(", ")
+        ))
         .await?;
     let mut stream = frame.execute_stream().await?;
     let empty_columns: Vec<RawColumn> = config
