@@ -161,6 +161,24 @@ impl SqlSession {
         Ok(self.ctx.execute_logical_plan(plan).await?)
     }
 
+    /// Rows of `table` (a quoted name) as the session's pins and versions see it.
+    pub async fn count_rows(&self, table: &str) -> Result<u64> {
+        let batches = self
+            .sql(&format!("SELECT count(*) FROM {table}"))
+            .await?
+            .collect()
+            .await?;
+        Ok(batches
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0) as u64)
+    }
+
     /// Parses and plans `sql`, which must hold exactly one statement.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let mut statements = self.parse(sql)?;

@@ -165,7 +165,7 @@ impl<'a> BuildFeedback<'a> {
             .await?;
         let columns = feedback_columns(&session, &feedback).await?;
         let plan = FeedbackPlan::new(config, &champion, &feedback, &scored, &columns)?;
-        report.corrections = count(&session, &feedback.quoted()).await?;
+        report.corrections = session.count_rows(&feedback.quoted()).await?;
         let sources = plan.sources(&session).await?;
         let classified = plan.classified_sql(&sources);
 
@@ -372,23 +372,6 @@ async fn feedback_columns(
         .iter()
         .map(|f| (f.name().clone(), f.data_type().clone()))
         .collect())
-}
-
-async fn count(session: &SqlSession, table: &str) -> Result<u64> {
-    let batches = session
-        .sql(&format!("SELECT count(*) FROM {table}"))
-        .await?
-        .collect()
-        .await?;
-    Ok(batches
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0) as u64)
 }
 
 /// The SQL of one feedback run.

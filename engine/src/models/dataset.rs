@@ -93,20 +93,7 @@ pub async fn read_dataset(
     config: &ModelConfig,
     table: &str,
 ) -> Result<Dataset> {
-    let counted = session
-        .sql(&format!("SELECT count(*) FROM {table}"))
-        .await?
-        .collect()
-        .await?;
-    let table_rows = counted
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0) as u64;
+    let table_rows = session.count_rows(table).await?;
     let sample_fraction = (config.max_training_rows as f64 / table_rows.max(1) as f64).min(1.0);
     let columns: Vec<String> = config
         .key

@@ -19,6 +19,7 @@ use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
 use lakescore_engine::config::ServeConfig;
+use lakescore_engine::hashing::hex;
 
 use crate::error::{Error, Result};
 
@@ -120,10 +121,6 @@ fn parse_hash(text: &str) -> Option<(Vec<u8>, Vec<u8>)> {
     let salt = unhex(parts.next()?)?;
     let salted = unhex(parts.next()?)?;
     (parts.next().is_none() && salted.len() == 32).then_some((salt, salted))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {

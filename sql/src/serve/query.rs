@@ -11,13 +11,13 @@ use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
+use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::{QueryResponse, Response};
+use datafusion_postgres::pgwire::api::results::Response;
 use datafusion_postgres::pgwire::api::store::PortalStore;
 use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, METADATA_USER};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
@@ -215,29 +215,9 @@ impl QueryHook for LakescoreQueries {
                         .await
                         .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
                     let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                    let fields = Arc::new(arrow_schema_to_pg_fields(
-                        frame.schema().as_arrow(),
-                        &Format::UnifiedText,
-                        Some(options),
-                    )?);
-                    let stream = frame
-                        .execute_stream()
-                        .await
-                        .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
-                    let rows_fields = fields.clone();
-                    let rows = stream
-                        .map(move |batch| {
-                            let rows: Box<dyn Iterator<Item = PgWireResult<_>> + Send + Sync> =
-                                match batch {
-                                    Ok(batch) => encode_recordbatch(rows_fields.clone(), batch),
-                                    Err(e) => Box::new(std::iter::once(Err(
-                                        PgWireError::ApiError(Box::new(e)),
-                                    ))),
-                                };
-                            futures::stream::iter(rows)
-                        })
-                        .flatten();
-                    Ok(Response::Query(QueryResponse::new(fields, rows)))
+                    let response =
+                        encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
+                    Ok(Response::Query(response))
                 }
                 .await,
             ),
