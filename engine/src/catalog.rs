@@ -18,12 +18,13 @@ use parking_lot::RwLock;
 use async_trait::async_trait;
 use datafusion::catalog::view::ViewTable;
 use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
-use datafusion::error::{DataFusionError, Result as DfResult};
+use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionState;
 
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName, TableVersion};
-use crate::session::Pins;
+use crate::read_only::ReadOnlyTable;
+use crate::session::{Pins, Visibility};
 use crate::views::{list_views, read_view};
 
 /// The session a catalog belongs to, for planning views; set once the session exists.
@@ -52,17 +53,25 @@ impl fmt::Debug for LakehouseCatalog {
 }
 
 impl LakehouseCatalog {
-    /// Lists the lakehouse and builds the catalog, which opens `pins` at their versions.
-    pub async fn discover(lakehouse: Arc<Lakehouse>, pins: Arc<Pins>) -> Result<Self> {
+    /// Lists the lakehouse and builds the catalog, which opens `pins` at their versions
+    /// and lists only the tables `visible` accepts (all without it).
+    pub async fn discover(
+        lakehouse: Arc<Lakehouse>,
+        pins: Arc<Pins>,
+        visible: Option<Visibility>,
+    ) -> Result<Self> {
         let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for schema in lakehouse.list_schemas().await? {
-            listed.entry(schema).or_default();
+        let shown = |table: &TableName| visible.as_ref().is_none_or(|visible| visible(table));
+        if visible.is_none() {
+            for schema in lakehouse.list_schemas().await? {
+                listed.entry(schema).or_default();
+            }
         }
-        for table in lakehouse.list_tables().await? {
-            listed.entry(table.schema).or_default().push(table.name);
-        }
-        for view in list_views(&lakehouse).await? {
-            listed.entry(view.schema).or_default().push(view.name);
+        let tables = lakehouse.list_tables().await?;
+        for table in tables.into_iter().chain(list_views(&lakehouse).await?) {
+            if shown(&table) {
+                listed.entry(table.schema).or_default().push(table.name);
+            }
         }
         Ok(Self {
             lakehouse,
@@ -72,6 +81,14 @@ impl LakehouseCatalog {
             schemas: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Drops the schemas the session registered here.
+    pub fn release_registered_schemas(&self) {
+        self.registered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     /// Lets views be planned in `session`, the session this catalog is registered in.
@@ -180,6 +197,7 @@ impl LakehouseSchema {
             uri: delta.table_url().to_string(),
             cause: e.to_string(),
         })?;
+        let provider = ReadOnlyTable::new(provider);
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }
@@ -202,7 +220,7 @@ impl LakehouseSchema {
                 e.strip_backtrace()
             ))
         })?;
-        let provider: Arc<dyn TableProvider> = Arc::new(ViewTable::new(plan, Some(sql)));
+        let provider = ReadOnlyTable::new(Arc::new(ViewTable::new(plan, Some(sql))));
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }
@@ -226,7 +244,13 @@ impl SchemaProvider for LakehouseSchema {
         match self.open(name).await {
             Ok(provider) => Ok(Some(provider)),
             Err(Error::UnknownTable { .. }) => Ok(None),
-            Err(other) => Err(DataFusionError::External(Box::new(other))),
+            // A statement that names a broken table gets its error from the session's
+            // check of named tables; listings (information_schema, pg_catalog) go on
+            // without it, so one broken table or view hides nothing else.
+            Err(other) => {
+                tracing::warn!(table = %format!("{}.{name}", self.schema), "left out: {other}");
+                Ok(None)
+            }
         }
     }
 

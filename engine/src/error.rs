@@ -94,6 +94,13 @@ pub enum Error {
     #[error("{0}")]
     Sql(String),
 
+    /// A statement that would write through SQL.
+    #[error("{what}: {}", crate::read_only::WRITES_BELONG_ELSEWHERE)]
+    ReadOnly {
+        /// What was refused, e.g. "INSERT INTO is not allowed".
+        what: String,
+    },
+
     /// Query execution failed.
     #[error("query failed: {0}")]
     Query(DataFusionError),
@@ -136,6 +143,7 @@ impl Error {
                 | Error::VersionNotFound { .. }
                 | Error::Usage(_)
                 | Error::Sql(_)
+                | Error::ReadOnly { .. }
         )
     }
 

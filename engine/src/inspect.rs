@@ -23,8 +23,8 @@ use crate::lakehouse::{Lakehouse, TableName, TableVersion};
 pub struct TableSummary {
     /// `schema.name`.
     pub name: TableName,
-    /// Current version.
-    pub version: u64,
+    /// Current version; `None` when the table cannot be read.
+    pub version: Option<u64>,
     /// Rows, from the Delta log's statistics; `None` when a file has no statistics.
     pub rows: Option<u64>,
     /// Active data files.
@@ -33,6 +33,8 @@ pub struct TableSummary {
     pub size_bytes: u64,
     /// When the current version was committed.
     pub last_commit: Option<DateTime<Utc>>,
+    /// Why the table cannot be read (a torn commit, a missing file), when it cannot.
+    pub error: Option<String>,
 }
 
 impl TableSummary {
@@ -54,20 +56,41 @@ impl TableSummary {
             .and_then(DateTime::from_timestamp_millis);
         Ok(Self {
             name: name.clone(),
-            version,
+            version: Some(version),
             rows,
             files,
             size_bytes,
             last_commit,
+            error: None,
         })
+    }
+
+    /// A table that is listed but cannot be read, and why.
+    fn broken(name: &TableName, error: &Error) -> Self {
+        Self {
+            name: name.clone(),
+            version: None,
+            rows: None,
+            files: 0,
+            size_bytes: 0,
+            last_commit: None,
+            error: Some(error.to_string()),
+        }
     }
 }
 
-/// Summaries of every table in the lakehouse, sorted by name.
+/// Summaries of every table in the lakehouse, sorted by name. A table that cannot be
+/// read is listed with its error (and logged), so one broken table hides nothing else.
 pub async fn list_table_summaries(lakehouse: &Lakehouse) -> Result<Vec<TableSummary>> {
     let mut summaries = Vec::new();
     for name in lakehouse.list_tables().await? {
-        summaries.push(TableSummary::of(lakehouse, &name).await?);
+        match TableSummary::of(lakehouse, &name).await {
+            Ok(summary) => summaries.push(summary),
+            Err(error) => {
+                tracing::warn!(table = %name, "table cannot be read: {error}");
+                summaries.push(TableSummary::broken(&name, &error));
+            }
+        }
     }
     Ok(summaries)
 }
@@ -76,20 +99,19 @@ pub async fn list_table_summaries(lakehouse: &Lakehouse) -> Result<Vec<TableSumm
 pub fn summaries_batch(summaries: &[TableSummary]) -> Result<(SchemaRef, RecordBatch)> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("table", DataType::Utf8, false),
-        Field::new("version", DataType::UInt64, false),
+        Field::new("version", DataType::UInt64, true),
         Field::new("rows", DataType::UInt64, true),
         Field::new("files", DataType::UInt64, false),
         Field::new("size", DataType::Utf8, false),
         Field::new("size_bytes", DataType::UInt64, false),
         last_commit_field("last_commit"),
+        Field::new("error", DataType::Utf8, true),
     ]));
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             summaries.iter().map(|s| s.name.to_string()),
         )),
-        Arc::new(UInt64Array::from_iter_values(
-            summaries.iter().map(|s| s.version),
-        )),
+        Arc::new(UInt64Array::from_iter(summaries.iter().map(|s| s.version))),
         Arc::new(UInt64Array::from_iter(summaries.iter().map(|s| s.rows))),
         Arc::new(UInt64Array::from_iter_values(
             summaries.iter().map(|s| s.files),
@@ -101,6 +123,9 @@ pub fn summaries_batch(summaries: &[TableSummary]) -> Result<(SchemaRef, RecordB
             summaries.iter().map(|s| s.size_bytes),
         )),
         timestamps(summaries.iter().map(|s| s.last_commit)),
+        Arc::new(StringArray::from_iter(
+            summaries.iter().map(|s| s.error.clone()),
+        )),
     ];
     let batch = RecordBatch::try_new(schema.clone(), columns)?;
     Ok((schema, batch))

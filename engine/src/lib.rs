@@ -2,7 +2,7 @@
 //!
 //! It owns the project file ([`config`]), the lakehouse root and its object stores
 //! ([`lakehouse`]), the DataFusion catalog that exposes every Delta table under the root
-//! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), drift monitoring ([`drift`]), lakescore's SQL functions
+//! ([`catalog`]) and the saved views it plans ([`views`]), time travel in SQL ([`time_travel`]), SQL that reads and never writes ([`read_only`]), drift monitoring ([`drift`]), lakescore's SQL functions
 //! ([`functions`]), the lineage metadata of every commit ([`commit`]), the SQL session every entry point
 //! uses ([`session`]), table listings and history ([`inspect`]) writing results in the
 //! formats other tools read ([`output`]), table versions as files ([`export`]) and query results into Delta tables ([`write`]). Nothing here knows about jobs or the CLI.
@@ -21,6 +21,7 @@ pub mod lakehouse;
 pub mod models;
 pub mod output;
 pub mod quarantine;
+pub mod read_only;
 pub mod retrain_requests;
 pub mod session;
 pub mod time_travel;

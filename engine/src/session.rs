@@ -14,6 +14,8 @@ use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
 use datafusion::execution::context::SessionContext;
+use datafusion::execution::runtime_env::RuntimeEnv;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 
@@ -23,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::functions::{FunctionWarning, FunctionWarnings, all_functions};
 use crate::lakehouse::{Lakehouse, TableName};
 use crate::models::loaded::SessionModels;
+use crate::read_only::{refuse_write_statement, refuse_writes};
 use crate::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
@@ -42,9 +45,14 @@ pub struct SqlSession {
     catalog: Arc<LakehouseCatalog>,
     time_travel: Arc<TimeTravel>,
     pins: Arc<Pins>,
+    visible: Option<Visibility>,
     warnings: FunctionWarnings,
     models: Arc<SessionModels>,
 }
+
+/// Which lakehouse tables a session lists (in `information_schema`, `SHOW TABLES` and
+/// catalogs built on them); a table it does not list can still be named.
+pub type Visibility = Arc<dyn Fn(&TableName) -> bool + Send + Sync>;
 
 /// Settings of a new [`SqlSession`]; `.build().await` opens it.
 pub struct SessionBuilder {
@@ -52,6 +60,8 @@ pub struct SessionBuilder {
     config: SessionConfig,
     functions: FunctionsConfig,
     pins: Pins,
+    runtime: Option<Arc<RuntimeEnv>>,
+    visible: Option<Visibility>,
 }
 
 impl SessionBuilder {
@@ -73,6 +83,19 @@ impl SessionBuilder {
         self
     }
 
+    /// Runs queries in `runtime` (its memory pool and spill folder) instead of a default
+    /// one without limits.
+    pub fn runtime(mut self, runtime: Arc<RuntimeEnv>) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+
+    /// Lists only the tables `visible` accepts.
+    pub fn visible(mut self, visible: Visibility) -> Self {
+        self.visible = Some(visible);
+        self
+    }
+
     /// Lists the lakehouse and registers the catalog and the functions.
     pub async fn build(self) -> Result<SqlSession> {
         let config = self
@@ -80,20 +103,25 @@ impl SessionBuilder {
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
-        let ctx = SessionContext::new_with_config(config);
+        let ctx = match self.runtime {
+            Some(runtime) => SessionContext::new_with_config_rt(config, runtime),
+            None => SessionContext::new_with_config(config),
+        };
         let warnings = FunctionWarnings::default();
         let models = Arc::new(SessionModels::default());
         for function in all_functions(&self.functions, &warnings, &models) {
             ctx.register_udf(function);
         }
         let pins = Arc::new(self.pins);
-        let (catalog, time_travel) = attach_lakehouse(&ctx, &self.lakehouse, &pins).await?;
+        let (catalog, time_travel) =
+            attach_lakehouse(&ctx, &self.lakehouse, &pins, &self.visible).await?;
         Ok(SqlSession {
             ctx,
             lakehouse: self.lakehouse,
             catalog,
             time_travel,
             pins,
+            visible: self.visible,
             warnings,
             models,
         })
@@ -108,6 +136,8 @@ impl SqlSession {
             config: SessionConfig::new(),
             functions: FunctionsConfig::default(),
             pins: Pins::new(),
+            runtime: None,
+            visible: None,
         }
     }
 
@@ -115,7 +145,7 @@ impl SqlSession {
     /// statement reads every unpinned table at its newest version. Settings are kept.
     pub async fn refresh(&mut self) -> Result<()> {
         (self.catalog, self.time_travel) =
-            attach_lakehouse(&self.ctx, &self.lakehouse, &self.pins).await?;
+            attach_lakehouse(&self.ctx, &self.lakehouse, &self.pins, &self.visible).await?;
         Ok(())
     }
 
@@ -127,6 +157,12 @@ impl SqlSession {
     /// The DataFusion context, for registering more functions or running DataFrames.
     pub fn context(&self) -> &SessionContext {
         &self.ctx
+    }
+
+    /// Removes the schemas registered on the lakehouse catalog (such as the server's
+    /// `pg_catalog`, which refers back to the session): call it when the session ends.
+    pub fn release_registered_schemas(&self) {
+        self.catalog.release_registered_schemas();
     }
 
     /// The lakehouse this session reads.
@@ -149,8 +185,17 @@ impl SqlSession {
             })
     }
 
-    /// Plans one statement and returns it as a DataFrame, ready to stream.
+    /// Plans one statement and returns it as a DataFrame, ready to stream. A statement
+    /// that would write (DDL, DML, `COPY`, also under `EXPLAIN ANALYZE`) is refused with
+    /// [`Error::ReadOnly`].
     pub async fn plan(&self, statement: Statement) -> Result<DataFrame> {
+        let plan = self.logical_plan(statement).await?;
+        Ok(self.ctx.execute_logical_plan(plan).await?)
+    }
+
+    /// Plans one statement without running anything, refusing writes like [`Self::plan`].
+    pub async fn logical_plan(&self, statement: Statement) -> Result<LogicalPlan> {
+        refuse_write_statement(&statement)?;
         self.time_travel
             .resolve(&self.lakehouse, &statement)
             .await?;
@@ -158,7 +203,8 @@ impl SqlSession {
         self.check_tables_exist(&statement).await?;
         let state = self.ctx.state();
         let plan = state.statement_to_plan(statement).await?;
-        Ok(self.ctx.execute_logical_plan(plan).await?)
+        refuse_writes(&plan)?;
+        Ok(plan)
     }
 
     /// Rows of `table` (a quoted name) as the session's pins and versions see it.
@@ -201,7 +247,7 @@ impl SqlSession {
         let state = self.ctx.state();
         let mut tables = Vec::new();
         for reference in state.resolve_table_references(statement)? {
-            if matches!(&reference, TableReference::Bare { table } if table.as_ref() == TABLE_AT) {
+            if self.is_table_function(&reference) {
                 continue;
             }
             let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
@@ -222,13 +268,31 @@ impl SqlSession {
         Ok(tables)
     }
 
+    /// True when `reference` names one of the session's table functions (`table_at`,
+    /// `generate_series`, ...) rather than a table: unqualified or in [`DEFAULT_SCHEMA`].
+    pub fn is_table_function(&self, reference: &TableReference) -> bool {
+        // Planned scans of a table function are named after the call: `table_at()`.
+        let name = reference.table();
+        reference.catalog().is_none()
+            && reference.schema().is_none_or(|schema| schema == DEFAULT_SCHEMA)
+            && self
+                .ctx
+                .state_ref()
+                .read()
+                .table_functions()
+                .contains_key(name.strip_suffix("()").unwrap_or(name))
+    }
+
     /// Fails with the closest existing names when the statement reads a table that is not
     /// in the lakehouse.
     async fn check_tables_exist(&self, statement: &Statement) -> Result<()> {
         for (written, name) in self.tables_read(statement)? {
             match self.catalog.table(&name).await {
                 Ok(_) => {}
-                Err(Error::UnknownTable { suggestions, .. }) => {
+                Err(Error::UnknownTable { mut suggestions, .. }) => {
+                    if let Some(visible) = &self.visible {
+                        suggestions.retain(|s| TableName::parse(s).is_ok_and(|t| visible(&t)));
+                    }
                     return Err(Error::UnknownTable {
                         name: written,
                         suggestions,
@@ -246,8 +310,11 @@ async fn attach_lakehouse(
     ctx: &SessionContext,
     lakehouse: &Arc<Lakehouse>,
     pins: &Arc<Pins>,
+    visible: &Option<Visibility>,
 ) -> Result<(Arc<LakehouseCatalog>, Arc<TimeTravel>)> {
-    let catalog = Arc::new(LakehouseCatalog::discover(lakehouse.clone(), pins.clone()).await?);
+    let catalog = Arc::new(
+        LakehouseCatalog::discover(lakehouse.clone(), pins.clone(), visible.clone()).await?,
+    );
     catalog.attach_session(ctx.state_weak_ref());
     ctx.register_catalog(CATALOG_NAME, catalog.clone());
     let time_travel = Arc::new(TimeTravel::default());

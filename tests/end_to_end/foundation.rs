@@ -66,7 +66,7 @@ async fn catalog_lists_schemas_and_ignores_what_is_not_a_delta_table() {
     let lines: Vec<&str> = tables.lines().collect();
     assert_eq!(
         lines[0],
-        "table,version,rows,files,size,size_bytes,last_commit"
+        "table,version,rows,files,size,size_bytes,last_commit,error"
     );
     let names: Vec<&str> = lines[1..]
         .iter()

@@ -12,6 +12,7 @@ mod jobs;
 mod models;
 mod s3;
 mod serve;
+mod serve_attacks;
 mod support;
 mod transform;
 mod webhook;

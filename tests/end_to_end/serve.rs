@@ -12,7 +12,7 @@ use crate::support::{Workspace, lakescore_with_env, lakescore_with_input, termin
 
 /// Runs lakescore in the workspace with the analyst's password in the environment, as
 /// every command reads the whole project file.
-fn run(workspace: &Workspace, args: &[&str]) -> String {
+pub fn run(workspace: &Workspace, args: &[&str]) -> String {
     lakescore_with_env(
         workspace.path(),
         args,
@@ -69,7 +69,7 @@ password_hash = "ENGINEER_HASH"
 role = "engineer"
 "#;
 
-const ANALYST_PASSWORD: &str = "an4lyst-pw";
+pub const ANALYST_PASSWORD: &str = "an4lyst-pw";
 
 /// `rows` customers; logins below 10 churn.
 fn customers(rows: usize) -> String {
@@ -82,14 +82,29 @@ fn customers(rows: usize) -> String {
     csv
 }
 
-/// A served project: the customers landed, the model trained, the server started.
-struct Served {
-    workspace: Workspace,
-    server: Child,
-    port: u16,
+/// A served project: the customers landed, the model trained, the server started. A
+/// test that fails before `stop` leaves no server behind.
+pub struct Served {
+    workspace: Option<Workspace>,
+    server: Option<Child>,
+    pub port: u16,
 }
 
-fn serve(extra: &str) -> Served {
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(server) = &mut self.server {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+    }
+}
+
+pub fn serve(extra: &str) -> Served {
+    serve_with(extra, "")
+}
+
+/// Serves the test project with `extra` in `[serve]` and `analyst` in the analyst's role.
+pub fn serve_with(extra: &str, analyst: &str) -> Served {
     let workspace = Workspace::init();
     let hash = lakescore_with_input(
         workspace.path(),
@@ -100,10 +115,18 @@ fn serve(extra: &str) -> Served {
     .trim()
     .to_string();
     assert!(hash.starts_with("scram-sha-256$4096$"), "{hash}");
-    workspace.append_to_project(&PROJECT.replace("ENGINEER_HASH", &hash).replace(
-        "listen = \"127.0.0.1:0\"\n",
-        &format!("listen = \"127.0.0.1:0\"\n{extra}"),
-    ));
+    workspace.append_to_project(
+        &PROJECT
+            .replace("ENGINEER_HASH", &hash)
+            .replace(
+                "listen = \"127.0.0.1:0\"\n",
+                &format!("listen = \"127.0.0.1:0\"\n{extra}"),
+            )
+            .replace(
+                "select = [\"curated\", \"scored\"]\n",
+                &format!("select = [\"curated\", \"scored\"]\n{analyst}"),
+            ),
+    );
     workspace.write_file("extracts/customers_1.csv", &customers(200));
     workspace.write_file(
         "extracts/accounts_1.csv",
@@ -111,13 +134,23 @@ fn serve(extra: &str) -> Served {
     );
     run(&workspace, &["ingest"]);
     run(&workspace, &["train", "churn"]);
+    start(workspace)
+}
+
+/// Starts `lakescore serve` in `workspace`, logging to `serve.log` (appended to).
+pub fn start(workspace: Workspace) -> Served {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(workspace.path().join("serve.log"))
+        .unwrap();
     // The password reaches the server through its environment only.
     let mut server = Command::new(env!("CARGO_BIN_EXE_lakescore"))
         .args(["serve"])
         .current_dir(workspace.path())
         .env("LAKESCORE_TEST_ANALYST_PASSWORD", ANALYST_PASSWORD)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(workspace.path().join("serve.log")).unwrap())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
@@ -132,14 +165,18 @@ fn serve(extra: &str) -> Served {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no address in {first:?}"));
     Served {
-        workspace,
-        server,
+        workspace: Some(workspace),
+        server: Some(server),
         port,
     }
 }
 
 impl Served {
-    async fn connect(&self, user: &str, password: &str) -> Result<Client, tokio_postgres::Error> {
+    pub async fn connect(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<Client, tokio_postgres::Error> {
         let (client, connection) = tokio_postgres::connect(
             &format!(
                 "host=127.0.0.1 port={} user={user} password={password} dbname=lakehouse",
@@ -152,16 +189,28 @@ impl Served {
         Ok(client)
     }
 
-    /// Stops the server (flushing the audit log) and returns its log.
-    fn stop(mut self) -> (Workspace, String) {
-        terminate(&self.server);
-        let status = self.server.wait().unwrap();
-        let log = std::fs::read_to_string(self.workspace.path().join("serve.log")).unwrap();
-        assert!(status.success(), "{log}");
-        (self.workspace, log)
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.server.as_ref().map_or(0, Child::id)
     }
 
-    fn psql(
+    /// The served project.
+    pub fn workspace(&self) -> &Workspace {
+        self.workspace.as_ref().unwrap()
+    }
+
+    /// Stops the server (flushing the audit log) and returns its log.
+    pub fn stop(mut self) -> (Workspace, String) {
+        let mut server = self.server.take().unwrap();
+        terminate(&server);
+        let status = server.wait().unwrap();
+        let workspace = self.workspace.take().unwrap();
+        let log = std::fs::read_to_string(workspace.path().join("serve.log")).unwrap();
+        assert!(status.success(), "{log}");
+        (workspace, log)
+    }
+
+    pub fn psql(
         &self,
         user: &str,
         password: &str,
@@ -186,7 +235,7 @@ impl Served {
     }
 }
 
-fn text(rows: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
+pub fn text(rows: &[tokio_postgres::SimpleQueryMessage]) -> Vec<Vec<String>> {
     rows.iter()
         .filter_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(
@@ -298,10 +347,10 @@ async fn analysts_query_with_any_postgres_client_within_their_grants_and_every_s
         clients.push(served.connect("analyst", ANALYST_PASSWORD).await.unwrap());
     }
     served
-        .workspace
+        .workspace()
         .write_file("extracts/customers_2.csv", &customers(300));
     let writer = {
-        let dir = served.workspace.path().to_path_buf();
+        let dir = served.workspace().path().to_path_buf();
         tokio::task::spawn_blocking(move || {
             lakescore_with_env(
                 &dir,

@@ -474,7 +474,7 @@ pub(super) mod duration_text {
 }
 
 /// Optional durations written as text.
-mod optional_duration_text {
+pub(super) mod optional_duration_text {
     use std::time::Duration;
 
     use serde::Deserializer;

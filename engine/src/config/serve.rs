@@ -2,10 +2,12 @@
 //! over the PostgreSQL wire protocol, how, and which tables each role may read.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, de};
 
 use super::EnvString;
+use super::job::{duration_text, optional_duration_text};
 
 /// `[serve]`.
 #[derive(Debug, Clone, Deserialize)]
@@ -26,9 +28,28 @@ pub struct ServeConfig {
     /// Refuse connections that did not negotiate TLS.
     #[serde(default)]
     pub require_tls: bool,
-    /// Most connections at once; more are refused.
+    /// Most logged-in connections at once; more are refused.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most connections still logging in at once, counted apart from `max_connections`
+    /// so sockets that never log in cannot crowd real users out.
+    #[serde(default = "default_max_pending_logins")]
+    pub max_pending_logins: usize,
+    /// How long a connection may take to log in before it is closed.
+    #[serde(default = "default_auth_timeout", with = "duration_text")]
+    pub auth_timeout: Duration,
+    /// The longest a statement may run, unless its role sets its own; a client may
+    /// lower it for its session with `SET statement_timeout`, never raise it.
+    #[serde(default = "default_statement_timeout", with = "duration_text")]
+    pub statement_timeout: Duration,
+    /// Memory all running queries may hold together (`"4GiB"`); sorts, joins and
+    /// aggregates spill to disk before they pass their share.
+    #[serde(default = "default_max_memory", deserialize_with = "bytes_text")]
+    pub max_memory: u64,
+    /// Memory one query may hold (`"1GiB"`); a query that needs more fails with
+    /// "query exceeded its memory limit".
+    #[serde(default = "default_query_memory", deserialize_with = "bytes_text")]
+    pub query_memory: u64,
     /// `[[serve.user]]`.
     #[serde(default, rename = "user")]
     pub users: Vec<ServeUser>,
@@ -47,6 +68,11 @@ impl Default for ServeConfig {
             tls_key: None,
             require_tls: false,
             max_connections: default_max_connections(),
+            max_pending_logins: default_max_pending_logins(),
+            auth_timeout: default_auth_timeout(),
+            statement_timeout: default_statement_timeout(),
+            max_memory: default_max_memory(),
+            query_memory: default_query_memory(),
             users: Vec::new(),
             roles: Vec::new(),
         }
@@ -77,6 +103,13 @@ pub struct ServeRole {
     /// patterns (`"raw.crm_*"`, `"*"` for everything).
     #[serde(default)]
     pub select: Vec<String>,
+    /// The longest one of the role's statements may run (instead of `[serve]`'s).
+    #[serde(default, with = "optional_duration_text")]
+    pub statement_timeout: Option<Duration>,
+    /// The most rows one statement may return; a larger result fails and says so.
+    pub max_result_rows: Option<u64>,
+    /// Most connections of the role's users at once.
+    pub max_connections: Option<usize>,
 }
 
 fn default_listen() -> String {
@@ -85,6 +118,69 @@ fn default_listen() -> String {
 
 fn default_max_connections() -> usize {
     100
+}
+
+fn default_max_pending_logins() -> usize {
+    256
+}
+
+fn default_auth_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+fn default_statement_timeout() -> Duration {
+    Duration::from_secs(300)
+}
+
+const GIB: u64 = 1 << 30;
+
+fn default_max_memory() -> u64 {
+    4 * GIB
+}
+
+fn default_query_memory() -> u64 {
+    GIB
+}
+
+/// A size written as a whole number of bytes or as text: `"512MiB"`, `"4GiB"`, `"2GB"`.
+fn bytes_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    match Size::deserialize(deserializer)? {
+        Size::Bytes(bytes) => Ok(bytes),
+        Size::Text(text) => parse_bytes(&text).ok_or_else(|| {
+            de::Error::custom(format!(
+                "\"{text}\" is not a size: write e.g. \"512MiB\", \"4GiB\" or a number of bytes"
+            ))
+        }),
+    }
+}
+
+fn parse_bytes(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => GIB,
+        "tib" => 1 << 40,
+        _ => return None,
+    };
+    let bytes = number * scale as f64;
+    (bytes.is_finite() && bytes >= 0.0).then_some(bytes as u64)
 }
 
 impl ServeConfig {
@@ -151,8 +247,23 @@ impl ServeConfig {
                 "[serve] require_tls = true needs tls_cert and tls_key",
             ));
         }
-        if self.max_connections == 0 {
-            return Err(String::from("[serve] max_connections must be at least 1"));
+        if self.max_connections == 0 || self.max_pending_logins == 0 {
+            return Err(String::from(
+                "[serve] max_connections and max_pending_logins must be at least 1",
+            ));
+        }
+        if self.query_memory > self.max_memory {
+            return Err(String::from(
+                "[serve] query_memory is larger than max_memory: one query can never hold more than all of them",
+            ));
+        }
+        for role in &self.roles {
+            if role.max_connections == Some(0) {
+                return Err(format!(
+                    "[[serve.role]] '{}': max_connections must be at least 1",
+                    role.name
+                ));
+            }
         }
         Ok(())
     }
@@ -182,6 +293,29 @@ mod tests {
     }
 
     #[test]
+    fn limits_have_defaults_and_read_sizes_and_durations() {
+        let config = parse("").unwrap();
+        assert_eq!(config.serve.statement_timeout, super::Duration::from_secs(300));
+        assert_eq!(config.serve.query_memory, 1 << 30);
+        let config = parse(
+            "[serve]\nstatement_timeout = \"30s\"\nmax_memory = \"2GiB\"\nquery_memory = 1000\n\
+             [[serve.role]]\nname = \"a\"\nstatement_timeout = \"2s\"\nmax_result_rows = 10\n",
+        )
+        .unwrap();
+        assert_eq!(config.serve.statement_timeout, super::Duration::from_secs(30));
+        assert_eq!(config.serve.max_memory, 2 << 30);
+        assert_eq!(config.serve.query_memory, 1000);
+        let role = config.serve.role("a").unwrap();
+        assert_eq!(role.statement_timeout, Some(super::Duration::from_secs(2)));
+        assert_eq!(role.max_result_rows, Some(10));
+        assert_eq!(super::parse_bytes("512MiB"), Some(512 << 20));
+        assert_eq!(super::parse_bytes("1.5 GB"), Some(1_500_000_000));
+        assert_eq!(super::parse_bytes("lots"), None);
+        let error = parse("[serve]\nmax_memory = \"lots\"\n").unwrap_err();
+        assert!(error.contains("\"lots\" is not a size"), "{error}");
+    }
+
+    #[test]
     fn settings_that_cannot_work_are_refused_with_the_fix() {
         let cases = [
             (
@@ -208,6 +342,10 @@ mod tests {
             (
                 format!("{ROLE}{ROLE}"),
                 "[[serve.role]] name 'analyst' is used twice",
+            ),
+            (
+                "[serve]\nquery_memory = \"2GiB\"\nmax_memory = \"1GiB\"\n".to_string(),
+                "query_memory is larger than max_memory",
             ),
         ];
         for (text, expected) in cases {

@@ -1,8 +1,14 @@
 //! The audit log: every statement the server receives, with who sent it from where, how
 //! long it took, how many rows it returned and whether it failed. Each entry goes to the
-//! log stream at once and to `ops.query_log` in batches (one commit a second at most), so
-//! logging never waits on storage while a query runs.
+//! log stream at once (as structured fields, so a statement cannot forge a log line) and
+//! to `ops.query_log` in batches, so logging never waits on storage while a query runs.
+//!
+//! Entries are never dropped: a batch that cannot be committed is tried again, then kept
+//! in a local spool file (`.lakescore/query_log.spool.jsonl` next to the project file)
+//! that is written to the table at the next successful commit, also after a restart.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +21,7 @@ use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
 use lakescore_engine::quarantine::timestamp_type;
 use lakescore_engine::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -24,8 +31,18 @@ pub const QUERY_LOG: &str = "ops.query_log";
 /// Most entries written in one commit.
 const BATCH: usize = 1000;
 
+/// Waits before each retry of a failed commit.
+const RETRIES: [Duration; 3] = [
+    Duration::from_millis(200),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+
+/// Where entries wait while the table cannot be written, relative to the project folder.
+pub const SPOOL: &str = ".lakescore/query_log.spool.jsonl";
+
 /// One statement, as audited.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
     /// The user it ran as.
     pub user: String,
@@ -36,13 +53,14 @@ pub struct AuditEntry {
     /// The statement text.
     pub statement: String,
     /// When it arrived.
+    #[serde(with = "micros")]
     pub started_at: DateTime<Utc>,
     /// How long it took, to its last row.
     pub duration: Duration,
     /// Rows returned.
     pub rows: u64,
-    /// `ok`, `error` or `cancelled` (the client went away mid-result).
-    pub status: &'static str,
+    /// `ok`, `error` or `cancelled` (by the client, a cancel request or the timeout).
+    pub status: String,
     /// The error sent to the client.
     pub error: Option<String>,
 }
@@ -59,33 +77,37 @@ pub struct AuditWriter {
 }
 
 impl Audit {
-    /// Starts the writer for `lakehouse`.
-    pub fn start(lakehouse: Arc<Lakehouse>) -> (Audit, AuditWriter) {
+    /// Starts the writer for `lakehouse`, spooling under `project_dir` when it must.
+    pub fn start(lakehouse: Arc<Lakehouse>, project_dir: PathBuf) -> (Audit, AuditWriter) {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let task = tokio::spawn(write_entries(lakehouse, receiver));
+        let spool = project_dir.join(SPOOL);
+        let task = tokio::spawn(write_entries(lakehouse, spool, receiver));
         (Audit { sender }, AuditWriter { task })
     }
 
     /// Logs `entry` now and queues it for `ops.query_log`.
     pub fn record(&self, entry: AuditEntry) {
+        // Debug formatting quotes and escapes the texts a client chose.
         match &entry.error {
             None => tracing::info!(
-                user = entry.user,
-                role = entry.role,
-                client = entry.client,
+                user = ?entry.user,
+                role = ?entry.role,
+                client = %entry.client,
                 rows = entry.rows,
                 ms = entry.duration.as_millis() as u64,
-                status = entry.status,
-                "statement: {}",
-                entry.statement
+                status = %entry.status,
+                statement = ?entry.statement,
+                "statement"
             ),
             Some(error) => tracing::warn!(
-                user = entry.user,
-                role = entry.role,
-                client = entry.client,
+                user = ?entry.user,
+                role = ?entry.role,
+                client = %entry.client,
                 ms = entry.duration.as_millis() as u64,
-                "statement failed: {}: {error}",
-                entry.statement
+                status = %entry.status,
+                statement = ?entry.statement,
+                error = ?error,
+                "statement failed"
             ),
         }
         let _ = self.sender.send(entry);
@@ -99,31 +121,129 @@ impl AuditWriter {
     }
 }
 
+/// Times in the spool: microseconds since the epoch.
+mod micros {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i64(time.timestamp_micros())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let micros = i64::deserialize(d)?;
+        DateTime::from_timestamp_micros(micros).ok_or_else(|| de::Error::custom("time out of range"))
+    }
+}
+
 async fn write_entries(
     lakehouse: Arc<Lakehouse>,
+    spool: PathBuf,
     mut receiver: mpsc::UnboundedReceiver<AuditEntry>,
 ) {
-    let mut pending = Vec::new();
+    let mut pending = read_spool(&spool);
     loop {
-        let received = receiver.recv_many(&mut pending, BATCH).await;
-        if received == 0 {
+        if pending.is_empty() && receiver.recv_many(&mut pending, BATCH).await == 0 {
             return;
         }
         // Gather what arrives in the next moment into the same commit.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        while pending.len() < BATCH {
-            match receiver.try_recv() {
-                Ok(entry) => pending.push(entry),
-                Err(_) => break,
-            }
+        while let Ok(entry) = receiver.try_recv() {
+            pending.push(entry);
         }
-        if let Err(error) = write(&lakehouse, &pending).await {
-            tracing::error!(
-                "could not write {} entries to {QUERY_LOG}: {error}",
-                pending.len()
-            );
+        let spooled = spool.exists();
+        if commit_with_retries(&lakehouse, &pending).await {
+            if spooled {
+                remove_spool(&spool);
+            }
+        } else {
+            append_to_spool(&spool, &pending, spooled);
         }
         pending.clear();
+    }
+}
+
+/// Commits `entries`, trying again after each of [`RETRIES`]; false when all failed.
+async fn commit_with_retries(lakehouse: &Lakehouse, entries: &[AuditEntry]) -> bool {
+    let mut waits = RETRIES.iter();
+    loop {
+        match write(lakehouse, entries).await {
+            Ok(_) => return true,
+            Err(error) => match waits.next() {
+                Some(wait) => {
+                    tracing::warn!(
+                        "could not write {} entries to {QUERY_LOG}, trying again: {error}",
+                        entries.len()
+                    );
+                    tokio::time::sleep(*wait).await;
+                }
+                None => {
+                    tracing::error!(
+                        "could not write {} entries to {QUERY_LOG}: {error}",
+                        entries.len()
+                    );
+                    return false;
+                }
+            },
+        }
+    }
+}
+
+/// Entries a previous run (or an earlier failed commit) left in the spool.
+fn read_spool(spool: &Path) -> Vec<AuditEntry> {
+    let Ok(text) = std::fs::read_to_string(spool) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| match serde_json::from_str(line) {
+            Ok(entry) => Some(entry),
+            Err(error) => {
+                tracing::error!("{}: unreadable audit entry left out: {error}", spool.display());
+                None
+            }
+        })
+        .collect()
+}
+
+/// Keeps `entries` in the spool; `already` says the spool holds them from before (they
+/// were read back from it), so it is rewritten rather than appended to.
+fn append_to_spool(spool: &Path, entries: &[AuditEntry], already: bool) {
+    let written = (|| -> std::io::Result<()> {
+        if let Some(folder) = spool.parent() {
+            std::fs::create_dir_all(folder)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .append(!already)
+            .truncate(already)
+            .open(spool)?;
+        for entry in entries {
+            let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
+            writeln!(file, "{line}")?;
+        }
+        file.sync_all()
+    })();
+    match written {
+        Ok(()) => tracing::warn!(
+            "{} entries kept in {} until {QUERY_LOG} can be written",
+            entries.len(),
+            spool.display()
+        ),
+        Err(error) => {
+            // The log stream already holds every entry; say loudly that the table won't.
+            tracing::error!(
+                "could not keep {} entries in {}: {error}; they are only in this log",
+                entries.len(),
+                spool.display()
+            );
+        }
+    }
+}
+
+fn remove_spool(spool: &Path) {
+    if let Err(error) = std::fs::remove_file(spool) {
+        tracing::error!("{}: could not remove the written spool: {error}", spool.display());
     }
 }
 
@@ -159,7 +279,7 @@ async fn write(lakehouse: &Lakehouse, entries: &[AuditEntry]) -> lakescore_engin
         Arc::new(Int64Array::from_iter_values(
             entries.iter().map(|e| e.rows as i64),
         )),
-        text(&|e| Some(e.status.to_string())),
+        text(&|e| Some(e.status.clone())),
         text(&|e| e.error.clone()),
     ];
     let batch = RecordBatch::try_new(schema, columns)?;

@@ -6,11 +6,12 @@ use std::collections::HashMap;
 use lakescore_engine::TableName;
 use lakescore_engine::catalog::CATALOG_NAME;
 use lakescore_engine::config::ServeConfig;
+use lakescore_engine::datafusion::common::TableReference;
 use lakescore_engine::datafusion::common::tree_node::TreeNodeRecursion;
 use lakescore_engine::datafusion::logical_expr::LogicalPlan;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
+use lakescore_engine::read_only::statement_kind;
 use lakescore_engine::session::{DEFAULT_SCHEMA, SYSTEM_SCHEMAS};
-use lakescore_engine::time_travel::TABLE_AT;
 
 /// What the server does with a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,7 +27,11 @@ pub enum Handling {
 /// How `statement` is handled: queries run, session statements pass, the rest is refused.
 pub fn handling(statement: &Statement) -> Handling {
     match statement {
-        Statement::Query(_) | Statement::Explain { .. } => Handling::Query,
+        Statement::Query(_) => Handling::Query,
+        // EXPLAIN ANALYZE runs its statement: only a query may be explained.
+        Statement::Explain { statement, .. } if matches!(**statement, Statement::Query(_)) => {
+            Handling::Query
+        }
         Statement::Set(_)
         | Statement::ShowVariable { .. }
         | Statement::StartTransaction { .. }
@@ -37,18 +42,10 @@ pub fn handling(statement: &Statement) -> Handling {
                 "cursors are not supported by lakescore serve: page with LIMIT and OFFSET",
             ))
         }
-        other => {
-            let text = other.to_string();
-            let kind: String = text
-                .split_whitespace()
-                .take(2)
-                .collect::<Vec<_>>()
-                .join(" ")
-                .to_uppercase();
-            Handling::Refuse(format!(
-                "lakescore serve is read-only: {kind} is not allowed. Tables are written by lakescore ingest, transform and score"
-            ))
-        }
+        other => Handling::Refuse(format!(
+            "lakescore serve is read-only: {} is not allowed. Tables are written by lakescore ingest, transform and score",
+            statement_kind(other)
+        )),
     }
 }
 
@@ -101,11 +98,18 @@ impl Grants {
             .cloned()
     }
 
-    /// The first table `plan` scans, subqueries included, that `role` may not read.
-    pub fn first_denied(&self, role: &str, plan: &LogicalPlan) -> Option<TableName> {
+    /// The first table `plan` scans, subqueries included, that `role` may not read; scans
+    /// of table functions (`is_function`) and of the system schemas read no table.
+    pub fn first_denied(
+        &self,
+        role: &str,
+        plan: &LogicalPlan,
+        is_function: &dyn Fn(&TableReference) -> bool,
+    ) -> Option<TableName> {
         let mut denied = None;
         let _ = plan.apply_with_subqueries(|node| {
             if let LogicalPlan::TableScan(scan) = node
+                && !is_function(&scan.table_name)
                 && let Some(table) = scanned_table(&scan.table_name)
                 && !self.allows(role, &table)
             {
@@ -118,14 +122,8 @@ impl Grants {
     }
 }
 
-/// The lakehouse table a scan reads; None for system schemas and `table_at` scans (whose
-/// tables are checked from the statement).
-fn scanned_table(
-    reference: &lakescore_engine::datafusion::common::TableReference,
-) -> Option<TableName> {
-    if reference.schema().is_none() && reference.table() == TABLE_AT {
-        return None;
-    }
+/// The lakehouse table a scan reads; None for the system schemas.
+fn scanned_table(reference: &TableReference) -> Option<TableName> {
     let resolved = reference.clone().resolve(CATALOG_NAME, DEFAULT_SCHEMA);
     if SYSTEM_SCHEMAS.contains(&resolved.schema.as_ref()) {
         return None;

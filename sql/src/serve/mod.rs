@@ -4,39 +4,54 @@
 //! Built on datafusion-postgres and pgwire: they speak the protocol (simple and extended
 //! queries, parameters, type mapping, `pg_catalog` for clients' catalog queries, `SET` and
 //! `SHOW`); lakescore adds who may connect ([`auth`]: SCRAM-SHA-256, optional anonymous
-//! access, TLS), what each role may read ([`grants`], checked on the planned table scans),
-//! how statements run ([`query`]: a fresh session per statement, so every query reads the
-//! newest committed versions) and the audit log ([`audit`]: `ops.query_log`).
+//! access, TLS, connection limits, slowing down guessing), what each role may read and
+//! see ([`grants`], checked on the planned table scans; [`identity`]), how statements run
+//! ([`query`]: the newest committed versions for every statement, read-only), what one
+//! client may take ([`limits`]: timeouts, cancel requests, memory, rows, a runtime of its
+//! own for queries), what clients are told when something fails ([`errors`]) and the
+//! audit log ([`audit`]: `ops.query_log`).
+//!
+//! Connections still logging in are counted apart from logged-in ones and closed after
+//! `auth_timeout`; a client that hangs up has its connection, and so its running
+//! statement, dropped at once.
 
 pub mod audit;
 pub mod auth;
+pub mod errors;
 pub mod grants;
+pub mod identity;
+pub mod limits;
 pub mod query;
 pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use datafusion_postgres::DfSessionService;
 use datafusion_postgres::hooks::QueryHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire::api::ErrorHandler;
-use datafusion_postgres::pgwire::api::PgWireServerHandlers;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
+use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
+use datafusion_postgres::pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use datafusion_postgres::pgwire::tokio::{TlsAcceptor, process_socket};
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::{Lakehouse, Project};
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::io::Interest;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use self::audit::{Audit, AuditWriter};
-use self::auth::{FailedLogins, Login, Users};
+use self::auth::{Admission, Login, Users};
+use self::errors::OutgoingErrors;
 use self::grants::Grants;
-use self::query::{AuditedService, LakescoreQueries, Shared};
+use self::limits::{Memory, QueryRuntime};
+use self::query::{AuditedService, ClientState, LakescoreQueries, Shared};
 use crate::error::{Error, Result};
 
 pub use self::audit::QUERY_LOG;
@@ -88,21 +103,34 @@ impl Server {
                 what: format!("cannot listen on {listen} (set --listen or [serve] listen)"),
                 source,
             })?;
-        let (audit, writer) = Audit::start(self.lakehouse.clone());
+        let (audit, writer) = Audit::start(self.lakehouse.clone(), self.project.dir.clone());
+        let runtime = QueryRuntime::new()?;
+        let admission = Arc::new(Admission::new(config));
+        let root = self.lakehouse.root().clone();
+        let mut hidden = vec![root.to_string()];
+        if let Ok(path) = root.to_file_path() {
+            hidden.push(path.display().to_string());
+        }
         let shared = Arc::new(Shared {
-            grants: Grants::new(config),
+            grants: Arc::new(Grants::new(config)),
             project: self.project.clone(),
             lakehouse: self.lakehouse,
             users,
             audit,
+            runtime: runtime.handle(),
+            memory: Memory::new(config.max_memory, config.query_memory),
         });
         Ok(Bound {
             listener,
             shared,
             tls,
             require_tls: config.require_tls,
-            connections: Arc::new(Semaphore::new(config.max_connections)),
-            failed_logins: Arc::new(FailedLogins::default()),
+            auth_timeout: config.auth_timeout,
+            pending_logins: Arc::new(Semaphore::new(config.max_pending_logins)),
+            errors: Arc::new(OutgoingErrors::new(admission.clone(), hidden)),
+            admission,
+            cancels: Arc::new(ConnectionManager::new()),
+            runtime,
             writer,
         })
     }
@@ -114,8 +142,12 @@ pub struct Bound {
     shared: Arc<Shared>,
     tls: Option<TlsAcceptor>,
     require_tls: bool,
-    connections: Arc<Semaphore>,
-    failed_logins: Arc<FailedLogins>,
+    auth_timeout: Duration,
+    pending_logins: Arc<Semaphore>,
+    admission: Arc<Admission>,
+    errors: Arc<OutgoingErrors>,
+    cancels: Arc<ConnectionManager>,
+    runtime: QueryRuntime,
     writer: AuditWriter,
 }
 
@@ -149,29 +181,75 @@ impl Bound {
                     continue;
                 }
             };
-            let Ok(permit) = self.connections.clone().try_acquire_owned() else {
-                tracing::warn!(client = %address, "connection refused: max_connections reached");
+            let Ok(pending) = self.pending_logins.clone().try_acquire_owned() else {
+                tracing::warn!(client = %address, "connection refused: max_pending_logins connections are logging in");
                 continue;
             };
-            let handlers = Connection::new(
-                self.shared.clone(),
-                self.require_tls,
-                self.failed_logins.clone(),
-            );
-            let tls = self.tls.clone();
-            running.spawn(async move {
-                if let Err(error) = process_socket(socket, tls, handlers).await {
-                    tracing::debug!(client = %address, "connection ended: {error}");
+            let (socket, hang_up) = match with_hang_up_watch(socket) {
+                Ok(pair) => pair,
+                Err(error) => {
+                    tracing::warn!(client = %address, "could not watch a connection: {error}");
+                    continue;
                 }
-                drop(permit);
+            };
+            let handlers = Connection::new(&self, pending);
+            let login = handlers.login.clone();
+            let tls = self.tls.clone();
+            let auth_timeout = self.auth_timeout;
+            running.spawn(async move {
+                let serving = process_socket(socket, tls, handlers);
+                let login_deadline = async {
+                    tokio::time::sleep(auth_timeout).await;
+                    if login.logged_in() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                tokio::select! {
+                    ended = serving => if let Err(error) = ended {
+                        tracing::debug!(client = %address, "connection ended: {error}");
+                    },
+                    () = login_deadline => {
+                        tracing::warn!(client = %address, "connection closed: no login within auth_timeout");
+                    }
+                    () = hung_up(hang_up) => {
+                        tracing::debug!(client = %address, "client hung up");
+                    }
+                }
             });
             while running.try_join_next().is_some() {}
         }
         running.shutdown().await;
-        let Bound { shared, writer, .. } = self;
+        let Bound {
+            shared,
+            writer,
+            runtime,
+            ..
+        } = self;
         drop(shared);
+        runtime.shutdown();
         writer.flush().await;
         Ok(())
+    }
+}
+
+/// `socket`, and a second handle on it that only watches for the client hanging up.
+fn with_hang_up_watch(socket: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
+    let socket = socket.into_std()?;
+    let watch = socket.try_clone()?;
+    Ok((TcpStream::from_std(socket)?, TcpStream::from_std(watch)?))
+}
+
+/// Resolves when the client closes its side of the connection, even while a statement
+/// runs and nothing reads from the socket.
+async fn hung_up(watch: TcpStream) {
+    loop {
+        match watch.ready(Interest::READABLE).await {
+            Ok(ready) if !ready.is_read_closed() => {
+                // Data waiting for the protocol reader; look again in a moment.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            _ => return,
+        }
     }
 }
 
@@ -179,13 +257,16 @@ impl Bound {
 struct Connection {
     service: Arc<AuditedService>,
     login: Arc<Login>,
-    failed_logins: Arc<FailedLogins>,
+    errors: Arc<OutgoingErrors>,
+    cancels: Arc<DefaultCancelHandler>,
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>, require_tls: bool, failed_logins: Arc<FailedLogins>) -> Self {
+    fn new(server: &Bound, pending: OwnedSemaphorePermit) -> Self {
+        let shared = &server.shared;
+        let state = Arc::new(ClientState::default());
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
-            Arc::new(LakescoreQueries::new(shared.clone())),
+            Arc::new(LakescoreQueries::new(shared.clone(), state.clone())),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];
@@ -194,9 +275,16 @@ impl Connection {
             hooks,
         ));
         Self {
-            login: Arc::new(Login::new(shared.users.clone(), require_tls)),
-            service: Arc::new(AuditedService::new(inner, shared)),
-            failed_logins,
+            login: Arc::new(Login::new(
+                shared.users.clone(),
+                server.require_tls,
+                server.admission.clone(),
+                server.cancels.clone(),
+                pending,
+            )),
+            service: Arc::new(AuditedService::new(inner, shared.clone(), state)),
+            errors: server.errors.clone(),
+            cancels: Arc::new(DefaultCancelHandler::new(server.cancels.clone())),
         }
     }
 }
@@ -215,6 +303,10 @@ impl PgWireServerHandlers for Connection {
     }
 
     fn error_handler(&self) -> Arc<impl ErrorHandler> {
-        self.failed_logins.clone()
+        self.errors.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.cancels.clone()
     }
 }

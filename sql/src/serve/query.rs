@@ -1,30 +1,35 @@
 //! Running statements for a client: each is planned in the connection's lakescore session,
 //! listed afresh for every statement (so it reads every table at its newest version, with
-//! `table_at`, `predict` and the normalization functions), checked against the client's
-//! role on the tables the plan scans, and run; every statement and its outcome goes to the
-//! audit log.
+//! `table_at`, `predict` and the normalization functions, and lists only the tables the
+//! role may read), checked against the client's role on the tables the plan scans, and run
+//! on the query runtime under the connection's limits ([`super::limits`]); every statement
+//! and its outcome, parse failures included, goes to the audit log.
 
 use std::fmt::Debug;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use async_trait::async_trait;
 use chrono::Utc;
-use datafusion_postgres::arrow_pg::datatypes::df::encode_dataframe;
+use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::Response;
+use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response};
+use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
-use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, METADATA_USER};
-use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionHandle, METADATA_USER, Type,
+};
+use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, Parser};
-use futures::{Sink, StreamExt};
+use futures::{Sink, Stream, StreamExt};
 use lakescore_engine::catalog::CATALOG_NAME;
 use lakescore_engine::datafusion::catalog::SchemaProvider;
 use lakescore_engine::datafusion::common::ParamValues;
@@ -35,10 +40,14 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 
 use super::audit::{Audit, AuditEntry};
+use super::errors::plain_error;
 use super::auth::Users;
 use super::grants::{Grants, Handling, handling};
+use super::identity;
+use super::limits::{Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error};
 
-/// What every connection shares: the project, its lakehouse, users, grants and the audit.
+/// What every connection shares: the project, its lakehouse, users, grants, the audit,
+/// and where and with how much memory statements run.
 pub struct Shared {
     /// The project.
     pub project: Arc<Project>,
@@ -47,9 +56,37 @@ pub struct Shared {
     /// Who may log in.
     pub users: Arc<Users>,
     /// What each role may read.
-    pub grants: Grants,
+    pub grants: Arc<Grants>,
     /// Where statements are recorded.
     pub audit: Audit,
+    /// The runtime statements execute on.
+    pub runtime: tokio::runtime::Handle,
+    /// The memory statements may hold.
+    pub memory: Memory,
+}
+
+/// The client key datafusion-postgres keeps `SET statement_timeout` under, in milliseconds.
+const STATEMENT_TIMEOUT_SETTING: &str = "statement_timeout_ms";
+
+/// One connection's state, shared by its handlers.
+#[derive(Default)]
+pub struct ClientState {
+    /// The result formats of the portal being executed (extended protocol).
+    result_format: Mutex<Option<Format>>,
+}
+
+impl ClientState {
+    fn set_result_format(&self, format: Format) {
+        *self.result_format.lock().unwrap_or_else(|e| e.into_inner()) = Some(format);
+    }
+
+    fn take_result_format(&self) -> Format {
+        self.result_format
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .unwrap_or(Format::UnifiedText)
+    }
 }
 
 /// The roles pg_catalog lists.
@@ -64,22 +101,60 @@ impl PgCatalogContextProvider for Roles {
 }
 
 impl Shared {
-    fn role(&self, client: &(dyn ClientInfo + Send + Sync)) -> PgWireResult<String> {
-        let user = client
+    fn user(client: &(dyn ClientInfo + Send + Sync)) -> String {
+        client
             .metadata()
             .get(METADATA_USER)
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    fn role(&self, client: &(dyn ClientInfo + Send + Sync)) -> PgWireResult<String> {
+        let user = Self::user(client);
         self.users
             .role_of(&user)
             .map(str::to_string)
             .ok_or_else(|| user_error("28000", format!("role \"{user}\" does not exist")))
     }
 
-    /// A connection's session: lakescore's, with PostgreSQL's catalog.
-    async fn new_session(&self) -> PgWireResult<ConnectionSession> {
+    /// What ends `role`'s statement that arrived at `started` early.
+    async fn watch(
+        &self,
+        client: &(dyn ClientInfo + Send + Sync),
+        role: &str,
+        started: Instant,
+    ) -> Watch {
+        let serve = &self.project.config.serve;
+        let settings = serve.role(role);
+        let limit = settings
+            .and_then(|r| r.statement_timeout)
+            .unwrap_or(serve.statement_timeout);
+        let timeout = statement_timeout(limit, client.metadata().get(STATEMENT_TIMEOUT_SETTING));
+        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            Some(handle) => Some(handle.start_query().await),
+            None => None,
+        };
+        Watch {
+            deadline: Some((tokio::time::Instant::from_std(started + timeout), timeout)),
+            cancel,
+            max_rows: settings
+                .and_then(|r| r.max_result_rows)
+                .map(|max| (max, role.to_string())),
+            memory_limit: usize::try_from(serve.query_memory).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// A connection's session for `user` in `role`: lakescore's, listing only what the
+    /// role may read, with PostgreSQL's catalog and the user's identity functions.
+    async fn new_session(&self, user: &str, role: &str) -> PgWireResult<ConnectionSession> {
+        let grants = self.grants.clone();
+        let visible_role = role.to_string();
         let session = SqlSession::builder(self.lakehouse.clone())
             .functions(self.project.config.functions.clone())
+            .runtime(self.memory.runtime_env().map_err(|e| user_error("XX000", e.to_string()))?)
+            .visible(Arc::new(move |table: &TableName| {
+                grants.allows(&visible_role, table)
+            }))
             .build()
             .await
             .map_err(engine_error)?;
@@ -94,6 +169,12 @@ impl Shared {
         );
         setup_pg_catalog(session.context(), CATALOG_NAME, roles)
             .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(*e)))?;
+        identity::register(
+            session.context(),
+            user,
+            self.users.clone(),
+            self.grants.clone(),
+        );
         let pg_catalog = session
             .context()
             .catalog(CATALOG_NAME)
@@ -116,6 +197,13 @@ struct ConnectionSession {
     pg_catalog: Arc<dyn SchemaProvider>,
 }
 
+impl Drop for ConnectionSession {
+    /// pg_catalog refers back to the session's catalogs: let go of it so both are freed.
+    fn drop(&mut self) {
+        self.session.release_registered_schemas();
+    }
+}
+
 impl ConnectionSession {
     /// Lists the lakehouse again, so the next statement reads the newest versions.
     async fn refresh(&mut self) -> PgWireResult<()> {
@@ -130,17 +218,20 @@ impl ConnectionSession {
 }
 
 /// The query hook that handles every statement before datafusion-postgres's own: queries
-/// are planned and checked here, `SET`/`SHOW`/transactions pass on, the rest is refused.
+/// are planned, checked and run here, `SET`/`SHOW`/transactions pass on, the rest is
+/// refused.
 pub struct LakescoreQueries {
     shared: Arc<Shared>,
+    state: Arc<ClientState>,
     session: tokio::sync::Mutex<Option<ConnectionSession>>,
 }
 
 impl LakescoreQueries {
     /// The hook for one connection.
-    pub fn new(shared: Arc<Shared>) -> Self {
+    pub fn new(shared: Arc<Shared>, state: Arc<ClientState>) -> Self {
         Self {
             shared,
+            state,
             session: tokio::sync::Mutex::new(None),
         }
     }
@@ -159,7 +250,11 @@ impl LakescoreQueries {
                 current.refresh().await?;
                 current
             }
-            None => self.shared.new_session().await?,
+            None => {
+                self.shared
+                    .new_session(&Shared::user(client), &role)
+                    .await?
+            }
         };
         let planned = self.plan_in(&current.session, &role, statement).await;
         let context = current.session.context().clone();
@@ -187,13 +282,73 @@ impl LakescoreQueries {
         if let Some(table) = self.shared.grants.first_denied_of(role, &read) {
             return Err(denied(table));
         }
-        let frame = session.plan(statement).await.map_err(engine_error)?;
-        let plan = frame.logical_plan().clone();
-        if let Some(table) = self.shared.grants.first_denied(role, &plan) {
+        let plan = session
+            .logical_plan(statement)
+            .await
+            .map_err(engine_error)?;
+        let is_function = |reference: &_| session.is_table_function(reference);
+        if let Some(table) = self.shared.grants.first_denied(role, &plan, &is_function) {
             return Err(denied(table));
         }
         Ok(plan)
     }
+
+    /// The context of the connection's session (the one plans were made in).
+    async fn context(&self) -> PgWireResult<SessionContext> {
+        let slot = self.session.lock().await;
+        slot.as_ref()
+            .map(|current| current.session.context().clone())
+            .ok_or_else(|| user_error("26000", String::from("no statement was prepared")))
+    }
+
+    /// Runs `plan` on the query runtime and streams its rows in `format`, until it ends or
+    /// its watch stops it.
+    async fn execute(
+        &self,
+        context: SessionContext,
+        plan: LogicalPlan,
+        format: &Format,
+        client: &(dyn ClientInfo + Send + Sync),
+        started: Instant,
+    ) -> PgWireResult<Response> {
+        let role = self.shared.role(client)?;
+        let frame = context
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
+        let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+        let fields = Arc::new(arrow_schema_to_pg_fields(
+            frame.schema().as_arrow(),
+            format,
+            Some(options),
+        )?);
+        let watch = self
+            .shared
+            .watch(client, &role, started)
+            .await;
+        let batches = run_on(&self.shared.runtime, frame, watch);
+        Ok(Response::Query(QueryResponse::new(
+            fields.clone(),
+            encoded_rows(fields, batches),
+        )))
+    }
+}
+
+/// The rows of `batches` encoded for the wire; an error ends the stream.
+fn encoded_rows(
+    fields: Arc<Vec<FieldInfo>>,
+    batches: tokio::sync::mpsc::Receiver<PgWireResult<lakescore_engine::datafusion::arrow::array::RecordBatch>>,
+) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
+    futures::stream::unfold(batches, |mut batches| async move {
+        batches.recv().await.map(|batch| (batch, batches))
+    })
+    .flat_map(move |batch| {
+        let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+            Ok(batch) => encode_recordbatch(fields.clone(), batch),
+            Err(error) => Box::new(std::iter::once(Err(error))),
+        };
+        futures::stream::iter(rows)
+    })
 }
 
 #[async_trait]
@@ -204,20 +359,15 @@ impl QueryHook for LakescoreQueries {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
+        let started = Instant::now();
         match handling(statement) {
             Handling::Session => None,
             Handling::Refuse(reason) => Some(Err(user_error("25006", reason))),
             Handling::Query => Some(
                 async {
                     let (context, plan) = self.plan(statement, &*client).await?;
-                    let frame = context
-                        .execute_logical_plan(plan)
+                    self.execute(context, plan, &Format::UnifiedText, &*client, started)
                         .await
-                        .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
-                    let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-                    let response =
-                        encode_dataframe(frame, &Format::UnifiedText, Some(options)).await?;
-                    Ok(Response::Query(response))
                 }
                 .await,
             ),
@@ -239,28 +389,56 @@ impl QueryHook for LakescoreQueries {
 
     async fn handle_extended_query(
         &self,
-        _statement: &Statement,
-        _plan: &LogicalPlan,
-        _params: &ParamValues,
+        statement: &Statement,
+        plan: &LogicalPlan,
+        params: &ParamValues,
         _context: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        // The plan was checked when it was parsed; datafusion-postgres binds the
-        // parameters and encodes the rows in the format the client asked for.
-        None
+        let started = Instant::now();
+        if handling(statement) != Handling::Query {
+            return None;
+        }
+        // The plan was checked when it was parsed; datafusion-postgres decoded the
+        // parameters, and the portal's result formats were noted by the audited service.
+        let format = self.state.take_result_format();
+        Some(
+            async {
+                let plan = plan
+                    .clone()
+                    .replace_params_with_values(params)
+                    .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
+                let context = self.context().await?;
+                self.execute(context, plan, &format, &*client, started)
+                    .await
+            }
+            .await,
+        )
     }
 }
 
-/// datafusion-postgres's session service with every statement audited.
+/// datafusion-postgres's session service with every statement audited, parse failures
+/// and denials included.
 pub struct AuditedService {
     inner: Arc<DfSessionService>,
     shared: Arc<Shared>,
+    state: Arc<ClientState>,
+    parser: Arc<AuditedParser>,
 }
 
 impl AuditedService {
     /// Wraps `inner`.
-    pub fn new(inner: Arc<DfSessionService>, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+    pub fn new(inner: Arc<DfSessionService>, shared: Arc<Shared>, state: Arc<ClientState>) -> Self {
+        let parser = Arc::new(AuditedParser {
+            inner: inner.query_parser(),
+            shared: shared.clone(),
+        });
+        Self {
+            inner,
+            shared,
+            state,
+            parser,
+        }
     }
 
     /// Records `responses` once their rows are sent (or their error now).
@@ -271,39 +449,21 @@ impl AuditedService {
         started: (Instant, chrono::DateTime<Utc>),
         responses: PgWireResult<Vec<Response>>,
     ) -> PgWireResult<Vec<Response>> {
-        let user = client
-            .metadata()
-            .get(METADATA_USER)
-            .cloned()
-            .unwrap_or_default();
-        let entry = AuditEntry {
-            role: self.shared.users.role_of(&user).unwrap_or("").to_string(),
-            user,
-            client: client.socket_addr().to_string(),
-            statement: statement.to_string(),
-            started_at: started.1,
-            duration: started.0.elapsed(),
-            rows: 0,
-            status: "ok",
-            error: None,
-        };
-        let responses = match responses {
+        let entry = new_entry(&self.shared, client, statement, started);
+        let responses = match responses.map_err(plain_error) {
             Ok(responses) => responses,
             Err(error) => {
-                self.shared.audit.record(AuditEntry {
-                    status: "error",
-                    error: Some(describe(&error)),
-                    ..entry
-                });
+                self.shared.audit.record(failed(entry, &error));
                 return Err(error);
             }
         };
         let guard = Arc::new(AuditGuard {
             audit: self.shared.audit.clone(),
-            entry: std::sync::Mutex::new(Some(entry)),
+            entry: Mutex::new(Some(entry)),
             started: started.0,
             rows: AtomicU64::new(0),
             pending: AtomicU64::new(0),
+            error: Mutex::new(None),
         });
         let wrapped = responses
             .into_iter()
@@ -315,10 +475,11 @@ impl AuditedService {
                         std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
                     let finished = guard.clone();
                     query.data_rows = Box::pin(
-                        rows.inspect(move |row| {
-                            if row.is_ok() {
+                        rows.inspect(move |row| match row {
+                            Ok(_) => {
                                 counting.rows.fetch_add(1, Ordering::Relaxed);
                             }
+                            Err(error) => counting.failed(error),
                         })
                         .chain(futures::stream::poll_fn(move |_| {
                             finished.stream_done();
@@ -335,17 +496,65 @@ impl AuditedService {
     }
 }
 
+/// An audit entry for `statement` from `client`, as if it succeeded with no rows.
+fn new_entry<C: ClientInfo + ?Sized>(
+    shared: &Shared,
+    client: &C,
+    statement: &str,
+    started: (Instant, chrono::DateTime<Utc>),
+) -> AuditEntry {
+    let user = client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default();
+    AuditEntry {
+        role: shared.users.role_of(&user).unwrap_or("").to_string(),
+        user,
+        client: client.socket_addr().to_string(),
+        statement: statement.to_string(),
+        started_at: started.1,
+        duration: started.0.elapsed(),
+        rows: 0,
+        status: String::from("ok"),
+        error: None,
+    }
+}
+
+/// `entry` ended by `error`: cancelled (by timeout or request) or failed.
+fn failed(entry: AuditEntry, error: &PgWireError) -> AuditEntry {
+    AuditEntry {
+        status: status_of(error).to_string(),
+        error: Some(describe(error)),
+        ..entry
+    }
+}
+
+fn status_of(error: &PgWireError) -> &'static str {
+    match error {
+        PgWireError::UserError(info) if info.code == QUERY_CANCELED => "cancelled",
+        _ => "error",
+    }
+}
+
 /// Records one audit entry when the last result stream of a statement ends, or when the
 /// streams are dropped unfinished (the client went away).
 struct AuditGuard {
     audit: Audit,
-    entry: std::sync::Mutex<Option<AuditEntry>>,
+    entry: Mutex<Option<AuditEntry>>,
     started: Instant,
     rows: AtomicU64,
     pending: AtomicU64,
+    /// The error that ended a result stream, with its status.
+    error: Mutex<Option<(&'static str, String)>>,
 }
 
 impl AuditGuard {
+    fn failed(&self, error: &PgWireError) {
+        *self.error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((status_of(error), describe(error)));
+    }
+
     fn stream_done(&self) {
         if self.pending.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.finish("ok");
@@ -360,11 +569,17 @@ impl AuditGuard {
 
     fn finish(&self, status: &'static str) {
         let taken = self.entry.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let failure = self.error.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(entry) = taken {
+            let (status, error) = match failure {
+                Some((status, error)) => (status, Some(error)),
+                None => (status, None),
+            };
             self.audit.record(AuditEntry {
                 rows: self.rows.load(Ordering::Relaxed),
                 duration: self.started.elapsed(),
-                status,
+                status: status.to_string(),
+                error,
                 ..entry
             });
         }
@@ -392,13 +607,55 @@ impl SimpleQueryHandler for AuditedService {
     }
 }
 
+/// datafusion-postgres's parser, with statements that fail to parse, plan or pass the
+/// grants audited (they never reach execution).
+pub struct AuditedParser {
+    inner: Arc<Parser>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl QueryParser for AuditedParser {
+    type Statement = <Parser as QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let started = (Instant::now(), Utc::now());
+        let parsed = self.inner.parse_sql(client, sql, types).await.map_err(plain_error);
+        if let Err(error) = &parsed {
+            let entry = new_entry(&self.shared, client, sql, started);
+            self.shared.audit.record(failed(entry, error));
+        }
+        parsed
+    }
+
+    fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
+        self.inner.get_parameter_types(statement)
+    }
+
+    fn get_result_schema(
+        &self,
+        statement: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<FieldInfo>> {
+        self.inner.get_result_schema(statement, column_format)
+    }
+}
+
 #[async_trait]
 impl ExtendedQueryHandler for AuditedService {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = AuditedParser;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.inner.query_parser()
+        self.parser.clone()
     }
 
     async fn do_query<C>(
@@ -414,6 +671,8 @@ impl ExtendedQueryHandler for AuditedService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let started = (Instant::now(), Utc::now());
+        self.state
+            .set_result_format(portal.result_column_format.clone());
         let response = ExtendedQueryHandler::do_query(&*self.inner, client, portal, max_rows)
             .await
             .map(|r| vec![r]);
@@ -431,18 +690,11 @@ fn describe(error: &PgWireError) -> String {
     }
 }
 
-fn user_error(code: &str, message: String) -> PgWireError {
-    PgWireError::UserError(Box::new(ErrorInfo::new(
-        "ERROR".to_owned(),
-        code.to_owned(),
-        message,
-    )))
-}
-
 /// An engine error as PostgreSQL reports its kind.
 fn engine_error(error: lakescore_engine::Error) -> PgWireError {
     let code = match &error {
         lakescore_engine::Error::UnknownTable { .. } => "42P01",
+        lakescore_engine::Error::ReadOnly { .. } => "25006",
         lakescore_engine::Error::Sql(_) => "42601",
         other if other.is_user_error() => "22023",
         _ => "XX000",
