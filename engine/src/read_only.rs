@@ -227,13 +227,18 @@ mod tests {
             ("INSERT INTO t SELECT 1", "INSERT INTO"),
             ("EXPLAIN ANALYZE INSERT INTO t SELECT 1", "INSERT INTO"),
             ("CREATE TABLE t AS SELECT 1", "CREATE TABLE"),
-            ("CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'", "CREATE EXTERNAL"),
+            (
+                "CREATE EXTERNAL TABLE t STORED AS CSV LOCATION '/etc/passwd'",
+                "CREATE EXTERNAL",
+            ),
             ("COPY (SELECT 1) TO '/tmp/x.csv'", "COPY"),
             ("DROP TABLE t", "DROP TABLE"),
         ] {
             let error = check(sql).unwrap_err().to_string();
             assert!(
-                error.starts_with(&format!("{kind} is not allowed: lakescore's SQL is read-only")),
+                error.starts_with(&format!(
+                    "{kind} is not allowed: lakescore's SQL is read-only"
+                )),
                 "{sql}: {error}"
             );
         }

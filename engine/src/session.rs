@@ -274,7 +274,9 @@ impl SqlSession {
         // Planned scans of a table function are named after the call: `table_at()`.
         let name = reference.table();
         reference.catalog().is_none()
-            && reference.schema().is_none_or(|schema| schema == DEFAULT_SCHEMA)
+            && reference
+                .schema()
+                .is_none_or(|schema| schema == DEFAULT_SCHEMA)
             && self
                 .ctx
                 .state_ref()
@@ -289,7 +291,9 @@ impl SqlSession {
         for (written, name) in self.tables_read(statement)? {
             match self.catalog.table(&name).await {
                 Ok(_) => {}
-                Err(Error::UnknownTable { mut suggestions, .. }) => {
+                Err(Error::UnknownTable {
+                    mut suggestions, ..
+                }) => {
                     if let Some(visible) = &self.visible {
                         suggestions.retain(|s| TableName::parse(s).is_ok_and(|t| visible(&t)));
                     }

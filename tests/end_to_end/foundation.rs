@@ -308,7 +308,7 @@ fn projects_are_found_upwards_or_by_flag_and_init_never_overwrites() {
     .ok();
     assert_eq!(
         by_flag,
-        "table,version,rows,files,size,size_bytes,last_commit\n"
+        "table,version,rows,files,size,size_bytes,last_commit,error\n"
     );
     let missing = lakescore(elsewhere.path(), &["tables"]).fails_with(1);
     assert!(missing.contains("no lakescore.toml found"), "{missing}");

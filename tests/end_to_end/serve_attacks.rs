@@ -32,7 +32,10 @@ fn commits(lakehouse: &Path) -> BTreeMap<String, usize> {
                 .unwrap()
                 .filter(|e| e.as_ref().unwrap().path().extension() == Some("json".as_ref()))
                 .count();
-            commits.insert(table.strip_prefix(lakehouse).unwrap().display().to_string(), count);
+            commits.insert(
+                table.strip_prefix(lakehouse).unwrap().display().to_string(),
+                count,
+            );
         }
     }
     commits
@@ -90,7 +93,10 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
             .unwrap_err(),
     );
     assert_eq!(code, "25006");
-    assert!(message.starts_with("cursors are not supported"), "{message}");
+    assert!(
+        message.starts_with("cursors are not supported"),
+        "{message}"
+    );
     // The audit trail cannot be erased, over either protocol.
     for attack in [
         "EXPLAIN ANALYZE INSERT OVERWRITE ops.query_log SELECT * FROM ops.query_log WHERE false",
@@ -252,6 +258,23 @@ async fn queries_are_held_to_their_memory_and_row_limits() {
         message.starts_with("query exceeded its memory limit of 32.0 MiB"),
         "{message}"
     );
+    // A single value that would take gigabytes is refused before it is built.
+    let (code, message) = refusal(
+        analyst
+            .simple_query("select length(repeat('x', 1500000000))")
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(code, "53200", "{message}");
+    assert!(
+        message.contains("repeat() would build 1.4 GiB at once"),
+        "{message}"
+    );
+    let rows = analyst
+        .simple_query("select length(repeat('ab', 1000)), length(lpad('x', 10))")
+        .await
+        .unwrap();
+    assert_eq!(text(&rows), [["2000", "10"]]);
     let (code, message) = refusal(
         analyst
             .simple_query("select * from curated.customers")
@@ -295,7 +318,11 @@ async fn logins_cannot_be_starved_probed_or_guessed_quickly() {
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
         let mut buffer = [0u8; 16];
-        assert_eq!(socket.read(&mut buffer).unwrap(), 0, "an idle socket was kept");
+        assert_eq!(
+            socket.read(&mut buffer).unwrap(),
+            0,
+            "an idle socket was kept"
+        );
     }
 
     // The role's connection limit.
@@ -311,7 +338,10 @@ async fn logins_cannot_be_starved_probed_or_guessed_quickly() {
         (code.as_str(), message.as_str()),
         ("53300", "too many connections for role \"analyst\"")
     );
-    assert_eq!(text(&first.simple_query("select 1").await.unwrap()), [["1"]]);
+    assert_eq!(
+        text(&first.simple_query("select 1").await.unwrap()),
+        [["1"]]
+    );
     drop(second);
     let mut third = None;
     for _ in 0..50 {
@@ -337,7 +367,10 @@ async fn logins_cannot_be_starved_probed_or_guessed_quickly() {
         .err()
         .unwrap();
         assert!(error.as_db_error().is_none(), "{user}: {error}");
-        assert!(format!("{error:?}").contains("password missing"), "{user}: {error:?}");
+        assert!(
+            format!("{error:?}").contains("password missing"),
+            "{user}: {error:?}"
+        );
         let (code, message) = refusal(served.connect(user, "wrong").await.err().unwrap());
         assert_eq!(code, "28P01");
         assert_eq!(
@@ -405,7 +438,8 @@ async fn every_statement_is_audited_and_the_audit_survives_an_unwritable_table()
         csv("select status, error from ops.query_log where statement like '%denied_probe%'"),
         "status,error\nerror,42501: permission denied for table raw.accounts\n"
     );
-    let streamed = csv("select status, error from ops.query_log where statement like '%stream_probe%'");
+    let streamed =
+        csv("select status, error from ops.query_log where statement like '%stream_probe%'");
     assert!(
         streamed.starts_with("status,error\nerror,") && streamed.contains("C0000"),
         "{streamed}"
@@ -418,16 +452,22 @@ async fn every_statement_is_audited_and_the_audit_survives_an_unwritable_table()
     std::fs::write(&blocked, "not a table").unwrap();
     let served = start(workspace);
     let analyst = served.connect("analyst", ANALYST_PASSWORD).await.unwrap();
-    analyst
-        .simple_query("select 'while blocked' as spool_probe")
-        .await
-        .unwrap();
+    // Two batches, each failing after its retries: the spool keeps both.
+    for probe in ["spool_probe_1", "spool_probe_2"] {
+        analyst
+            .simple_query(&format!("select 'while blocked' as {probe}"))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
     drop(analyst);
-    tokio::time::sleep(Duration::from_secs(6)).await;
     let (workspace, log) = served.stop();
     let spool = workspace.path().join(".lakescore/query_log.spool.jsonl");
     let spooled = std::fs::read_to_string(&spool).unwrap_or_else(|_| panic!("no spool:\n{log}"));
-    assert!(spooled.contains("spool_probe"), "{spooled}");
+    assert!(
+        spooled.contains("spool_probe_1") && spooled.contains("spool_probe_2"),
+        "{spooled}"
+    );
     std::fs::remove_file(&blocked).unwrap();
     std::fs::rename(workspace.path().join("query_log.moved"), &blocked).unwrap();
     let served = start(workspace);
@@ -439,12 +479,12 @@ async fn every_statement_is_audited_and_the_audit_survives_an_unwritable_table()
             &workspace,
             &[
                 "sql",
-                "select count(*) as n from ops.query_log where statement like '%spool_probe%'",
+                "select count(*) as n from ops.query_log where statement like '%spool_probe_%'",
                 "--format",
                 "csv"
             ]
         ),
-        "n\n1\n"
+        "n\n2\n"
     );
 }
 
@@ -453,7 +493,10 @@ async fn a_role_sees_only_what_it_may_read_and_who_it_is() {
     let served = serve("");
     let analyst = served.connect("analyst", ANALYST_PASSWORD).await.unwrap();
     let listed = |rows: Vec<tokio_postgres::SimpleQueryMessage>| {
-        text(&rows).into_iter().map(|r| r.join(".")).collect::<Vec<_>>()
+        text(&rows)
+            .into_iter()
+            .map(|r| r.join("."))
+            .collect::<Vec<_>>()
     };
     let tables = listed(
         analyst
@@ -471,9 +514,18 @@ async fn a_role_sees_only_what_it_may_read_and_who_it_is() {
             .await
             .unwrap(),
     );
-    assert!(relations.contains(&"customers".to_string()), "{relations:?}");
-    assert!(!relations.contains(&"accounts".to_string()), "{relations:?}");
-    assert!(!relations.contains(&"model_versions".to_string()), "{relations:?}");
+    assert!(
+        relations.contains(&"customers".to_string()),
+        "{relations:?}"
+    );
+    assert!(
+        !relations.contains(&"accounts".to_string()),
+        "{relations:?}"
+    );
+    assert!(
+        !relations.contains(&"model_versions".to_string()),
+        "{relations:?}"
+    );
 
     let (code, message) = refusal(
         analyst

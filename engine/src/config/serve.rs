@@ -295,14 +295,20 @@ mod tests {
     #[test]
     fn limits_have_defaults_and_read_sizes_and_durations() {
         let config = parse("").unwrap();
-        assert_eq!(config.serve.statement_timeout, super::Duration::from_secs(300));
+        assert_eq!(
+            config.serve.statement_timeout,
+            super::Duration::from_secs(300)
+        );
         assert_eq!(config.serve.query_memory, 1 << 30);
         let config = parse(
             "[serve]\nstatement_timeout = \"30s\"\nmax_memory = \"2GiB\"\nquery_memory = 1000\n\
              [[serve.role]]\nname = \"a\"\nstatement_timeout = \"2s\"\nmax_result_rows = 10\n",
         )
         .unwrap();
-        assert_eq!(config.serve.statement_timeout, super::Duration::from_secs(30));
+        assert_eq!(
+            config.serve.statement_timeout,
+            super::Duration::from_secs(30)
+        );
         assert_eq!(config.serve.max_memory, 2 << 30);
         assert_eq!(config.serve.query_memory, 1000);
         let role = config.serve.role("a").unwrap();

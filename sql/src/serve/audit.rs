@@ -132,7 +132,8 @@ mod micros {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
         let micros = i64::deserialize(d)?;
-        DateTime::from_timestamp_micros(micros).ok_or_else(|| de::Error::custom("time out of range"))
+        DateTime::from_timestamp_micros(micros)
+            .ok_or_else(|| de::Error::custom("time out of range"))
     }
 }
 
@@ -141,25 +142,38 @@ async fn write_entries(
     spool: PathBuf,
     mut receiver: mpsc::UnboundedReceiver<AuditEntry>,
 ) {
-    let mut pending = read_spool(&spool);
+    // What an earlier run left in the spool is written before anything new arrives.
+    let mut replay = spool.exists();
     loop {
-        if pending.is_empty() && receiver.recv_many(&mut pending, BATCH).await == 0 {
-            return;
+        let mut arrived = Vec::new();
+        if !replay {
+            if receiver.recv_many(&mut arrived, BATCH).await == 0 {
+                return;
+            }
+            // Gather what arrives in the next moment into the same commit.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            while let Ok(entry) = receiver.try_recv() {
+                arrived.push(entry);
+            }
         }
-        // Gather what arrives in the next moment into the same commit.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        while let Ok(entry) = receiver.try_recv() {
-            pending.push(entry);
-        }
+        replay = false;
         let spooled = spool.exists();
-        if commit_with_retries(&lakehouse, &pending).await {
+        let mut batch = if spooled {
+            read_spool(&spool)
+        } else {
+            Vec::new()
+        };
+        batch.extend(arrived);
+        if batch.is_empty() {
+            continue;
+        }
+        if commit_with_retries(&lakehouse, &batch).await {
             if spooled {
                 remove_spool(&spool);
             }
         } else {
-            append_to_spool(&spool, &pending, spooled);
+            write_spool(&spool, &batch);
         }
-        pending.clear();
     }
 }
 
@@ -198,26 +212,23 @@ fn read_spool(spool: &Path) -> Vec<AuditEntry> {
         .filter_map(|line| match serde_json::from_str(line) {
             Ok(entry) => Some(entry),
             Err(error) => {
-                tracing::error!("{}: unreadable audit entry left out: {error}", spool.display());
+                tracing::error!(
+                    "{}: unreadable audit entry left out: {error}",
+                    spool.display()
+                );
                 None
             }
         })
         .collect()
 }
 
-/// Keeps `entries` in the spool; `already` says the spool holds them from before (they
-/// were read back from it), so it is rewritten rather than appended to.
-fn append_to_spool(spool: &Path, entries: &[AuditEntry], already: bool) {
+/// Keeps `entries` (the spool's earlier entries among them) in the spool.
+fn write_spool(spool: &Path, entries: &[AuditEntry]) {
     let written = (|| -> std::io::Result<()> {
         if let Some(folder) = spool.parent() {
             std::fs::create_dir_all(folder)?;
         }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .append(!already)
-            .truncate(already)
-            .open(spool)?;
+        let mut file = std::fs::File::create(spool)?;
         for entry in entries {
             let line = serde_json::to_string(entry).map_err(std::io::Error::other)?;
             writeln!(file, "{line}")?;
@@ -243,7 +254,10 @@ fn append_to_spool(spool: &Path, entries: &[AuditEntry], already: bool) {
 
 fn remove_spool(spool: &Path) {
     if let Err(error) = std::fs::remove_file(spool) {
-        tracing::error!("{}: could not remove the written spool: {error}", spool.display());
+        tracing::error!(
+            "{}: could not remove the written spool: {error}",
+            spool.display()
+        );
     }
 }
 

@@ -269,11 +269,14 @@ impl Admission {
     fn delay_for(&self, user: &str, address: IpAddr) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         failures.retain(|_, f| f.last.elapsed() < FORGET_AFTER);
-        let worst = [Attempter::User(user.to_string()), Attempter::Address(address)]
-            .iter()
-            .filter_map(|who| failures.get(who).map(|f| f.count))
-            .max()
-            .unwrap_or(0);
+        let worst = [
+            Attempter::User(user.to_string()),
+            Attempter::Address(address),
+        ]
+        .iter()
+        .filter_map(|who| failures.get(who).map(|f| f.count))
+        .max()
+        .unwrap_or(0);
         match worst.checked_sub(FREE_FAILURES) {
             None | Some(0) => Duration::ZERO,
             Some(extra) => FIRST_DELAY
@@ -434,15 +437,16 @@ mod tests {
         assert_ne!(decoy.salt(), users.decoy("eve").salt());
         let salt = decoy.salt().unwrap();
         assert_eq!(salt.len(), 16);
-        assert_ne!(decoy.password(), gen_salted_password("", salt, ITERATIONS).as_slice());
+        assert_ne!(
+            decoy.password(),
+            gen_salted_password("", salt, ITERATIONS).as_slice()
+        );
     }
 
     #[test]
     fn failed_logins_slow_the_next_ones_down_until_one_succeeds() {
-        let config = lakescore_engine::config::ProjectConfig::parse(
-            "[project]\nname = \"p\"\n",
-        )
-        .unwrap();
+        let config =
+            lakescore_engine::config::ProjectConfig::parse("[project]\nname = \"p\"\n").unwrap();
         let admission = Admission::new(&config.serve);
         let here: IpAddr = "127.0.0.1".parse().unwrap();
         let elsewhere: IpAddr = "10.0.0.1".parse().unwrap();

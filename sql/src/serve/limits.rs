@@ -16,15 +16,19 @@ use std::time::Duration;
 
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError};
 use futures::StreamExt;
+use futures::channel::oneshot;
 use lakescore_engine::datafusion::arrow::array::RecordBatch;
+use lakescore_engine::datafusion::common::tree_node::{Transformed, TreeNode};
 use lakescore_engine::datafusion::dataframe::DataFrame;
 use lakescore_engine::datafusion::error::{DataFusionError, Result as DfResult};
+use lakescore_engine::datafusion::execution::SendableRecordBatchStream;
 use lakescore_engine::datafusion::execution::disk_manager::DiskManagerBuilder;
 use lakescore_engine::datafusion::execution::memory_pool::{
     FairSpillPool, MemoryConsumer, MemoryLimit, MemoryPool, MemoryReservation,
 };
 use lakescore_engine::datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
-use futures::channel::oneshot;
+use lakescore_engine::datafusion::physical_plan::coop::CooperativeExec;
+use lakescore_engine::datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -267,7 +271,7 @@ pub fn run_on(
         let started = tokio::select! {
             stop = &mut stopped => return fail_with(stop, &fail).await,
             () = sender.closed() => return,
-            started = frame.execute_stream() => started,
+            started = interruptible_stream(frame) => started,
         };
         let mut stream = match started {
             Ok(stream) => stream,
@@ -306,6 +310,25 @@ pub fn run_on(
     receiver
 }
 
+/// Starts `frame` with every operator yielding to the scheduler now and then, so a
+/// stopped statement's work ends promptly even inside a long loop (a cross join produces
+/// batch after batch without reading its input): dropping the stream aborts its tasks at
+/// their next yield, and they free the query workers for everyone else.
+async fn interruptible_stream(frame: DataFrame) -> DfResult<SendableRecordBatchStream> {
+    let task = Arc::new(frame.task_ctx());
+    let plan = frame.create_physical_plan().await?;
+    let plan = plan
+        .transform_up(|node| {
+            Ok(if node.name() == "CooperativeExec" {
+                Transformed::no(node)
+            } else {
+                Transformed::yes(Arc::new(CooperativeExec::new(node)) as Arc<dyn ExecutionPlan>)
+            })
+        })?
+        .data;
+    execute_stream(plan, task)
+}
+
 async fn fail_with<F, Fut>(stop: Stop, fail: &F)
 where
     F: Fn(PgWireError) -> Fut,
@@ -332,7 +355,10 @@ fn query_error(error: DataFusionError, memory_limit: usize) -> PgWireError {
             ),
         );
     }
-    user_error("XX000", format!("query failed: {}", error.strip_backtrace()))
+    user_error(
+        "XX000",
+        format!("query failed: {}", error.strip_backtrace()),
+    )
 }
 
 /// An `ERROR` with `code` and `message`.
@@ -379,7 +405,10 @@ mod tests {
         let reservation = MemoryConsumer::new("sort").register(&env.memory_pool);
         reservation.try_grow(600).unwrap();
         let error = reservation.try_grow(600).unwrap_err().to_string();
-        assert!(error.contains("sort asked for 600 B more with 600 B of 1000 B in use"), "{error}");
+        assert!(
+            error.contains("sort asked for 600 B more with 600 B of 1000 B in use"),
+            "{error}"
+        );
         assert_eq!(memory.reserved(), 600);
         reservation.shrink(600);
         reservation.try_grow(900).unwrap();

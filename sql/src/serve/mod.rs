@@ -23,6 +23,7 @@ pub mod identity;
 pub mod limits;
 pub mod query;
 pub mod tls;
+pub mod value_size;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ use datafusion_postgres::hooks::transactions::TransactionStatementHook;
 use datafusion_postgres::pgwire::api::ErrorHandler;
 use datafusion_postgres::pgwire::api::auth::StartupHandler;
 use datafusion_postgres::pgwire::api::cancel::{CancelHandler, DefaultCancelHandler};
-use datafusion_postgres::pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use datafusion_postgres::pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::tokio::{TlsAcceptor, process_socket};
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::{Lakehouse, Project};

@@ -29,6 +29,7 @@ use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, Parser};
+use futures::channel::oneshot;
 use futures::{Sink, Stream, StreamExt};
 use lakescore_engine::catalog::CATALOG_NAME;
 use lakescore_engine::datafusion::catalog::SchemaProvider;
@@ -40,11 +41,11 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 
 use super::audit::{Audit, AuditEntry};
-use super::errors::plain_error;
 use super::auth::Users;
+use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
-use super::identity;
 use super::limits::{Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error};
+use super::{identity, value_size};
 
 /// What every connection shares: the project, its lakehouse, users, grants, the audit,
 /// and where and with how much memory statements run.
@@ -67,6 +68,31 @@ pub struct Shared {
 
 /// The client key datafusion-postgres keeps `SET statement_timeout` under, in milliseconds.
 const STATEMENT_TIMEOUT_SETTING: &str = "statement_timeout_ms";
+
+/// A statement as it arrives: when, and (from the moment its result starts) the receiver
+/// a cancel request for the connection fires. While the statement is planned, pgwire
+/// itself answers a cancel request.
+struct Arrival {
+    started: Instant,
+    cancel: Option<oneshot::Receiver<()>>,
+}
+
+impl Arrival {
+    fn now() -> Self {
+        Self {
+            started: Instant::now(),
+            cancel: None,
+        }
+    }
+
+    /// Takes over cancel requests for the rest of the statement: call it as the planned
+    /// statement is handed back, so pgwire's own wait for a cancel has ended.
+    async fn take_cancels(&mut self, client: &(dyn ClientInfo + Send + Sync)) {
+        if let Some(handle) = client.session_extensions().get::<Arc<ConnectionHandle>>() {
+            self.cancel = Some(handle.start_query().await);
+        }
+    }
+}
 
 /// One connection's state, shared by its handlers.
 #[derive(Default)]
@@ -117,12 +143,12 @@ impl Shared {
             .ok_or_else(|| user_error("28000", format!("role \"{user}\" does not exist")))
     }
 
-    /// What ends `role`'s statement that arrived at `started` early.
-    async fn watch(
+    /// What ends `role`'s statement, which arrived as `arrival`, early.
+    fn watch(
         &self,
         client: &(dyn ClientInfo + Send + Sync),
         role: &str,
-        started: Instant,
+        arrival: Arrival,
     ) -> Watch {
         let serve = &self.project.config.serve;
         let settings = serve.role(role);
@@ -130,13 +156,12 @@ impl Shared {
             .and_then(|r| r.statement_timeout)
             .unwrap_or(serve.statement_timeout);
         let timeout = statement_timeout(limit, client.metadata().get(STATEMENT_TIMEOUT_SETTING));
-        let cancel = match client.session_extensions().get::<Arc<ConnectionHandle>>() {
-            Some(handle) => Some(handle.start_query().await),
-            None => None,
-        };
         Watch {
-            deadline: Some((tokio::time::Instant::from_std(started + timeout), timeout)),
-            cancel,
+            deadline: Some((
+                tokio::time::Instant::from_std(arrival.started + timeout),
+                timeout,
+            )),
+            cancel: arrival.cancel,
             max_rows: settings
                 .and_then(|r| r.max_result_rows)
                 .map(|max| (max, role.to_string())),
@@ -151,7 +176,11 @@ impl Shared {
         let visible_role = role.to_string();
         let session = SqlSession::builder(self.lakehouse.clone())
             .functions(self.project.config.functions.clone())
-            .runtime(self.memory.runtime_env().map_err(|e| user_error("XX000", e.to_string()))?)
+            .runtime(
+                self.memory
+                    .runtime_env()
+                    .map_err(|e| user_error("XX000", e.to_string()))?,
+            )
             .visible(Arc::new(move |table: &TableName| {
                 grants.allows(&visible_role, table)
             }))
@@ -174,6 +203,10 @@ impl Shared {
             user,
             self.users.clone(),
             self.grants.clone(),
+        );
+        value_size::bound(
+            session.context(),
+            usize::try_from(self.project.config.serve.query_memory).unwrap_or(usize::MAX),
         );
         let pg_catalog = session
             .context()
@@ -309,7 +342,7 @@ impl LakescoreQueries {
         plan: LogicalPlan,
         format: &Format,
         client: &(dyn ClientInfo + Send + Sync),
-        started: Instant,
+        mut arrival: Arrival,
     ) -> PgWireResult<Response> {
         let role = self.shared.role(client)?;
         let frame = context
@@ -322,10 +355,8 @@ impl LakescoreQueries {
             format,
             Some(options),
         )?);
-        let watch = self
-            .shared
-            .watch(client, &role, started)
-            .await;
+        arrival.take_cancels(client).await;
+        let watch = self.shared.watch(client, &role, arrival);
         let batches = run_on(&self.shared.runtime, frame, watch);
         Ok(Response::Query(QueryResponse::new(
             fields.clone(),
@@ -337,7 +368,9 @@ impl LakescoreQueries {
 /// The rows of `batches` encoded for the wire; an error ends the stream.
 fn encoded_rows(
     fields: Arc<Vec<FieldInfo>>,
-    batches: tokio::sync::mpsc::Receiver<PgWireResult<lakescore_engine::datafusion::arrow::array::RecordBatch>>,
+    batches: tokio::sync::mpsc::Receiver<
+        PgWireResult<lakescore_engine::datafusion::arrow::array::RecordBatch>,
+    >,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
     futures::stream::unfold(batches, |mut batches| async move {
         batches.recv().await.map(|batch| (batch, batches))
@@ -359,14 +392,14 @@ impl QueryHook for LakescoreQueries {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let started = Instant::now();
         match handling(statement) {
             Handling::Session => None,
             Handling::Refuse(reason) => Some(Err(user_error("25006", reason))),
             Handling::Query => Some(
                 async {
+                    let arrival = Arrival::now();
                     let (context, plan) = self.plan(statement, &*client).await?;
-                    self.execute(context, plan, &Format::UnifiedText, &*client, started)
+                    self.execute(context, plan, &Format::UnifiedText, &*client, arrival)
                         .await
                 }
                 .await,
@@ -395,10 +428,10 @@ impl QueryHook for LakescoreQueries {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        let started = Instant::now();
         if handling(statement) != Handling::Query {
             return None;
         }
+        let arrival = Arrival::now();
         // The plan was checked when it was parsed; datafusion-postgres decoded the
         // parameters, and the portal's result formats were noted by the audited service.
         let format = self.state.take_result_format();
@@ -409,7 +442,7 @@ impl QueryHook for LakescoreQueries {
                     .replace_params_with_values(params)
                     .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
                 let context = self.context().await?;
-                self.execute(context, plan, &format, &*client, started)
+                self.execute(context, plan, &format, &*client, arrival)
                     .await
             }
             .await,
@@ -628,7 +661,11 @@ impl QueryParser for AuditedParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let started = (Instant::now(), Utc::now());
-        let parsed = self.inner.parse_sql(client, sql, types).await.map_err(plain_error);
+        let parsed = self
+            .inner
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(plain_error);
         if let Err(error) = &parsed {
             let entry = new_entry(&self.shared, client, sql, started);
             self.shared.audit.record(failed(entry, error));
