@@ -197,7 +197,7 @@ impl LakehouseSchema {
             uri: delta.table_url().to_string(),
             cause: e.to_string(),
         })?;
-        let provider = ReadOnlyTable::new(provider);
+        let provider = ReadOnlyTable::wrap(provider);
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }
@@ -220,7 +220,7 @@ impl LakehouseSchema {
                 e.strip_backtrace()
             ))
         })?;
-        let provider = ReadOnlyTable::new(Arc::new(ViewTable::new(plan, Some(sql))));
+        let provider = ReadOnlyTable::wrap(Arc::new(ViewTable::new(plan, Some(sql))));
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }

@@ -96,7 +96,7 @@ pub struct ReadOnlyTable {
 
 impl ReadOnlyTable {
     /// `inner`, readable only.
-    pub fn new(inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
+    pub fn wrap(inner: Arc<dyn TableProvider>) -> Arc<dyn TableProvider> {
         Arc::new(Self { inner })
     }
 }

@@ -118,6 +118,17 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
     );
     assert_eq!(code, "25006");
     assert!(!Path::new("/tmp/lakescore-attack.csv").exists());
+    let psql = served.psql(
+        "analyst",
+        ANALYST_PASSWORD,
+        "disable",
+        "EXPLAIN ANALYZE INSERT INTO curated.customers SELECT 'EVIL-3', 1.0, 'monthly', true",
+    );
+    let stderr = String::from_utf8_lossy(&psql.stderr);
+    assert!(
+        !psql.status.success() && stderr.contains("read-only"),
+        "{stderr}"
+    );
     let rows = analyst
         .simple_query("select count(*), count(distinct customer_id) from curated.customers")
         .await
@@ -137,7 +148,7 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
             "csv",
         ],
     );
-    assert_eq!(logged, format!("refused\n{}\n", attacks.len() * 2 + 6));
+    assert_eq!(logged, format!("refused\n{}\n", attacks.len() * 2 + 7));
 
     // The CLI is read-only too, and says where writes belong.
     for statement in [
@@ -590,6 +601,14 @@ async fn a_broken_table_is_reported_on_its_own_and_hides_nothing_else() {
     let log = lakehouse.join("raw/accounts/_delta_log/00000000000000000000.json");
     let commit = std::fs::read_to_string(&log).unwrap();
     std::fs::write(&log, &commit[..commit.len() / 2]).unwrap();
+    // And a saved view that no longer plans.
+    let views = lakehouse.join("_views/curated");
+    std::fs::create_dir_all(&views).unwrap();
+    std::fs::write(
+        views.join("broken.sql"),
+        "select no_such_column from curated.customers",
+    )
+    .unwrap();
     let engineer = served.connect("engineer", "eng1neer-pw").await.unwrap();
     let rows = engineer
         .simple_query(

@@ -21,9 +21,7 @@ use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryH
 use datafusion_postgres::pgwire::api::results::{FieldInfo, QueryResponse, Response};
 use datafusion_postgres::pgwire::api::stmt::QueryParser;
 use datafusion_postgres::pgwire::api::store::PortalStore;
-use datafusion_postgres::pgwire::api::{
-    ClientInfo, ClientPortalStore, ConnectionHandle, METADATA_USER, Type,
-};
+use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, ConnectionHandle, Type};
 use datafusion_postgres::pgwire::error::{PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
 use datafusion_postgres::pgwire::messages::data::DataRow;
@@ -41,7 +39,7 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 
 use super::audit::{Audit, AuditEntry};
-use super::auth::Users;
+use super::auth::{Users, user_of};
 use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
 use super::limits::{Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error};
@@ -127,16 +125,8 @@ impl PgCatalogContextProvider for Roles {
 }
 
 impl Shared {
-    fn user(client: &(dyn ClientInfo + Send + Sync)) -> String {
-        client
-            .metadata()
-            .get(METADATA_USER)
-            .cloned()
-            .unwrap_or_default()
-    }
-
     fn role(&self, client: &(dyn ClientInfo + Send + Sync)) -> PgWireResult<String> {
-        let user = Self::user(client);
+        let user = user_of(client);
         self.users
             .role_of(&user)
             .map(str::to_string)
@@ -283,11 +273,7 @@ impl LakescoreQueries {
                 current.refresh().await?;
                 current
             }
-            None => {
-                self.shared
-                    .new_session(&Shared::user(client), &role)
-                    .await?
-            }
+            None => self.shared.new_session(&user_of(client), &role).await?,
         };
         let planned = self.plan_in(&current.session, &role, statement).await;
         let context = current.session.context().clone();
@@ -536,11 +522,7 @@ fn new_entry<C: ClientInfo + ?Sized>(
     statement: &str,
     started: (Instant, chrono::DateTime<Utc>),
 ) -> AuditEntry {
-    let user = client
-        .metadata()
-        .get(METADATA_USER)
-        .cloned()
-        .unwrap_or_default();
+    let user = user_of(client);
     AuditEntry {
         role: shared.users.role_of(&user).unwrap_or("").to_string(),
         user,
