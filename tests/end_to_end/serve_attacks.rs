@@ -697,10 +697,11 @@ async fn a_thousand_sessions_and_thousands_of_statements_leave_memory_where_it_w
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_mib(served.pid());
     served.stop();
-    // Measured here: about 40 KiB per session and 4 KiB per statement that the allocator
-    // does not give back; the leak this guards against held 5 MiB per session.
+    // Measured here: 75 to 110 MiB over this run (about 40 KiB per session and 4 KiB per
+    // statement that the allocator does not give back, varying with what else runs); the
+    // leak this guards against held 5 MiB per session, 5 GiB over this run.
     assert!(
-        after < baseline + 96,
+        after < baseline + 160,
         "resident memory grew from {baseline} MiB to {after} MiB"
     );
 }

@@ -41,9 +41,11 @@ const OUT_OF_MEMORY: &str = "53200";
 /// SQLSTATE of a statement over a configured limit.
 const LIMIT_EXCEEDED: &str = "54000";
 
-/// The runtime statements execute on, apart from the one that serves connections.
+/// The runtime statements execute on, apart from the one that serves connections. Dropping
+/// it stops it without waiting for statements still running (and is safe inside async code).
 pub struct QueryRuntime {
-    runtime: tokio::runtime::Runtime,
+    runtime: Option<tokio::runtime::Runtime>,
+    handle: tokio::runtime::Handle,
 }
 
 impl QueryRuntime {
@@ -59,17 +61,23 @@ impl QueryRuntime {
                 what: String::from("cannot start the query runtime"),
                 source,
             })?;
-        Ok(Self { runtime })
+        Ok(Self {
+            handle: runtime.handle().clone(),
+            runtime: Some(runtime),
+        })
     }
 
     /// Where statements are spawned.
     pub fn handle(&self) -> tokio::runtime::Handle {
-        self.runtime.handle().clone()
+        self.handle.clone()
     }
+}
 
-    /// Stops the runtime without waiting for statements still running.
-    pub fn shutdown(self) {
-        self.runtime.shutdown_background();
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 
@@ -104,7 +112,8 @@ impl Memory {
     }
 
     /// Bytes all queries hold now.
-    pub fn reserved(&self) -> usize {
+    #[cfg(test)]
+    fn reserved(&self) -> usize {
         self.server.reserved()
     }
 }

@@ -227,7 +227,7 @@ impl Bound {
             ..
         } = self;
         drop(shared);
-        runtime.shutdown();
+        drop(runtime);
         writer.flush().await;
         Ok(())
     }
