@@ -97,6 +97,11 @@ impl Memory {
         }
     }
 
+    /// Bytes one query may hold.
+    pub fn per_query(&self) -> usize {
+        self.per_query
+    }
+
     /// A runtime environment for one connection's queries (a connection runs one
     /// statement at a time), spilling to the system's temporary folder.
     pub fn runtime_env(&self) -> Result<Arc<RuntimeEnv>> {

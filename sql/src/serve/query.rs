@@ -155,7 +155,7 @@ impl Shared {
             max_rows: settings
                 .and_then(|r| r.max_result_rows)
                 .map(|max| (max, role.to_string())),
-            memory_limit: usize::try_from(serve.query_memory).unwrap_or(usize::MAX),
+            memory_limit: self.memory.per_query(),
         }
     }
 
@@ -194,10 +194,7 @@ impl Shared {
             self.users.clone(),
             self.grants.clone(),
         );
-        value_size::bound(
-            session.context(),
-            usize::try_from(self.project.config.serve.query_memory).unwrap_or(usize::MAX),
-        );
+        value_size::bound(session.context(), self.memory.per_query());
         let pg_catalog = session
             .context()
             .catalog(CATALOG_NAME)
