@@ -101,6 +101,21 @@ pub enum Error {
         what: String,
     },
 
+    /// Rows whose column type the table cannot hold without changing values.
+    #[error(
+        "{table}: column '{column}' is {table_type} in the table but {written_type} in the rows written; casting would lose information, so nothing was written. Cast the column in the query to the table's type, or overwrite the table to change its type"
+    )]
+    LossyCast {
+        /// The table written to.
+        table: String,
+        /// The column.
+        column: String,
+        /// The type the rows have.
+        written_type: String,
+        /// The type the table stores.
+        table_type: String,
+    },
+
     /// Query execution failed.
     #[error("query failed: {0}")]
     Query(DataFusionError),
@@ -144,6 +159,7 @@ impl Error {
                 | Error::Usage(_)
                 | Error::Sql(_)
                 | Error::ReadOnly { .. }
+                | Error::LossyCast { .. }
         )
     }
 

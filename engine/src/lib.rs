@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod commit;
 pub mod config;
+pub mod delta_types;
 pub mod drift;
 pub mod error;
 pub mod export;
@@ -18,6 +19,7 @@ pub mod functions;
 pub mod hashing;
 pub mod inspect;
 pub mod lakehouse;
+pub mod lossless;
 pub mod models;
 pub mod output;
 pub mod quarantine;

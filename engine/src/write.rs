@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::Schema;
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
@@ -24,8 +25,10 @@ use object_store::path::Path as StorePath;
 use serde_json::Value;
 use url::Url;
 
+use crate::delta_types::with_delta_types;
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::lossless::first_lossy_column;
 
 /// The folder under the root that holds staging tables: intermediate results that are
 /// not part of the catalog and are deleted once used.
@@ -79,12 +82,15 @@ pub async fn write_frame(
     properties: CommitProperties,
 ) -> Result<DeltaTable> {
     let uri = table.table_url().to_string();
-    let (state, plan) = frame.into_parts();
+    let (state, plan) = as_written(frame)?.into_parts();
     // delta-rs plans its writes with nodes only its own query planner executes.
     let state = SessionStateBuilder::new_from_existing(state)
         .with_query_planner(DeltaPlanner::new())
         .build();
     let is_new = table.version().is_none();
+    if !is_new && !matches!(mode, WriteMode::Overwrite) {
+        refuse_lossy_casts(&table, plan.schema().as_arrow())?;
+    }
     let (save_mode, schema_mode, replace_where) = match mode {
         WriteMode::Append => (SaveMode::Append, SchemaMode::Merge, None),
         WriteMode::Overwrite => (SaveMode::Overwrite, SchemaMode::Overwrite, None),
@@ -142,6 +148,8 @@ pub async fn merge_frame(
         Ok(snapshot) => snapshot.log_data().num_files() == 0,
         Err(_) => true,
     };
+    let source = as_written(source)?;
+    refuse_lossy_casts(&target, source.schema().as_arrow())?;
     if is_empty {
         // Nothing to match against: insert everything.
         let written = write_frame(target, source, WriteMode::Append, properties).await?;
@@ -181,6 +189,36 @@ pub async fn merge_frame(
         .await
         .map_err(delta)?;
     committed_version(&merged)
+}
+
+/// `frame` as it will be written: type-coerced, so its schema is the one of the rows it
+/// produces (delta-rs takes the table schema from the plan and casts the rows to it, and
+/// before coercion a CASE mixing 0 and a decimal reads as an integer), with every column
+/// in a type all Delta readers take.
+fn as_written(frame: DataFrame) -> Result<DataFrame> {
+    let (state, plan) = frame.into_parts();
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    Ok(DataFrame::new(state, with_delta_types(plan)?))
+}
+
+/// Fails when a column of `written` would be cast to a table column type that cannot
+/// hold its values (delta-rs casts such columns silently).
+fn refuse_lossy_casts(table: &DeltaTable, written: &Schema) -> Result<()> {
+    let Ok(snapshot) = table.snapshot() else {
+        return Ok(());
+    };
+    let stored = snapshot.snapshot().arrow_schema();
+    match first_lossy_column(written, &stored) {
+        None => Ok(()),
+        Some((column, written_type, table_type)) => Err(Error::LossyCast {
+            table: table.table_url().to_string(),
+            column,
+            written_type: written_type.to_string(),
+            table_type: table_type.to_string(),
+        }),
+    }
 }
 
 /// Rows the table's last commit added, from its operation metrics.

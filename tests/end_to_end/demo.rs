@@ -62,6 +62,13 @@ fn the_demo_plays_two_days_of_the_whole_loop_and_every_suggested_query_runs() {
         csv("select count(*) as matched from curated.customers where country is not null"),
         "matched\n997\n"
     );
+    // Invoice sums keep their cents: the table holds the query's decimal type.
+    assert_eq!(
+        csv(
+            "select arrow_typeof(invoiced_eur) as type, sum(invoiced_eur) <> sum(round(invoiced_eur)) as has_cents from curated.customers group by 1"
+        ),
+        "type,has_cents\n\"Decimal128(32, 2)\",true\n"
+    );
     assert_eq!(
         csv(
             "select count(*) as rejected from quarantine.raw_erp_customers where error like '%00.13.2025%'"

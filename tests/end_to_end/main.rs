@@ -10,6 +10,7 @@ mod foundation;
 mod ingest;
 mod jobs;
 mod models;
+mod readers;
 mod s3;
 mod serve;
 mod serve_attacks;

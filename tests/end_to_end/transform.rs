@@ -288,3 +288,56 @@ fn model_file_mistakes_name_the_file_and_line() {
     assert!(error.contains("broken.sql: sql parser error"), "{error}");
     assert!(error.contains("    2 | FROM raw.x"), "{error}");
 }
+
+#[test]
+fn a_table_holds_the_types_its_query_produced_and_a_narrowing_append_is_refused() {
+    let ws = Workspace::init();
+    ws.append_to_project(
+        r#"
+[[source]]
+name = "inv"
+path = "inv.csv"
+format = "csv"
+table = "raw.inv"
+[source.schema]
+k = "string"
+amt = "decimal(18,2)"
+"#,
+    );
+    ws.write_file("inv.csv", "k,amt\na,1.50\nb,3.05\nb,1.00\n");
+    ws.run(&["ingest"]).ok();
+    // CASE mixing the integer 0 with a decimal is a decimal, in `sql` and in the table.
+    ws.write_file(
+        "models/totals.sql",
+        "SELECT k, sum(CASE WHEN k = 'a' THEN 0 ELSE amt END) AS total FROM raw.inv GROUP BY k",
+    );
+    ws.run(&["transform"]).ok();
+    assert_eq!(
+        ws.csv("SELECT k, total, arrow_typeof(total) AS type FROM curated.totals ORDER BY k"),
+        "k,total,type\na,0.00,\"Decimal128(32, 2)\"\nb,4.05,\"Decimal128(32, 2)\"\n"
+    );
+
+    // An append model whose query now yields decimals into an integer column fails,
+    // naming the column and both types, and adds nothing.
+    ws.write_file(
+        "models/ledger.sql",
+        "/* materialized = \"append\" */\nSELECT k, CAST(1 AS BIGINT) AS amount FROM raw.inv",
+    );
+    ws.run(&["transform", "ledger"]).ok();
+    ws.write_file(
+        "models/ledger.sql",
+        "/* materialized = \"append\" */\nSELECT k, amt AS amount FROM raw.inv",
+    );
+    let run = ws.run(&["transform", "ledger"]);
+    let stdout = run.stdout.clone();
+    run.fails_with(1);
+    assert!(
+        stdout.contains("✗ ledger -> curated.ledger: ")
+            && stdout.contains("column 'amount' is Int64 in the table but Decimal128(18, 2) in the rows written; casting would lose information, so nothing was written"),
+        "{stdout}"
+    );
+    assert_eq!(
+        ws.csv("SELECT count(*) AS n, sum(amount) AS s FROM curated.ledger"),
+        "n,s\n3,3\n"
+    );
+}

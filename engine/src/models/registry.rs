@@ -15,7 +15,7 @@ use std::sync::Arc;
 use crate::hashing::sha256_hex;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
+    ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use object_store::path::Path as StorePath;
@@ -569,14 +569,14 @@ impl Registry {
         };
         let schema = Arc::new(Schema::new(vec![
             Field::new("model", DataType::Utf8, false),
-            Field::new("version", DataType::UInt64, false),
+            Field::new("version", DataType::Int64, false),
             Field::new("aliases", DataType::Utf8, false),
             Field::new("task", DataType::Utf8, false),
             Field::new("algorithm", DataType::Utf8, false),
             Field::new("training_table", DataType::Utf8, false),
-            Field::new("training_table_version", DataType::UInt64, false),
-            Field::new("training_rows", DataType::UInt64, false),
-            Field::new("holdout_rows", DataType::UInt64, false),
+            Field::new("training_table_version", DataType::Int64, false),
+            Field::new("training_rows", DataType::Int64, false),
+            Field::new("holdout_rows", DataType::Int64, false),
             Field::new("roc_auc", DataType::Float64, true),
             Field::new("accuracy", DataType::Float64, true),
             Field::new("f1", DataType::Float64, true),
@@ -584,13 +584,13 @@ impl Registry {
             Field::new("r2", DataType::Float64, true),
             Field::new("metrics", DataType::Utf8, false),
             Field::new("artifact_sha256", DataType::Utf8, false),
-            Field::new("compared_with_version", DataType::UInt64, true),
+            Field::new("compared_with_version", DataType::Int64, true),
             Field::new("champion_metrics", DataType::Utf8, true),
             Field::new("decision", DataType::Utf8, true),
             Field::new("decision_reason", DataType::Utf8, true),
             Field::new("feedback_training_table", DataType::Utf8, true),
-            Field::new("feedback_training_version", DataType::UInt64, true),
-            Field::new("feedback_training_rows", DataType::UInt64, true),
+            Field::new("feedback_training_version", DataType::Int64, true),
+            Field::new("feedback_training_rows", DataType::Int64, true),
             Field::new("retrain_requests", DataType::Utf8, true),
             Field::new(
                 "created_at",
@@ -601,21 +601,21 @@ impl Registry {
         ]));
         let columns: Vec<ArrayRef> = vec![
             text(&|m| m.name.clone()),
-            Arc::new(UInt64Array::from_iter_values(
-                manifests.iter().map(|m| m.version),
+            Arc::new(Int64Array::from_iter_values(
+                manifests.iter().map(|m| m.version as i64),
             )),
             Arc::new(StringArray::from(alias_of)),
             text(&|m| m.task.as_str().to_string()),
             text(&|m| m.algorithm.as_str().to_string()),
             text(&|m| m.training_table.clone()),
-            Arc::new(UInt64Array::from_iter_values(
-                manifests.iter().map(|m| m.training_table_version),
+            Arc::new(Int64Array::from_iter_values(
+                manifests.iter().map(|m| m.training_table_version as i64),
             )),
-            Arc::new(UInt64Array::from_iter_values(
-                manifests.iter().map(|m| m.rows.training),
+            Arc::new(Int64Array::from_iter_values(
+                manifests.iter().map(|m| m.rows.training as i64),
             )),
-            Arc::new(UInt64Array::from_iter_values(
-                manifests.iter().map(|m| m.rows.holdout),
+            Arc::new(Int64Array::from_iter_values(
+                manifests.iter().map(|m| m.rows.holdout as i64),
             )),
             metric("roc_auc"),
             metric("accuracy"),
@@ -624,8 +624,10 @@ impl Registry {
             metric("r2"),
             text(&|m| serde_json::to_string(&m.metrics).unwrap_or_default()),
             text(&|m| m.artifact_sha256.clone()),
-            Arc::new(UInt64Array::from_iter(
-                retrains.iter().map(|r| r.map(|r| r.champion_version)),
+            Arc::new(Int64Array::from_iter(
+                retrains
+                    .iter()
+                    .map(|r| r.map(|r| r.champion_version as i64)),
             )),
             optional_text(&|r| serde_json::to_string(&r.champion_metrics).unwrap_or_default()),
             optional_text(&|r| String::from(if r.promoted { "promoted" } else { "challenger" })),
@@ -635,13 +637,14 @@ impl Registry {
                     .iter()
                     .map(|r| r.and_then(|r| r.feedback_training_table.clone())),
             )),
-            Arc::new(UInt64Array::from_iter(
+            Arc::new(Int64Array::from_iter(retrains.iter().map(|r| {
+                r.and_then(|r| r.feedback_training_version)
+                    .map(|v| v as i64)
+            }))),
+            Arc::new(Int64Array::from_iter(
                 retrains
                     .iter()
-                    .map(|r| r.and_then(|r| r.feedback_training_version)),
-            )),
-            Arc::new(UInt64Array::from_iter(
-                retrains.iter().map(|r| r.map(|r| r.feedback_training_rows)),
+                    .map(|r| r.map(|r| r.feedback_training_rows as i64)),
             )),
             optional_text(&|r| r.requests.join(",")),
             Arc::new(

@@ -146,7 +146,7 @@ impl<'a> Score<'a> {
              {name} AS model_name, CAST({version} AS BIGINT) AS model_version, {sha} AS model_sha256, \
              {training} AS training_table, CAST({training_version} AS BIGINT) AS training_table_version, \
              {source} AS source_table, CAST({input_version} AS BIGINT) AS source_table_version, \
-             {run} AS run_id, now() AS scored_at \
+             {run} AS run_id, arrow_cast(now(), 'Timestamp(Microsecond, Some(\"UTC\"))') AS scored_at \
              FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {input_table})",
             ids = id_parts.join(", "),
             keys = keys.join(", "),
