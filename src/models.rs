@@ -95,7 +95,11 @@ pub async fn list(lakehouse: Arc<Lakehouse>, name: Option<&str>) -> anyhow::Resu
     }
     for name in names {
         let aliases = registry.aliases(&name).await?;
-        for manifest in registry.versions(&name).await? {
+        let listing = registry.listing(&name).await?;
+        for broken in &listing.broken {
+            println!("{name}:{}  BROKEN: {broken}", broken.version);
+        }
+        for manifest in listing.readable {
             let tags: Vec<&str> = aliases
                 .current
                 .iter()

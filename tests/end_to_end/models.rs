@@ -452,3 +452,62 @@ fn model_mistakes_are_named() {
         "{error}"
     );
 }
+
+#[test]
+fn a_corrupt_manifest_or_table_is_reported_alone_and_blocks_nothing_else() {
+    let ws = project();
+    ws.run(&["train", "churn"]).ok();
+    ws.run(&["train", "churn"]).ok();
+    ws.run(&["models", "promote", "churn", "2", "--alias", "champion"])
+        .ok();
+    // A half-written manifest of the old version 1.
+    let manifest = ws.lakehouse().join("_models/churn/1/manifest.json");
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, &text[..text.len() / 2]).unwrap();
+
+    let list = ws.run(&["models", "list"]).ok();
+    assert!(
+        list.contains("churn:1  BROKEN: churn:1 cannot be used: its manifest cannot be read (_models/churn/1/manifest.json: EOF while parsing"),
+        "{list}"
+    );
+    assert!(list.contains("churn:2 [champion]"), "{list}");
+    // The champion scores; the broken version is refused by name.
+    let scored = ws
+        .run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    assert!(scored.contains("scored with churn:2"), "{scored}");
+    let error = ws.run(&["models", "show", "churn:1"]).fails_with(1);
+    assert!(
+        error.contains("churn:1 cannot be used: its manifest cannot be read")
+            && error.contains("restore the file from a backup, or use another version"),
+        "{error}"
+    );
+    // Training goes on past the broken number, and ops.model_versions lists the rest.
+    let next = ws.run(&["train", "churn"]).ok();
+    assert!(next.starts_with("churn:3 trained"), "{next}");
+    assert_eq!(
+        ws.csv("SELECT version FROM ops.model_versions WHERE model = 'churn' ORDER BY version"),
+        "version\n2\n3\n"
+    );
+
+    // A torn last commit of one table: `tables` lists it with its error, the rest as usual.
+    let log = ws
+        .lakehouse()
+        .join("scored/churn/_delta_log/00000000000000000000.json");
+    let commit = std::fs::read_to_string(&log).unwrap();
+    std::fs::write(&log, &commit[..commit.len() / 2]).unwrap();
+    let tables = ws.run(&["tables", "--format", "csv"]).ok();
+    let line = |name: &str| {
+        tables
+            .lines()
+            .find(|l| l.starts_with(&format!("{name},")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{tables}"))
+            .to_string()
+    };
+    assert!(
+        line("curated.customers").starts_with("curated.customers,1,600,"),
+        "{tables}"
+    );
+    assert!(line("scored.churn").contains("cannot"), "{tables}");
+    ws.csv("SELECT count(*) FROM curated.customers");
+}

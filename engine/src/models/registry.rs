@@ -264,6 +264,51 @@ pub struct AliasChange {
     pub reason: String,
 }
 
+/// The versions of one model as stored.
+#[derive(Debug, Default)]
+pub struct VersionListing {
+    /// Versions whose manifest reads, oldest first.
+    pub readable: Vec<Manifest>,
+    /// Versions whose manifest cannot be read.
+    pub broken: Vec<BrokenVersion>,
+    /// Version folders without a manifest (a registration that has not finished).
+    pub unfinished: Vec<u64>,
+}
+
+impl VersionListing {
+    /// The highest version number in use, readable or not (0 when there is none).
+    fn last_number(&self) -> u64 {
+        let readable = self.readable.iter().map(|m| m.version);
+        let broken = self.broken.iter().map(|b| b.version);
+        readable
+            .chain(broken)
+            .chain(self.unfinished.iter().copied())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// A version whose manifest cannot be read (corrupt or truncated).
+#[derive(Debug, Clone)]
+pub struct BrokenVersion {
+    /// The model.
+    pub name: String,
+    /// The version.
+    pub version: u64,
+    /// Why its manifest cannot be read, with its path.
+    pub problem: String,
+}
+
+impl fmt::Display for BrokenVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} cannot be used: its manifest cannot be read ({}); restore the file from a backup, or use another version",
+            self.name, self.version, self.problem
+        )
+    }
+}
+
 /// The registry in a lakehouse.
 pub struct Registry {
     lakehouse: Arc<Lakehouse>,
@@ -299,13 +344,23 @@ impl Registry {
         }
     }
 
-    /// Every version of `name`, oldest first.
+    /// Every readable version of `name`, oldest first. Versions whose manifest cannot be
+    /// read are left out with a warning: one corrupt version never blocks the others.
     pub async fn versions(&self, name: &str) -> Result<Vec<Manifest>> {
+        let listing = self.listing(name).await?;
+        for broken in &listing.broken {
+            tracing::warn!("{broken}");
+        }
+        Ok(listing.readable)
+    }
+
+    /// Every version of `name`, oldest first: the readable ones and the broken ones.
+    pub async fn listing(&self, name: &str) -> Result<VersionListing> {
         let store = self.lakehouse.store()?;
         let prefix = StorePath::from_iter([MODELS, name]);
         let listing = match store.list_with_delimiter(Some(&prefix)).await {
             Ok(listing) => listing,
-            Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+            Err(object_store::Error::NotFound { .. }) => return Ok(VersionListing::default()),
             Err(error) => return Err(self.storage(error)),
         };
         let mut numbers: Vec<u64> = listing
@@ -314,14 +369,23 @@ impl Registry {
             .filter_map(|p| p.filename().and_then(|n| n.parse().ok()))
             .collect();
         numbers.sort_unstable();
-        let mut manifests = Vec::new();
+        let mut versions = VersionListing::default();
         for number in numbers {
             let path = StorePath::from_iter([MODELS, name, &number.to_string(), "manifest.json"]);
-            if let Some((manifest, _)) = self.read_json::<Manifest>(&path).await? {
-                manifests.push(manifest);
+            match self.read_json::<Manifest>(&path).await {
+                Ok(Some((manifest, _))) => versions.readable.push(manifest),
+                // A folder without a manifest is a registration in progress (or one that
+                // stopped before its manifest): not a version yet.
+                Ok(None) => versions.unfinished.push(number),
+                Err(Error::Storage { cause, .. }) => versions.broken.push(BrokenVersion {
+                    name: name.to_string(),
+                    version: number,
+                    problem: cause,
+                }),
+                Err(other) => return Err(other),
             }
         }
-        Ok(manifests)
+        Ok(versions)
     }
 
     /// Names of every registered model.
@@ -373,18 +437,24 @@ impl Registry {
         manifest.artifact_bytes = bytes.len() as u64;
         let store = self.lakehouse.store()?;
         loop {
-            let next = self
-                .versions(&manifest.name)
-                .await?
-                .last()
-                .map_or(1, |m| m.version + 1);
+            let next = self.listing(&manifest.name).await?.last_number() + 1;
             manifest.version = next;
             let folder = [MODELS, manifest.name.as_str(), &next.to_string()];
             let artifact_path = StorePath::from_iter(folder.iter().copied().chain(["model.json"]));
-            store
-                .put(&artifact_path, PutPayload::from(bytes.clone()))
-                .await
-                .map_err(|e| self.storage(e))?;
+            // Creating the artifact claims the number: a concurrent registration that
+            // chose the same one moves on to the next instead of overwriting it.
+            let claimed = store
+                .put_opts(
+                    &artifact_path,
+                    PutPayload::from(bytes.clone()),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match claimed {
+                Ok(_) => {}
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(error) => return Err(self.storage(error)),
+            }
             let manifest_path =
                 StorePath::from_iter(folder.iter().copied().chain(["manifest.json"]));
             let manifest_bytes =
@@ -425,9 +495,12 @@ impl Registry {
                 ALIASES.join(" and ")
             )));
         }
-        let versions = self.versions(name).await?;
-        if !versions.iter().any(|m| m.version == version) {
-            return Err(self.unknown_version(name, version, &versions));
+        let listing = self.listing(name).await?;
+        if let Some(broken) = listing.broken.iter().find(|b| b.version == version) {
+            return Err(Error::Usage(broken.to_string()));
+        }
+        if !listing.readable.iter().any(|m| m.version == version) {
+            return Err(self.unknown_version(name, version, &listing.readable));
         }
         let mut aliases = self.aliases(name).await?;
         aliases.current.insert(alias.to_string(), version);
@@ -487,7 +560,8 @@ impl Registry {
 
     /// The manifest a reference names.
     pub async fn resolve(&self, reference: &ModelRef) -> Result<Manifest> {
-        let mut versions = self.versions(&reference.name).await?;
+        let listing = self.listing(&reference.name).await?;
+        let mut versions = listing.readable;
         let version = match &reference.selector {
             VersionSelector::Number(n) => *n,
             VersionSelector::Alias(alias) => {
@@ -506,6 +580,9 @@ impl Registry {
                 }
             }
         };
+        if let Some(broken) = listing.broken.iter().find(|b| b.version == version) {
+            return Err(Error::Usage(broken.to_string()));
+        }
         match versions.iter().position(|m| m.version == version) {
             Some(at) => Ok(versions.swap_remove(at)),
             None => Err(self.unknown_version(&reference.name, version, &versions)),
