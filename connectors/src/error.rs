@@ -49,15 +49,18 @@ pub enum Error {
 
     /// Too many bad rows in a file: the batch is rejected and nothing is committed.
     #[error(
-        "{file}: {bad} of {total} rows are bad, above max_bad_rows = {limit}; nothing was committed. First problem: {first}"
+        "{file}: {bad} of {total} rows {} bad, above max_bad_rows = {limit}; nothing was committed. First problem: {first}",
+        if *whole_file { "are" } else { "read so far are" }
     )]
     TooManyBadRows {
         /// The file.
         file: String,
         /// Bad rows in it.
         bad: u64,
-        /// All rows in it.
+        /// Rows read.
         total: u64,
+        /// Whether every row was read (reading stops once a count limit is passed).
+        whole_file: bool,
         /// The configured limit.
         limit: String,
         /// The first bad row's reason.

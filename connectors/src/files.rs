@@ -10,13 +10,16 @@ use std::sync::Arc;
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{GetOptions, ObjectMeta, ObjectStore};
 use sha2::{Digest, Sha256};
 use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{Error, Result};
 use lakescore_engine::hashing::hex;
+
+/// Why a file whose content is not the one it was listed with is rejected.
+pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (its content is not the one it was listed with): it is still being written. Nothing of it landed; it lands on the next run once it no longer changes";
 
 /// One extract file.
 #[derive(Clone)]
@@ -77,11 +80,29 @@ impl ExtractFile {
                         .reopen()
                         .map_err(|e| Error::storage(&self.display, e))?,
                 );
-                let mut stream = store
-                    .get(path)
-                    .await
-                    .map_err(|e| Error::storage(&self.display, e))?
-                    .into_stream();
+                // Read exactly the version that was listed: an object replaced since is
+                // refused rather than landed under the old version's ledger entry.
+                let options = GetOptions {
+                    if_match: self
+                        .fingerprint
+                        .strip_prefix("etag:")
+                        .map(|tag| format!("\"{tag}\"")),
+                    ..GetOptions::default()
+                };
+                let changed = || Error::File {
+                    file: self.display.clone(),
+                    message: String::from(CHANGED_WHILE_READ),
+                };
+                let found = match store.get_opts(path, options).await {
+                    Ok(found) => found,
+                    Err(object_store::Error::Precondition { .. }) => return Err(changed()),
+                    Err(error) => return Err(Error::storage(&self.display, error)),
+                };
+                // Stores that ignore If-Match still say which version they sent.
+                if !is_listed_version(&self.fingerprint, &found.meta) {
+                    return Err(changed());
+                }
+                let mut stream = found.into_stream();
                 while let Some(chunk) = stream
                     .try_next()
                     .await
@@ -146,7 +167,8 @@ fn list_local(pattern: &str) -> Result<Vec<ExtractFile>> {
     Ok(files)
 }
 
-fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
+/// The size and SHA-256 (hex) of the file at `path`.
+pub(crate) fn sha256_file(path: &Path) -> std::io::Result<(u64, String)> {
     let mut file = std::fs::File::open(path)?;
     let mut hasher = Sha256::new();
     let mut buffer = vec![0u8; 1 << 16];
@@ -204,14 +226,7 @@ async fn list_remote(
         .map(|meta| ExtractFile {
             display: format!("{root}/{}", meta.location),
             size: meta.size,
-            fingerprint: match &meta.e_tag {
-                Some(tag) => format!("etag:{}", tag.trim_matches('"')),
-                None => format!(
-                    "size-mtime:{}-{}",
-                    meta.size,
-                    meta.last_modified.timestamp_millis()
-                ),
-            },
+            fingerprint: remote_fingerprint(&meta),
             location: Location::Remote {
                 store: store.clone(),
                 path: meta.location,
@@ -220,6 +235,40 @@ async fn list_remote(
         .collect();
     files.sort_by(|a, b| a.display.cmp(&b.display));
     Ok(files)
+}
+
+/// An object's fingerprint: its ETag, or its size and modification time on stores
+/// without ETags.
+fn remote_fingerprint(meta: &ObjectMeta) -> String {
+    match &meta.e_tag {
+        Some(tag) => format!("etag:{}", tag.trim_matches('"')),
+        None => format!(
+            "size-mtime:{}-{}",
+            meta.size,
+            meta.last_modified.timestamp_millis()
+        ),
+    }
+}
+
+/// True when `sent` (what a read returned) is the object version fingerprinted `listed`,
+/// as far as the two can be compared.
+fn is_listed_version(listed: &str, sent: &ObjectMeta) -> bool {
+    match (listed.strip_prefix("etag:"), &sent.e_tag) {
+        (Some(tag), Some(sent_tag)) => tag == sent_tag.trim_matches('"'),
+        (Some(_), None) => true,
+        // Reads report the time in whole seconds, listings in milliseconds.
+        (None, _) => {
+            let parsed = listed
+                .strip_prefix("size-mtime:")
+                .and_then(|rest| rest.split_once('-'))
+                .and_then(|(size, millis)| {
+                    Some((size.parse::<u64>().ok()?, millis.parse::<i64>().ok()?))
+                });
+            parsed.is_none_or(|(size, millis)| {
+                size == sent.size && millis.div_euclid(1000) == sent.last_modified.timestamp()
+            })
+        }
+    }
 }
 
 /// Object store paths come back percent-encoded from URL parsing; globs match decoded keys.

@@ -35,8 +35,8 @@ use crate::error::{Error, Result};
 use crate::files::{ExtractFile, list_files};
 use crate::ledger::{is_recorded, ledger_id, record};
 use crate::merge::merge_staged;
-use crate::quarantine::{QuarantinedRow, quarantine_batch, quarantine_table};
-use crate::reader;
+use crate::quarantine::{QuarantineBatchInfo, QuarantineSpool, QuarantinedRow, quarantine_table};
+use crate::reader::{self, RecordLimits};
 use crate::schema::{
     Column, INFERENCE_SAMPLE, column_type_of, declared_columns, infer_type, is_lineage,
     normalize_name, table_schema,
@@ -44,9 +44,6 @@ use crate::schema::{
 
 /// Rows per record batch handed to the Delta writer.
 const BATCH_ROWS: usize = 8192;
-/// Set to pause a run after its data files are written and before it commits, so tests can
-/// kill it there.
-pub const PAUSE_BEFORE_COMMIT: &str = "LAKESCORE_FAULT_PAUSE_BEFORE_COMMIT";
 
 /// Something worth showing while ingesting.
 #[derive(Debug, Clone)]
@@ -285,6 +282,17 @@ impl SourceLanding<'_> {
         };
         let quarantine_name = quarantine_table(&name);
         let quarantine = self.open_if_exists(&quarantine_name).await?;
+        // Files a crashed earlier attempt already quarantined (its data commit failed):
+        // their bad rows are not quarantined twice.
+        let mut quarantined_before = Vec::new();
+        if let Some(table) = &quarantine {
+            for file in &pending {
+                if is_recorded(table, &file.ledger_id).await? {
+                    quarantined_before.push(file.ledger_id.clone());
+                }
+            }
+        }
+        fault_point("ingest-read")?;
 
         let batch_id = uuid::Uuid::now_v7().to_string();
         let ingested_at = Utc::now().timestamp_micros();
@@ -312,7 +320,17 @@ impl SourceLanding<'_> {
             }
         };
         let mut columns = base_columns.clone();
-        let mut quarantined: Vec<(String, QuarantinedRow)> = Vec::new();
+        let mut spool = QuarantineSpool::new(
+            self.lakehouse,
+            quarantine_name,
+            quarantine,
+            QuarantineBatchInfo {
+                source: self.source.name.clone(),
+                batch_id: batch_id.clone(),
+                ingested_at,
+                run_id: self.run_id.to_string(),
+            },
+        );
         let mut landed_ids = Vec::new();
         let mut inputs = Vec::new();
         for pending_file in &pending {
@@ -329,7 +347,11 @@ impl SourceLanding<'_> {
                 batch_id: batch_id.clone(),
                 ingested_at,
             };
-            let mut rows_of_file = Vec::new();
+            let quarantine = if quarantined_before.contains(&pending_file.ledger_id) {
+                None
+            } else {
+                Some(&mut spool)
+            };
             let outcome = self
                 .read_file(
                     file,
@@ -337,7 +359,7 @@ impl SourceLanding<'_> {
                     lineage,
                     &dialect,
                     &mut sink,
-                    &mut rows_of_file,
+                    quarantine,
                 )
                 .await;
             let outcome = match outcome {
@@ -358,11 +380,6 @@ impl SourceLanding<'_> {
                 "rows": outcome.rows - outcome.bad,
                 "quarantined": outcome.bad,
             }));
-            quarantined.extend(
-                rows_of_file
-                    .into_iter()
-                    .map(|r| (pending_file.ledger_id.clone(), r)),
-            );
             landed_ids.push(pending_file.ledger_id.clone());
             report.files_landed.push(file.display.clone());
         }
@@ -379,6 +396,11 @@ impl SourceLanding<'_> {
             }
             return Ok(report);
         }
+        let fresh_ids: Vec<String> = landed_ids
+            .iter()
+            .filter(|id| !quarantined_before.contains(id))
+            .cloned()
+            .collect();
 
         let inputs = Value::Array(inputs);
         let batch_extras = [
@@ -386,15 +408,25 @@ impl SourceLanding<'_> {
             ("batch", json!(batch_id)),
         ];
         let now_millis = Utc::now().timestamp_millis();
-        let batch = QuarantineBatch {
-            rows: quarantined,
-            batch_id: &batch_id,
-            ingested_at,
-            now_millis,
-            inputs: inputs.clone(),
-            extras: batch_extras.clone(),
-        };
-        self.commit_quarantine(&quarantine_name, quarantine, batch, &landed_ids)
+        // The quarantine commits first, so a landed batch always has its bad rows in
+        // quarantine; if the data commit then fails, the rerun lands the data and does
+        // not quarantine the same rows again (the quarantine's ledger records the files).
+        let quarantine_metadata = commit_metadata(
+            self.run_id,
+            inputs.clone(),
+            batch_extras
+                .clone()
+                .into_iter()
+                .chain([("rows", json!(spool.rows()))]),
+        );
+        let spooled = spool.rows();
+        let quarantine_name = spool.name().clone();
+        spool
+            .commit(
+                CommitProperties::default()
+                    .with_metadata(quarantine_metadata)
+                    .with_application_transactions(record(&fresh_ids, now_millis)),
+            )
             .await?;
         let metadata = commit_metadata(
             self.run_id,
@@ -408,16 +440,32 @@ impl SourceLanding<'_> {
         let properties = CommitProperties::default()
             .with_metadata(metadata)
             .with_application_transactions(record(&landed_ids, now_millis));
-        let version = match sink {
+        let committed = match sink {
             BatchSink::Table(writer) => {
-                commit_writer(writer, &table, self.source.mode, properties).await?
+                commit_writer(
+                    writer,
+                    &table,
+                    self.source.mode,
+                    properties,
+                    "ingest-commit",
+                )
+                .await
             }
             BatchSink::Staging(staging) => {
                 let keys = self.merge_keys();
                 let memory = self.project.config.ingest.merge_memory_mb.max(1) * 1024 * 1024;
-                merge_staged(self.lakehouse, staging, table, &keys, properties, memory).await?
+                merge_staged(self.lakehouse, staging, table, &keys, properties, memory).await
             }
         };
+        let version = committed.map_err(|error| match (spooled, error) {
+            (1.., Error::Storage { uri, cause }) => Error::Storage {
+                uri,
+                cause: format!(
+                    "{cause}; the batch's {spooled} quarantined rows were committed to {quarantine_name} (batch {batch_id}) but its data was not: the next run lands the data and does not quarantine them again"
+                ),
+            },
+            (_, error) => error,
+        })?;
         report.version = Some(version);
         Ok(report)
     }
@@ -480,7 +528,7 @@ impl SourceLanding<'_> {
         lineage: FileLineage,
         dialect: &Dialect,
         sink: &mut BatchSink,
-        quarantined: &mut Vec<QuarantinedRow>,
+        mut quarantine: Option<&mut QuarantineSpool<'_>>,
     ) -> Result<FileOutcome> {
         let copy = file.local_copy().await?;
         let (sender, mut receiver) = mpsc::channel(4);
@@ -492,6 +540,9 @@ impl SourceLanding<'_> {
             columns,
             keys: self.merge_keys(),
             lineage,
+            limits: RecordLimits::of(&self.project.config.ingest),
+            listed_fingerprint: file.fingerprint.clone(),
+            max_bad_rows: self.source.max_bad_rows,
         };
         let reading = tokio::task::spawn_blocking(move || job.run(&sender));
         let mut wrote_rows = false;
@@ -501,7 +552,12 @@ impl SourceLanding<'_> {
                     wrote_rows = true;
                     sink.write(batch).await?;
                 }
-                Message::Quarantine(row) => quarantined.push(row),
+                Message::Quarantine(row) => {
+                    wrote_rows = true;
+                    if let Some(spool) = quarantine.as_deref_mut() {
+                        spool.push(row).await?;
+                    }
+                }
                 Message::Records(n) => {
                     if let Some(progress) = &self.progress {
                         progress(Progress::Records(n));
@@ -513,7 +569,8 @@ impl SourceLanding<'_> {
             .await
             .map_err(|e| Error::storage(&file.display, format!("reading stopped: {e}")))?;
         match outcome {
-            // Rows of this file are already in the batch: it cannot be left out alone.
+            // Rows of this file are already in the batch (or its quarantine): it cannot be
+            // left out alone.
             Err(Error::File { file, message }) if wrote_rows => Err(self.source_error(format!(
                 "{file}: {message}; the batch was rejected and nothing was committed"
             ))),
@@ -522,90 +579,35 @@ impl SourceLanding<'_> {
     }
 
     fn check_bad_rows(&self, file: &str, outcome: &FileOutcome) -> Result<()> {
-        let over = match self.source.max_bad_rows {
-            BadRowLimit::Count(limit) => outcome.bad > limit,
-            BadRowLimit::Ratio(ratio) => {
-                outcome.bad > 0 && outcome.bad as f64 > ratio * outcome.rows as f64
-            }
-        };
-        if over {
-            return Err(Error::TooManyBadRows {
-                file: file.to_string(),
-                bad: outcome.bad,
-                total: outcome.rows,
-                limit: self.source.max_bad_rows.to_string(),
-                first: outcome.first_problem.clone().unwrap_or_default(),
-            });
+        match too_many_bad_rows(file, &self.source.max_bad_rows, outcome, true) {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        Ok(())
-    }
-
-    /// Commits this batch's quarantined rows, except those of files a crashed earlier
-    /// attempt already quarantined, recording the files' ledger ids.
-    async fn commit_quarantine(
-        &self,
-        name: &TableName,
-        existing: Option<DeltaTable>,
-        batch: QuarantineBatch<'_>,
-        landed_ids: &[String],
-    ) -> Result<()> {
-        let mut fresh_ids = Vec::new();
-        for id in landed_ids {
-            let recorded = match &existing {
-                Some(table) => is_recorded(table, id).await?,
-                None => false,
-            };
-            if !recorded {
-                fresh_ids.push(id.clone());
-            }
-        }
-        let rows: Vec<QuarantinedRow> = batch
-            .rows
-            .into_iter()
-            .filter(|(id, _)| fresh_ids.contains(id))
-            .map(|(_, row)| row)
-            .collect();
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let records = quarantine_batch(&self.source.name, batch.batch_id, batch.ingested_at, &rows)
-            .map_err(|e| Error::storage(name, e))?;
-        let table = match existing {
-            Some(table) => table,
-            None => {
-                create_delta_table(self.lakehouse, name, &records.schema(), self.run_id).await?
-            }
-        };
-        let metadata = commit_metadata(
-            self.run_id,
-            batch.inputs,
-            batch
-                .extras
-                .into_iter()
-                .chain([("rows", json!(rows.len()))]),
-        );
-        let properties = CommitProperties::default()
-            .with_metadata(metadata)
-            .with_application_transactions(record(&fresh_ids, batch.now_millis));
-        let uri = table.table_url().to_string();
-        table
-            .write(vec![records])
-            .with_save_mode(SaveMode::Append)
-            .with_commit_properties(properties)
-            .await
-            .map_err(|e| Error::storage(uri, e))?;
-        Ok(())
     }
 }
 
-/// The quarantined rows of one batch, each with its file's ledger id, and what to record.
-struct QuarantineBatch<'a> {
-    rows: Vec<(String, QuarantinedRow)>,
-    batch_id: &'a str,
-    ingested_at: i64,
-    now_millis: i64,
-    inputs: Value,
-    extras: [(&'static str, Value); 2],
+/// The error for a file whose bad rows are over `limit`, once that is certain: a count
+/// is over as soon as one more row is bad, a ratio only once the whole file is read.
+fn too_many_bad_rows(
+    file: &str,
+    limit: &BadRowLimit,
+    outcome: &FileOutcome,
+    whole_file: bool,
+) -> Option<Error> {
+    let over = match limit {
+        BadRowLimit::Count(limit) => outcome.bad > *limit,
+        BadRowLimit::Ratio(ratio) => {
+            whole_file && outcome.bad > 0 && outcome.bad as f64 > ratio * outcome.rows as f64
+        }
+    };
+    over.then(|| Error::TooManyBadRows {
+        file: file.to_string(),
+        bad: outcome.bad,
+        total: outcome.rows,
+        whole_file,
+        limit: limit.to_string(),
+        first: outcome.first_problem.clone().unwrap_or_default(),
+    })
 }
 
 /// Where a source's batches go: the table's writer, or a staging table for merges.
@@ -627,17 +629,19 @@ impl BatchSink {
 }
 
 /// Flushes the written files and commits them (replacing every current file for
-/// `overwrite`), evolving the table schema when new columns arrived.
-async fn commit_writer(
+/// `overwrite`), evolving the table schema when new columns arrived. `fault` names the
+/// fault-injection point between the flush and the commit.
+pub(crate) async fn commit_writer(
     mut writer: RecordBatchWriter,
     table: &DeltaTable,
     mode: LandingMode,
     properties: CommitProperties,
+    fault: &str,
 ) -> Result<u64> {
     let uri = table.table_url().to_string();
     let storage = Error::storage_at(&uri);
     let adds = writer.flush().await.map_err(storage)?;
-    pause_if_asked();
+    fault_point(fault)?;
     let snapshot = table.snapshot().map_err(storage)?;
     let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
     let written_schema = writer.arrow_schema();
@@ -731,6 +735,11 @@ struct ReadJob {
     /// Merge keys: every file must have them and every row must fill them.
     keys: Vec<String>,
     lineage: FileLineage,
+    limits: RecordLimits,
+    /// The fingerprint the file was listed (and is recorded in the ledger) with.
+    listed_fingerprint: String,
+    /// Reading stops as soon as the file is certain to have more bad rows than this.
+    max_bad_rows: BadRowLimit,
 }
 
 impl ReadJob {
@@ -742,7 +751,13 @@ impl ReadJob {
                 .blocking_send(message)
                 .map_err(|_| Error::storage(&self.display, "the writer stopped"))
         };
-        let mut records = reader::open(self.format, &self.path, &self.display, &self.dialect)?;
+        let mut records = reader::open(
+            self.format,
+            &self.path,
+            &self.display,
+            &self.dialect,
+            self.limits,
+        )?;
         let headers: Vec<String> = records
             .headers()
             .iter()
@@ -806,7 +821,7 @@ impl ReadJob {
             bad: 0,
             first_problem: None,
         };
-        for record in sample.into_iter().map(Ok).chain(records) {
+        for record in sample.into_iter().map(Ok).chain(records.by_ref()) {
             let record = record?;
             outcome.rows += 1;
             let problem = match record.fields {
@@ -839,6 +854,11 @@ impl ReadJob {
                     error,
                     raw: record.raw,
                 }))?;
+                if let Some(error) =
+                    too_many_bad_rows(&self.display, &self.max_bad_rows, &outcome, false)
+                {
+                    return Err(error);
+                }
             }
             if builder.len() >= BATCH_ROWS {
                 send(Message::Batch(
@@ -847,6 +867,7 @@ impl ReadJob {
                 send(Message::Records(outcome.rows))?;
             }
         }
+        self.check_unchanged(records.fingerprint())?;
         if !builder.is_empty() {
             send(Message::Batch(
                 builder.finish().map_err(|e| self.file_error(e))?,
@@ -854,6 +875,27 @@ impl ReadJob {
         }
         send(Message::Records(outcome.rows))?;
         Ok(outcome)
+    }
+
+    /// Fails when the bytes read are not the ones the file was listed with: it changed
+    /// in between (an export still being written), so what landed would not be what the
+    /// ledger records. `read` is the fingerprint of the bytes read, None when the format
+    /// is not read front to back (the file is then hashed again).
+    fn check_unchanged(&self, read: Option<String>) -> Result<()> {
+        if !self.listed_fingerprint.starts_with("sha256:") {
+            // Object-store extracts are read by their ETag, which the read itself checks.
+            return Ok(());
+        }
+        let read = match read {
+            Some(read) => read,
+            None => crate::files::sha256_file(&self.path)
+                .map(|(_, digest)| format!("sha256:{digest}"))
+                .map_err(|e| self.file_error(e))?,
+        };
+        if read == self.listed_fingerprint {
+            return Ok(());
+        }
+        Err(self.file_error(crate::files::CHANGED_WHILE_READ))
     }
 
     fn file_error(&self, message: impl std::fmt::Display) -> Error {
@@ -874,13 +916,8 @@ fn duplicate<'a>(normalized: &[String], original: &'a [String]) -> Option<(&'a s
     None
 }
 
-/// Pauses forever when the fault-injection variable is set: tests kill the process here,
-/// after the data files are written and before the data commit.
-pub(crate) fn pause_if_asked() {
-    if std::env::var_os(PAUSE_BEFORE_COMMIT).is_some() {
-        eprintln!("paused before commit");
-        loop {
-            std::thread::sleep(std::time::Duration::from_secs(3600));
-        }
-    }
+/// A fault-injection point of ingest (see [`lakescore_engine::fault`]); an injected
+/// failure is reported as the storage failure it stands for.
+pub(crate) fn fault_point(name: &str) -> Result<()> {
+    lakescore_engine::fault::point(name).map_err(|cause| Error::storage(name, cause))
 }

@@ -21,7 +21,7 @@ use lakescore_engine::write::{STAGING, delete_folder, merge_frame};
 use url::Url;
 
 use crate::error::{Error, Result};
-use crate::landing::{create_delta_table_at, pause_if_asked};
+use crate::landing::{create_delta_table_at, fault_point};
 use crate::schema::{SOURCE_FILE, SOURCE_ROW};
 
 /// A batch being staged for a merge.
@@ -79,7 +79,7 @@ pub async fn merge_staged(
         .flush_and_commit(&mut staging.table)
         .await
         .map_err(|e| Error::storage(&staged_uri, e))?;
-    pause_if_asked();
+    fault_point("ingest-commit")?;
 
     let state = create_session_state_with_spill_config(Some(memory_bytes), None);
     let ctx = SessionContext::new_with_state(state);

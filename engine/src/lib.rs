@@ -14,6 +14,7 @@ pub mod delta_types;
 pub mod drift;
 pub mod error;
 pub mod export;
+pub mod fault;
 pub mod feedback;
 pub mod functions;
 pub mod hashing;

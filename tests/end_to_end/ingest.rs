@@ -248,7 +248,7 @@ created_at = "timestamp"
 "#,
     );
     let error = ws.run(&["ingest"]).fails_with(1);
-    assert!(error.contains("accounts_2026-01-27.csv: 3 of 25 rows are bad, above max_bad_rows = 2; nothing was committed"), "{error}");
+    assert!(error.contains("accounts_2026-01-27.csv: 3 of 6 rows read so far are bad, above max_bad_rows = 2; nothing was committed"), "{error}");
     assert!(
         error.contains("First problem: row 6 column is_active: 'maybe' is not a boolean"),
         "{error}"
@@ -333,7 +333,7 @@ fn a_kill_between_writing_and_committing_leaves_the_table_and_the_rerun_lands_on
     let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
         .args(["ingest", "crm_accounts"])
         .current_dir(ws.path())
-        .env("LAKESCORE_FAULT_PAUSE_BEFORE_COMMIT", "1")
+        .env("LAKESCORE_FAULT_PAUSE", "ingest-commit")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -342,7 +342,7 @@ fn a_kill_between_writing_and_committing_leaves_the_table_and_the_rerun_lands_on
     let paused = BufReader::new(stderr)
         .lines()
         .map_while(Result::ok)
-        .any(|line| line.contains("paused before commit"));
+        .any(|line| line.contains("paused at ingest-commit"));
     assert!(paused, "the run never reached the commit point");
     // Data files are written: the kill lands between them and the commit.
     let data_files = std::fs::read_dir(ws.lakehouse().join("raw/crm_accounts"))

@@ -8,6 +8,7 @@ mod drift;
 mod feedback;
 mod foundation;
 mod ingest;
+mod ingest_integrity;
 mod jobs;
 mod models;
 mod readers;

@@ -246,3 +246,59 @@ fn extracts_on_s3_land_in_a_lakehouse_on_s3_exactly_once() {
         "{history}"
     );
 }
+
+#[test]
+fn an_object_replaced_after_it_was_listed_is_refused_and_lands_on_the_next_run() {
+    let server = S3Server::start(&["exports", "lake"]);
+    let object = server.bucket_dir("exports").join("orders_1.csv");
+    std::fs::write(&object, "id,note\n1,a\n2,b\n").unwrap();
+    let ws = Workspace::init();
+    std::fs::write(
+        ws.path().join("lakescore.toml"),
+        format!(
+            "[project]\nname = \"s3\"\n[lakehouse]\nroot = \"s3://lake/warehouse\"\n{}\n\
+             [[source]]\nname = \"orders\"\npath = \"s3://exports/orders_*.csv\"\n\
+             format = \"csv\"\ntable = \"raw.orders\"\n",
+            server.storage_settings()
+        ),
+    )
+    .unwrap();
+    let secret = [("LAKESCORE_TEST_S3_SECRET", SECRET_KEY)];
+    let resume = ws.path().join("resume");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakescore"))
+        .arg("ingest")
+        .current_dir(ws.path())
+        .envs(secret)
+        .env("LAKESCORE_FAULT_PAUSE", "ingest-read")
+        .env("LAKESCORE_FAULT_RESUME", &resume)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused at ingest-read") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+        assert!(read > 0, "never paused");
+    }
+    // The export is replaced by a longer one between listing and reading.
+    std::fs::write(&object, "id,note\n1,a\n2,b\n3,c\n").unwrap();
+    std::fs::write(&resume, "").unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("s3://exports/orders_1.csv: the file changed while it was read"),
+        "{rest}"
+    );
+
+    let run = |args: &[&str]| lakescore_with_env(ws.path(), args, &secret);
+    let out = run(&["ingest"]).ok();
+    assert!(
+        out.contains("1 file landed, 3 rows, 0 quarantined"),
+        "{out}"
+    );
+    assert!(run(&["ingest"]).ok().contains("up to date"));
+}

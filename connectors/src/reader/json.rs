@@ -9,13 +9,16 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::{Record, RecordReader, file_error};
+use super::digest::{Digesting, ReadDigest};
+use super::{Record, RecordLimits, RecordReader, file_error};
 use crate::cell::Cell;
 use crate::error::Result;
 
 /// Reads a JSON lines or JSON array file.
 pub struct JsonReader {
     display: String,
+    limits: RecordLimits,
+    digest: ReadDigest,
     records: RawRecords,
     headers: Vec<String>,
     positions: HashMap<String, usize>,
@@ -23,10 +26,10 @@ pub struct JsonReader {
 
 impl JsonReader {
     /// Opens `path` and collects its column names.
-    pub fn open(path: &Path, display: &str) -> Result<Self> {
+    pub fn open(path: &Path, display: &str, limits: RecordLimits) -> Result<Self> {
         let mut headers = Vec::new();
         let mut positions = HashMap::new();
-        for raw in RawRecords::open(path, display)? {
+        for raw in RawRecords::open(path, display, limits, &ReadDigest::default())? {
             let (_, text) = raw?;
             let Ok(keys) = serde_json::from_str::<Map<String, Value>>(&text) else {
                 continue;
@@ -38,15 +41,32 @@ impl JsonReader {
                 }
             }
         }
+        let digest = ReadDigest::default();
         Ok(Self {
             display: display.to_string(),
-            records: RawRecords::open(path, display)?,
+            limits,
+            records: RawRecords::open(path, display, limits, &digest)?,
+            digest,
             headers,
             positions,
         })
     }
 
     fn to_record(&self, row: u64, raw: String) -> Record {
+        if raw.len() > self.limits.max_record_bytes {
+            let mut end = PREVIEW_BYTES.min(raw.len());
+            while !raw.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Record {
+                row,
+                raw: format!("{}…", &raw[..end]),
+                fields: Err(format!(
+                    "the record is longer than max_record_bytes ({} bytes) in [ingest]; it was skipped to its end (raw holds its first {end} bytes)",
+                    self.limits.max_record_bytes
+                )),
+            };
+        }
         let fields = match serde_json::from_str::<Value>(&raw) {
             Ok(Value::Object(object)) => {
                 let mut cells = vec![Cell::Null; self.headers.len()];
@@ -83,7 +103,14 @@ impl RecordReader for JsonReader {
     fn headers(&self) -> &[String] {
         &self.headers
     }
+
+    fn fingerprint(&self) -> Option<String> {
+        Some(self.digest.fingerprint())
+    }
 }
+
+/// Bytes of an oversized record kept to show in quarantine.
+const PREVIEW_BYTES: usize = 1024;
 
 fn cell(value: Value) -> Cell {
     match value {
@@ -106,25 +133,32 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
+type Input = BufReader<Digesting<File>>;
+
 /// Splits a JSON file into the text of its records without parsing them: lines for JSON
-/// lines, top-level elements for a JSON array.
+/// lines, top-level elements for a JSON array. A record longer than the limit is cut
+/// after `limit + 1` bytes (the rest is read and dropped), so it is never held whole.
 enum RawRecords {
     Lines {
-        input: BufReader<File>,
+        input: Input,
         line: u64,
+        limit: usize,
         display: String,
     },
     Array {
-        bytes: std::io::Bytes<BufReader<File>>,
+        bytes: std::io::Bytes<Input>,
         index: u64,
+        limit: usize,
         done: bool,
         display: String,
     },
 }
 
 impl RawRecords {
-    fn open(path: &Path, display: &str) -> Result<Self> {
-        let mut input = BufReader::new(File::open(path).map_err(|e| file_error(display, e))?);
+    fn open(path: &Path, display: &str, limits: RecordLimits, digest: &ReadDigest) -> Result<Self> {
+        let file = File::open(path).map_err(|e| file_error(display, e))?;
+        let mut input = BufReader::with_capacity(1 << 16, digest.wrap(file));
+        let limit = limits.max_record_bytes;
         let starts_array = loop {
             let buffer = input.fill_buf().map_err(|e| file_error(display, e))?;
             let Some(&first) = buffer.first() else {
@@ -141,6 +175,7 @@ impl RawRecords {
             RawRecords::Array {
                 bytes: input.bytes(),
                 index: 0,
+                limit,
                 done: false,
                 display: display.to_string(),
             }
@@ -148,6 +183,7 @@ impl RawRecords {
             RawRecords::Lines {
                 input,
                 line: 0,
+                limit,
                 display: display.to_string(),
             }
         })
@@ -162,32 +198,32 @@ impl Iterator for RawRecords {
             RawRecords::Lines {
                 input,
                 line,
+                limit,
                 display,
             } => loop {
-                let mut text = String::new();
-                match input.read_line(&mut text) {
-                    Ok(0) => return None,
-                    Ok(_) => {
-                        *line += 1;
-                        if !text.trim().is_empty() {
-                            return Some(Ok((*line, text.trim_end().to_string())));
-                        }
-                    }
+                let text = match read_line(input, *limit) {
+                    Ok(None) => return None,
+                    Ok(Some(text)) => text,
                     Err(e) => {
                         return Some(Err(file_error(display, format!("line {}: {e}", *line + 1))));
                     }
+                };
+                *line += 1;
+                if !text.trim().is_empty() {
+                    return Some(Ok((*line, text.trim_end().to_string())));
                 }
             },
             RawRecords::Array {
                 bytes,
                 index,
+                limit,
                 done,
                 display,
             } => {
                 if *done {
                     return None;
                 }
-                match next_element(bytes) {
+                match next_element(bytes, *limit) {
                     Ok(Element::More(text)) => {
                         *index += 1;
                         Some(Ok((*index, text)))
@@ -224,14 +260,46 @@ enum Element {
     Closed,
 }
 
-/// Reads the next top-level element of an array whose `[` was consumed.
-fn next_element(bytes: &mut impl Iterator<Item = std::io::Result<u8>>) -> std::io::Result<Element> {
+/// Reads one line (without holding more than `limit + 1` of its bytes); None at the end.
+fn read_line(input: &mut Input, limit: usize) -> std::io::Result<Option<String>> {
+    let mut line = Vec::new();
+    let read = (&mut *input)
+        .take(limit as u64 + 1)
+        .read_until(b'\n', &mut line)?;
+    if read == 0 {
+        return Ok(None);
+    }
+    if !line.ends_with(b"\n") && line.len() > limit {
+        // Drop the rest of the line; the kept start may end inside a character.
+        let mut rest = Vec::new();
+        loop {
+            rest.clear();
+            let read = (&mut *input).take(1 << 16).read_until(b'\n', &mut rest)?;
+            if read == 0 || rest.ends_with(b"\n") {
+                break;
+            }
+        }
+        return Ok(Some(String::from_utf8_lossy(&line).into_owned()));
+    }
+    String::from_utf8(line)
+        .map(Some)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Reads the next top-level element of an array whose `[` was consumed, keeping at most
+/// `limit + 1` of its bytes.
+fn next_element(
+    bytes: &mut impl Iterator<Item = std::io::Result<u8>>,
+    limit: usize,
+) -> std::io::Result<Element> {
     let mut element = Vec::new();
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
     for byte in bytes {
         let byte = byte?;
         if in_string {
-            element.push(byte);
+            if element.len() <= limit {
+                element.push(byte);
+            }
             match (escaped, byte) {
                 (true, _) => escaped = false,
                 (false, b'\\') => escaped = true,
@@ -254,7 +322,9 @@ fn next_element(bytes: &mut impl Iterator<Item = std::io::Result<u8>>) -> std::i
             b'}' | b']' => depth = depth.saturating_sub(1),
             _ => {}
         }
-        element.push(byte);
+        if element.len() <= limit {
+            element.push(byte);
+        }
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::UnexpectedEof,
@@ -270,7 +340,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f.json");
         std::fs::write(&path, text).unwrap();
-        let reader = JsonReader::open(&path, "f.json").unwrap();
+        let limits = RecordLimits {
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 64,
+        };
+        let reader = JsonReader::open(&path, "f.json", limits).unwrap();
         let headers = reader.headers().to_vec();
         (headers, reader.map(Result::unwrap).collect())
     }

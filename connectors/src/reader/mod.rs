@@ -7,6 +7,7 @@
 //! not Parquet) end it.
 
 mod csv;
+mod digest;
 mod json;
 mod parquet;
 
@@ -33,6 +34,32 @@ pub struct Record {
 pub trait RecordReader: Iterator<Item = Result<Record>> + Send {
     /// The column names, in file order.
     fn headers(&self) -> &[String];
+
+    /// Once every record was read: `sha256:<hex>` of the bytes read, to compare with the
+    /// fingerprint the file was listed with. None for formats not read front to back.
+    fn fingerprint(&self) -> Option<String> {
+        None
+    }
+}
+
+/// How large one record may be.
+#[derive(Debug, Clone, Copy)]
+pub struct RecordLimits {
+    /// Largest field of a delimited record, in bytes.
+    pub max_field_bytes: usize,
+    /// Largest record (or JSON line), in bytes.
+    pub max_record_bytes: usize,
+}
+
+impl RecordLimits {
+    /// The limits of `[ingest]`.
+    pub fn of(settings: &lakescore_engine::config::IngestConfig) -> Self {
+        let bytes = |n: u64| usize::try_from(n).unwrap_or(usize::MAX).max(1);
+        Self {
+            max_field_bytes: bytes(settings.max_field_bytes),
+            max_record_bytes: bytes(settings.max_record_bytes),
+        }
+    }
 }
 
 /// Opens `path` (shown to users as `display`) for reading in `format`.
@@ -41,10 +68,16 @@ pub fn open(
     path: &Path,
     display: &str,
     dialect: &Dialect,
+    limits: RecordLimits,
 ) -> Result<Box<dyn RecordReader>> {
     Ok(match format {
-        SourceFormat::Csv => Box::new(csv::CsvReader::open(path, display, dialect.clone())?),
-        SourceFormat::Json => Box::new(json::JsonReader::open(path, display)?),
+        SourceFormat::Csv => Box::new(csv::CsvReader::open(
+            path,
+            display,
+            dialect.clone(),
+            limits,
+        )?),
+        SourceFormat::Json => Box::new(json::JsonReader::open(path, display, limits)?),
         SourceFormat::Parquet => Box::new(parquet::ParquetReader::open(path, display)?),
     })
 }

@@ -169,6 +169,13 @@ pub struct IngestConfig {
     pub target_file_mb: u64,
     /// Memory a merge may hold before DataFusion spills to disk, in MiB.
     pub merge_memory_mb: usize,
+    /// Largest field of a CSV record; a record with a longer one is quarantined.
+    #[serde(deserialize_with = "serve::bytes_text")]
+    pub max_field_bytes: u64,
+    /// Largest CSV record or JSON line; a longer one is quarantined with the line it
+    /// started on, and never held in memory beyond this size.
+    #[serde(deserialize_with = "serve::bytes_text")]
+    pub max_record_bytes: u64,
 }
 
 impl Default for IngestConfig {
@@ -177,6 +184,8 @@ impl Default for IngestConfig {
             row_group_mb: 64,
             target_file_mb: 128,
             merge_memory_mb: 512,
+            max_field_bytes: 1 << 20,
+            max_record_bytes: 4 << 20,
         }
     }
 }
@@ -689,6 +698,11 @@ aws_virtual_hosted_style_request = "false"
         let config = ProjectConfig::parse(text).unwrap();
         assert_eq!(config.ingest.row_group_mb, 16);
         assert_eq!(config.ingest.merge_memory_mb, 512);
+        assert_eq!(config.ingest.max_record_bytes, 4 << 20);
+        let limits = "[project]\nname = \"p\"\n[ingest]\nmax_field_bytes = \"64KiB\"\nmax_record_bytes = 100000\n";
+        let config = ProjectConfig::parse(limits).unwrap();
+        assert_eq!(config.ingest.max_field_bytes, 65536);
+        assert_eq!(config.ingest.max_record_bytes, 100_000);
         let typo = ProjectConfig::parse("[project]\nname = \"p\"\n[ingest]\nrow_groups = 1\n");
         assert!(typo.unwrap_err().contains("unknown field `row_groups`"));
     }

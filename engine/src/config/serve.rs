@@ -143,7 +143,7 @@ fn default_query_memory() -> u64 {
 }
 
 /// A size written as a whole number of bytes or as text: `"512MiB"`, `"4GiB"`, `"2GB"`.
-fn bytes_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+pub(super) fn bytes_text<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Size {

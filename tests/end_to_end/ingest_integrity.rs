@@ -1,0 +1,216 @@
+//! Landing under the faults a production lakehouse meets: a file still being written, an
+//! unterminated quote, oversized records, a file of nothing but bad rows, and a write that
+//! fails between the quarantine and the data commit. Every case ends with each table at a
+//! committed version and a rerun that lands each file exactly once.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use crate::support::Workspace;
+
+const SOURCE: &str = r#"
+[[source]]
+name = "orders"
+path = "extracts/orders_*.csv"
+format = "csv"
+table = "raw.orders"
+dialect = "crm"
+max_bad_rows = 10
+[source.schema]
+id = { type = "int", required = true }
+note = "string"
+"#;
+
+fn project(extra: &str) -> Workspace {
+    let ws = Workspace::init();
+    ws.append_to_project(extra);
+    ws.append_to_project(SOURCE);
+    ws
+}
+
+fn rows(from: u64, to: u64) -> String {
+    (from..to).map(|i| format!("{i},n{i}\n")).collect()
+}
+
+#[test]
+fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete() {
+    let ws = project("");
+    let file = ws.path().join("extracts/orders_1.csv");
+    ws.write_file(
+        "extracts/orders_1.csv",
+        &format!("id,note\n{}", rows(0, 1000)),
+    );
+    let resume = ws.path().join("resume");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
+        .arg("ingest")
+        .current_dir(ws.path())
+        .env("LAKESCORE_FAULT_PAUSE", "ingest-read")
+        .env("LAKESCORE_FAULT_RESUME", &resume)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("paused at ingest-read") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "never paused");
+    }
+    // The export goes on writing after the file was listed.
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&rows(1000, 1500));
+    std::fs::write(&file, text).unwrap();
+    std::fs::write(&resume, "").unwrap();
+    let output = child.wait_with_output().unwrap();
+    let mut rest = String::new();
+    stderr.read_to_string_lossy(&mut rest);
+    assert_eq!(output.status.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("orders_1.csv: the file changed while it was read"),
+        "{rest}"
+    );
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), "n\n0\n");
+
+    let out = ws.run(&["ingest"]).ok();
+    assert!(
+        out.contains("1 file landed, 1500 rows, 0 quarantined"),
+        "{out}"
+    );
+    let again = ws.run(&["ingest"]).ok();
+    assert!(again.contains("up to date"), "{again}");
+    assert_eq!(
+        ws.csv("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM raw.orders"),
+        "n,ids\n1500,1500\n"
+    );
+}
+
+/// Reads what is left of a child's standard error.
+trait ReadRest {
+    fn read_to_string_lossy(&mut self, into: &mut String);
+}
+
+impl<R: BufRead> ReadRest for R {
+    fn read_to_string_lossy(&mut self, into: &mut String) {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(self, &mut bytes).unwrap();
+        into.push_str(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[test]
+fn an_unterminated_quote_rejects_the_file_naming_its_line_and_long_records_are_quarantined() {
+    let ws = project("\n[ingest]\nmax_record_bytes = \"1KiB\"\nmax_field_bytes = 200\n");
+    // A quote opened on line 3 and never closed: 20,000 lines would become one field.
+    ws.write_file(
+        "extracts/orders_1.csv",
+        &format!("id,note\n1,ok\n2,\"broken\n{}", rows(3, 20_000)),
+    );
+    let error = ws.run(&["ingest"]).fails_with(1);
+    assert!(
+        error.contains("orders_1.csv: line 3: a quote opened here is never closed, so everything after it would be one field; nothing of the file landed"),
+        "{error}"
+    );
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), "n\n0\n");
+
+    // Records over the limits are quarantined with the line they started on.
+    let long = "x".repeat(3000);
+    let wide = "y".repeat(300);
+    ws.write_file(
+        "extracts/orders_1.csv",
+        &format!("id,note\n1,ok\n2,\"{long}\n{long}\"\n3,{wide}\n4,fine\n"),
+    );
+    let out = ws.run(&["ingest"]).ok();
+    assert!(
+        out.contains("1 file landed, 2 rows, 2 quarantined"),
+        "{out}"
+    );
+    assert_eq!(
+        ws.csv("SELECT _source_row AS line, id FROM raw.orders ORDER BY id"),
+        "line,id\n2,1\n6,4\n"
+    );
+    let quarantined = ws.csv(
+        "SELECT _source_row, \"column\", error, length(raw) AS raw_bytes FROM quarantine.raw_orders ORDER BY _source_row",
+    );
+    let lines: Vec<&str> = quarantined.lines().collect();
+    assert_eq!(lines.len(), 3, "{quarantined}");
+    assert!(
+        lines[1]
+            .starts_with("3,,the record is longer than max_record_bytes (1024 bytes) in [ingest]"),
+        "{quarantined}"
+    );
+    assert!(
+        lines[2].starts_with(
+            "5,,\"column note: the field is 300 bytes, more than max_field_bytes (200) in [ingest]"
+        ),
+        "{quarantined}"
+    );
+}
+
+#[test]
+fn a_file_of_bad_rows_stops_at_the_limit_without_reading_on() {
+    let ws = project("");
+    // 200,000 bad rows after one good one; the limit is 10.
+    let bad: String = (0..200_000).map(|i| format!("x{i},bad\n")).collect();
+    ws.write_file("extracts/orders_1.csv", &format!("id,note\n1,ok\n{bad}"));
+    let error = ws.run(&["ingest"]).fails_with(1);
+    assert!(
+        error.contains("orders_1.csv: 11 of 12 rows read so far are bad, above max_bad_rows = 10; nothing was committed. First problem: row 3 column id:"),
+        "{error}"
+    );
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), "n\n0\n");
+    let tables = ws.csv(
+        "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'quarantine'",
+    );
+    assert_eq!(tables, "n\n0\n", "no quarantine rows were committed");
+}
+
+#[test]
+fn a_failed_write_at_either_commit_leaves_no_landed_batch_and_the_rerun_lands_once() {
+    let ws = project("");
+    ws.write_file("extracts/orders_1.csv", "id,note\n1,a\nx,bad\n3,c\n");
+    let fail = |point: &str| {
+        crate::support::lakescore_with_env(
+            ws.path(),
+            &["ingest"],
+            &[("LAKESCORE_FAULT_FAIL", point)],
+        )
+    };
+    let counts = || {
+        ws.csv(
+            "SELECT (SELECT count(*) FROM raw.orders) AS landed, \
+             (SELECT count(*) FROM quarantine.raw_orders) AS quarantined",
+        )
+    };
+
+    // The quarantine commit fails: nothing of the batch is committed anywhere.
+    let error = fail("ingest-quarantine-commit").fails_with(2);
+    assert!(
+        error.contains("injected failure at ingest-quarantine-commit"),
+        "{error}"
+    );
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), "n\n0\n");
+
+    // The data commit fails after the quarantine commit: the batch is not landed, and the
+    // error says its bad rows are already in quarantine.
+    let error = fail("ingest-commit").fails_with(2);
+    assert!(
+        error.contains("injected failure at ingest-commit; the batch's 1 quarantined rows were committed to quarantine.raw_orders"),
+        "{error}"
+    );
+    assert!(
+        error.contains("the next run lands the data and does not quarantine them again"),
+        "{error}"
+    );
+    assert_eq!(counts(), "landed,quarantined\n0,1\n");
+
+    // The rerun lands the data once and quarantines nothing twice.
+    let out = ws.run(&["ingest"]).ok();
+    assert!(
+        out.contains("1 file landed, 2 rows, 1 quarantined"),
+        "{out}"
+    );
+    assert_eq!(counts(), "landed,quarantined\n2,1\n");
+    let again = ws.run(&["ingest"]).ok();
+    assert!(again.contains("up to date"), "{again}");
+    assert_eq!(counts(), "landed,quarantined\n2,1\n");
+}
