@@ -11,6 +11,7 @@ mod progress;
 mod repl;
 mod serve;
 mod transform;
+mod vacuum;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -23,6 +24,7 @@ use lakescore_engine::inspect::{
     history_batch, list_table_summaries, summaries_batch, table_history,
 };
 use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
+use lakescore_engine::vacuum::VacuumOptions;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_sql::dag::Selector;
 
@@ -292,6 +294,21 @@ enum Command {
     Tables {
         #[command(flatten)]
         output: OutputArgs,
+    },
+    /// Delete the data files no table version within the retention window needs (left by
+    /// overwrites, merges and killed runs) and `_staging/` leftovers.
+    ///
+    /// Table versions do not change. Time travel to versions older than the window may
+    /// fail afterwards, as their files are gone.
+    Vacuum {
+        /// Tables to vacuum, as schema.name (default: every table).
+        tables: Vec<String>,
+        /// Keep files younger than this (at least 1h).
+        #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
+        retain: std::time::Duration,
+        /// Only list what would be deleted.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Show a table's Delta history: version, time, operation, run id and inputs.
     History {
@@ -675,6 +692,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Tables { output } => {
             let lakehouse = open_lakehouse(&project()?)?;
             write_table_listing(&lakehouse, output.format(), &output.destination()).await
+        }
+        Command::Vacuum {
+            tables,
+            retain,
+            dry_run,
+        } => {
+            let lakehouse = open_lakehouse(&project()?)?;
+            let options = VacuumOptions {
+                tables: tables
+                    .iter()
+                    .map(String::as_str)
+                    .map(TableName::parse)
+                    .collect::<Result<_, _>>()?,
+                retain: *retain,
+                dry_run: *dry_run,
+            };
+            vacuum::run(&lakehouse, &options).await
         }
         Command::History {
             table,

@@ -28,6 +28,7 @@ pub mod read_only;
 pub mod retrain_requests;
 pub mod session;
 pub mod time_travel;
+pub mod vacuum;
 pub mod views;
 pub mod write;
 

@@ -17,4 +17,5 @@ mod serve;
 mod serve_attacks;
 mod support;
 mod transform;
+mod vacuum;
 mod webhook;

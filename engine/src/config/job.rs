@@ -137,6 +137,14 @@ pub enum StepAction {
         /// Tables to check; empty means every table with a rule.
         tables: Vec<String>,
     },
+    /// Delete files no table version within the window needs, and `_staging/` leftovers
+    /// (`{ vacuum = true }` or the tables; `retain = "7d"` by default).
+    Vacuum {
+        /// Tables to vacuum; empty means every table.
+        tables: Vec<String>,
+        /// Files younger than this are kept.
+        retain: Option<Duration>,
+    },
 }
 
 impl StepAction {
@@ -151,6 +159,7 @@ impl StepAction {
             StepAction::Feedback { .. } => "feedback",
             StepAction::Retrain { .. } => "retrain",
             StepAction::Check { .. } => "check",
+            StepAction::Vacuum { .. } => "vacuum",
         }
     }
 }
@@ -168,6 +177,9 @@ struct RawStep {
     feedback: Option<String>,
     retrain: Option<String>,
     check: Option<Names>,
+    vacuum: Option<Names>,
+    #[serde(default, with = "optional_duration_text")]
+    retain: Option<Duration>,
     input: Option<String>,
     table: Option<String>,
     output: Option<String>,
@@ -177,7 +189,8 @@ struct RawStep {
     retries: Option<u32>,
 }
 
-const STEP_KINDS: &str = "ingest, transform, train, score, drift, feedback, retrain or check";
+const STEP_KINDS: &str =
+    "ingest, transform, train, score, drift, feedback, retrain, check or vacuum";
 
 impl TryFrom<RawStep> for StepConfig {
     type Error = String;
@@ -192,6 +205,7 @@ impl TryFrom<RawStep> for StepConfig {
             ("feedback", raw.feedback.is_some()),
             ("retrain", raw.retrain.is_some()),
             ("check", raw.check.is_some()),
+            ("vacuum", raw.vacuum.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, present)| present.then_some(kind))
@@ -217,6 +231,11 @@ impl TryFrom<RawStep> for StepConfig {
         misplaced("input", raw.input.is_some() && !is_score, "score")?;
         misplaced("output", raw.output.is_some() && !is_score, "score")?;
         misplaced("table", raw.table.is_some() && raw.drift.is_none(), "drift")?;
+        misplaced(
+            "retain",
+            raw.retain.is_some() && raw.vacuum.is_none(),
+            "vacuum",
+        )?;
         misplaced(
             "force",
             raw.force.is_some() && raw.transform.is_none() && raw.retrain.is_none(),
@@ -251,6 +270,11 @@ impl TryFrom<RawStep> for StepConfig {
             StepAction::Retrain {
                 model,
                 force: raw.force.unwrap_or(false),
+            }
+        } else if let Some(names) = raw.vacuum {
+            StepAction::Vacuum {
+                tables: names.0,
+                retain: raw.retain,
             }
         } else {
             StepAction::Check {
@@ -625,6 +649,28 @@ steps = [
         let no_input = JOB.replace(", input = \"curated.customers\"", "");
         let error = parse(&no_input).unwrap_err();
         assert!(error.contains("needs input"), "{error}");
+        let misplaced = JOB.replace("{ check = [] }", "{ check = [], retain = \"1d\" }");
+        let error = parse(&misplaced).unwrap_err();
+        assert!(
+            error.contains("`retain` belongs to vacuum steps only"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_vacuum_step_reads_its_tables_and_window() {
+        let vacuum = JOB.replace(
+            "{ check = [] }",
+            "{ vacuum = [\"raw.orders\"], retain = \"2d\" }",
+        );
+        let config = parse(&vacuum).unwrap();
+        assert_eq!(
+            config.jobs[0].steps[3].action,
+            StepAction::Vacuum {
+                tables: vec!["raw.orders".into()],
+                retain: Some(Duration::from_secs(2 * 24 * 3600)),
+            }
+        );
     }
 
     #[test]
