@@ -39,3 +39,12 @@ pub fn point(name: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// [`point`] for the engine's operations: an injected failure is the storage failure it
+/// stands for.
+pub fn check(name: &str) -> crate::error::Result<()> {
+    point(name).map_err(|cause| crate::error::Error::Storage {
+        uri: name.to_string(),
+        cause,
+    })
+}

@@ -409,6 +409,7 @@ impl<'a> Transform<'a> {
             );
             let properties = CommitProperties::default().with_metadata(metadata);
             let target = table_for_write(&self.lakehouse, &model.table).await?;
+            lakescore_engine::fault::check("transform-commit")?;
             let version = match model.config.materialized {
                 Materialization::Merge => {
                     merge_frame(target, source, &model.config.key, properties).await?

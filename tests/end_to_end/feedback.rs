@@ -63,11 +63,11 @@ impl Random {
 }
 
 /// One customer: id, logins, contract, newsletter.
-type Customer = (String, f64, &'static str, bool);
+pub(crate) type Customer = (String, f64, &'static str, bool);
 
 /// Day 1 churns by logins and contract; on day 2 a new `trial` segment appears whose
 /// customers churn exactly when they do not read the newsletter.
-fn truth(customer: &Customer) -> bool {
+pub(crate) fn truth(customer: &Customer) -> bool {
     let (_, logins, contract, newsletter) = customer;
     match *contract {
         "trial" => !newsletter,
@@ -76,7 +76,7 @@ fn truth(customer: &Customer) -> bool {
     }
 }
 
-fn customers(day: u64) -> Vec<Customer> {
+pub(crate) fn customers(day: u64) -> Vec<Customer> {
     let mut random = Random(17 + day);
     (0..1200)
         .map(|i| {
@@ -117,7 +117,7 @@ fn extract(rows: &[Customer], labeled: bool) -> String {
 }
 
 /// `customer_id → prediction_id` of the predictions scored from `curated.customers@version`.
-fn prediction_ids(workspace: &Workspace, version: &str) -> Vec<(String, String)> {
+pub(crate) fn prediction_ids(workspace: &Workspace, version: &str) -> Vec<(String, String)> {
     workspace
         .csv(&format!(
             "select customer_id, prediction_id from scored.churn \
@@ -140,7 +140,7 @@ fn one_value(workspace: &Workspace, sql: &str) -> String {
 /// Day 1 trained and scored, day 2 (with its trial segment and one day-1 customer whose
 /// logins changed) landed and scored; returns day 2's customers and an instant between
 /// the two scoring runs.
-fn two_days(workspace: &Workspace, extra: &str) -> (Vec<Customer>, String) {
+pub(crate) fn two_days(workspace: &Workspace, extra: &str) -> (Vec<Customer>, String) {
     workspace.append_to_project(&format!("{PROJECT}{extra}"));
     let day1 = customers(1);
     workspace.write_file("extracts/customers_1.csv", &extract(&day1, true));
@@ -163,11 +163,17 @@ fn two_days(workspace: &Workspace, extra: &str) -> (Vec<Customer>, String) {
     (day2, between)
 }
 
-fn correction(prediction_id: &str, customer: &str, label: &str, by: &str, at: &str) -> String {
+pub(crate) fn correction(
+    prediction_id: &str,
+    customer: &str,
+    label: &str,
+    by: &str,
+    at: &str,
+) -> String {
     format!("{prediction_id},{customer},{label},{by},{at},\n")
 }
 
-const HEADER: &str =
+pub(crate) const HEADER: &str =
     "prediction_id,customer_id,corrected_label,corrected_by,corrected_at,comment\n";
 
 #[test]

@@ -10,6 +10,7 @@ mod foundation;
 mod ingest;
 mod ingest_integrity;
 mod jobs;
+mod kills;
 mod models;
 mod readers;
 mod s3;

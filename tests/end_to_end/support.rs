@@ -65,6 +65,13 @@ impl Workspace {
         workspace
     }
 
+    /// A copy of this project and its lakehouse in a new folder.
+    pub fn duplicate(&self) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        copy_dir(self.path(), dir.path());
+        Self { dir }
+    }
+
     pub fn path(&self) -> &Path {
         self.dir.path()
     }

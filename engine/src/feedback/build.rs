@@ -206,6 +206,7 @@ impl<'a> BuildFeedback<'a> {
             ],
         );
         let table = table_for_write(&self.lakehouse, &output).await?;
+        crate::fault::check("feedback-commit")?;
         let written = write_frame(
             table,
             frame,

@@ -618,6 +618,7 @@ impl Registry {
     pub async fn write_versions_table(&self, run_id: &str) -> Result<()> {
         let mut manifests = Vec::new();
         let mut alias_of = Vec::new();
+        let mut decisions = Vec::new();
         for name in self.model_names().await? {
             let aliases = self.aliases(&name).await?;
             for manifest in self.versions(&name).await? {
@@ -628,6 +629,19 @@ impl Registry {
                     .map(|(a, _)| a.as_str())
                     .collect();
                 alias_of.push(names.join(","));
+                let decision = manifest.retrain.as_ref().map(|r| {
+                    let reached = aliases
+                        .history
+                        .iter()
+                        .any(|c| c.alias == "champion" && c.version == manifest.version);
+                    match (r.promoted, reached) {
+                        (true, true) => "promoted",
+                        // Registered to be promoted, but the run stopped before the move.
+                        (true, false) => "interrupted",
+                        (false, _) => "challenger",
+                    }
+                });
+                decisions.push(decision);
                 manifests.push(manifest);
             }
         }
@@ -707,7 +721,7 @@ impl Registry {
                     .map(|r| r.map(|r| r.champion_version as i64)),
             )),
             optional_text(&|r| serde_json::to_string(&r.champion_metrics).unwrap_or_default()),
-            optional_text(&|r| String::from(if r.promoted { "promoted" } else { "challenger" })),
+            Arc::new(StringArray::from(decisions)),
             optional_text(&|r| r.reason.clone()),
             Arc::new(StringArray::from_iter(
                 retrains

@@ -165,6 +165,7 @@ impl<'a> Retrain<'a> {
             requests: requests.clone(),
         });
         let challenger = registry.register(manifest, &candidate.artifact).await?;
+        crate::fault::check("retrain-promote")?;
         let alias = if promoted { "champion" } else { "challenger" };
         registry
             .move_alias(&challenger.name, alias, challenger.version, &reason)

@@ -178,6 +178,7 @@ impl<'a> Score<'a> {
             ],
         );
         let table = table_for_write(&self.lakehouse, &output).await?;
+        crate::fault::check("score-commit")?;
         let written = write_frame(
             table,
             frame,
