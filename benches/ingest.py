@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Ingest throughput and memory: CSV -> Delta, JSON lines -> Delta, and a merge upsert.
+"""Ingest throughput and memory: CSV -> Delta, JSON lines -> Delta, a CSV whose every row
+is bad (all quarantined), and a merge upsert.
 
 Generates extracts of --rows rows (default 5 million), lands them with the release binary
 in a scratch project, and prints a table of rows/s, MB/s and the peak RSS of each run
@@ -55,6 +56,14 @@ def write_jsonl(path: Path, rows: int, seed: int = 2) -> None:
         out.write("".join(chunk))
 
 
+def write_bad_csv(path: Path, rows: int) -> None:
+    """Rows whose integer id is not a number: each one is quarantined."""
+    with path.open("w", encoding="utf-8") as out:
+        out.write("id,note\n")
+        for start in range(0, rows, 100_000):
+            out.write("".join(f"x{i},this row is bad: its id is not a number\n" for i in range(start, min(start + 100_000, rows))))
+
+
 PROJECT = """
 [project]
 name = "bench"
@@ -74,6 +83,16 @@ name = "events_json"
 path = "extracts/json/*.jsonl"
 format = "json"
 table = "raw.events"
+
+[[source]]
+name = "bad_csv"
+path = "extracts/bad/*.csv"
+format = "csv"
+table = "raw.bad"
+max_bad_rows = "100%"
+[source.schema]
+id = "int"
+note = "string"
 
 [[source]]
 name = "accounts_merge"
@@ -97,7 +116,7 @@ def main() -> None:
 
     with scratch_folder("lakescore-bench-", options.keep) as scratch:
         (scratch / "lakescore.toml").write_text(PROJECT)
-        for folder in ["csv", "json", "merge"]:
+        for folder in ["csv", "json", "bad", "merge"]:
             (scratch / "extracts" / folder).mkdir(parents=True)
         rows = options.rows
         print(f"generating {rows:,} rows per format in {scratch} ...", file=sys.stderr)
@@ -105,8 +124,15 @@ def main() -> None:
         json_file = scratch / "extracts/json/events.jsonl"
         write_csv(csv_file, rows)
         write_jsonl(json_file, rows)
+        bad_file = scratch / "extracts/bad/bad.csv"
+        write_bad_csv(bad_file, rows)
         results = []
-        for name, source, path in [("CSV -> Delta", "accounts_csv", csv_file), ("JSON lines -> Delta", "events_json", json_file)]:
+        cases = [
+            ("CSV -> Delta", "accounts_csv", csv_file),
+            ("JSON lines -> Delta", "events_json", json_file),
+            ("CSV, every row bad -> quarantine", "bad_csv", bad_file),
+        ]
+        for name, source, path in cases:
             elapsed, rss, _ = run(options.binary, scratch, ["ingest", source])
             results.append((name, rows, path.stat().st_size, elapsed, rss))
 
