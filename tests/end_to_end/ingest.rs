@@ -1,10 +1,7 @@
 //! Landing extracts: dialects, quarantine, exactly-once reruns, schema evolution, modes,
 //! bad-row limits, and a real kill between writing data files and committing.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use crate::support::{Workspace, files_under};
+use crate::support::{Workspace, files_under, spawn_paused};
 
 /// The three fixture sources: CRM accounts (CSV, crm dialect), ERP invoices (semicolons,
 /// Windows-1252, preamble) and usage events (JSON lines in a dated folder layout).
@@ -330,20 +327,13 @@ mode = "overwrite"
 #[test]
 fn a_kill_between_writing_and_committing_leaves_the_table_and_the_rerun_lands_once() {
     let ws = project_with_fixtures(THREE_SOURCES);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .args(["ingest", "crm_accounts"])
-        .current_dir(ws.path())
-        .env("LAKESCORE_FAULT_PAUSE", "ingest-commit")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let paused = BufReader::new(stderr)
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains("paused at ingest-commit"));
-    assert!(paused, "the run never reached the commit point");
+    let paused = spawn_paused(
+        ws.path(),
+        &["ingest", "crm_accounts"],
+        "ingest-commit",
+        None,
+        &[],
+    );
     // Data files are written: the kill lands between them and the commit.
     let data_files = std::fs::read_dir(ws.lakehouse().join("raw/crm_accounts"))
         .unwrap()
@@ -356,8 +346,7 @@ fn a_kill_between_writing_and_committing_leaves_the_table_and_the_rerun_lands_on
         })
         .count();
     assert!(data_files > 0);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    paused.kill();
 
     let history = ws
         .run(&["history", "raw.crm_accounts", "--format", "csv"])

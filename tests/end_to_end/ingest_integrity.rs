@@ -3,10 +3,7 @@
 //! fails between the quarantine and the data commit. Every case ends with each table at a
 //! committed version and a rerun that lands each file exactly once.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
-use crate::support::Workspace;
+use crate::support::{Workspace, spawn_paused};
 
 const SOURCE: &str = r#"
 [[source]]
@@ -41,30 +38,13 @@ fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete
         &format!("id,note\n{}", rows(0, 1000)),
     );
     let resume = ws.path().join("resume");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .arg("ingest")
-        .current_dir(ws.path())
-        .env("LAKESCORE_FAULT_PAUSE", "ingest-read")
-        .env("LAKESCORE_FAULT_RESUME", &resume)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("paused at ingest-read") {
-        line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "never paused");
-    }
+    let paused = spawn_paused(ws.path(), &["ingest"], "ingest-read", Some(&resume), &[]);
     // The export goes on writing after the file was listed.
     let mut text = std::fs::read_to_string(&file).unwrap();
     text.push_str(&rows(1000, 1500));
     std::fs::write(&file, text).unwrap();
-    std::fs::write(&resume, "").unwrap();
-    let output = child.wait_with_output().unwrap();
-    let mut rest = String::new();
-    stderr.read_to_string_lossy(&mut rest);
-    assert_eq!(output.status.code(), Some(1), "{rest}");
+    let (code, rest) = paused.resume(&resume);
+    assert_eq!(code, Some(1), "{rest}");
     assert!(
         rest.contains("orders_1.csv: the file changed while it was read"),
         "{rest}"
@@ -82,19 +62,6 @@ fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete
         ws.csv("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM raw.orders"),
         "n,ids\n1500,1500\n"
     );
-}
-
-/// Reads what is left of a child's standard error.
-trait ReadRest {
-    fn read_to_string_lossy(&mut self, into: &mut String);
-}
-
-impl<R: BufRead> ReadRest for R {
-    fn read_to_string_lossy(&mut self, into: &mut String) {
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(self, &mut bytes).unwrap();
-        into.push_str(&String::from_utf8_lossy(&bytes));
-    }
 }
 
 #[test]

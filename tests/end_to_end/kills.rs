@@ -5,14 +5,13 @@
 //! Each operation is killed ten times: once paused at its fault-injection point just
 //! before its commit, and nine times after a delay spread over its measured duration.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde_json::Value;
 
 use crate::feedback::{HEADER, correction, customers, prediction_ids, truth, two_days};
-use crate::support::Workspace;
+use crate::support::{Workspace, spawn_paused};
 
 /// Kills per operation.
 const KILLS: u32 = 10;
@@ -32,19 +31,6 @@ impl Operation<'_> {
         self.outcome.iter().map(|sql| ws.csv(sql)).collect()
     }
 
-    fn spawn(&self, ws: &Workspace, pause: bool) -> std::process::Child {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_lakescore"));
-        command
-            .args(self.command)
-            .current_dir(ws.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        if pause {
-            command.env("LAKESCORE_FAULT_PAUSE", self.point);
-        }
-        command.spawn().unwrap()
-    }
-
     /// Runs the kills against copies of `base` and checks each.
     fn kill_and_rerun(&self, base: &Workspace) {
         let reference = base.duplicate();
@@ -62,24 +48,25 @@ impl Operation<'_> {
         for kill in 0..KILLS {
             let ws = base.duplicate();
             (self.prepare)(&ws);
-            let mut child = self.spawn(&ws, kill == 0);
             let at = if kill == 0 {
-                let stderr = BufReader::new(child.stderr.take().unwrap());
-                let paused = stderr
-                    .lines()
-                    .map_while(Result::ok)
-                    .any(|line| line.contains(&format!("paused at {}", self.point)));
-                assert!(paused, "{:?} never reached {}", self.command, self.point);
+                spawn_paused(ws.path(), self.command, self.point, None, &[]).kill();
                 String::from(self.point)
             } else {
+                let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
+                    .args(self.command)
+                    .current_dir(ws.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap();
                 let jitter = u64::from(seed.wrapping_mul(kill + 1) % 100);
                 let share = (u64::from(kill) * 100 + jitter) as f64 / f64::from(KILLS * 100);
                 let delay = duration.mul_f64(share);
                 std::thread::sleep(delay);
+                child.kill().unwrap();
+                child.wait().unwrap();
                 format!("{delay:?} of {duration:?}")
             };
-            child.kill().unwrap();
-            child.wait().unwrap();
             every_table_reads(&ws, &at);
             ws.run(self.command).ok();
             assert_eq!(

@@ -10,7 +10,7 @@ use s3s::auth::SimpleAuth;
 use s3s::service::S3ServiceBuilder;
 use tokio::sync::oneshot;
 
-use crate::support::{Workspace, lakescore_with_env};
+use crate::support::{Workspace, lakescore_with_env, spawn_paused};
 
 const ACCESS_KEY: &str = "lakescore-test";
 const SECRET_KEY: &str = "lakescore-test-secret";
@@ -265,30 +265,17 @@ fn an_object_replaced_after_it_was_listed_is_refused_and_lands_on_the_next_run()
     .unwrap();
     let secret = [("LAKESCORE_TEST_S3_SECRET", SECRET_KEY)];
     let resume = ws.path().join("resume");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .arg("ingest")
-        .current_dir(ws.path())
-        .envs(secret)
-        .env("LAKESCORE_FAULT_PAUSE", "ingest-read")
-        .env("LAKESCORE_FAULT_RESUME", &resume)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("paused at ingest-read") {
-        line.clear();
-        let read = std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
-        assert!(read > 0, "never paused");
-    }
+    let paused = spawn_paused(
+        ws.path(),
+        &["ingest"],
+        "ingest-read",
+        Some(&resume),
+        &secret,
+    );
     // The export is replaced by a longer one between listing and reading.
     std::fs::write(&object, "id,note\n1,a\n2,b\n3,c\n").unwrap();
-    std::fs::write(&resume, "").unwrap();
-    let status = child.wait().unwrap();
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(status.code(), Some(1), "{rest}");
+    let (code, rest) = paused.resume(&resume);
+    assert_eq!(code, Some(1), "{rest}");
     assert!(
         rest.contains("s3://exports/orders_1.csv: the file changed while it was read"),
         "{rest}"

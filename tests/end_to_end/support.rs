@@ -179,6 +179,65 @@ pub fn spawn_lakescore(workspace: &Workspace, args: &[&str]) -> Child {
         .expect("start lakescore")
 }
 
+/// A lakescore process stopped at a fault-injection point (see `engine/src/fault.rs`).
+pub struct Paused {
+    pub child: Child,
+    /// The rest of its standard error.
+    pub stderr: std::io::BufReader<std::process::ChildStderr>,
+}
+
+impl Paused {
+    /// Kills the process where it waits.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+
+    /// Lets it go on (it was started with a resume file) and returns how it ended and
+    /// the rest of its standard error.
+    pub fn resume(mut self, resume: &Path) -> (Option<i32>, String) {
+        use std::io::Read;
+        std::fs::write(resume, "").expect("resume file");
+        let status = self.child.wait().expect("wait");
+        let mut rest = Vec::new();
+        self.stderr.read_to_end(&mut rest).expect("stderr");
+        (status.code(), String::from_utf8_lossy(&rest).into_owned())
+    }
+}
+
+/// Starts lakescore in `dir` with `env`, pausing at fault point `point` (until `resume`
+/// exists, when given), and returns once it is there.
+pub fn spawn_paused(
+    dir: &Path,
+    args: &[&str],
+    point: &str,
+    resume: Option<&Path>,
+    env: &[(&str, &str)],
+) -> Paused {
+    use std::io::BufRead;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lakescore"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .envs(env.iter().copied())
+        .env("LAKESCORE_FAULT_PAUSE", point)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(resume) = resume {
+        command.env("LAKESCORE_FAULT_RESUME", resume);
+    }
+    let mut child = command.spawn().expect("start lakescore");
+    let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+    let mut line = String::new();
+    let wanted = format!("paused at {point}");
+    while !line.contains(&wanted) {
+        line.clear();
+        let read = stderr.read_line(&mut line).expect("read stderr");
+        assert!(read > 0, "lakescore {args:?} ended before {point}");
+    }
+    Paused { child, stderr }
+}
+
 /// Runs the lakescore binary in `dir` with `input` on its standard input.
 pub fn lakescore_with_input(dir: &Path, args: &[&str], input: &[u8]) -> Run {
     use std::io::Write;

@@ -2,12 +2,10 @@
 //! than the retention window, committed data and table versions are untouched, and the
 //! rerun still lands exactly once.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime};
 
-use crate::support::Workspace;
+use crate::support::{Workspace, spawn_paused};
 
 const SOURCES: &str = r#"
 [[source]]
@@ -27,21 +25,7 @@ key = ["id"]
 
 /// Runs `ingest SOURCE` and kills it at the point before its data commit.
 fn kill_before_commit(ws: &Workspace, source: &str) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .args(["ingest", source])
-        .current_dir(ws.path())
-        .env("LAKESCORE_FAULT_PAUSE", "ingest-commit")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let paused = BufReader::new(child.stderr.take().unwrap())
-        .lines()
-        .map_while(Result::ok)
-        .any(|line| line.contains("paused at ingest-commit"));
-    assert!(paused, "ingest {source} never reached its commit");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    spawn_paused(ws.path(), &["ingest", source], "ingest-commit", None, &[]).kill();
 }
 
 /// Files under `dir` whose name ends with `suffix`.
