@@ -9,15 +9,13 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::support::lakescore;
+use crate::support::{lakescore, lakescore_with_env};
 
 #[test]
 fn polars_and_the_deltalake_package_read_every_table_with_its_rows_and_types() {
     let home = tempfile::tempdir().unwrap();
     lakescore(home.path(), &["demo", "project", "--customers", "200"]).ok();
     let project = home.path().join("project");
-    let csv = |sql: &str| lakescore(&project, &["sql", sql, "--format", "csv"]).ok();
-
     let tables: Vec<String> = lakescore(&project, &["tables", "--format", "json"])
         .ok()
         .lines()
@@ -37,8 +35,30 @@ fn polars_and_the_deltalake_package_read_every_table_with_its_rows_and_types() {
             "{expected} not in {tables:?}"
         );
     }
+    let read = read_and_compare(&project, &tables, &[]);
+    // The scoring time is a UTC timestamp like every other time lakescore writes.
+    let scored = read
+        .iter()
+        .find(|t| t["table"] == "scored.churn_risk")
+        .unwrap();
+    let scored_at = scored["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "scored_at")
+        .unwrap();
+    assert_eq!(scored_at["deltalake"], "timestamp[us, tz=UTC]");
+    assert_eq!(
+        scored_at["polars"],
+        "Datetime(time_unit='us', time_zone='UTC')"
+    );
+}
 
-    let read = read_with_python(&project.join("lakehouse"), &tables);
+/// Reads `tables` of the project at `project` (run with `env`) with both readers and checks that each saw
+/// the rows and column types lakescore sees; returns what the readers reported.
+fn read_and_compare(project: &Path, tables: &[String], env: &[(&str, &str)]) -> Vec<Value> {
+    let csv = |sql: &str| lakescore_with_env(project, &["sql", sql, "--format", "csv"], env).ok();
+    let read = read_with_python(&project.join("lakehouse"), tables);
     assert_eq!(read.len(), tables.len(), "{read:?}");
     for table in &read {
         let name = table["table"].as_str().unwrap();
@@ -77,22 +97,29 @@ fn polars_and_the_deltalake_package_read_every_table_with_its_rows_and_types() {
             );
         }
     }
-    // The scoring time is a UTC timestamp like every other time lakescore writes.
-    let scored = read
-        .iter()
-        .find(|t| t["table"] == "scored.churn_risk")
+    read
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_query_log_is_read_by_both_readers() {
+    let served = crate::serve::serve("");
+    let engineer = served.connect("engineer", "eng1neer-pw").await.unwrap();
+    engineer
+        .simple_query("select count(*) from curated.customers")
+        .await
         .unwrap();
-    let scored_at = scored["columns"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "scored_at")
-        .unwrap();
-    assert_eq!(scored_at["deltalake"], "timestamp[us, tz=UTC]");
-    assert_eq!(
-        scored_at["polars"],
-        "Datetime(time_unit='us', time_zone='UTC')"
+    drop(engineer);
+    let (workspace, _) = served.stop();
+    let password = [(
+        "LAKESCORE_TEST_ANALYST_PASSWORD",
+        crate::serve::ANALYST_PASSWORD,
+    )];
+    let read = read_and_compare(
+        workspace.path(),
+        &[String::from("ops.query_log")],
+        &password,
     );
+    assert!(read[0]["polars_rows"].as_u64().unwrap() >= 1, "{read:?}");
 }
 
 /// The type names pyarrow (via deltalake) and polars give a column lakescore reports as
