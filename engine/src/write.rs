@@ -221,6 +221,23 @@ fn refuse_lossy_casts(table: &DeltaTable, written: &Schema) -> Result<()> {
     }
 }
 
+/// True when a write lost a race: another writer committed the version it wanted, or a
+/// change that conflicts with what it read.
+pub fn is_commit_conflict(error: &Error) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        Error::Delta {
+            source: deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            },
+            ..
+        }
+    )
+}
+
 /// Rows the table's last commit added, from its operation metrics.
 pub async fn added_rows(table: &DeltaTable) -> u64 {
     let Ok(commits) = table.history(Some(1)).try_collect::<Vec<_>>().await else {

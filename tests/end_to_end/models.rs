@@ -511,3 +511,69 @@ fn a_corrupt_manifest_or_table_is_reported_alone_and_blocks_nothing_else() {
     assert!(line("scored.churn").contains("cannot"), "{tables}");
     ws.csv("SELECT count(*) FROM curated.customers");
 }
+
+#[test]
+fn concurrent_promotions_are_all_kept() {
+    let ws = project();
+    for _ in 0..3 {
+        ws.run(&["train", "churn"]).ok();
+    }
+    let generations = ws.lakehouse().join("_models/churn/aliases");
+    let newest_aliases = || -> serde_json::Value {
+        let newest = std::fs::read_dir(&generations)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .max()
+            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(newest).unwrap()).unwrap()
+    };
+    let moves = [
+        ("2", "champion"),
+        ("3", "challenger"),
+        ("3", "champion"),
+        ("1", "challenger"),
+    ];
+    for round in 0..6 {
+        let before = newest_aliases()["history"].as_array().unwrap().len();
+        let children: Vec<_> = moves
+            .iter()
+            .map(|(version, alias)| {
+                std::process::Command::new(env!("CARGO_BIN_EXE_lakescore"))
+                    .args(["models", "promote", "churn", version, "--alias", alias])
+                    .current_dir(ws.path())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        // Every promotion is in the history, and each alias points where its last move did.
+        let aliases = newest_aliases();
+        let history = aliases["history"].as_array().unwrap();
+        assert_eq!(
+            history.len(),
+            before + moves.len(),
+            "round {round}: {aliases}"
+        );
+        for alias in ["champion", "challenger"] {
+            let last = history.iter().rev().find(|c| c["alias"] == alias).unwrap();
+            assert_eq!(
+                aliases["current"][alias], last["version"],
+                "round {round}: {aliases}"
+            );
+        }
+    }
+    let listed = ws.run(&["models", "list"]).ok();
+    assert!(
+        listed.contains("[champion]") && listed.contains("challenger"),
+        "{listed}"
+    );
+}

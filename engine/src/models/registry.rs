@@ -6,7 +6,8 @@
 //! and `manifest.json` (everything about the version, including the artifact's SHA-256).
 //! The manifest is written last and only if it does not exist yet, so it is the commit
 //! point: two trainings racing for one version number cannot both win. Aliases
-//! (`champion`, `challenger`) and their history are in `<root>/_models/<m>/aliases.json`.
+//! (`champion`, `challenger`) and their history are in `<root>/_models/<m>/aliases/`, one
+//! create-only file per change (generation), so concurrent promotions never lose one.
 //! A model reference is `name` (its champion), `name@challenger` or `name:3`.
 
 use std::fmt;
@@ -18,6 +19,7 @@ use datafusion::arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
@@ -31,10 +33,19 @@ use crate::commit::commit_metadata;
 use crate::config::{Algorithm, FeatureKind, Task};
 use crate::error::{Error, Result};
 use crate::lakehouse::{Lakehouse, TableName};
-use crate::write::{WriteMode, write_batch};
+use crate::write::{WriteMode, is_commit_conflict, write_batch};
 
 /// The folder under the root that holds the registry.
 const MODELS: &str = "_models";
+/// How often `ops.model_versions` is derived again after losing a race to another writer.
+const MAX_REWRITES: u32 = 20;
+/// The folder of a model's alias generations.
+const ALIAS_GENERATIONS: &str = "aliases";
+
+/// Generation `n` of `model`'s aliases.
+fn generation_path(model: &str, n: u64) -> StorePath {
+    StorePath::from_iter([MODELS, model, ALIAS_GENERATIONS, &format!("{n:020}.json")])
+}
 
 /// The aliases a version can carry.
 pub const ALIASES: [&str; 2] = ["champion", "challenger"];
@@ -410,23 +421,62 @@ impl Registry {
 
     /// The aliases of `name`.
     pub async fn aliases(&self, name: &str) -> Result<Aliases> {
-        let path = StorePath::from_iter([MODELS, name, "aliases.json"]);
-        Ok(self
+        Ok(self.latest_aliases(name).await?.1)
+    }
+
+    /// The newest generation of `name`'s aliases and its number (0: none written yet,
+    /// or only the single `aliases.json` of earlier releases).
+    async fn latest_aliases(&self, name: &str) -> Result<(u64, Aliases)> {
+        let store = self.lakehouse.store()?;
+        let folder = StorePath::from_iter([MODELS, name, ALIAS_GENERATIONS]);
+        let generations: Vec<object_store::ObjectMeta> =
+            match store.list(Some(&folder)).try_collect().await {
+                Ok(listed) => listed,
+                Err(object_store::Error::NotFound { .. }) => Vec::new(),
+                Err(error) => return Err(self.storage(error)),
+            };
+        let newest = generations
+            .iter()
+            .filter_map(|meta| {
+                let file = meta.location.filename()?;
+                file.strip_suffix(".json")?.parse::<u64>().ok()
+            })
+            .max();
+        let (generation, path) = match newest {
+            Some(n) => (n, generation_path(name, n)),
+            None => (0, StorePath::from_iter([MODELS, name, "aliases.json"])),
+        };
+        let aliases = self
             .read_json(&path)
             .await?
             .map(|(a, _)| a)
-            .unwrap_or_default())
+            .unwrap_or_default();
+        Ok((generation, aliases))
     }
 
-    async fn save_aliases(&self, name: &str, aliases: &Aliases) -> Result<()> {
-        let path = StorePath::from_iter([MODELS, name, "aliases.json"]);
-        let bytes = serde_json::to_vec_pretty(aliases).map_err(|e| self.storage(e))?;
-        self.lakehouse
-            .store()?
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| self.storage(e))?;
-        Ok(())
+    /// Applies `change` to the newest aliases of `name` and stores them as the next
+    /// generation. The generation file is created only if it does not exist, so of two
+    /// concurrent changes one wins and the other is applied again on top of it: no
+    /// change is lost.
+    async fn update_aliases(&self, name: &str, change: impl Fn(&mut Aliases)) -> Result<()> {
+        let store = self.lakehouse.store()?;
+        loop {
+            let (generation, mut aliases) = self.latest_aliases(name).await?;
+            change(&mut aliases);
+            let bytes = serde_json::to_vec_pretty(&aliases).map_err(|e| self.storage(e))?;
+            let created = store
+                .put_opts(
+                    &generation_path(name, generation + 1),
+                    PutPayload::from(bytes),
+                    PutOptions::from(PutMode::Create),
+                )
+                .await;
+            match created {
+                Ok(_) => return Ok(()),
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(error) => return Err(self.storage(error)),
+            }
+        }
     }
 
     /// Stores a new version of `manifest.name` (its number is chosen here) and makes it
@@ -502,15 +552,17 @@ impl Registry {
         if !listing.readable.iter().any(|m| m.version == version) {
             return Err(self.unknown_version(name, version, &listing.readable));
         }
-        let mut aliases = self.aliases(name).await?;
-        aliases.current.insert(alias.to_string(), version);
-        aliases.history.push(AliasChange {
-            alias: alias.to_string(),
-            version,
-            at: Utc::now(),
-            reason: reason.to_string(),
-        });
-        self.save_aliases(name, &aliases).await?;
+        let at = Utc::now();
+        self.update_aliases(name, |aliases| {
+            aliases.current.insert(alias.to_string(), version);
+            aliases.history.push(AliasChange {
+                alias: alias.to_string(),
+                version,
+                at,
+                reason: reason.to_string(),
+            });
+        })
+        .await?;
         self.write_versions_table(&crate::commit::new_run_id())
             .await
     }
@@ -615,7 +667,22 @@ impl Registry {
 
     /// Rewrites `ops.model_versions` from the registry: one row per version with its
     /// metrics and current aliases.
+    ///
+    /// The table is derived from the registry, so when another process rewrote it at the
+    /// same time (a concurrent promotion), it is derived again and rewritten.
     pub async fn write_versions_table(&self, run_id: &str) -> Result<()> {
+        let mut attempts = 0;
+        loop {
+            match self.write_versions_once(run_id).await {
+                Err(error) if is_commit_conflict(&error) && attempts < MAX_REWRITES => {
+                    attempts += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn write_versions_once(&self, run_id: &str) -> Result<()> {
         let mut manifests = Vec::new();
         let mut alias_of = Vec::new();
         let mut decisions = Vec::new();
