@@ -76,7 +76,7 @@ pub(crate) fn truth(customer: &Customer) -> bool {
     }
 }
 
-pub(crate) fn customers(day: u64) -> Vec<Customer> {
+fn customers(day: u64) -> Vec<Customer> {
     let mut random = Random(17 + day);
     (0..1200)
         .map(|i| {
