@@ -217,3 +217,37 @@ async fn a_shifted_batch_flags_exactly_the_shifted_features_and_requests_retrain
         "{nothing}"
     );
 }
+
+#[test]
+fn prediction_drift_reads_the_scored_table_the_model_declares() {
+    let workspace = Workspace::init();
+    let project = PROJECT
+        .replace("WEBHOOK_URL", "http://127.0.0.1:9/hook")
+        .replace(
+            "newsletter = \"boolean\"\n\n[[job]]",
+            "newsletter = \"boolean\"\n[model.feedback]\nscored_table = \"scored.churn_daily\"\n\n[[job]]",
+        );
+    workspace.append_to_project(&project);
+    workspace.write_file("extracts/customers_1.csv", &customers(1, false));
+    workspace.run(&["ingest"]).ok();
+    workspace.run(&["train", "churn"]).ok();
+    workspace
+        .run(&[
+            "score",
+            "churn",
+            "--input",
+            "curated.customers",
+            "--output",
+            "scored.churn_daily",
+        ])
+        .ok();
+    workspace
+        .run(&["drift", "churn", "--table", "curated.customers"])
+        .ok();
+    assert_eq!(
+        workspace.csv(
+            "select count(*) > 0 as measured from monitoring.drift_metrics where data_type = 'prediction'"
+        ),
+        "measured\ntrue\n"
+    );
+}

@@ -159,14 +159,20 @@ impl<'a> Drift<'a> {
         let manifest = Registry::new(self.lakehouse.clone())
             .resolve(&ModelRef::parse(&self.model)?)
             .await?;
-        let config = self
+        let declared = self
             .project
             .config
             .models
             .iter()
-            .find(|m| m.name == manifest.name)
-            .map(|m| m.drift.clone())
-            .unwrap_or_default();
+            .find(|m| m.name == manifest.name);
+        let config = declared.map(|m| m.drift.clone()).unwrap_or_default();
+        // Where the model's predictions are: `[model.feedback] scored_table`, by default
+        // `scored.<model>`.
+        let scored = match declared {
+            Some(model) => model.feedback.scored_table_of(&model.name),
+            None => format!("scored.{}", manifest.name),
+        };
+        let scored = TableName::parse(&scored)?;
         let columns: Vec<Column> = manifest
             .features
             .iter()
@@ -214,7 +220,7 @@ impl<'a> Drift<'a> {
         }
         features.sort_by_key(|f| !f.drifted);
         let prediction = self
-            .prediction_drift(&manifest, &table, pinned.map(|_| version), &config)
+            .prediction_drift(&manifest, &scored, &table, pinned.map(|_| version), &config)
             .await?;
         let retrain_reason = retrain_reason(&features, prediction.as_ref(), &config);
         let mut report = DriftReport {
@@ -335,10 +341,12 @@ impl<'a> Drift<'a> {
         Ok(sketches)
     }
 
-    /// The output distribution of this model version on the scored rows of `table`.
+    /// The output distribution of this model version on the rows of `table` it scored
+    /// into `scored`.
     async fn prediction_drift(
         &self,
         manifest: &Manifest,
+        scored: &TableName,
         table: &TableName,
         version: Option<u64>,
         config: &DriftConfig,
@@ -352,11 +360,7 @@ impl<'a> Drift<'a> {
         else {
             return Ok(None);
         };
-        let scored = TableName {
-            schema: String::from("scored"),
-            name: manifest.name.clone(),
-        };
-        let scored_version = match self.lakehouse.latest_version(&scored).await {
+        let scored_version = match self.lakehouse.latest_version(scored).await {
             Ok(v) => v,
             Err(Error::UnknownTable { .. }) => return Ok(None),
             Err(other) => return Err(other),
