@@ -13,15 +13,12 @@ use std::path::Path;
 use csv_core::{ReadRecordResult, ReaderBuilder};
 
 use super::digest::{Digesting, ReadDigest};
-use super::{Record, RecordLimits, RecordReader, file_error};
+use super::{PREVIEW_BYTES, Record, RecordLimits, RecordReader, file_error, oversized_record};
 use crate::cell::Cell;
 use crate::dialect::{Dialect, Encoding};
 use crate::error::Result;
 
 type Input = std::io::Chain<Cursor<Vec<u8>>, BufReader<Digesting<File>>>;
-
-/// Bytes of an oversized record kept to show in quarantine.
-const PREVIEW_BYTES: usize = 1024;
 
 /// How the parse of one record ended.
 enum Parsed {
@@ -377,18 +374,6 @@ impl CsvReader {
         };
         Record { row, raw, fields }
     }
-
-    fn oversized(&self, row: u64, preview: &[u8]) -> Record {
-        Record {
-            row,
-            raw: format!("{}…", String::from_utf8_lossy(preview)),
-            fields: Err(format!(
-                "the record is longer than max_record_bytes ({} bytes) in [ingest]; it was skipped to its end (raw holds its first {} bytes)",
-                self.limits.max_record_bytes,
-                preview.len()
-            )),
-        }
-    }
 }
 
 impl Iterator for CsvReader {
@@ -400,7 +385,11 @@ impl Iterator for CsvReader {
         }
         match self.parse() {
             Ok(Parsed::Record { line }) => Some(Ok(self.to_record(line))),
-            Ok(Parsed::Oversized { line, preview }) => Some(Ok(self.oversized(line, &preview))),
+            Ok(Parsed::Oversized { line, preview }) => Some(Ok(oversized_record(
+                line,
+                &preview,
+                self.limits.max_record_bytes,
+            ))),
             Ok(Parsed::End) => None,
             Err(e) => Some(Err(e)),
         }

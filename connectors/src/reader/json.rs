@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Map, Value};
 
 use super::digest::{Digesting, ReadDigest};
-use super::{Record, RecordLimits, RecordReader, file_error};
+use super::{Record, RecordLimits, RecordReader, file_error, oversized_record};
 use crate::cell::Cell;
 use crate::error::Result;
 
@@ -54,18 +54,7 @@ impl JsonReader {
 
     fn to_record(&self, row: u64, raw: String) -> Record {
         if raw.len() > self.limits.max_record_bytes {
-            let mut end = PREVIEW_BYTES.min(raw.len());
-            while !raw.is_char_boundary(end) {
-                end -= 1;
-            }
-            return Record {
-                row,
-                raw: format!("{}…", &raw[..end]),
-                fields: Err(format!(
-                    "the record is longer than max_record_bytes ({} bytes) in [ingest]; it was skipped to its end (raw holds its first {end} bytes)",
-                    self.limits.max_record_bytes
-                )),
-            };
+            return oversized_record(row, raw.as_bytes(), self.limits.max_record_bytes);
         }
         let fields = match serde_json::from_str::<Value>(&raw) {
             Ok(Value::Object(object)) => {
@@ -108,9 +97,6 @@ impl RecordReader for JsonReader {
         Some(self.digest.fingerprint())
     }
 }
-
-/// Bytes of an oversized record kept to show in quarantine.
-const PREVIEW_BYTES: usize = 1024;
 
 fn cell(value: Value) -> Cell {
     match value {
@@ -395,5 +381,31 @@ mod tests {
         );
         let (_, empty) = read("[]");
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn a_line_or_element_over_the_limit_is_skipped_and_reported() {
+        let long = "x".repeat(200);
+        let (_, records) = read(&format!(
+            "{{\"id\":1}}\n{{\"id\":2,\"s\":\"{long}\"}}\n{{\"id\":3}}\n"
+        ));
+        assert_eq!(records.len(), 3);
+        assert_eq!(records[1].row, 2);
+        assert!(
+            records[1]
+                .fields
+                .clone()
+                .unwrap_err()
+                .starts_with("the record is longer than max_record_bytes (64 bytes)"),
+            "{:?}",
+            records[1]
+        );
+        assert_eq!(records[2].fields, Ok(vec![Cell::Number(3.into())]));
+        let (_, array) = read(&format!(
+            "[{{\"id\":1}}, {{\"s\":\"{long}\"}}, {{\"id\":3}}]"
+        ));
+        assert_eq!(array.len(), 3);
+        assert!(array[1].fields.is_err());
+        assert_eq!(array[2].fields, Ok(vec![Cell::Number(3.into())]));
     }
 }

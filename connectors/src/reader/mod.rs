@@ -82,6 +82,23 @@ pub fn open(
     })
 }
 
+/// Bytes of an oversized record kept to show in quarantine.
+const PREVIEW_BYTES: usize = 1024;
+
+/// What stands for a record longer than `max_record_bytes` (from line or record `row`,
+/// starting with `start`): its first bytes, and why it was skipped.
+fn oversized_record(row: u64, start: &[u8], max_record_bytes: usize) -> Record {
+    let kept = &start[..start.len().min(PREVIEW_BYTES)];
+    Record {
+        row,
+        raw: format!("{}…", String::from_utf8_lossy(kept)),
+        fields: Err(format!(
+            "the record is longer than max_record_bytes ({max_record_bytes} bytes) in [ingest]; it was skipped to its end (raw holds its first {} bytes)",
+            kept.len()
+        )),
+    }
+}
+
 /// A file-level error for `display`.
 fn file_error(display: &str, message: impl std::fmt::Display) -> crate::error::Error {
     crate::error::Error::File {
