@@ -105,20 +105,20 @@ impl<'a> QuarantineSpool<'a> {
                     .await?;
             self.table = Some(created);
         }
-        let (Some(table), None) = (&self.table, &self.writer) else {
-            return self.write(batch).await;
+        let writer = match (self.writer.take(), &self.table) {
+            (Some(writer), _) => writer,
+            (None, Some(table)) => {
+                RecordBatchWriter::for_table(table).map_err(|e| Error::storage(&self.name, e))?
+            }
+            (None, None) => {
+                return Err(Error::storage(
+                    &self.name,
+                    "the quarantine table was not created",
+                ));
+            }
         };
-        let writer =
-            RecordBatchWriter::for_table(table).map_err(|e| Error::storage(&self.name, e))?;
-        self.writer = Some(writer);
-        self.write(batch).await
-    }
-
-    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
-        let Some(writer) = &mut self.writer else {
-            return Ok(());
-        };
-        writer
+        self.writer
+            .insert(writer)
             .write(batch)
             .await
             .map_err(|e| Error::storage(&self.name, e))

@@ -114,7 +114,7 @@ fn an_unterminated_quote_rejects_the_file_naming_its_line_and_long_records_are_q
 }
 
 #[test]
-fn a_file_of_bad_rows_stops_at_the_limit_without_reading_on() {
+fn bad_rows_stop_reading_at_a_count_limit_and_are_spooled_whole_when_allowed() {
     let ws = project("");
     // 200,000 bad rows after one good one; the limit is 10.
     let bad: String = (0..200_000).map(|i| format!("x{i},bad\n")).collect();
@@ -129,6 +129,23 @@ fn a_file_of_bad_rows_stops_at_the_limit_without_reading_on() {
         "SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = 'quarantine'",
     );
     assert_eq!(tables, "n\n0\n", "no quarantine rows were committed");
+
+    // Allowed to be all bad: every bad row is quarantined, written out group by group.
+    ws.append_to_project(
+        "\n[[source]]\nname = \"tolerant\"\npath = \"extracts/tolerant_*.csv\"\nformat = \"csv\"\n\
+         table = \"raw.tolerant\"\nmax_bad_rows = \"100%\"\n[source.schema]\nid = \"int\"\nnote = \"string\"\n",
+    );
+    let bad: String = (0..10_000).map(|i| format!("x{i},bad\n")).collect();
+    ws.write_file("extracts/tolerant_1.csv", &format!("id,note\n1,ok\n{bad}"));
+    let out = ws.run(&["ingest", "tolerant"]).ok();
+    assert!(
+        out.contains("1 file landed, 1 rows, 10000 quarantined"),
+        "{out}"
+    );
+    assert_eq!(
+        ws.csv("SELECT count(*) AS n, min(_source_row) AS first, max(_source_row) AS last FROM quarantine.raw_tolerant"),
+        "n,first,last\n10000,3,10002\n"
+    );
 }
 
 #[test]
