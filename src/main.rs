@@ -699,15 +699,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             dry_run,
         } => {
             let lakehouse = open_lakehouse(&project()?)?;
-            let options = VacuumOptions {
-                tables: tables
-                    .iter()
-                    .map(String::as_str)
-                    .map(TableName::parse)
-                    .collect::<Result<_, _>>()?,
-                retain: *retain,
-                dry_run: *dry_run,
-            };
+            let options = VacuumOptions::for_tables(tables, *retain, *dry_run)?;
             vacuum::run(&lakehouse, &options).await
         }
         Command::History {

@@ -37,6 +37,21 @@ pub struct VacuumOptions {
     pub dry_run: bool,
 }
 
+impl VacuumOptions {
+    /// Options for the tables named `tables` (as `schema.name`; none: every table).
+    pub fn for_tables(tables: &[String], retain: Duration, dry_run: bool) -> Result<Self> {
+        Ok(Self {
+            tables: tables
+                .iter()
+                .map(String::as_str)
+                .map(TableName::parse)
+                .collect::<Result<_>>()?,
+            retain,
+            dry_run,
+        })
+    }
+}
+
 /// What vacuum did to one table.
 #[derive(Debug, Clone)]
 pub struct TableVacuum {

@@ -148,13 +148,13 @@ pub async fn merge_frame(
         Ok(snapshot) => snapshot.log_data().num_files() == 0,
         Err(_) => true,
     };
-    let source = as_written(source)?;
-    refuse_lossy_casts(&target, source.schema().as_arrow())?;
     if is_empty {
         // Nothing to match against: insert everything.
         let written = write_frame(target, source, WriteMode::Append, properties).await?;
         return committed_version(&written);
     }
+    let source = as_written(source)?;
+    refuse_lossy_casts(&target, source.schema().as_arrow())?;
     let side = |side: &str, name: &str| col(Column::new(Some(side), name));
     let predicate = keys
         .iter()

@@ -12,7 +12,7 @@ use lakescore_engine::models::retrain::{Retrain, RetrainOutcome};
 use lakescore_engine::models::score::Score;
 use lakescore_engine::models::train::Train;
 use lakescore_engine::vacuum::{DEFAULT_RETAIN, VacuumOptions, vacuum};
-use lakescore_engine::{Lakehouse, Project, TableName};
+use lakescore_engine::{Lakehouse, Project};
 use lakescore_sql::dag::Selector;
 use lakescore_sql::transform::{ModelStatus, Transform};
 
@@ -298,15 +298,8 @@ pub async fn run_step(
             Ok((data, format!("{} tables fresh", results.len())))
         }
         StepAction::Vacuum { tables, retain } => {
-            let options = VacuumOptions {
-                tables: tables
-                    .iter()
-                    .map(String::as_str)
-                    .map(TableName::parse)
-                    .collect::<std::result::Result<_, _>>()?,
-                retain: retain.unwrap_or(DEFAULT_RETAIN),
-                dry_run: false,
-            };
+            let options =
+                VacuumOptions::for_tables(tables, retain.unwrap_or(DEFAULT_RETAIN), false)?;
             let report = vacuum(lakehouse, &options).await?;
             if let Some(broken) = report.tables.iter().find(|t| t.error.is_some()) {
                 return Err(lakescore_engine::Error::Storage {

@@ -287,6 +287,18 @@ pub struct VersionListing {
 }
 
 impl VersionListing {
+    /// Version `version` of model `name`, or why it cannot be used: its manifest is
+    /// broken, or there is no such version.
+    fn take_version(mut self, name: &str, version: u64) -> Result<Manifest> {
+        if let Some(broken) = self.broken.iter().find(|b| b.version == version) {
+            return Err(Error::Usage(broken.to_string()));
+        }
+        match self.readable.iter().position(|m| m.version == version) {
+            Some(at) => Ok(self.readable.swap_remove(at)),
+            None => Err(no_such_version(name, version, &self.readable)),
+        }
+    }
+
     /// The highest version number in use, readable or not (0 when there is none).
     fn last_number(&self) -> u64 {
         let readable = self.readable.iter().map(|m| m.version);
@@ -297,6 +309,23 @@ impl VersionListing {
             .max()
             .unwrap_or(0)
     }
+}
+
+/// The error for a version model `name` does not have, listing the ones it has.
+fn no_such_version(name: &str, version: u64, versions: &[Manifest]) -> Error {
+    if versions.is_empty() {
+        return Error::Usage(format!(
+            "model '{name}' has no versions: run `lakescore train {name}` first"
+        ));
+    }
+    Error::Usage(format!(
+        "model '{name}' has no version {version}; it has versions {}",
+        versions
+            .iter()
+            .map(|m| m.version.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
 }
 
 /// A version whose manifest cannot be read (corrupt or truncated).
@@ -545,13 +574,7 @@ impl Registry {
                 ALIASES.join(" and ")
             )));
         }
-        let listing = self.listing(name).await?;
-        if let Some(broken) = listing.broken.iter().find(|b| b.version == version) {
-            return Err(Error::Usage(broken.to_string()));
-        }
-        if !listing.readable.iter().any(|m| m.version == version) {
-            return Err(self.unknown_version(name, version, &listing.readable));
-        }
+        self.listing(name).await?.take_version(name, version)?;
         let at = Utc::now();
         self.update_aliases(name, |aliases| {
             aliases.current.insert(alias.to_string(), version);
@@ -594,34 +617,17 @@ impl Registry {
         }
     }
 
-    fn unknown_version(&self, name: &str, version: u64, versions: &[Manifest]) -> Error {
-        if versions.is_empty() {
-            return Error::Usage(format!(
-                "model '{name}' has no versions: run `lakescore train {name}` first"
-            ));
-        }
-        Error::Usage(format!(
-            "model '{name}' has no version {version}; it has versions {}",
-            versions
-                .iter()
-                .map(|m| m.version.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    }
-
     /// The manifest a reference names.
     pub async fn resolve(&self, reference: &ModelRef) -> Result<Manifest> {
         let listing = self.listing(&reference.name).await?;
-        let mut versions = listing.readable;
         let version = match &reference.selector {
             VersionSelector::Number(n) => *n,
             VersionSelector::Alias(alias) => {
                 let aliases = self.aliases(&reference.name).await?;
                 match aliases.current.get(alias) {
                     Some(v) => *v,
-                    None if versions.is_empty() => {
-                        return Err(self.unknown_version(&reference.name, 0, &versions));
+                    None if listing.readable.is_empty() => {
+                        return Err(no_such_version(&reference.name, 0, &listing.readable));
                     }
                     None => {
                         return Err(Error::Usage(format!(
@@ -632,13 +638,7 @@ impl Registry {
                 }
             }
         };
-        if let Some(broken) = listing.broken.iter().find(|b| b.version == version) {
-            return Err(Error::Usage(broken.to_string()));
-        }
-        match versions.iter().position(|m| m.version == version) {
-            Some(at) => Ok(versions.swap_remove(at)),
-            None => Err(self.unknown_version(&reference.name, version, &versions)),
-        }
+        listing.take_version(&reference.name, version)
     }
 
     /// Loads a version's artifact, refusing it when its SHA-256 differs from the manifest.
