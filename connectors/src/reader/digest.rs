@@ -20,7 +20,7 @@ impl ReadDigest {
     pub fn wrap<R: Read>(&self, input: R) -> Digesting<R> {
         Digesting {
             input,
-            hasher: self.hasher.clone(),
+            hasher: Some(self.hasher.clone()),
         }
     }
 
@@ -31,19 +31,31 @@ impl ReadDigest {
     }
 }
 
-/// A reader hashing what passes through it.
+/// A reader hashing what passes through it (or, [`Digesting::unhashed`], nothing).
 pub struct Digesting<R> {
     input: R,
-    hasher: Arc<Mutex<Sha256>>,
+    hasher: Option<Arc<Mutex<Sha256>>>,
+}
+
+impl<R> Digesting<R> {
+    /// `input` read as it is, for a pass whose bytes nobody checks.
+    pub fn unhashed(input: R) -> Self {
+        Self {
+            input,
+            hasher: None,
+        }
+    }
 }
 
 impl<R: Read> Read for Digesting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let read = self.input.read(buf)?;
-        self.hasher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .update(&buf[..read]);
+        if let Some(hasher) = &self.hasher {
+            hasher
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(&buf[..read]);
+        }
         Ok(read)
     }
 }

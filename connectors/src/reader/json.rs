@@ -29,7 +29,8 @@ impl JsonReader {
     pub fn open(path: &Path, display: &str, limits: RecordLimits) -> Result<Self> {
         let mut headers = Vec::new();
         let mut positions = HashMap::new();
-        for raw in RawRecords::open(path, display, limits, &ReadDigest::default())? {
+        // The first pass only collects keys; the second pass's bytes are the ones checked.
+        for raw in RawRecords::open(path, display, limits, None)? {
             let (_, text) = raw?;
             let Ok(keys) = serde_json::from_str::<Map<String, Value>>(&text) else {
                 continue;
@@ -45,7 +46,7 @@ impl JsonReader {
         Ok(Self {
             display: display.to_string(),
             limits,
-            records: RawRecords::open(path, display, limits, &digest)?,
+            records: RawRecords::open(path, display, limits, Some(&digest))?,
             digest,
             headers,
             positions,
@@ -141,9 +142,18 @@ enum RawRecords {
 }
 
 impl RawRecords {
-    fn open(path: &Path, display: &str, limits: RecordLimits, digest: &ReadDigest) -> Result<Self> {
+    fn open(
+        path: &Path,
+        display: &str,
+        limits: RecordLimits,
+        digest: Option<&ReadDigest>,
+    ) -> Result<Self> {
         let file = File::open(path).map_err(|e| file_error(display, e))?;
-        let mut input = BufReader::with_capacity(1 << 16, digest.wrap(file));
+        let file = match digest {
+            Some(digest) => digest.wrap(file),
+            None => Digesting::unhashed(file),
+        };
+        let mut input = BufReader::with_capacity(1 << 16, file);
         let limit = limits.max_record_bytes;
         let starts_array = loop {
             let buffer = input.fill_buf().map_err(|e| file_error(display, e))?;
