@@ -166,6 +166,13 @@ impl CsvReader {
             if read == 0 {
                 break Vec::new();
             }
+            let skipped = (lines_before as usize) < dialect.skip_rows
+                || (dialect.skip_preamble && !line.contains(&dialect.delimiter));
+            if !skipped {
+                // The header starts here; the parser reads the rest of it (and applies the
+                // record limit to it).
+                break std::mem::take(&mut line);
+            }
             if read == limits.max_record_bytes && !line.ends_with(b"\n") {
                 return Err(file_error(
                     display,
@@ -175,11 +182,6 @@ impl CsvReader {
                         limits.max_record_bytes
                     ),
                 ));
-            }
-            let skipped = (lines_before as usize) < dialect.skip_rows
-                || (dialect.skip_preamble && !line.contains(&dialect.delimiter));
-            if !skipped {
-                break std::mem::take(&mut line);
             }
             lines_before += 1;
         };
@@ -464,6 +466,29 @@ mod tests {
         assert_eq!(
             records[3].fields,
             Ok(vec![Cell::Text("4".into()), Cell::Text("fine".into())])
+        );
+    }
+
+    #[test]
+    fn a_header_or_preamble_line_over_the_limit_is_the_files_error() {
+        let limits = RecordLimits {
+            max_field_bytes: 16,
+            max_record_bytes: 64,
+        };
+        let wide = format!("{}\n1,2\n", vec!["column"; 20].join(","));
+        let error = read_with(wide.as_bytes(), Dialect::crm_preset(), limits).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "f.csv: line 1: the header is longer than max_record_bytes (64 bytes)"
+        );
+        // A preamble line without a line end, as a binary file would have.
+        let binary = vec![b'x'; 200];
+        let error = read_with(&binary, Dialect::erp_preset(), limits).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("f.csv: line 1 is longer than max_record_bytes (64 bytes) before any header was found"),
+            "{error}"
         );
     }
 
