@@ -2,11 +2,9 @@
 //! the verdict per feature.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use lakescore_engine::drift::compare::ColumnDrift;
-use lakescore_engine::drift::{Drift, Window};
-use lakescore_engine::{Lakehouse, Project};
+use lakescore_engine::ml::drift::Window;
+use lakescore_engine::run::RunContext;
 
 /// What `lakescore drift` was asked to compare.
 pub struct DriftRequest {
@@ -25,11 +23,7 @@ pub struct DriftRequest {
 }
 
 /// Runs the comparison and prints one line per feature, drifted ones first.
-pub async fn run(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
-    request: DriftRequest,
-) -> anyhow::Result<()> {
+pub async fn run(cx: &RunContext, request: DriftRequest) -> anyhow::Result<()> {
     let window = match (&request.since, &request.window) {
         (Some(version), _) => Window::Since(*version),
         (None, Some(text)) => Window::Last(humantime::parse_duration(text).map_err(|e| {
@@ -41,58 +35,13 @@ pub async fn run(
     };
     let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     bar.set_message(format!("profiling {} for {}", request.table, request.model));
-    let report = Drift::new(project, lakehouse, request.model, request.table)
+    let report = cx
+        .drift(request.model, request.table)
         .with_window(window)
         .with_time_column(request.time_column)
-        .with_report(request.report.clone())
+        .with_report(request.report)
         .await;
     bar.finish_and_clear();
-    let report = report?;
-    println!(
-        "{} on {} against its training data {}@{}",
-        report.model, report.current, report.baseline.0, report.baseline.1
-    );
-    println!(
-        "{:<24} {:<12} {:<8}  metrics (drifted ones marked *)",
-        "column", "type", "verdict"
-    );
-    for column in report.prediction.iter().chain(&report.features) {
-        print_column(column);
-    }
-    match &report.retrain_reason {
-        Some(reason) => println!("retraining requested: {reason}"),
-        None => println!("no retraining needed"),
-    }
-    println!("report: {}", report.report_uri);
-    if let Some(path) = &request.report {
-        println!("        {}", path.display());
-    }
-    println!(
-        "metrics: select * from monitoring.drift_metrics where run_id = '{}'",
-        report.run_id
-    );
+    println!("{}", report?);
     Ok(())
-}
-
-fn print_column(column: &ColumnDrift) {
-    let metrics: Vec<String> = column
-        .metrics
-        .iter()
-        .filter(|m| m.threshold.is_some())
-        .map(|m| {
-            format!(
-                "{}={:.3}{}",
-                m.metric,
-                m.value,
-                if m.drifted { "*" } else { "" }
-            )
-        })
-        .collect();
-    println!(
-        "{:<24} {:<12} {:<8}  {}",
-        column.column,
-        column.data_type,
-        if column.drifted { "DRIFTED" } else { "stable" },
-        metrics.join(" ")
-    );
 }

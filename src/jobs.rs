@@ -8,73 +8,51 @@ use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, RecordBatch, StringArray, TimestampMicrosecondArray, UInt64Array,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use lakescore_engine::lakehouse::quote_literal;
-use lakescore_engine::output::{Destination, OutputFormat, write_batches, write_results};
+use lakescore_engine::run::RunContext;
+use lakescore_engine::sql::output::{Destination, OutputFormat, write_batches, write_results};
+use lakescore_engine::storage::lakehouse::quote_literal;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_jobs::alerts::{Alert, AlertKind, Alerts};
 use lakescore_jobs::freshness::{Freshness, check_freshness, human_duration, stale_error};
 use lakescore_jobs::history::{JOB_RUNS, STEP_RUNS};
 use lakescore_jobs::lease::Leases;
-use lakescore_jobs::{RunJob, RunReport, Scheduler, Shutdown};
+use lakescore_jobs::{RunJob, Scheduler, Shutdown};
 use serde_json::json;
 
 /// Runs `job` once in the foreground and prints its steps; fails when the run did not
 /// succeed.
-pub async fn run(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
-    job: &str,
-    from: Option<String>,
-) -> anyhow::Result<()> {
-    let report = RunJob::new(project, lakehouse, job)
-        .from_step(from)
+pub async fn run(cx: &RunContext, job: &str, from: Option<String>) -> anyhow::Result<()> {
+    let report = RunJob::new(cx, job)
+        .with_from_step(from)
         .with_shutdown(shutdown_on_signals())
         .await?
         .into_report(job)?;
-    print_run(&report);
+    println!("{report}");
     match report.failure() {
         Some(error) => Err(error.into()),
         None => Ok(()),
     }
 }
 
-fn print_run(report: &RunReport) {
-    println!(
-        "{:<16} {:<10} {:>8} {:>8} {:>10} {:>12}  summary",
-        "step", "status", "attempts", "time", "rows read", "rows written"
-    );
-    for step in &report.steps {
-        println!(
-            "{:<16} {:<10} {:>8} {:>8} {:>10} {:>12}  {}",
-            step.step,
-            step.status.as_str(),
-            step.attempts,
-            format!("{:.1}s", step.duration.as_secs_f64()),
-            step.data.rows_read,
-            step.data.rows_written,
-            step.summary
-                .as_deref()
-                .or(step.error.as_deref())
-                .unwrap_or("")
-        );
-    }
-    println!(
-        "job {} {} in {:.1}s (run {})",
-        report.job,
-        report.status,
-        report.duration.as_secs_f64(),
-        report.run_id
-    );
-}
-
 /// Runs the scheduler until Ctrl-C or SIGTERM.
-pub async fn scheduler(project: Project, lakehouse: Arc<Lakehouse>) -> anyhow::Result<()> {
-    if project.config.jobs.iter().all(|j| j.schedule.is_none()) {
+pub async fn scheduler(cx: &RunContext) -> anyhow::Result<()> {
+    if cx
+        .project()
+        .config
+        .jobs
+        .iter()
+        .all(|j| j.schedule.is_none())
+    {
         anyhow::bail!(lakescore_engine::Error::Usage(String::from(
             "no [[job]] has a schedule: add schedule = \"0 3 * * *\" (cron: minute hour day month weekday) to a job"
         )));
     }
-    let report = Scheduler::new(Arc::new(project), lakehouse, shutdown_on_signals()).await?;
+    let report = Scheduler::new(
+        cx.project().clone(),
+        cx.lakehouse().clone(),
+        shutdown_on_signals(),
+    )
+    .await?;
     println!(
         "scheduler stopped after {} runs ({} fires skipped)",
         report.runs, report.skipped
@@ -119,14 +97,14 @@ pub async fn wait_for_signal() -> std::io::Result<()> {
 
 /// Lists job runs (newest first) or one run's step attempts; notes runs in progress.
 pub async fn runs(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
+    cx: &RunContext,
     job: Option<&str>,
     run: Option<&str>,
     limit: usize,
     format: OutputFormat,
     destination: &Destination,
 ) -> anyhow::Result<()> {
+    let (project, lakehouse) = (cx.project(), cx.lakehouse().clone());
     print_running(project, &lakehouse, job).await?;
     let (table, sql) = match run {
         Some(run_id) => (
@@ -198,18 +176,18 @@ async fn print_running(
 /// Checks freshness, prints every checked table, alerts `[freshness] on_stale` and fails
 /// when a table is stale.
 pub async fn check(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
+    cx: &RunContext,
     tables: &[String],
     format: OutputFormat,
     destination: &Destination,
 ) -> anyhow::Result<()> {
+    let (project, lakehouse) = (cx.project(), cx.lakehouse());
     if project.config.freshness.tables.is_empty() {
         anyhow::bail!(lakescore_engine::Error::Usage(String::from(
             "no freshness rules: add [freshness.tables] with e.g. \"raw.*\" = { max_age = \"26h\" }"
         )));
     }
-    let results = check_freshness(project, &lakehouse, tables, Utc::now()).await?;
+    let results = check_freshness(project, lakehouse, tables, Utc::now()).await?;
     let (schema, batch) = freshness_batch(&results)?;
     write_batches(schema, vec![batch], format, destination).await?;
     let Some(error) = stale_error(&results) else {

@@ -2,83 +2,19 @@
 //! versions, move aliases.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use lakescore_engine::models::metrics::Metrics;
-use lakescore_engine::models::registry::{ModelRef, Registry};
-use lakescore_engine::models::score::Score;
-use lakescore_engine::models::train::Train;
-use lakescore_engine::{Lakehouse, Project};
+use lakescore_engine::Lakehouse;
+use lakescore_engine::ml::models::registry::{ModelRef, Registry};
+use lakescore_engine::run::RunContext;
 
 /// Trains `name` and prints the new version with its metrics.
-pub async fn train(project: &Project, lakehouse: Arc<Lakehouse>, name: &str) -> anyhow::Result<()> {
-    let started = Instant::now();
+pub async fn train(cx: &RunContext, name: &str) -> anyhow::Result<()> {
     let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     bar.set_message(format!("training {name}"));
-    let manifest = Train::new(project, lakehouse.clone(), name).await;
+    let report = cx.train(name).await;
     bar.finish_and_clear();
-    let manifest = manifest?;
-    let aliases = Registry::new(lakehouse).aliases(name).await?;
-    let champion = aliases.current.get("champion") == Some(&manifest.version);
-    println!(
-        "{}:{} trained on {}@{} ({} rows, {} held out) with {} in {:.1}s{}",
-        manifest.name,
-        manifest.version,
-        manifest.training_table,
-        manifest.training_table_version,
-        manifest.rows.training,
-        manifest.rows.holdout,
-        manifest.algorithm.as_str(),
-        started.elapsed().as_secs_f64(),
-        if champion { ", now champion" } else { "" }
-    );
-    if manifest.rows.sample_fraction < 1.0 {
-        println!(
-            "  sampled {:.1}% of {} rows (max_training_rows), by key hash with seed {}",
-            manifest.rows.sample_fraction * 100.0,
-            manifest.rows.table_rows,
-            manifest.seed
-        );
-    }
-    if manifest.rows.rows_without_label > 0 {
-        println!(
-            "  {} rows without a label were not used",
-            manifest.rows.rows_without_label
-        );
-    }
-    println!(
-        "  {} metrics: {}",
-        manifest.evaluated_on,
-        metrics_line(&manifest.metrics)
-    );
-    println!("  artifact sha256 {}", manifest.artifact_sha256);
-    if !champion {
-        println!(
-            "  promote it with: lakescore models promote {} {} --alias champion",
-            manifest.name, manifest.version
-        );
-    }
+    println!("{}", report?);
     Ok(())
-}
-
-/// One line of the headline metrics.
-pub fn metrics_line(metrics: &Metrics) -> String {
-    match metrics {
-        Metrics::Classification {
-            roc_auc,
-            log_loss,
-            accuracy,
-            precision,
-            recall,
-            f1,
-            ..
-        } => format!(
-            "roc_auc {roc_auc:.3}, log_loss {log_loss:.3}, accuracy {accuracy:.3}, precision {precision:.3}, recall {recall:.3}, f1 {f1:.3}"
-        ),
-        Metrics::Regression { rmse, mae, r2, .. } => {
-            format!("rmse {rmse:.4}, mae {mae:.4}, r2 {r2:.3}")
-        }
-    }
 }
 
 /// `lakescore models list`: every version of every model (or of `name`).
@@ -118,7 +54,7 @@ pub async fn list(lakehouse: Arc<Lakehouse>, name: Option<&str>) -> anyhow::Resu
                 manifest.algorithm.as_str(),
                 manifest.training_table,
                 manifest.training_table_version,
-                metrics_line(&manifest.metrics),
+                manifest.metrics.headline(),
                 manifest.created_at.format("%Y-%m-%d %H:%M:%SZ"),
             );
         }
@@ -164,34 +100,15 @@ pub async fn rollback(lakehouse: Arc<Lakehouse>, name: &str) -> anyhow::Result<(
 
 /// `lakescore score MODEL --input TABLE[@VERSION] [--output TABLE]`.
 pub async fn score(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
+    cx: &RunContext,
     model: &str,
     input: &str,
     output: Option<String>,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
     let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     bar.set_message(format!("scoring {input} with {model}"));
-    let report = Score::new(project, lakehouse, model, input)
-        .with_output(output)
-        .await;
+    let report = cx.score(model, input).with_output(output).await;
     bar.finish_and_clear();
-    let report = report?;
-    let (table, version) = &report.input;
-    match report.version {
-        Some(written) => println!(
-            "{} <- {table}@{version} scored with {}: {} rows -> version {written} in {:.1}s",
-            report.output,
-            report.model,
-            report.rows,
-            started.elapsed().as_secs_f64()
-        ),
-        None => println!(
-            "{} <- {table}@{version}: already scored with {}, nothing added",
-            report.output, report.model
-        ),
-    }
-    println!("run id {}", report.run_id);
+    println!("{}", report?);
     Ok(())
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use lakescore_engine::output::{Destination, OutputFormat};
+use lakescore_engine::sql::output::{Destination, OutputFormat};
 use lakescore_engine::{Project, SqlSession};
 use rustyline::DefaultEditor;
 use rustyline::error::ReadlineError;
@@ -81,7 +81,7 @@ pub async fn run(
 async fn execute(session: &mut SqlSession, sql: &str, max_rows: usize) -> anyhow::Result<()> {
     session.refresh().await?;
     let statements = session.parse(sql)?;
-    crate::run_statements(
+    crate::query::run_statements(
         session,
         statements,
         OutputFormat::Table,
@@ -102,7 +102,7 @@ async fn meta_command(
         (Some("\\q"), _) => return Ok(true),
         (Some("\\h" | "\\?"), _) => println!("{HELP}"),
         (Some("\\dt"), _) => {
-            crate::write_table_listing(
+            crate::query::write_table_listing(
                 session.lakehouse(),
                 OutputFormat::Table,
                 &Destination::Stdout,

@@ -2,26 +2,22 @@
 //! SIGTERM; `--hash-password` turns a password into a `password_hash` value.
 
 use std::io::BufRead;
-use std::sync::Arc;
 
-use lakescore_engine::{Lakehouse, Project};
+use lakescore_engine::run::RunContext;
 use lakescore_sql::serve::{Server, hash_password};
 use tokio_util::sync::CancellationToken;
 
 /// Serves `project` until a shutdown signal.
-pub async fn run(
-    project: Project,
-    lakehouse: Arc<Lakehouse>,
-    listen: Option<String>,
-) -> anyhow::Result<()> {
-    let users: Vec<String> = project
+pub async fn run(cx: &RunContext, listen: Option<String>) -> anyhow::Result<()> {
+    let users: Vec<String> = cx
+        .project()
         .config
         .serve
         .users
         .iter()
         .map(|u| format!("{} ({})", u.name, u.role))
         .collect();
-    let server = Server::new(Arc::new(project), lakehouse)
+    let server = Server::new(cx.project().clone(), cx.lakehouse().clone())
         .with_listen(listen)
         .bind()
         .await?;

@@ -3,25 +3,21 @@
 
 use std::sync::Arc;
 
+use lakescore_engine::TableName;
 use lakescore_engine::datafusion::arrow::array::{ArrayRef, RecordBatch, StringArray, UInt64Array};
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
-use lakescore_engine::output::{Destination, OutputFormat, write_batches};
-use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
+use lakescore_engine::run::RunContext;
+use lakescore_engine::sql::output::{Destination, OutputFormat, write_batches};
 use lakescore_sql::dag::Selector;
 use lakescore_sql::lineage::{lineage, render_tree};
 use lakescore_sql::transform::model_graph;
-use lakescore_sql::{ModelReport, ModelStatus, Transform, TransformEvent};
+use lakescore_sql::{Transform, TransformEvent};
 
 /// Runs the selected models and prints one line per model; fails when any did not build.
-pub async fn run(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
-    selectors: Vec<Selector>,
-    force: bool,
-) -> anyhow::Result<()> {
+pub async fn run(cx: &RunContext, selectors: Vec<Selector>, force: bool) -> anyhow::Result<()> {
     let bar = crate::progress::spinner("{spinner} {msg} {elapsed}");
     let progress_bar = bar.clone();
-    let report = Transform::new(project, lakehouse)
+    let report = Transform::new(cx)
         .with_selectors(selectors)
         .with_force(force)
         .with_progress(Arc::new(move |event| match event {
@@ -30,7 +26,7 @@ pub async fn run(
                 progress_bar.set_message(format!("{name} -> {table}"));
             }
             TransformEvent::Finished(report) => {
-                progress_bar.suspend(|| print_model(&report));
+                progress_bar.suspend(|| println!("{report}"));
             }
         }))
         .await;
@@ -39,7 +35,7 @@ pub async fn run(
     if report.models.is_empty() {
         println!(
             "no models in {}: add a .sql file holding one SELECT",
-            project.models_dir().display()
+            cx.project().models_dir().display()
         );
     }
     println!("run id {}", report.run_id);
@@ -49,65 +45,14 @@ pub async fn run(
     }
 }
 
-fn print_model(report: &ModelReport) {
-    let tests = report.tests.len();
-    let passed = report.tests.iter().filter(|t| t.passed()).count();
-    let tests_text = if tests == 0 {
-        String::new()
-    } else {
-        format!(", {passed}/{tests} tests passed")
-    };
-    let rows = report
-        .rows
-        .map(|r| format!(", {r} rows"))
-        .unwrap_or_default();
-    let took = format!("{:.1}s", report.duration.as_secs_f64());
-    let head = format!("{} -> {}", report.name, report.table);
-    match &report.status {
-        ModelStatus::Built { version } => {
-            println!(
-                "✓ {head}: version {version} ({}{rows}{tests_text}) {took}",
-                report.materialized.as_str()
-            );
-        }
-        ModelStatus::ViewSaved => println!("✓ {head}: view saved{tests_text} {took}"),
-        ModelStatus::UpToDate { version } => {
-            let at = version
-                .map(|v| format!(" at version {v}"))
-                .unwrap_or_default();
-            println!("= {head}: up to date{at} (same model file and input versions)");
-        }
-        ModelStatus::Failed { message, .. } => println!("✗ {head}: {message}"),
-        ModelStatus::Skipped { upstream } => {
-            println!("- {head}: skipped, it reads {upstream}, which did not build");
-        }
-    }
-    for test in report
-        .tests
-        .iter()
-        .filter(|t| !t.passed() && !t.blocks_commit())
-    {
-        println!(
-            "  warning: test {} found {} failing row(s), e.g. {}",
-            test.name,
-            test.failing_rows,
-            test.examples.first().map_or("", String::as_str)
-        );
-    }
-    for warning in &report.warnings {
-        println!("  warning: {warning}");
-    }
-}
-
 /// Writes the models in run order with what they read (`lakescore transform --list`).
 pub async fn list(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
+    cx: &RunContext,
     selectors: &[Selector],
     format: OutputFormat,
     destination: &Destination,
 ) -> anyhow::Result<()> {
-    let graph = model_graph(project, &lakehouse).await?;
+    let graph = model_graph(cx.project(), cx.lakehouse()).await?;
     let selected = graph.select(selectors)?;
     let models: Vec<_> = selected.iter().map(|i| &graph.models()[*i]).collect();
     let text = |values: Vec<String>| Arc::new(StringArray::from(values)) as ArrayRef;
@@ -170,15 +115,10 @@ pub async fn list(
 
 /// Prints the lineage of `table` (`schema.name` or `schema.name@VERSION`) as a tree, or
 /// as JSON.
-pub async fn print_lineage(
-    project: &Project,
-    lakehouse: Arc<Lakehouse>,
-    table: &str,
-    json: bool,
-) -> anyhow::Result<()> {
+pub async fn print_lineage(cx: &RunContext, table: &str, json: bool) -> anyhow::Result<()> {
     let (name, version) = TableName::parse_at(table)?;
-    let session = SqlSession::builder(lakehouse)
-        .functions(project.config.functions.clone())
+    let session = lakescore_engine::ml::sql_session(cx.lakehouse().clone())
+        .functions(cx.project().config.functions.clone())
         .build()
         .await?;
     let root = lineage(&session, &name, version).await?;

@@ -16,7 +16,7 @@ use tempfile::NamedTempFile;
 use url::Url;
 
 use crate::error::{Error, Result};
-use lakescore_engine::hashing::hex;
+use lakescore_engine::storage::hashing::hex;
 
 /// Why a file whose content is not the one it was listed with is rejected.
 pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (its content is not the one it was listed with): it is still being written. Nothing of it landed; it lands on the next run once it no longer changes";

@@ -9,9 +9,9 @@
 //! their previous versions; a failure between the two commits leaves only quarantine rows
 //! of a batch that did not land, which the rerun does not quarantine again.
 
-use std::future::{Future, IntoFuture};
+use std::fmt;
+use std::future::IntoFuture;
 use std::path::PathBuf;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::Utc;
@@ -24,8 +24,9 @@ use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use lakescore_engine::commit::{commit_metadata, new_run_id};
 use lakescore_engine::config::{BadRowLimit, LandingMode, SourceConfig, SourceFormat};
+use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
+use lakescore_engine::storage::commit::commit_metadata;
 use lakescore_engine::{Lakehouse, Project, TableName, TableVersion};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -117,23 +118,94 @@ impl IngestReport {
     }
 }
 
-/// Lands the new files of a project's sources: `Ingest::new(&project, lakehouse).await`.
-pub struct Ingest<'a> {
-    project: &'a Project,
-    lakehouse: Arc<Lakehouse>,
+impl Report for IngestReport {
+    fn data_moved(&self) -> DataMoved {
+        let mut data = DataMoved::default();
+        for source in self.sources.iter().flatten() {
+            data.rows_read += source.rows + source.quarantined;
+            data.rows_written += source.rows;
+            if let Some(version) = source.version {
+                data.tables_written
+                    .push(format!("{}@{version}", source.table));
+            }
+        }
+        data
+    }
+
+    fn summary(&self) -> String {
+        let files: usize = self
+            .sources
+            .iter()
+            .flatten()
+            .map(|source| source.files_landed.len())
+            .sum();
+        format!(
+            "{files} new files, {} rows landed",
+            self.data_moved().rows_written
+        )
+    }
+}
+
+/// One line per source (and its new columns and quarantine), then the run id.
+impl fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for source in self.sources.iter().flatten() {
+            let files = source.files_landed.len();
+            if files == 0 && source.rejected_files.is_empty() {
+                writeln!(
+                    f,
+                    "{} <- {}: up to date ({} files already landed)",
+                    source.table, source.source, source.files_already_landed
+                )?;
+                continue;
+            }
+            let version = source
+                .version
+                .map(|v| format!(" -> version {v}"))
+                .unwrap_or_default();
+            writeln!(
+                f,
+                "{} <- {}: {files} {} landed, {} rows, {} quarantined{version}",
+                source.table,
+                source.source,
+                if files == 1 { "file" } else { "files" },
+                source.rows,
+                source.quarantined,
+            )?;
+            if !source.new_columns.is_empty() {
+                writeln!(
+                    f,
+                    "  new columns added to {}: {}",
+                    source.table,
+                    source.new_columns.join(", ")
+                )?;
+            }
+            if source.quarantined > 0 {
+                writeln!(
+                    f,
+                    "  bad rows are in quarantine.{}",
+                    source.table.replacen('.', "_", 1)
+                )?;
+            }
+        }
+        write!(f, "run id {}", self.run_id)
+    }
+}
+
+/// Lands the new files of a project's sources: `Ingest::new(&cx).await`.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Ingest {
+    cx: RunContext,
     only: Vec<String>,
-    run_id: String,
     progress: Option<ProgressFn>,
 }
 
-impl<'a> Ingest<'a> {
-    /// Every source of `project`, into `lakehouse`.
-    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>) -> Self {
+impl Ingest {
+    /// Every source of the context's project, into its lakehouse.
+    pub fn new(cx: &RunContext) -> Self {
         Self {
-            project,
-            lakehouse,
+            cx: cx.clone(),
             only: Vec::new(),
-            run_id: new_run_id(),
             progress: None,
         }
     }
@@ -144,12 +216,6 @@ impl<'a> Ingest<'a> {
         self
     }
 
-    /// The run id to record (a fresh one by default).
-    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
-        self.run_id = run_id.into();
-        self
-    }
-
     /// Where to send progress events.
     pub fn with_progress(mut self, progress: ProgressFn) -> Self {
         self.progress = Some(progress);
@@ -157,7 +223,7 @@ impl<'a> Ingest<'a> {
     }
 
     async fn run(self) -> Result<IngestReport> {
-        let declared = &self.project.config.sources;
+        let declared = &self.cx.project().config.sources;
         for name in &self.only {
             if !declared.iter().any(|s| &s.name == name) {
                 return Err(Error::UnknownSource {
@@ -167,16 +233,16 @@ impl<'a> Ingest<'a> {
             }
         }
         let mut report = IngestReport {
-            run_id: self.run_id.clone(),
+            run_id: self.cx.run_id().to_string(),
             sources: Vec::new(),
         };
         for source in declared {
             if self.only.is_empty() || self.only.contains(&source.name) {
                 let landing = SourceLanding {
                     source,
-                    project: self.project,
-                    lakehouse: &self.lakehouse,
-                    run_id: &self.run_id,
+                    project: self.cx.project(),
+                    lakehouse: self.cx.lakehouse(),
+                    run_id: self.cx.run_id(),
                     progress: self.progress.clone(),
                 };
                 report.sources.push(landing.run().await);
@@ -186,9 +252,9 @@ impl<'a> Ingest<'a> {
     }
 }
 
-impl<'a> IntoFuture for Ingest<'a> {
+impl IntoFuture for Ingest {
     type Output = Result<IngestReport>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = OperationFuture<Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
@@ -900,7 +966,7 @@ impl ReadJob {
         Err(self.file_error(crate::files::CHANGED_WHILE_READ))
     }
 
-    fn file_error(&self, message: impl std::fmt::Display) -> Error {
+    fn file_error(&self, message: impl fmt::Display) -> Error {
         Error::File {
             file: self.display.clone(),
             message: message.to_string(),

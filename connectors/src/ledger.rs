@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::files::ExtractFile;
-use lakescore_engine::hashing::hex;
+use lakescore_engine::storage::hashing::hex;
 
 /// The ledger id of `file` landed by `source`: same path and same content, same id.
 pub fn ledger_id(source: &str, file: &ExtractFile) -> String {

@@ -16,8 +16,8 @@ use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use lakescore_engine::Lakehouse;
-use lakescore_engine::lakehouse::quote_identifier;
-use lakescore_engine::write::{STAGING, delete_folder, merge_frame};
+use lakescore_engine::storage::lakehouse::quote_identifier;
+use lakescore_engine::storage::write::{STAGING, delete_folder, merge_frame};
 use url::Url;
 
 use crate::error::{Error, Result};

@@ -13,7 +13,7 @@ use deltalake::DeltaTable;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use lakescore_engine::config::LandingMode;
-pub use lakescore_engine::quarantine::{quarantine_schema, quarantine_table};
+pub use lakescore_engine::storage::quarantine::{quarantine_schema, quarantine_table};
 use lakescore_engine::{Lakehouse, TableName};
 
 use crate::error::{Error, Result};

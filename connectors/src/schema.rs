@@ -9,7 +9,7 @@ use lakescore_engine::config::{ColumnType, SourceConfig};
 use crate::cell::Cell;
 use crate::dialect::Dialect;
 
-pub use lakescore_engine::quarantine::{
+pub use lakescore_engine::storage::quarantine::{
     INGEST_BATCH, INGESTED_AT, SOURCE_FILE, SOURCE_ROW, timestamp_type,
 };
 

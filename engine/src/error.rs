@@ -95,7 +95,7 @@ pub enum Error {
     Sql(String),
 
     /// A statement that would write through SQL.
-    #[error("{what}: {}", crate::read_only::WRITES_BELONG_ELSEWHERE)]
+    #[error("{what}: {}", crate::sql::read_only::WRITES_BELONG_ELSEWHERE)]
     ReadOnly {
         /// What was refused, e.g. "INSERT INTO is not allowed".
         what: String,

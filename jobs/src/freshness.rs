@@ -16,8 +16,9 @@ use lakescore_engine::config::FreshnessRule;
 use lakescore_engine::datafusion::arrow::array::{Array, AsArray};
 use lakescore_engine::datafusion::arrow::compute::cast;
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
-use lakescore_engine::inspect::{HistoryEntry, table_history};
-use lakescore_engine::lakehouse::quote_literal;
+use lakescore_engine::run::{DataMoved, Report};
+use lakescore_engine::storage::inspect::{HistoryEntry, table_history};
+use lakescore_engine::storage::lakehouse::quote_literal;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use serde_json::Value;
 
@@ -100,6 +101,42 @@ pub async fn check_freshness(
         results.push(freshness);
     }
     Ok(results)
+}
+
+/// The freshness of the tables a `check` step looked at, as a job step reports it.
+pub struct FreshnessReport(pub Vec<Freshness>);
+
+impl Report for FreshnessReport {
+    fn data_moved(&self) -> DataMoved {
+        DataMoved {
+            tables_read: self
+                .0
+                .iter()
+                .filter_map(|f| f.version.map(|v| format!("{}@{v}", f.table)))
+                .collect(),
+            ..DataMoved::default()
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!("{} tables fresh", self.0.len())
+    }
+}
+
+/// One line per table: fresh at its version, or why it is stale.
+impl std::fmt::Display for FreshnessReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self
+            .0
+            .iter()
+            .map(|table| match (&table.problem, table.version) {
+                (Some(problem), _) => format!("{}: {problem}", table.table),
+                (None, Some(version)) => format!("{}@{version}: fresh", table.table),
+                (None, None) => format!("{}: fresh", table.table),
+            })
+            .collect();
+        write!(f, "{}", lines.join("\n"))
+    }
 }
 
 /// Fails with [`Error::Stale`] when any of `results` is stale.

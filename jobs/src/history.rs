@@ -10,12 +10,13 @@ use std::fmt;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use lakescore_engine::commit::commit_metadata;
 use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-use lakescore_engine::write::{WriteMode, write_batch};
+pub use lakescore_engine::run::DataMoved;
+use lakescore_engine::storage::commit::commit_metadata;
+use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
 use serde_json::json;
 
@@ -79,30 +80,6 @@ impl Trigger {
             Trigger::Schedule => "schedule",
             Trigger::CatchUp => "catch_up",
         }
-    }
-}
-
-/// What a step read and wrote.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DataMoved {
-    /// Rows read.
-    pub rows_read: u64,
-    /// Rows written.
-    pub rows_written: u64,
-    /// Tables read, as `schema.name@version`.
-    pub tables_read: Vec<String>,
-    /// Tables written, as `schema.name@version`.
-    pub tables_written: Vec<String>,
-}
-
-impl DataMoved {
-    /// Adds `other`'s rows and tables to these.
-    pub fn add(&mut self, other: &DataMoved) {
-        self.rows_read += other.rows_read;
-        self.rows_written += other.rows_written;
-        self.tables_read.extend(other.tables_read.iter().cloned());
-        self.tables_written
-            .extend(other.tables_written.iter().cloned());
     }
 }
 

@@ -5,15 +5,13 @@
 //! a second shutdown signal, a lost lease) is dropped between commits, and lakescore's
 //! operations commit once at their end, so every table stays at a committed version.
 
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
-use std::sync::Arc;
+use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use lakescore_engine::commit::new_run_id;
+use lakescore_engine::Project;
 use lakescore_engine::config::{JobConfig, StepConfig};
-use lakescore_engine::{Lakehouse, Project};
+use lakescore_engine::run::{OperationFuture, Report, RunContext};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +21,7 @@ use crate::history::{
     DataMoved, JobRunRecord, RunStatus, StepRunRecord, Trigger, record_job_run, record_step_run,
 };
 use crate::lease::{Acquired, Lease, LeaseRecord, Leases};
-use crate::steps::{StepContext, run_step};
+use crate::steps::run_step;
 
 /// How a running job is asked to stop: `stop` lets the running step finish and starts no
 /// other; `cancel` cancels the running step at once.
@@ -124,41 +122,39 @@ impl RunOutcome {
     }
 }
 
-/// A job run: build it, then `.await` it.
-pub struct RunJob<'a> {
-    project: &'a Project,
-    lakehouse: Arc<Lakehouse>,
+/// A job run: `RunJob::new(&cx, job)`, then `.await` it; the context's run id is the
+/// job run's, written into every commit of every step.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct RunJob {
+    cx: RunContext,
     job: String,
     from: Option<String>,
     trigger: Trigger,
     scheduled_for: Option<DateTime<Utc>>,
     shutdown: Shutdown,
-    run_id: String,
 }
 
-impl<'a> RunJob<'a> {
-    /// Runs job `job` of `project` now, from its first step.
-    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>, job: impl Into<String>) -> Self {
+impl RunJob {
+    /// Runs job `job` of the context's project now, from its first step.
+    pub fn new(cx: &RunContext, job: impl Into<String>) -> Self {
         Self {
-            project,
-            lakehouse,
+            cx: cx.clone(),
             job: job.into(),
             from: None,
             trigger: Trigger::Manual,
             scheduled_for: None,
             shutdown: Shutdown::default(),
-            run_id: new_run_id(),
         }
     }
 
     /// Starts at step `step` (resuming a failed run), skipping the steps before it.
-    pub fn from_step(mut self, step: Option<String>) -> Self {
+    pub fn with_from_step(mut self, step: Option<String>) -> Self {
         self.from = step;
         self
     }
 
     /// Runs for scheduled fire time `fire`: refused when a run for it already started.
-    pub fn scheduled(mut self, fire: DateTime<Utc>, trigger: Trigger) -> Self {
+    pub fn with_schedule(mut self, fire: DateTime<Utc>, trigger: Trigger) -> Self {
         self.scheduled_for = Some(fire);
         self.trigger = trigger;
         self
@@ -171,7 +167,7 @@ impl<'a> RunJob<'a> {
     }
 
     async fn run(self) -> Result<RunOutcome> {
-        let job = find_job(self.project, &self.job)?;
+        let job = find_job(self.cx.project(), &self.job)?;
         let start = match &self.from {
             Some(step) => job
                 .steps
@@ -184,9 +180,12 @@ impl<'a> RunJob<'a> {
                 })?,
             None => 0,
         };
-        let leases = Leases::new(&self.lakehouse, self.project.config.scheduler.lease_ttl)?;
+        let leases = Leases::new(
+            self.cx.lakehouse(),
+            self.cx.project().config.scheduler.lease_ttl,
+        )?;
         let mut lease = match leases
-            .acquire(&job.name, &self.run_id, self.scheduled_for)
+            .acquire(&job.name, self.cx.run_id(), self.scheduled_for)
             .await?
         {
             Acquired::Lease(lease) => lease,
@@ -199,7 +198,7 @@ impl<'a> RunJob<'a> {
         let started_at = Utc::now();
         tracing::info!(
             job = %job.name,
-            run_id = %self.run_id,
+            run_id = %self.cx.run_id(),
             trigger = self.trigger.as_str(),
             from = self.from.as_deref().unwrap_or(""),
             "run started"
@@ -226,7 +225,7 @@ impl<'a> RunJob<'a> {
         }
         let report = self.finish(job, steps, started_at).await;
         let history_error = match record_job_run(
-            &self.lakehouse,
+            self.cx.lakehouse(),
             &self.job_record(&report, started_at, &leases),
         )
         .await
@@ -299,7 +298,7 @@ impl<'a> RunJob<'a> {
             let started_at = Utc::now();
             let (status, outcome) = self.attempt(job, step, step_timeout, deadline, lost).await;
             let record = StepRunRecord {
-                run_id: self.run_id.clone(),
+                run_id: self.cx.run_id().to_string(),
                 job: job.name.clone(),
                 step: step.name.clone(),
                 kind: report.kind.clone(),
@@ -310,7 +309,7 @@ impl<'a> RunJob<'a> {
                 data: outcome.as_ref().map(|(d, _)| d.clone()).unwrap_or_default(),
                 error: outcome.as_ref().err().cloned(),
             };
-            if let Err(error) = record_step_run(&self.lakehouse, &record).await {
+            if let Err(error) = record_step_run(self.cx.lakehouse(), &record).await {
                 tracing::error!(job = %job.name, step = %step.name, "cannot record the step in ops.step_runs: {error}");
                 history_error.get_or_insert(error);
             }
@@ -383,13 +382,10 @@ impl<'a> RunJob<'a> {
             (None, Some(job_left)) => (Some(job_left), "the job's timeout"),
             (None, None) => (None, ""),
         };
-        let context = StepContext {
-            project: self.project,
-            lakehouse: self.lakehouse.clone(),
-            run_id: &self.run_id,
-            job,
+        let work = async {
+            let report = run_step(&self.cx, job, &step.action).await?;
+            Ok::<_, Error>((report.data_moved(), report.summary()))
         };
-        let work = run_step(&context, &step.action);
         let bounded = async {
             match limit {
                 Some(limit) => tokio::time::timeout(limit, work).await.map_err(|_| limit),
@@ -432,7 +428,7 @@ impl<'a> RunJob<'a> {
             .find(|s| *s != RunStatus::Succeeded)
             .unwrap_or(RunStatus::Succeeded);
         let report = RunReport {
-            run_id: self.run_id.clone(),
+            run_id: self.cx.run_id().to_string(),
             job: job.name.clone(),
             status,
             steps,
@@ -440,7 +436,7 @@ impl<'a> RunJob<'a> {
         };
         tracing::info!(
             job = %job.name,
-            run_id = %self.run_id,
+            run_id = %self.cx.run_id(),
             status = status.as_str(),
             seconds = format_args!("{:.1}", report.duration.as_secs_f64()),
             "run finished"
@@ -452,14 +448,14 @@ impl<'a> RunJob<'a> {
                 kind: AlertKind::RunFailed,
                 text: failure.to_string(),
                 job: Some(job.name.clone()),
-                run_id: Some(self.run_id.clone()),
+                run_id: Some(self.cx.run_id().to_string()),
                 details: json!({
                     "status": status.as_str(),
                     "step": report.steps.last().map(|s| s.step.clone()),
                     "attempts": report.steps.last().map(|s| s.attempts),
                 }),
             };
-            Alerts::new(self.project)
+            Alerts::new(self.cx.project())
                 .send(&job.on_failure, &alert)
                 .await;
         }
@@ -481,7 +477,7 @@ impl<'a> RunJob<'a> {
             data.add(&step.data);
         }
         JobRunRecord {
-            run_id: self.run_id.clone(),
+            run_id: self.cx.run_id().to_string(),
             job: report.job.clone(),
             trigger: self.trigger,
             scheduled_for: self.scheduled_for,
@@ -527,15 +523,69 @@ impl<'a> RunJob<'a> {
             data: DataMoved::default(),
             holder: abandoned.holder.clone(),
         };
-        if let Err(error) = record_job_run(&self.lakehouse, &record).await {
+        if let Err(error) = record_job_run(self.cx.lakehouse(), &record).await {
             tracing::error!("cannot record the abandoned run: {error}");
         }
     }
 }
 
-impl<'a> IntoFuture for RunJob<'a> {
+/// One line per step (status, attempts, time, rows, summary), then the job's outcome.
+impl std::fmt::Display for RunReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<16} {:<10} {:>8} {:>8} {:>10} {:>12}  summary",
+            "step", "status", "attempts", "time", "rows read", "rows written"
+        )?;
+        for step in &self.steps {
+            writeln!(
+                f,
+                "{:<16} {:<10} {:>8} {:>8} {:>10} {:>12}  {}",
+                step.step,
+                step.status.as_str(),
+                step.attempts,
+                format!("{:.1}s", step.duration.as_secs_f64()),
+                step.data.rows_read,
+                step.data.rows_written,
+                step.summary
+                    .as_deref()
+                    .or(step.error.as_deref())
+                    .unwrap_or("")
+            )?;
+        }
+        write!(
+            f,
+            "job {} {} in {:.1}s (run {})",
+            self.job,
+            self.status,
+            self.duration.as_secs_f64(),
+            self.run_id
+        )
+    }
+}
+
+impl Report for RunReport {
+    fn data_moved(&self) -> DataMoved {
+        let mut data = DataMoved::default();
+        for step in &self.steps {
+            data.add(&step.data);
+        }
+        data
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "job {} {} in {:.1}s",
+            self.job,
+            self.status,
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+impl IntoFuture for RunJob {
     type Output = Result<RunOutcome>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = OperationFuture<Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())

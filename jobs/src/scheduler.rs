@@ -14,6 +14,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use lakescore_engine::config::Schedule;
+use lakescore_engine::run::RunContext;
 use lakescore_engine::{Lakehouse, Project};
 use tokio::task::JoinHandle;
 
@@ -166,16 +167,11 @@ impl Scheduler {
         fire: DateTime<Utc>,
         trigger: Trigger,
     ) -> JoinHandle<Result<RunOutcome>> {
-        let project = self.project.clone();
-        let lakehouse = self.lakehouse.clone();
-        let shutdown = self.shutdown.clone();
-        let job = job.to_string();
-        tokio::spawn(async move {
-            RunJob::new(&project, lakehouse, job)
-                .scheduled(fire, trigger)
-                .with_shutdown(shutdown)
-                .await
-        })
+        let cx = RunContext::new(self.project.clone(), self.lakehouse.clone());
+        let run = RunJob::new(&cx, job)
+            .with_schedule(fire, trigger)
+            .with_shutdown(self.shutdown.clone());
+        tokio::spawn(run.into_future())
     }
 
     /// Collects finished runs (all of them, waiting, when `wait`).

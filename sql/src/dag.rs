@@ -10,8 +10,8 @@ use std::path::PathBuf;
 
 use lakescore_engine::datafusion::sql::parser::Statement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
-use lakescore_engine::lakehouse::closest_names;
-use lakescore_engine::views::read_view;
+use lakescore_engine::sql::views::read_view;
+use lakescore_engine::storage::lakehouse::closest_names;
 use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
 
 use crate::error::{Error, Result};

@@ -15,7 +15,7 @@
 //! A test compiles to one query returning the failing rows of the relation under test.
 
 use lakescore_engine::TableName;
-use lakescore_engine::lakehouse::{quote_identifier as quote, quote_literal};
+use lakescore_engine::storage::lakehouse::{quote_identifier as quote, quote_literal};
 use serde::Deserialize;
 use toml::Value;
 

@@ -12,8 +12,8 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
-use lakescore_engine::inspect::{HistoryEntry, table_history};
-use lakescore_engine::views::read_view;
+use lakescore_engine::sql::views::read_view;
+use lakescore_engine::storage::inspect::{HistoryEntry, table_history};
 use lakescore_engine::{SqlSession, TableName};
 use serde::Serialize;
 use serde_json::Value;

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use lakescore_engine::TableName;
 use lakescore_engine::config::Project;
-use lakescore_engine::hashing::sha256_hex;
+use lakescore_engine::storage::hashing::sha256_hex;
 use serde::Deserialize;
 
 use crate::data_test::{DataTest, TestSpec};

@@ -6,15 +6,15 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use lakescore_engine::TableName;
-use lakescore_engine::commit::commit_metadata;
 use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use lakescore_engine::datafusion::arrow::json::LineDelimitedWriter;
 use lakescore_engine::datafusion::prelude::SessionContext;
-use lakescore_engine::functions::FunctionWarning;
-use lakescore_engine::write::{WriteMode, write_batch};
+use lakescore_engine::sql::functions::FunctionWarning;
+use lakescore_engine::storage::commit::commit_metadata;
+use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Error as EngineError, Lakehouse};
 use serde_json::json;
 

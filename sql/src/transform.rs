@@ -11,22 +11,23 @@
 //! model are skipped. A model whose file and input versions match its table's last commit
 //! is up to date and is not run again (unless forced), so a rerun adds no versions.
 
-use std::future::{Future, IntoFuture};
-use std::pin::Pin;
+use std::fmt;
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use futures::TryStreamExt;
-use lakescore_engine::commit::{INPUTS, commit_metadata, new_run_id};
 use lakescore_engine::config::Project;
 use lakescore_engine::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
 };
 use lakescore_engine::deltalake::kernel::transaction::CommitProperties;
-use lakescore_engine::functions::FunctionWarning;
-use lakescore_engine::views::{read_view, write_view};
-use lakescore_engine::write::{
+use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
+use lakescore_engine::sql::functions::FunctionWarning;
+use lakescore_engine::sql::views::{read_view, write_view};
+use lakescore_engine::storage::commit::{INPUTS, commit_metadata};
+use lakescore_engine::storage::write::{
     WriteMode, committed_version, delete_folder, merge_frame, staging_table, table_for_write,
     write_frame,
 };
@@ -38,8 +39,8 @@ use crate::data_test::{Check, DataTest, Severity};
 use crate::error::Result;
 use crate::model::{Materialization, load_models};
 use crate::testing::{TestOutcome, TestRun, record_results, run_test};
-use lakescore_engine::lakehouse::quote_identifier as quote;
-use lakescore_engine::session::Pins;
+use lakescore_engine::sql::session::Pins;
+use lakescore_engine::storage::lakehouse::quote_identifier as quote;
 
 /// The catalog that holds a model's result while its tests run.
 const RUN_CATALOG: &str = "lakescore_run";
@@ -116,6 +117,98 @@ pub struct TransformReport {
     pub models: Vec<ModelReport>,
 }
 
+impl Report for TransformReport {
+    fn data_moved(&self) -> DataMoved {
+        let mut data = DataMoved::default();
+        for model in &self.models {
+            if let ModelStatus::Built { version } = model.status {
+                data.rows_written += model.rows.unwrap_or(0);
+                data.tables_written
+                    .push(format!("{}@{version}", model.table));
+            }
+        }
+        data
+    }
+
+    fn summary(&self) -> String {
+        let built = self
+            .models
+            .iter()
+            .filter(|m| matches!(m.status, ModelStatus::Built { .. }))
+            .count();
+        format!(
+            "{built} of {} models built, {} rows written",
+            self.models.len(),
+            self.data_moved().rows_written
+        )
+    }
+}
+
+/// Each model's line, in run order, then the run id.
+impl fmt::Display for TransformReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for model in &self.models {
+            writeln!(f, "{model}")?;
+        }
+        write!(f, "run id {}", self.run_id)
+    }
+}
+
+/// What the command line prints of one model: its outcome, then its warnings.
+impl fmt::Display for ModelReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tests = self.tests.len();
+        let passed = self.tests.iter().filter(|t| t.passed()).count();
+        let tests_text = if tests == 0 {
+            String::new()
+        } else {
+            format!(", {passed}/{tests} tests passed")
+        };
+        let rows = self.rows.map(|r| format!(", {r} rows")).unwrap_or_default();
+        let took = format!("{:.1}s", self.duration.as_secs_f64());
+        let head = format!("{} -> {}", self.name, self.table);
+        match &self.status {
+            ModelStatus::Built { version } => write!(
+                f,
+                "✓ {head}: version {version} ({}{rows}{tests_text}) {took}",
+                self.materialized.as_str()
+            )?,
+            ModelStatus::ViewSaved => write!(f, "✓ {head}: view saved{tests_text} {took}")?,
+            ModelStatus::UpToDate { version } => {
+                let at = version
+                    .map(|v| format!(" at version {v}"))
+                    .unwrap_or_default();
+                write!(
+                    f,
+                    "= {head}: up to date{at} (same model file and input versions)"
+                )?;
+            }
+            ModelStatus::Failed { message, .. } => write!(f, "✗ {head}: {message}")?,
+            ModelStatus::Skipped { upstream } => write!(
+                f,
+                "- {head}: skipped, it reads {upstream}, which did not build"
+            )?,
+        }
+        for test in self
+            .tests
+            .iter()
+            .filter(|t| !t.passed() && !t.blocks_commit())
+        {
+            write!(
+                f,
+                "\n  warning: test {} found {} failing row(s), e.g. {}",
+                test.name,
+                test.failing_rows,
+                test.examples.first().map_or("", String::as_str)
+            )?;
+        }
+        for warning in &self.warnings {
+            write!(f, "\n  warning: {warning}")?;
+        }
+        Ok(())
+    }
+}
+
 impl TransformReport {
     /// The error for a run in which models failed, or None when all built.
     pub fn failure(&self) -> Option<crate::Error> {
@@ -158,25 +251,22 @@ pub enum TransformEvent {
 /// A callback receiving [`TransformEvent`]s.
 pub type TransformProgress = Arc<dyn Fn(TransformEvent) + Send + Sync>;
 
-/// A transform run: build it, choose models, then `.await` it.
-pub struct Transform<'a> {
-    project: &'a Project,
-    lakehouse: Arc<Lakehouse>,
+/// A transform run: `Transform::new(&cx)`, choose models, then `.await` it.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Transform {
+    cx: RunContext,
     selectors: Vec<Selector>,
     force: bool,
-    run_id: String,
     progress: Option<TransformProgress>,
 }
 
-impl<'a> Transform<'a> {
-    /// Every model of `project`, into `lakehouse`.
-    pub fn new(project: &'a Project, lakehouse: Arc<Lakehouse>) -> Self {
+impl Transform {
+    /// Every model of the context's project, into its lakehouse.
+    pub fn new(cx: &RunContext) -> Self {
         Self {
-            project,
-            lakehouse,
+            cx: cx.clone(),
             selectors: Vec::new(),
             force: false,
-            run_id: new_run_id(),
             progress: None,
         }
     }
@@ -193,12 +283,6 @@ impl<'a> Transform<'a> {
         self
     }
 
-    /// Uses this run id (a job passes its own).
-    pub fn with_run_id(mut self, run_id: impl Into<String>) -> Self {
-        self.run_id = run_id.into();
-        self
-    }
-
     /// Reports progress to `progress`.
     pub fn with_progress(mut self, progress: TransformProgress) -> Self {
         self.progress = Some(progress);
@@ -206,7 +290,7 @@ impl<'a> Transform<'a> {
     }
 
     async fn run(self) -> Result<TransformReport> {
-        let graph = model_graph(self.project, &self.lakehouse).await?;
+        let graph = model_graph(self.cx.project(), self.cx.lakehouse()).await?;
         let selected = graph.select(&self.selectors)?;
         let mut pins = self.starting_pins(&graph, &selected).await?;
         let mut reports: Vec<ModelReport> = Vec::new();
@@ -262,7 +346,7 @@ impl<'a> Transform<'a> {
             reports.push(report);
         }
         Ok(TransformReport {
-            run_id: self.run_id,
+            run_id: self.cx.run_id().to_string(),
             models: reports,
         })
     }
@@ -279,7 +363,7 @@ impl<'a> Transform<'a> {
                 if built.contains(&table) || pins.contains_key(table) {
                     continue;
                 }
-                match self.lakehouse.latest_version(table).await {
+                match self.cx.lakehouse().latest_version(table).await {
                     Ok(version) => {
                         pins.insert(table.clone(), version);
                     }
@@ -299,8 +383,8 @@ impl<'a> Transform<'a> {
         report: &mut ModelReport,
     ) -> Result<ModelStatus> {
         let model = &planned.model;
-        let session = SqlSession::builder(self.lakehouse.clone())
-            .functions(self.project.config.functions.clone())
+        let session = lakescore_engine::ml::sql_session(self.cx.lakehouse().clone())
+            .functions(self.cx.project().config.functions.clone())
             .pins(pins.clone())
             .build()
             .await?;
@@ -318,7 +402,7 @@ impl<'a> Transform<'a> {
             return Ok(ModelStatus::UpToDate {
                 version: match model.config.materialized {
                     Materialization::View => None,
-                    _ => Some(self.lakehouse.latest_version(&model.table).await?),
+                    _ => Some(self.cx.lakehouse().latest_version(&model.table).await?),
                 },
             });
         }
@@ -358,13 +442,13 @@ impl<'a> Transform<'a> {
             if !passed {
                 return Ok(failed_tests(report));
             }
-            write_view(&self.lakehouse, &model.table, &model.sql).await?;
+            write_view(self.cx.lakehouse(), &model.table, &model.sql).await?;
             return Ok(ModelStatus::ViewSaved);
         }
 
         let (staging, folder) = staging_table(
-            &self.lakehouse,
-            &format!("transform-{}-{}", self.run_id, model.name),
+            self.cx.lakehouse(),
+            &format!("transform-{}-{}", self.cx.run_id(), model.name),
         )?;
         let result = async {
             let staged = write_frame(
@@ -395,7 +479,7 @@ impl<'a> Transform<'a> {
             }
             let source = session.context().read_table(provider)?;
             let metadata = commit_metadata(
-                &self.run_id,
+                self.cx.run_id(),
                 inputs,
                 [
                     ("model", json!(model.name)),
@@ -408,7 +492,7 @@ impl<'a> Transform<'a> {
                 ],
             );
             let properties = CommitProperties::default().with_metadata(metadata);
-            let target = table_for_write(&self.lakehouse, &model.table).await?;
+            let target = table_for_write(self.cx.lakehouse(), &model.table).await?;
             lakescore_engine::fault::check("transform-commit")?;
             let version = match model.config.materialized {
                 Materialization::Merge => {
@@ -424,7 +508,7 @@ impl<'a> Transform<'a> {
             Ok(ModelStatus::Built { version })
         }
         .await;
-        delete_folder(&self.lakehouse, &folder).await;
+        delete_folder(self.cx.lakehouse(), &folder).await;
         result
     }
 
@@ -445,12 +529,12 @@ impl<'a> Transform<'a> {
         }
         report.warnings.extend(session.take_warnings());
         let run = TestRun {
-            run_id: &self.run_id,
+            run_id: self.cx.run_id(),
             model: &report.name,
             table: &report.table,
             tested_at: Utc::now(),
         };
-        record_results(&self.lakehouse, &run, &report.tests, &report.warnings).await?;
+        record_results(self.cx.lakehouse(), &run, &report.tests, &report.warnings).await?;
         Ok(!report.tests.iter().any(TestOutcome::blocks_commit))
     }
 
@@ -459,7 +543,9 @@ impl<'a> Transform<'a> {
     async fn is_up_to_date(&self, planned: &PlannedModel, inputs: &Value) -> Result<bool> {
         let model = &planned.model;
         if model.config.materialized == Materialization::View {
-            return Ok(read_view(&self.lakehouse, &model.table).await?.as_deref()
+            return Ok(read_view(self.cx.lakehouse(), &model.table)
+                .await?
+                .as_deref()
                 == Some(model.sql.as_str()));
         }
         if inputs
@@ -469,7 +555,8 @@ impl<'a> Transform<'a> {
             return Ok(false);
         }
         let table = match self
-            .lakehouse
+            .cx
+            .lakehouse()
             .open_table(&model.table, TableVersion::Latest)
             .await
         {
@@ -495,9 +582,9 @@ impl<'a> Transform<'a> {
     }
 }
 
-impl<'a> IntoFuture for Transform<'a> {
+impl IntoFuture for Transform {
     type Output = Result<TransformReport>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Self::Output> + Send + 'a>>;
+    type IntoFuture = OperationFuture<Self::Output>;
 
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
@@ -507,7 +594,7 @@ impl<'a> IntoFuture for Transform<'a> {
 /// The project's models, parsed and ordered.
 pub async fn model_graph(project: &Project, lakehouse: &Arc<Lakehouse>) -> Result<ModelGraph> {
     let models = load_models(project)?;
-    let session = SqlSession::builder(lakehouse.clone())
+    let session = lakescore_engine::ml::sql_session(lakehouse.clone())
         .functions(project.config.functions.clone())
         .build()
         .await?;

@@ -24,7 +24,8 @@ use lakescore_sql::engine::datafusion::arrow::array::RecordBatch;
 use lakescore_sql::engine::datafusion::arrow::datatypes::DataType;
 use lakescore_sql::engine::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use lakescore_sql::engine::deltalake::kernel::transaction::CommitProperties;
-use lakescore_sql::engine::write::{WriteMode, table_for_write, write_frame};
+use lakescore_sql::engine::run::RunContext;
+use lakescore_sql::engine::storage::write::{WriteMode, table_for_write, write_frame};
 use lakescore_sql::engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_sql::lineage::{lineage, render_tree};
 use lakescore_sql::{ModelStatus, Transform};
@@ -68,7 +69,7 @@ type Output = DBOutput<DefaultColumnType>;
 impl LakescoreDb {
     async fn open(dir: &Path) -> Result<Self, DbError> {
         let project = Project::load(&dir.join("lakescore.toml")).map_err(failed)?;
-        let session = SqlSession::builder(lakehouse(&project)?)
+        let session = lakescore_sql::engine::ml::sql_session(lakehouse(&project)?)
             .functions(project.config.functions.clone())
             .config(
                 lakescore_sql::engine::datafusion::prelude::SessionConfig::new()
@@ -127,7 +128,8 @@ impl LakescoreDb {
                 other => selectors.push(Selector::parse(other)),
             }
         }
-        let report = Transform::new(&self.project, lakehouse(&self.project)?)
+        let cx = RunContext::new(Arc::new(self.project.clone()), lakehouse(&self.project)?);
+        let report = Transform::new(&cx)
             .with_selectors(selectors)
             .with_force(force)
             .await

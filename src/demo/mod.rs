@@ -10,7 +10,8 @@ use std::time::Instant;
 use lakescore_engine::datafusion::arrow::array::StringArray;
 use lakescore_engine::datafusion::arrow::compute::cast;
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
-use lakescore_engine::output::{Destination, OutputFormat};
+use lakescore_engine::run::RunContext;
+use lakescore_engine::sql::output::{Destination, OutputFormat};
 use lakescore_engine::{Lakehouse, Project, SqlSession};
 use lakescore_sql::serve::hash_password;
 
@@ -355,6 +356,15 @@ pub struct DemoOptions {
     pub force: bool,
 }
 
+/// `lakescore demo generate`: writes one day's extracts and prints their paths.
+pub fn print_generated(out: &Path, generation: Generation) -> anyhow::Result<()> {
+    let generated = generate(out, generation)?;
+    for file in &generated.files {
+        println!("{}", file.display());
+    }
+    Ok(())
+}
+
 /// Builds and runs the demo project.
 pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
     let started = Instant::now();
@@ -380,8 +390,9 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
     for (file, sql) in MODELS {
         std::fs::write(options.dir.join("models").join(file), sql)?;
     }
-    let project = Project::load(&project_file)?;
+    let project = Arc::new(Project::load(&project_file)?);
     let lakehouse = Arc::new(Lakehouse::for_project(&project)?);
+    let cx = RunContext::new(project.clone(), lakehouse.clone());
     println!("lakescore demo in {}\n", project.dir.display());
 
     for day in 1..=2 {
@@ -399,10 +410,10 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
             generated.broken
         );
         if day == 1 {
-            crate::ingest::run(&project, lakehouse.clone(), Vec::new()).await?;
-            crate::transform::run(&project, lakehouse.clone(), Vec::new(), false).await?;
-            crate::models::train(&project, lakehouse.clone(), MODEL).await?;
-            crate::models::score(&project, lakehouse.clone(), MODEL, SCORED_INPUT, None).await?;
+            crate::ingest::run(&cx.next_run(), Vec::new()).await?;
+            crate::transform::run(&cx.next_run(), Vec::new(), false).await?;
+            crate::models::train(&cx.next_run(), MODEL).await?;
+            crate::models::score(&cx.next_run(), MODEL, SCORED_INPUT, None).await?;
             let drift = crate::drift::DriftRequest {
                 model: MODEL.to_string(),
                 table: SCORED_INPUT.to_string(),
@@ -411,17 +422,18 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
                 time_column: String::from("_ingested_at"),
                 report: None,
             };
-            crate::drift::run(&project, lakehouse.clone(), drift).await?;
+            crate::drift::run(&cx.next_run(), drift).await?;
         } else {
             // Day 2 is the nightly job: new extracts and the staff's corrections landed,
             // scored, checked for drift, turned into a training set, retrained on request.
-            crate::jobs::run(&project, lakehouse.clone(), "nightly", None).await?;
+            crate::jobs::run(&cx.next_run(), "nightly", None).await?;
         }
         println!("day {day} done in {:.1}s\n", step.elapsed().as_secs_f64());
     }
 
     println!("Tables:");
-    crate::write_table_listing(&lakehouse, OutputFormat::Table, &Destination::Stdout).await?;
+    crate::query::write_table_listing(&lakehouse, OutputFormat::Table, &Destination::Stdout)
+        .await?;
     println!("\nModel versions (lakescore models list):");
     crate::models::list(lakehouse.clone(), Some(MODEL)).await?;
     summarize_loop(&lakehouse).await?;

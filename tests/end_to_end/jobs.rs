@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{Timelike, Utc};
 use deltalake::protocol::SaveMode;
+use lakescore_engine::run::RunContext;
 use lakescore_engine::{Lakehouse, Project, TableName};
 use lakescore_jobs::alerts::{Alert, AlertKind, Alerts};
 use lakescore_jobs::freshness::check_freshness;
@@ -35,10 +36,14 @@ fn load(workspace: &Workspace) -> (Project, Arc<Lakehouse>) {
     (project, lakehouse)
 }
 
-async fn run_job(workspace: &Workspace, job: &str, from: Option<&str>) -> RunReport {
+fn context(workspace: &Workspace) -> RunContext {
     let (project, lakehouse) = load(workspace);
-    RunJob::new(&project, lakehouse, job)
-        .from_step(from.map(String::from))
+    RunContext::new(Arc::new(project), lakehouse)
+}
+
+async fn run_job(workspace: &Workspace, job: &str, from: Option<&str>) -> RunReport {
+    RunJob::new(&context(workspace), job)
+        .with_from_step(from.map(String::from))
         .await
         .unwrap()
         .into_report(job)
@@ -72,9 +77,8 @@ steps = [{ transform = true }]
         &[("late_copy", "select id, name from raw.late")],
     );
     // raw.late arrives while the first retry waits.
-    let (project, lakehouse) = load(&workspace);
     let started = Instant::now();
-    let run = RunJob::new(&project, lakehouse, "copy");
+    let run = RunJob::new(&context(&workspace), "copy");
     let (report, ()) = tokio::join!(run.into_future(), async {
         tokio::time::sleep(Duration::from_millis(300)).await;
         people(&workspace, "raw.late").await;
@@ -258,9 +262,8 @@ steps = [
     let people_copy = TableName::parse("curated.people_copy").unwrap();
     assert_eq!(lakehouse.latest_version(&people_copy).await.unwrap(), 0);
 
-    let (project, lakehouse) = load(&workspace);
-    let error = RunJob::new(&project, lakehouse, "nightly")
-        .from_step(Some(String::from("order")))
+    let error = RunJob::new(&context(&workspace), "nightly")
+        .with_from_step(Some(String::from("order")))
         .await
         .unwrap_err()
         .to_string();

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 
-use lakescore_engine::hashing::hex;
+use lakescore_engine::storage::hashing::hex;
 
 /// A handle on the running SHA-256 of everything read through [`ReadDigest::wrap`].
 #[derive(Clone, Default)]

@@ -13,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use lakescore_engine::commit::{commit_metadata, new_run_id};
 use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
-use lakescore_engine::quarantine::timestamp_type;
-use lakescore_engine::write::{WriteMode, write_batch};
+use lakescore_engine::storage::commit::{commit_metadata, new_run_id};
+use lakescore_engine::storage::quarantine::timestamp_type;
+use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
 use serde::{Deserialize, Serialize};
 use serde_json::json;

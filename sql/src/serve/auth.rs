@@ -29,7 +29,7 @@ use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use futures::Sink;
 use lakescore_engine::config::ServeConfig;
-use lakescore_engine::hashing::{hex, sha256};
+use lakescore_engine::storage::hashing::{hex, sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};

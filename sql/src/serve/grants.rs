@@ -4,14 +4,14 @@
 use std::collections::HashMap;
 
 use lakescore_engine::TableName;
-use lakescore_engine::catalog::CATALOG_NAME;
 use lakescore_engine::config::ServeConfig;
 use lakescore_engine::datafusion::common::TableReference;
 use lakescore_engine::datafusion::common::tree_node::TreeNodeRecursion;
 use lakescore_engine::datafusion::logical_expr::LogicalPlan;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
-use lakescore_engine::read_only::statement_kind;
-use lakescore_engine::session::{DEFAULT_SCHEMA, SYSTEM_SCHEMAS};
+use lakescore_engine::sql::catalog::CATALOG_NAME;
+use lakescore_engine::sql::read_only::statement_kind;
+use lakescore_engine::sql::session::{DEFAULT_SCHEMA, SYSTEM_SCHEMAS};
 
 /// What the server does with a statement.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,7 +16,7 @@ use lakescore_engine::datafusion::logical_expr::{
 };
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::datafusion::scalar::ScalarValue;
-use lakescore_engine::session::DEFAULT_SCHEMA;
+use lakescore_engine::sql::session::DEFAULT_SCHEMA;
 
 use super::auth::Users;
 use super::grants::Grants;

@@ -29,13 +29,13 @@ use datafusion_postgres::pgwire::types::format::FormatOptions;
 use datafusion_postgres::{DfSessionService, Parser};
 use futures::channel::oneshot;
 use futures::{Sink, Stream, StreamExt};
-use lakescore_engine::catalog::CATALOG_NAME;
 use lakescore_engine::datafusion::catalog::SchemaProvider;
 use lakescore_engine::datafusion::common::ParamValues;
 use lakescore_engine::datafusion::logical_expr::LogicalPlan;
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::datafusion::sql::parser::Statement as DfStatement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
+use lakescore_engine::sql::catalog::CATALOG_NAME;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 
 use super::audit::{Audit, AuditEntry};
@@ -164,7 +164,7 @@ impl Shared {
     async fn new_session(&self, user: &str, role: &str) -> PgWireResult<ConnectionSession> {
         let grants = self.grants.clone();
         let visible_role = role.to_string();
-        let session = SqlSession::builder(self.lakehouse.clone())
+        let session = lakescore_engine::ml::sql_session(self.lakehouse.clone())
             .functions(self.project.config.functions.clone())
             .runtime(
                 self.memory

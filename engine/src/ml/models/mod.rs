@@ -1,0 +1,20 @@
+//! Machine-learning models: reading a model's rows ([`dataset`]), preprocessing
+//! ([`features`]), training with smartcore ([`learner`]), lakescore's compiled view of a
+//! trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
+//! ([`predict`]) and the models a session's `predict` calls use ([`loaded`]), holdout
+//! metrics ([`metrics`]), the training-time profile ([`profile`]), the versioned registry
+//! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
+
+pub mod compiled;
+pub mod dataset;
+pub mod explain;
+pub mod features;
+pub mod learner;
+pub mod loaded;
+pub mod metrics;
+pub mod predict;
+pub mod profile;
+pub mod registry;
+pub mod retrain;
+pub mod score;
+pub mod train;

@@ -1,0 +1,284 @@
+//! `lakescore score MODEL --input TABLE[@VERSION] --output scored.NAME`: scores a table
+//! version with a model version into a Delta table, one commit per run, every row
+//! carrying its prediction, explanation and lineage.
+//!
+//! The input is read at one pinned version and streamed through DataFusion (`predict`)
+//! into the output table; nothing is collected in memory. `prediction_id` is the SHA-256
+//! of the model name and version, the input table and version and the row's key, so the
+//! same model version scoring the same input version gives the same ids. A run whose model
+//! version and input version were already scored into the output adds nothing.
+
+use std::fmt;
+use std::future::IntoFuture;
+use std::time::{Duration, Instant};
+
+use deltalake::kernel::transaction::CommitProperties;
+use futures::TryStreamExt;
+use serde_json::{Value, json};
+
+use super::registry::{ModelRef, Registry};
+use crate::error::{Error, Result};
+use crate::run::{DataMoved, OperationFuture, Report, RunContext};
+use crate::sql::session::Pins;
+use crate::storage::commit::{INPUTS, commit_metadata};
+use crate::storage::lakehouse::{TableName, TableVersion, quote_identifier, quote_literal};
+use crate::storage::write::{
+    WriteMode, added_rows, committed_version, table_for_write, write_frame,
+};
+
+/// What a scoring run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreReport {
+    /// The model version used, `name:version`.
+    pub model: String,
+    /// The input table and version.
+    pub input: (TableName, u64),
+    /// The output table.
+    pub output: TableName,
+    /// The output's new version, or None when this input version was already scored.
+    pub version: Option<u64>,
+    /// Rows scored.
+    pub rows: u64,
+    /// The run.
+    pub run_id: String,
+    /// How long scoring took.
+    pub elapsed: Duration,
+}
+
+/// A scoring run: `cx.score(model, input).await`.
+#[must_use = "an operation does nothing until it is awaited"]
+pub struct Score {
+    cx: RunContext,
+    model: String,
+    input: String,
+    output: Option<String>,
+}
+
+impl RunContext {
+    /// Scores `input` (`schema.name` or `schema.name@VERSION`) with `model` (a model
+    /// reference).
+    pub fn score(&self, model: impl Into<String>, input: impl Into<String>) -> Score {
+        Score {
+            cx: self.clone(),
+            model: model.into(),
+            input: input.into(),
+            output: None,
+        }
+    }
+}
+
+impl Score {
+    /// Writes into `output` (default `scored.<model name>`).
+    pub fn with_output(mut self, output: Option<String>) -> Self {
+        self.output = output;
+        self
+    }
+
+    async fn run(self) -> Result<ScoreReport> {
+        let reference = ModelRef::parse(&self.model)?;
+        let manifest = Registry::new(self.cx.lakehouse().clone())
+            .resolve(&reference)
+            .await?;
+        if manifest.key.is_empty() {
+            return Err(Error::Usage(format!(
+                "model '{}' declares no key: add key = [\"id column\", ...] to its [[model]] so every prediction names its row, then train it again",
+                manifest.name
+            )));
+        }
+        let (input, pinned) = TableName::parse_at(&self.input)?;
+        let input_version = match pinned {
+            Some(version) => version,
+            None => self.cx.lakehouse().latest_version(&input).await?,
+        };
+        let output = TableName::parse(
+            &self
+                .output
+                .clone()
+                .unwrap_or_else(|| format!("scored.{}", manifest.name)),
+        )?;
+        let model_text = format!("{}:{}", manifest.name, manifest.version);
+        let mut report = ScoreReport {
+            model: model_text.clone(),
+            input: (input.clone(), input_version),
+            output: output.clone(),
+            version: None,
+            rows: 0,
+            run_id: self.cx.run_id().to_string(),
+            elapsed: Duration::ZERO,
+        };
+        let inputs = json!([{"table": input.to_string(), "version": input_version}]);
+        if self.already_scored(&output, &model_text, &inputs).await? {
+            return Ok(report);
+        }
+        let session = crate::ml::sql_session(self.cx.lakehouse().clone())
+            .functions(self.cx.project().config.functions.clone())
+            .pins(Pins::from([(input.clone(), input_version)]))
+            .build()
+            .await?;
+        let quote = quote_identifier;
+        let text = quote_literal;
+        let keys: Vec<String> = manifest.key.iter().map(|k| quote(k)).collect();
+        let features: Vec<String> = manifest.features.iter().map(|f| quote(&f.name)).collect();
+        let id_parts: Vec<String> = [
+            &manifest.name,
+            &manifest.version.to_string(),
+            &input.to_string(),
+            &input_version.to_string(),
+        ]
+        .iter()
+        .map(|p| text(p))
+        .chain(
+            keys.iter()
+                .map(|k| format!("coalesce(CAST({k} AS VARCHAR), '')")),
+        )
+        .collect();
+        let sql = format!(
+            "SELECT encode(sha256(concat_ws('|', {ids})), 'hex') AS prediction_id, {keys}, \
+             scored['prediction'] AS prediction, scored['probability'] AS probability, \
+             scored['confidence'] AS confidence, scored['top_features'] AS top_features, \
+             {name} AS model_name, CAST({version} AS BIGINT) AS model_version, {sha} AS model_sha256, \
+             {training} AS training_table, CAST({training_version} AS BIGINT) AS training_table_version, \
+             {source} AS source_table, CAST({input_version} AS BIGINT) AS source_table_version, \
+             {run} AS run_id, arrow_cast(now(), 'Timestamp(Microsecond, Some(\"UTC\"))') AS scored_at \
+             FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {input_table})",
+            ids = id_parts.join(", "),
+            keys = keys.join(", "),
+            name = text(&manifest.name),
+            version = manifest.version,
+            sha = text(&manifest.artifact_sha256),
+            training = text(&manifest.training_table),
+            training_version = manifest.training_table_version,
+            source = text(&input.to_string()),
+            run = text(self.cx.run_id()),
+            model = text(&model_text),
+            features = features.join(", "),
+            input_table = input.quoted(),
+        );
+        let frame = session.sql(&sql).await?;
+        let metadata = commit_metadata(
+            self.cx.run_id(),
+            inputs,
+            [
+                ("scored_with", json!(model_text)),
+                ("model_sha256", json!(manifest.artifact_sha256)),
+                (
+                    "training_table",
+                    json!(format!(
+                        "{}@{}",
+                        manifest.training_table, manifest.training_table_version
+                    )),
+                ),
+            ],
+        );
+        let table = table_for_write(self.cx.lakehouse(), &output).await?;
+        crate::fault::check("score-commit")?;
+        let written = write_frame(
+            table,
+            frame,
+            WriteMode::Append,
+            CommitProperties::default().with_metadata(metadata),
+        )
+        .await?;
+        report.version = Some(committed_version(&written)?);
+        report.rows = added_rows(&written).await;
+        Ok(report)
+    }
+
+    /// True when `output` already holds a commit scoring these inputs with this model version.
+    async fn already_scored(
+        &self,
+        output: &TableName,
+        model: &str,
+        inputs: &Value,
+    ) -> Result<bool> {
+        let table = match self
+            .cx
+            .lakehouse()
+            .open_table(output, TableVersion::Latest)
+            .await
+        {
+            Ok(table) => table,
+            Err(Error::UnknownTable { .. }) => return Ok(false),
+            Err(other) => return Err(other),
+        };
+        let commits: Vec<_> =
+            table
+                .history(None)
+                .try_collect()
+                .await
+                .map_err(|source| Error::Delta {
+                    uri: table.table_url().to_string(),
+                    source,
+                })?;
+        Ok(commits.iter().any(|commit| {
+            commit.info.get("lakescore.scored_with") == Some(&json!(model))
+                && commit.info.get(INPUTS) == Some(inputs)
+        }))
+    }
+}
+
+impl IntoFuture for Score {
+    type Output = Result<ScoreReport>;
+    type IntoFuture = OperationFuture<Self::Output>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let started = Instant::now();
+            let mut report = self.run().await?;
+            report.elapsed = started.elapsed();
+            Ok(report)
+        })
+    }
+}
+
+impl Report for ScoreReport {
+    fn data_moved(&self) -> DataMoved {
+        let (input, input_version) = &self.input;
+        DataMoved {
+            rows_read: self.rows,
+            rows_written: self.version.map_or(0, |_| self.rows),
+            tables_read: vec![format!("{input}@{input_version}")],
+            tables_written: self
+                .version
+                .map(|v| format!("{}@{v}", self.output))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    fn summary(&self) -> String {
+        let (input, input_version) = &self.input;
+        match self.version {
+            Some(version) => format!(
+                "scored {} rows with {} into {}@{version}",
+                self.rows, self.model, self.output
+            ),
+            None => format!(
+                "{input}@{input_version} was already scored with {}",
+                self.model
+            ),
+        }
+    }
+}
+
+impl fmt::Display for ScoreReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (input, input_version) = &self.input;
+        match self.version {
+            Some(written) => writeln!(
+                f,
+                "{} <- {input}@{input_version} scored with {}: {} rows -> version {written} in {:.1}s",
+                self.output,
+                self.model,
+                self.rows,
+                self.elapsed.as_secs_f64()
+            )?,
+            None => writeln!(
+                f,
+                "{} <- {input}@{input_version}: already scored with {}, nothing added",
+                self.output, self.model
+            )?,
+        }
+        write!(f, "run id {}", self.run_id)
+    }
+}

@@ -1,0 +1,18 @@
+//! Storage: the lakehouse and its Delta tables, below any SQL.
+//!
+//! The lakehouse root, its object stores and table names ([`lakehouse`]); writing query
+//! results into Delta tables ([`write`](mod@write)) with types every Delta reader holds
+//! ([`delta_types`]) and without lossy casts ([`lossless`]); the lineage metadata of every
+//! commit ([`commit`]); table listings and history ([`inspect`]); quarantine tables
+//! ([`quarantine`]); removing files no version needs ([`vacuum`]); and content hashes
+//! ([`hashing`]). Nothing here imports [`crate::sql`] or [`crate::ml`].
+
+pub mod commit;
+pub mod delta_types;
+pub mod hashing;
+pub mod inspect;
+pub mod lakehouse;
+pub mod lossless;
+pub mod quarantine;
+pub mod vacuum;
+pub mod write;

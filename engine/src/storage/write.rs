@@ -1,0 +1,287 @@
+//! Writing query results into Delta tables: append, overwrite (creating the table in the
+//! same commit when it does not exist yet) and merge on key columns.
+//!
+//! Every write streams its input plan through delta-rs and makes exactly one commit, with
+//! the commit properties (lineage metadata, ledger entries) the caller gives, so a crash
+//! before the commit leaves the table at its previous version.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Column;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::prelude::SessionContext;
+use datafusion::prelude::col;
+use deltalake::DeltaTable;
+use deltalake::delta_datafusion::planner::DeltaPlanner;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
+use deltalake::protocol::SaveMode;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::Path as StorePath;
+use serde_json::Value;
+use url::Url;
+
+use crate::error::{Error, Result};
+use crate::storage::delta_types::with_delta_types;
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::storage::lossless::first_lossy_column;
+
+/// The folder under the root that holds staging tables: intermediate results that are
+/// not part of the catalog and are deleted once used.
+pub const STAGING: &str = "_staging";
+
+/// How a write treats the rows already in the table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteMode {
+    /// Add the rows; new columns are added to the table's schema.
+    Append,
+    /// Replace every row (and the schema) with the written ones.
+    Overwrite,
+    /// Replace the rows matching the predicate (every written row must match it).
+    ReplaceWhere(datafusion::prelude::Expr),
+}
+
+/// Table `name` ready to be written: its latest version, or a new table when the folder
+/// holds none.
+pub async fn table_for_write(lakehouse: &Lakehouse, name: &TableName) -> Result<DeltaTable> {
+    match lakehouse.open_table(name, TableVersion::Latest).await {
+        Ok(table) => Ok(table),
+        Err(Error::UnknownTable { .. }) => new_table_at(lakehouse, lakehouse.table_url(name)?),
+        Err(other) => Err(other),
+    }
+}
+
+/// A handle for creating a new Delta table at `url`.
+pub fn new_table_at(lakehouse: &Lakehouse, url: Url) -> Result<DeltaTable> {
+    let uri = url.to_string();
+    if let Ok(folder) = url.to_file_path() {
+        std::fs::create_dir_all(&folder).map_err(|source| Error::Io {
+            path: folder.clone(),
+            source,
+        })?;
+    }
+    deltalake::DeltaTableBuilder::from_url(url)
+        .and_then(|builder| {
+            builder
+                .with_storage_options(lakehouse.storage_options().clone())
+                .build()
+        })
+        .map_err(|source| Error::Delta { uri, source })
+}
+
+/// Writes `frame`'s rows into `table` in one commit and returns the table at its new
+/// version.
+pub async fn write_frame(
+    table: DeltaTable,
+    frame: DataFrame,
+    mode: WriteMode,
+    properties: CommitProperties,
+) -> Result<DeltaTable> {
+    let uri = table.table_url().to_string();
+    let (state, plan) = as_written(frame)?.into_parts();
+    // delta-rs plans its writes with nodes only its own query planner executes.
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_query_planner(DeltaPlanner::new())
+        .build();
+    let is_new = table.version().is_none();
+    if !is_new && !matches!(mode, WriteMode::Overwrite) {
+        refuse_lossy_casts(&table, plan.schema().as_arrow())?;
+    }
+    let (save_mode, schema_mode, replace_where) = match mode {
+        WriteMode::Append => (SaveMode::Append, SchemaMode::Merge, None),
+        WriteMode::Overwrite => (SaveMode::Overwrite, SchemaMode::Overwrite, None),
+        // A new table has no rows to replace.
+        WriteMode::ReplaceWhere(_) if is_new => (SaveMode::Append, SchemaMode::Merge, None),
+        WriteMode::ReplaceWhere(predicate) => {
+            (SaveMode::Overwrite, SchemaMode::Merge, Some(predicate))
+        }
+    };
+    let mut builder = table.write(Vec::new());
+    if let Some(predicate) = replace_where {
+        builder = builder.with_replace_where(predicate);
+    }
+    let written = builder
+        .with_input_plan(plan)
+        .with_session_state(Arc::new(state))
+        .with_save_mode(save_mode)
+        .with_schema_mode(schema_mode)
+        .with_commit_properties(properties)
+        .await
+        .map_err(|source| Error::Delta { uri, source })?;
+    Ok(written)
+}
+
+/// Writes one in-memory batch (a run-history or bookkeeping record) into table `name`,
+/// creating the table on first use, in one commit with `metadata`; returns the new version.
+pub async fn write_batch(
+    lakehouse: &Lakehouse,
+    name: &TableName,
+    batch: RecordBatch,
+    mode: WriteMode,
+    metadata: HashMap<String, Value>,
+) -> Result<u64> {
+    let frame = SessionContext::new().read_batch(batch)?;
+    let table = table_for_write(lakehouse, name).await?;
+    let properties = CommitProperties::default().with_metadata(metadata);
+    let written = write_frame(table, frame, mode, properties).await?;
+    committed_version(&written)
+}
+
+/// Upserts `source` into `target` on `keys` in one commit: matching rows are updated,
+/// the others inserted, new columns added. `source` must hold each key at most once.
+pub async fn merge_frame(
+    target: DeltaTable,
+    source: DataFrame,
+    keys: &[String],
+    properties: CommitProperties,
+) -> Result<u64> {
+    let uri = target.table_url().to_string();
+    let delta = |source| Error::Delta {
+        uri: uri.clone(),
+        source,
+    };
+    let is_empty = match target.snapshot() {
+        Ok(snapshot) => snapshot.log_data().num_files() == 0,
+        Err(_) => true,
+    };
+    if is_empty {
+        // Nothing to match against: insert everything.
+        let written = write_frame(target, source, WriteMode::Append, properties).await?;
+        return committed_version(&written);
+    }
+    let source = as_written(source)?;
+    refuse_lossy_casts(&target, source.schema().as_arrow())?;
+    let side = |side: &str, name: &str| col(Column::new(Some(side), name));
+    let predicate = keys
+        .iter()
+        .map(|k| side("target", k).eq(side("source", k)))
+        .reduce(|a, b| a.and(b))
+        .ok_or_else(|| Error::Usage(format!("merging into {uri} needs at least one key column")))?;
+    let field_names: Vec<String> = source
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect();
+    let (merged, _metrics) = target
+        .merge(source, predicate)
+        .with_source_alias("source")
+        .with_target_alias("target")
+        .with_merge_schema(true)
+        .with_streaming(true)
+        .with_commit_properties(properties)
+        .when_matched_update(|update| {
+            field_names.iter().fold(update, |u, name| {
+                u.update(name.as_str(), side("source", name))
+            })
+        })
+        .map_err(delta)?
+        .when_not_matched_insert(|insert| {
+            field_names
+                .iter()
+                .fold(insert, |i, name| i.set(name.as_str(), side("source", name)))
+        })
+        .map_err(delta)?
+        .await
+        .map_err(delta)?;
+    committed_version(&merged)
+}
+
+/// `frame` as it will be written: type-coerced, so its schema is the one of the rows it
+/// produces (delta-rs takes the table schema from the plan and casts the rows to it, and
+/// before coercion a CASE mixing 0 and a decimal reads as an integer), with every column
+/// in a type all Delta readers take.
+fn as_written(frame: DataFrame) -> Result<DataFrame> {
+    let (state, plan) = frame.into_parts();
+    let plan = state
+        .analyzer()
+        .execute_and_check(plan, state.config_options(), |_, _| {})?;
+    Ok(DataFrame::new(state, with_delta_types(plan)?))
+}
+
+/// Fails when a column of `written` would be cast to a table column type that cannot
+/// hold its values (delta-rs casts such columns silently).
+fn refuse_lossy_casts(table: &DeltaTable, written: &Schema) -> Result<()> {
+    let Ok(snapshot) = table.snapshot() else {
+        return Ok(());
+    };
+    let stored = snapshot.snapshot().arrow_schema();
+    match first_lossy_column(written, &stored) {
+        None => Ok(()),
+        Some((column, written_type, table_type)) => Err(Error::LossyCast {
+            table: table.table_url().to_string(),
+            column,
+            written_type: written_type.to_string(),
+            table_type: table_type.to_string(),
+        }),
+    }
+}
+
+/// True when a write lost a race: another writer committed the version it wanted, or a
+/// change that conflicts with what it read.
+pub fn is_commit_conflict(error: &Error) -> bool {
+    use deltalake::kernel::transaction::TransactionError;
+    matches!(
+        error,
+        Error::Delta {
+            source: deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(_)
+                    | TransactionError::VersionAlreadyExists(_)
+                    | TransactionError::MaxCommitAttempts(_)
+            },
+            ..
+        }
+    )
+}
+
+/// Rows the table's last commit added, from its operation metrics.
+pub async fn added_rows(table: &DeltaTable) -> u64 {
+    let Ok(commits) = table.history(Some(1)).try_collect::<Vec<_>>().await else {
+        return 0;
+    };
+    commits
+        .first()
+        .and_then(|c| c.info.get("operationMetrics"))
+        .and_then(|m| m.get("num_added_rows"))
+        .and_then(Value::as_u64)
+        .unwrap_or(0)
+}
+
+/// The version a write just committed.
+pub fn committed_version(table: &DeltaTable) -> Result<u64> {
+    table.version().ok_or_else(|| Error::Storage {
+        uri: table.table_url().to_string(),
+        cause: String::from("the write did not produce a table version"),
+    })
+}
+
+/// A new staging table `_staging/<name>` under the root, and its folder.
+pub fn staging_table(lakehouse: &Lakehouse, name: &str) -> Result<(DeltaTable, String)> {
+    let folder = format!("{STAGING}/{name}");
+    let url = lakehouse
+        .root()
+        .join(&format!("{folder}/"))
+        .map_err(|e| Error::Storage {
+            uri: lakehouse.root().to_string(),
+            cause: e.to_string(),
+        })?;
+    Ok((new_table_at(lakehouse, url)?, folder))
+}
+
+/// Deletes every object under `folder` (relative to the root). Failures only leave
+/// garbage that the catalog ignores, so they are not reported.
+pub async fn delete_folder(lakehouse: &Lakehouse, folder: &str) {
+    let Ok(store) = lakehouse.store() else {
+        return;
+    };
+    let prefix = StorePath::from(folder);
+    let locations = store
+        .list(Some(&prefix))
+        .map_ok(|meta| meta.location)
+        .boxed();
+    let _ = store.delete_stream(locations).try_collect::<Vec<_>>().await;
+}
