@@ -1,17 +1,18 @@
 //! The models a SQL session's `predict` calls use: found in each statement before it is
 //! planned (the first argument of every `predict(...)` call must be a text literal),
 //! resolved through the registry (aliases are read per statement, so a promotion takes
-//! effect at once), and loaded once per process, keyed by name, version and SHA-256.
+//! effect at once), and loaded through the process's bounded model cache ([`super::cache`]).
 
 use std::collections::HashMap;
 use std::ops::ControlFlow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use datafusion::sql::parser::Statement;
 use datafusion::sql::sqlparser::ast::{
     self as sql, FunctionArg, FunctionArgExpr, FunctionArguments, Visitor,
 };
 
+use super::cache;
 use super::registry::{LoadedModel, ModelRef, Registry};
 use crate::error::{Error, Result};
 use crate::sql::time_travel::visit_statement;
@@ -19,13 +20,6 @@ use crate::storage::lakehouse::Lakehouse;
 
 /// The SQL name of the scoring function.
 pub const PREDICT: &str = "predict";
-
-type ProcessKey = (String, u64, String);
-
-fn process_cache() -> &'static Mutex<HashMap<ProcessKey, Arc<LoadedModel>>> {
-    static CACHE: OnceLock<Mutex<HashMap<ProcessKey, Arc<LoadedModel>>>> = OnceLock::new();
-    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
-}
 
 /// The models one session's statements refer to, by reference text.
 #[derive(Debug, Default)]
@@ -47,19 +41,19 @@ impl SessionModels {
                 manifest.version,
                 manifest.artifact_sha256.clone(),
             );
-            let cached = process_cache()
+            let cached = cache::models()
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .get(&key)
-                .cloned();
+                .get(&key);
             let loaded = match cached {
                 Some(loaded) => loaded,
                 None => {
+                    let bytes = manifest.artifact_bytes;
                     let loaded = Arc::new(registry.load(manifest).await?);
-                    process_cache()
+                    cache::models()
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, loaded.clone());
+                        .insert(key, loaded.clone(), bytes);
                     loaded
                 }
             };

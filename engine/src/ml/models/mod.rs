@@ -1,10 +1,12 @@
-//! Machine-learning models: reading a model's rows ([`dataset`]), preprocessing
+//! Machine-learning models: the process's bounded cache of loaded models ([`cache`]),
+//! reading a model's rows ([`dataset`]), preprocessing
 //! ([`features`]), training with smartcore ([`learner`]), lakescore's compiled view of a
 //! trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
 //! ([`predict`]) and the models a session's `predict` calls use ([`loaded`]), holdout
 //! metrics ([`metrics`]), the training-time profile ([`profile`]), the versioned registry
 //! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
 
+pub mod cache;
 pub mod compiled;
 pub mod dataset;
 pub mod explain;
