@@ -2,46 +2,26 @@
 //! moved, `lakescore drift` flagging exactly those, the monitoring tables, the HTML
 //! report, and the drift job step alerting `on_drift`.
 
+use crate::fixtures::{ChurnModel, CustomerSource, ProjectFile};
 use crate::support::Workspace;
 use crate::webhook::Webhook;
 
-const PROJECT: &str = r#"
-[[alert]]
-name = "ops"
-webhook = "WEBHOOK_URL"
-
-[[source]]
-name = "customers"
-path = "extracts/customers_*.csv"
-format = "csv"
-table = "curated.customers"
-mode = "overwrite"
-[source.schema]
-customer_id = { type = "string", required = true }
-logins = "float"
-revenue = "float"
-contract = "string"
-newsletter = "boolean"
-churned = "boolean"
-
-[[model]]
-name = "churn"
-task = "classification"
-algorithm = "logistic_regression"
-training_table = "curated.customers"
-label = "churned"
-key = ["customer_id"]
-[model.features]
-logins = "numeric"
-revenue = "numeric"
-contract = "categorical"
-newsletter = "boolean"
-
-[[job]]
-name = "monitor"
-on_drift = ["ops"]
-steps = [{ drift = "churn", table = "curated.customers" }]
-"#;
+/// Customers landed whole each day, a logistic churn model on them (with `model`'s extra
+/// sections), and a `monitor` job alerting `webhook` on drift.
+fn project(webhook: &str, model: &str) -> ProjectFile {
+    ProjectFile::default()
+        .with(&format!(
+            "[[alert]]\nname = \"ops\"\nwebhook = \"{webhook}\"\n"
+        ))
+        .source(
+            CustomerSource::new("extracts/customers_*.csv", "curated.customers").mode("overwrite"),
+        )
+        .model(ChurnModel::new("logistic_regression", "curated.customers").with(model))
+        .with(
+            "[[job]]\nname = \"monitor\"\non_drift = [\"ops\"]\n\
+             steps = [{ drift = \"churn\", table = \"curated.customers\" }]\n",
+        )
+}
 
 /// One day of customers; `shifted` moves logins up and makes monthly contracts common.
 fn customers(day: u64, shifted: bool) -> String {
@@ -75,7 +55,7 @@ fn customers(day: u64, shifted: bool) -> String {
 async fn a_shifted_batch_flags_exactly_the_shifted_features_and_requests_retraining() {
     let hook = Webhook::start().await;
     let workspace = Workspace::init();
-    workspace.append_to_project(&PROJECT.replace("WEBHOOK_URL", &hook.url));
+    project(&hook.url, "").append_to(&workspace);
     workspace.write_file("extracts/customers_1.csv", &customers(1, false));
     workspace.run_async(&["ingest"]).await.ok();
     workspace.run_async(&["train", "churn"]).await.ok();
@@ -221,13 +201,11 @@ async fn a_shifted_batch_flags_exactly_the_shifted_features_and_requests_retrain
 #[test]
 fn prediction_drift_reads_the_scored_table_the_model_declares() {
     let workspace = Workspace::init();
-    let project = PROJECT
-        .replace("WEBHOOK_URL", "http://127.0.0.1:9/hook")
-        .replace(
-            "newsletter = \"boolean\"\n\n[[job]]",
-            "newsletter = \"boolean\"\n[model.feedback]\nscored_table = \"scored.churn_daily\"\n\n[[job]]",
-        );
-    workspace.append_to_project(&project);
+    project(
+        "http://127.0.0.1:9/hook",
+        "[model.feedback]\nscored_table = \"scored.churn_daily\"\n",
+    )
+    .append_to(&workspace);
     workspace.write_file("extracts/customers_1.csv", &customers(1, false));
     workspace.run(&["ingest"]).ok();
     workspace.run(&["train", "churn"]).ok();

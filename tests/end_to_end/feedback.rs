@@ -4,22 +4,38 @@
 //! challenger that learned a drifted segment (or keeping the champion when it did not),
 //! and the whole loop as a job.
 
+use crate::fixtures::{ChurnModel, CustomerSource, ProjectFile};
 use crate::support::Workspace;
 
-const PROJECT: &str = r#"
-[[source]]
-name = "customers"
-path = "extracts/customers_*.csv"
-format = "csv"
-table = "curated.customers"
-mode = "overwrite"
-[source.schema]
-customer_id = { type = "string", required = true }
-logins = "float"
-contract = "string"
-newsletter = "boolean"
-churned = "boolean"
+/// Day 1's customers landed whole each day, the corrections export, and a decision tree
+/// trained on version 1 of the customers.
+fn project() -> ProjectFile {
+    ProjectFile::default()
+        .source(
+            CustomerSource::new("extracts/customers_*.csv", "curated.customers")
+                .mode("overwrite")
+                .columns(&[
+                    ("logins", "float"),
+                    ("contract", "string"),
+                    ("newsletter", "boolean"),
+                    ("churned", "boolean"),
+                ]),
+        )
+        .with(CORRECTIONS)
+        .model(
+            ChurnModel::new("decision_tree", "curated.customers@1")
+                .setting("params = { max_depth = 6 }")
+                .features(&[
+                    ("logins", "numeric"),
+                    ("contract", "categorical"),
+                    ("newsletter", "boolean"),
+                ])
+                .with("[model.drift]\ndrift_share = 0.3\n"),
+        )
+}
 
+/// The corrections staff export from the CRM.
+const CORRECTIONS: &str = r#"
 [[source]]
 name = "corrections"
 path = "extracts/corrections_*.csv"
@@ -32,21 +48,6 @@ corrected_label = "string"
 corrected_by = "string"
 corrected_at = "timestamp"
 comment = "string"
-
-[[model]]
-name = "churn"
-task = "classification"
-algorithm = "decision_tree"
-training_table = "curated.customers@1"
-label = "churned"
-key = ["customer_id"]
-params = { max_depth = 6 }
-[model.features]
-logins = "numeric"
-contract = "categorical"
-newsletter = "boolean"
-[model.drift]
-drift_share = 0.3
 "#;
 
 /// A deterministic stream of numbers in [0, 1).
@@ -141,7 +142,7 @@ fn one_value(workspace: &Workspace, sql: &str) -> String {
 /// logins changed) landed and scored; returns day 2's customers and an instant between
 /// the two scoring runs.
 pub(crate) fn two_days(workspace: &Workspace, extra: &str) -> (Vec<Customer>, String) {
-    workspace.append_to_project(&format!("{PROJECT}{extra}"));
+    project().with(extra).append_to(workspace);
     let day1 = customers(1);
     workspace.write_file("extracts/customers_1.csv", &extract(&day1, true));
     workspace.run(&["ingest"]).ok();
@@ -468,7 +469,7 @@ steps = [
   { name = "rescore", score = "churn", input = "curated.customers" },
 ]
 "#;
-    workspace.append_to_project(&format!("{PROJECT}{job}"));
+    project().with(job).append_to(&workspace);
     let day1 = customers(1);
     workspace.write_file("extracts/customers_1.csv", &extract(&day1, true));
     workspace.run(&["ingest"]).ok();

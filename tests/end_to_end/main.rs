@@ -6,6 +6,7 @@
 mod demo;
 mod drift;
 mod feedback;
+mod fixtures;
 mod foundation;
 mod ingest;
 mod ingest_integrity;

@@ -2,6 +2,7 @@
 //! signal, several algorithms, deterministic retraining, aliases, `ops.model_versions`,
 //! inline scoring with explanations, and a tampered artifact that is refused.
 
+use crate::fixtures::{ChurnModel, CustomerSource, ProjectFile};
 use crate::support::Workspace;
 
 /// 600 customers; churn depends on usage and contract with some noise, so a model can
@@ -37,35 +38,8 @@ fn customers_csv() -> String {
     csv
 }
 
+/// The other models of the registry tests, next to the shared churn model.
 const MODELS: &str = r#"
-[[source]]
-name = "customers"
-path = "extracts/customers.csv"
-format = "csv"
-table = "curated.customers"
-[source.schema]
-customer_id = { type = "string", required = true }
-logins = "float"
-revenue = "float"
-contract = "string"
-newsletter = "boolean"
-churned = "boolean"
-spend = "float"
-
-[[model]]
-name = "churn"
-task = "classification"
-algorithm = "logistic_regression"
-training_table = "curated.customers"
-label = "churned"
-key = ["customer_id"]
-seed = 7
-[model.features]
-logins = "numeric"
-revenue = "numeric"
-contract = "categorical"
-newsletter = "boolean"
-
 [[model]]
 name = "churn_forest"
 task = "classification"
@@ -125,7 +99,20 @@ logins = "numeric"
 
 fn project() -> Workspace {
     let ws = Workspace::init();
-    ws.append_to_project(MODELS);
+    ProjectFile::default()
+        .source(
+            CustomerSource::new("extracts/customers.csv", "curated.customers").columns(&[
+                ("logins", "float"),
+                ("revenue", "float"),
+                ("contract", "string"),
+                ("newsletter", "boolean"),
+                ("churned", "boolean"),
+                ("spend", "float"),
+            ]),
+        )
+        .model(ChurnModel::new("logistic_regression", "curated.customers").setting("seed = 7"))
+        .with(MODELS)
+        .append_to(&ws);
     ws.write_file("extracts/customers.csv", &customers_csv());
     ws.run(&["ingest"]).ok();
     ws
