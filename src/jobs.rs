@@ -11,10 +11,10 @@ use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, Ti
 use lakescore_engine::run::RunContext;
 use lakescore_engine::sql::output::{Destination, OutputFormat, write_batches, write_results};
 use lakescore_engine::storage::lakehouse::quote_literal;
+use lakescore_engine::storage::system_tables::{JOB_RUNS, STEP_RUNS};
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_jobs::alerts::{Alert, AlertKind, Alerts};
 use lakescore_jobs::freshness::{Freshness, check_freshness, human_duration, stale_error};
-use lakescore_jobs::history::{JOB_RUNS, STEP_RUNS};
 use lakescore_jobs::lease::Leases;
 use lakescore_jobs::{RunJob, Scheduler, Shutdown};
 use serde_json::json;

@@ -26,8 +26,10 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use lakescore_engine::config::{BadRowLimit, LandingMode, SourceConfig, SourceFormat};
 use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
-use lakescore_engine::storage::commit::commit_metadata;
-use lakescore_engine::{Lakehouse, Project, TableName, TableVersion};
+use lakescore_engine::storage::commit::{
+    BATCH, NEW_COLUMNS, QUARANTINED, ROWS, SOURCE, commit_metadata,
+};
+use lakescore_engine::{Lakehouse, Project, TableName};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -321,7 +323,7 @@ impl SourceLanding<'_> {
             table: name.to_string(),
             ..SourceReport::default()
         };
-        let existing = self.open_if_exists(&name).await?;
+        let existing = self.lakehouse.open_if_exists(&name).await?;
         let mut pending = Vec::new();
         for file in files {
             let id = ledger_id(&self.source.name, &file);
@@ -349,7 +351,7 @@ impl SourceLanding<'_> {
             None => self.create_table(&name, &base_columns).await?,
         };
         let quarantine_name = quarantine_table(&name);
-        let quarantine = self.open_if_exists(&quarantine_name).await?;
+        let quarantine = self.lakehouse.open_if_exists(&quarantine_name).await?;
         // Files a crashed earlier attempt already quarantined (its data commit failed):
         // their bad rows are not quarantined twice.
         let mut quarantined_before = Vec::new();
@@ -471,10 +473,7 @@ impl SourceLanding<'_> {
             .collect();
 
         let inputs = Value::Array(inputs);
-        let batch_extras = [
-            ("source", json!(self.source.name)),
-            ("batch", json!(batch_id)),
-        ];
+        let batch_extras = [(SOURCE, json!(self.source.name)), (BATCH, json!(batch_id))];
         let now_millis = Utc::now().timestamp_millis();
         // The quarantine commits first, so a landed batch always has its bad rows in
         // quarantine; if the data commit then fails, the rerun lands the data and does
@@ -485,7 +484,7 @@ impl SourceLanding<'_> {
             batch_extras
                 .clone()
                 .into_iter()
-                .chain([("rows", json!(spool.rows()))]),
+                .chain([(ROWS, json!(spool.rows()))]),
         );
         let spooled = spool.rows();
         let quarantine_name = spool.name().clone();
@@ -500,9 +499,9 @@ impl SourceLanding<'_> {
             self.run_id,
             inputs,
             batch_extras.into_iter().chain([
-                ("rows", json!(report.rows)),
-                ("quarantined", json!(report.quarantined)),
-                ("new_columns", json!(report.new_columns)),
+                (ROWS, json!(report.rows)),
+                (QUARANTINED, json!(report.quarantined)),
+                (NEW_COLUMNS, json!(report.new_columns)),
             ]),
         );
         let properties = CommitProperties::default()
@@ -574,14 +573,6 @@ impl SourceLanding<'_> {
             }
         }
         Ok(columns)
-    }
-
-    async fn open_if_exists(&self, name: &TableName) -> Result<Option<DeltaTable>> {
-        match self.lakehouse.open_table(name, TableVersion::Latest).await {
-            Ok(table) => Ok(Some(table)),
-            Err(lakescore_engine::Error::UnknownTable { .. }) => Ok(None),
-            Err(other) => Err(other.into()),
-        }
     }
 
     async fn create_table(&self, name: &TableName, columns: &[Column]) -> Result<DeltaTable> {

@@ -19,11 +19,11 @@ use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::run::{DataMoved, Report};
 use lakescore_engine::storage::inspect::{HistoryEntry, table_history};
 use lakescore_engine::storage::lakehouse::quote_literal;
+use lakescore_engine::storage::system_tables::JOB_RUNS;
 use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::history::JOB_RUNS;
 
 /// The freshness of one table.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,10 +218,8 @@ async fn input_lags(
             continue;
         };
         let input_name = TableName::parse(table)?;
-        let latest = match lakehouse.latest_version(&input_name).await {
-            Ok(latest) => latest,
-            Err(lakescore_engine::Error::UnknownTable { .. }) => continue,
-            Err(other) => return Err(other.into()),
+        let Some(latest) = lakehouse.latest_version_if_exists(&input_name).await? else {
+            continue;
         };
         if latest <= read {
             continue;

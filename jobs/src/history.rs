@@ -15,17 +15,13 @@ use lakescore_engine::datafusion::arrow::array::{
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 pub use lakescore_engine::run::DataMoved;
-use lakescore_engine::storage::commit::commit_metadata;
+use lakescore_engine::storage::commit::{JOB, commit_metadata};
+use lakescore_engine::storage::system_tables::{JOB_RUNS, STEP_RUNS};
 use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
 use serde_json::json;
 
 use crate::error::Result;
-
-/// The table of job runs.
-pub const JOB_RUNS: &str = "ops.job_runs";
-/// The table of step attempts.
-pub const STEP_RUNS: &str = "ops.step_runs";
 
 /// How a run or a step attempt ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +185,7 @@ async fn append(
     job: &str,
 ) -> Result<u64> {
     let name = TableName::parse(table)?;
-    let metadata = commit_metadata(run_id, json!([]), [("job", json!(job))]);
+    let metadata = commit_metadata(run_id, json!([]), [(JOB, json!(job))]);
     Ok(write_batch(lakehouse, &name, batch, WriteMode::Append, metadata).await?)
 }
 

@@ -12,7 +12,7 @@ use lakescore_engine::datafusion::sql::parser::Statement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use lakescore_engine::sql::views::read_view;
 use lakescore_engine::storage::lakehouse::closest_names;
-use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
+use lakescore_engine::{Lakehouse, SqlSession, TableName};
 
 use crate::error::{Error, Result};
 use crate::model::Model;
@@ -221,13 +221,10 @@ fn parse_query(model: &Model, session: &SqlSession) -> Result<Statement> {
 
 /// True when `table` is a Delta table or a view in the lakehouse.
 async fn exists(lakehouse: &Lakehouse, table: &TableName) -> Result<bool> {
-    match lakehouse.open_table(table, TableVersion::Latest).await {
-        Ok(_) => Ok(true),
-        Err(lakescore_engine::Error::UnknownTable { .. }) => {
-            Ok(read_view(lakehouse, table).await?.is_some())
-        }
-        Err(other) => Err(other.into()),
+    if lakehouse.open_if_exists(table).await?.is_some() {
+        return Ok(true);
     }
+    Ok(read_view(lakehouse, table).await?.is_some())
 }
 
 /// Kahn's algorithm, taking ready models in file order; the leftovers form a cycle.

@@ -13,6 +13,9 @@ use std::fmt::Write as _;
 
 use chrono::{DateTime, Utc};
 use lakescore_engine::sql::views::read_view;
+use lakescore_engine::storage::commit::{
+    CommitKey, FEEDBACK_FOR, MODEL, MODEL_FILE, MODEL_SHA256, POLICY, SCORED_WITH, TRAINING_TABLE,
+};
 use lakescore_engine::storage::inspect::{HistoryEntry, table_history};
 use lakescore_engine::{SqlSession, TableName};
 use serde::Serialize;
@@ -161,38 +164,43 @@ async fn node(
         .and_then(|text| serde_json::from_str(text).ok())
         .and_then(|value: Value| value.as_array().cloned())
         .unwrap_or_default();
-    let text = |key: &str| details.get(key).and_then(Value::as_str).map(str::to_string);
-    if let Some(model) = text("lakescore.feedback_for") {
+    let text = |key: CommitKey| {
+        details
+            .get(key.as_str())
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    if let Some(model) = text(FEEDBACK_FOR) {
         return Ok(LineageNode {
             table: table.to_string(),
             version: Some(version),
             made_by: MadeBy::Feedback {
                 model,
-                policy: text("lakescore.policy").unwrap_or_default(),
+                policy: text(POLICY).unwrap_or_default(),
                 run_id: entry.run_id.clone(),
                 committed_at: entry.committed_at,
             },
             inputs: input_nodes(session, &inputs, shown).await?,
         });
     }
-    if let Some(model) = text("lakescore.model") {
+    if let Some(model) = text(MODEL) {
         let children = input_nodes(session, &inputs, shown).await?;
         return Ok(LineageNode {
             table: table.to_string(),
             version: Some(version),
             made_by: MadeBy::Model {
                 model,
-                file: text("lakescore.model_file").unwrap_or_default(),
-                sha256: text("lakescore.model_sha256").unwrap_or_default(),
+                file: text(MODEL_FILE).unwrap_or_default(),
+                sha256: text(MODEL_SHA256).unwrap_or_default(),
                 run_id: entry.run_id.clone(),
                 committed_at: entry.committed_at,
             },
             inputs: children,
         });
     }
-    if let Some(model) = text("lakescore.scored_with") {
+    if let Some(model) = text(SCORED_WITH) {
         let mut children = Vec::new();
-        let training = text("lakescore.training_table").into_iter();
+        let training = text(TRAINING_TABLE).into_iter();
         let tables = inputs
             .iter()
             .filter_map(|i| {
@@ -212,7 +220,7 @@ async fn node(
             version: Some(version),
             made_by: MadeBy::Scoring {
                 model,
-                sha256: text("lakescore.model_sha256").unwrap_or_default(),
+                sha256: text(MODEL_SHA256).unwrap_or_default(),
                 run_id: entry.run_id.clone(),
                 committed_at: entry.committed_at,
             },

@@ -13,7 +13,8 @@ use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema, Ti
 use lakescore_engine::datafusion::arrow::json::LineDelimitedWriter;
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::sql::functions::FunctionWarning;
-use lakescore_engine::storage::commit::commit_metadata;
+use lakescore_engine::storage::commit::{MODEL, TABLE, commit_metadata};
+use lakescore_engine::storage::system_tables::{TEST_RESULTS, system_table};
 use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Error as EngineError, Lakehouse};
 use serde_json::json;
@@ -26,10 +27,7 @@ pub const EXAMPLE_ROWS: usize = 5;
 
 /// The table every data test result is appended to.
 pub fn test_results_table() -> TableName {
-    TableName {
-        schema: String::from("ops"),
-        name: String::from("test_results"),
-    }
+    system_table(TEST_RESULTS)
 }
 
 /// The result of one data test.
@@ -202,8 +200,8 @@ pub async fn record_results(
         run.run_id,
         json!([]),
         [
-            ("model", json!(run.model)),
-            ("table", json!(run.table.to_string())),
+            (MODEL, json!(run.model)),
+            (TABLE, json!(run.table.to_string())),
         ],
     );
     write_batch(

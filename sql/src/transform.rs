@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use futures::TryStreamExt;
 use lakescore_engine::config::Project;
 use lakescore_engine::datafusion::catalog::{
     CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
@@ -26,12 +25,15 @@ use lakescore_engine::deltalake::kernel::transaction::CommitProperties;
 use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
 use lakescore_engine::sql::functions::FunctionWarning;
 use lakescore_engine::sql::views::{read_view, write_view};
-use lakescore_engine::storage::commit::{INPUTS, commit_metadata};
+use lakescore_engine::storage::commit::{
+    COLUMN_DESCRIPTIONS, DESCRIPTION, INPUTS, MATERIALIZED, MODEL, MODEL_FILE, MODEL_SHA256, ROWS,
+    commit_metadata, last_commit_info, records,
+};
 use lakescore_engine::storage::write::{
     WriteMode, committed_version, delete_folder, merge_frame, staging_table, table_for_write,
     write_frame,
 };
-use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
+use lakescore_engine::{Lakehouse, SqlSession, TableName};
 use serde_json::{Value, json};
 
 use crate::dag::{ModelGraph, PlannedModel, Selector};
@@ -363,13 +365,9 @@ impl Transform {
                 if built.contains(&table) || pins.contains_key(table) {
                     continue;
                 }
-                match self.cx.lakehouse().latest_version(table).await {
-                    Ok(version) => {
-                        pins.insert(table.clone(), version);
-                    }
-                    // Views are planned when read; they have no version to pin.
-                    Err(lakescore_engine::Error::UnknownTable { .. }) => {}
-                    Err(other) => return Err(other.into()),
+                // Views are planned when read; they have no version to pin.
+                if let Some(version) = self.cx.lakehouse().latest_version_if_exists(table).await? {
+                    pins.insert(table.clone(), version);
                 }
             }
         }
@@ -482,13 +480,13 @@ impl Transform {
                 self.cx.run_id(),
                 inputs,
                 [
-                    ("model", json!(model.name)),
-                    ("model_file", json!(model.display_path)),
-                    ("model_sha256", json!(model.sha256)),
-                    ("materialized", json!(model.config.materialized.as_str())),
-                    ("rows", json!(report.rows)),
-                    ("description", json!(model.config.description)),
-                    ("column_descriptions", json!(model.config.columns)),
+                    (MODEL, json!(model.name)),
+                    (MODEL_FILE, json!(model.display_path)),
+                    (MODEL_SHA256, json!(model.sha256)),
+                    (MATERIALIZED, json!(model.config.materialized.as_str())),
+                    (ROWS, json!(report.rows)),
+                    (DESCRIPTION, json!(model.config.description)),
+                    (COLUMN_DESCRIPTIONS, json!(model.config.columns)),
                 ],
             );
             let properties = CommitProperties::default().with_metadata(metadata);
@@ -554,31 +552,17 @@ impl Transform {
         {
             return Ok(false);
         }
-        let table = match self
-            .cx
-            .lakehouse()
-            .open_table(&model.table, TableVersion::Latest)
-            .await
-        {
-            Ok(table) => table,
-            Err(lakescore_engine::Error::UnknownTable { .. }) => return Ok(false),
-            Err(other) => return Err(other.into()),
-        };
-        let last: Vec<_> = table
-            .history(Some(1))
-            .try_collect()
-            .await
-            .map_err(|source| lakescore_engine::Error::Delta {
-                uri: table.table_url().to_string(),
-                source,
-            })?;
-        let Some(commit) = last.first() else {
-            return Ok(false);
-        };
-        let recorded = |key: &str| commit.info.get(&format!("lakescore.{key}"));
-        Ok(recorded("model") == Some(&json!(model.name))
-            && recorded("model_sha256") == Some(&json!(model.sha256))
-            && commit.info.get(INPUTS) == Some(inputs))
+        let last = last_commit_info(self.cx.lakehouse(), &model.table).await?;
+        Ok(last.is_some_and(|info| {
+            records(
+                &info,
+                &[
+                    (MODEL, &json!(model.name)),
+                    (MODEL_SHA256, &json!(model.sha256)),
+                    (INPUTS, inputs),
+                ],
+            )
+        }))
     }
 }
 

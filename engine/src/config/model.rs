@@ -14,7 +14,7 @@ pub struct ModelConfig {
     pub task: Task,
     /// The learning algorithm.
     pub algorithm: Algorithm,
-    /// The algorithm's settings (see the README for each algorithm's keys).
+    /// The algorithm's settings (docs/src/models.md lists each algorithm's keys).
     #[serde(default)]
     pub params: toml::Table,
     /// The table it learns from, `schema.name`, optionally pinned as `schema.name@VERSION`.

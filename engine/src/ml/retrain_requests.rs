@@ -16,13 +16,11 @@ use serde_json::{Value, json};
 
 use crate::error::{Error, Result};
 use crate::sql::session::SqlSession;
-use crate::storage::commit::commit_metadata;
+use crate::storage::commit::{FOR_MODEL, commit_metadata};
 use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, quote_literal};
 use crate::storage::quarantine::timestamp_type;
+use crate::storage::system_tables::{RETRAIN_REQUESTS, system_table};
 use crate::storage::write::{WriteMode, write_batch};
-
-/// The table of retrain requests.
-pub const RETRAIN_REQUESTS: &str = "monitoring.retrain_requests";
 
 /// A request to raise.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,18 +40,14 @@ pub struct RetrainRequest {
 }
 
 fn table_name() -> TableName {
-    TableName {
-        schema: String::from("monitoring"),
-        name: String::from("retrain_requests"),
-    }
+    system_table(RETRAIN_REQUESTS)
 }
 
 async fn exists(lakehouse: &Lakehouse) -> Result<bool> {
-    match lakehouse.latest_version(&table_name()).await {
-        Ok(_) => Ok(true),
-        Err(Error::UnknownTable { .. }) => Ok(false),
-        Err(other) => Err(other),
-    }
+    Ok(lakehouse
+        .latest_version_if_exists(&table_name())
+        .await?
+        .is_some())
 }
 
 /// Request ids in `monitoring.retrain_requests` matching `condition` (SQL).
@@ -140,7 +134,7 @@ pub async fn raise(lakehouse: &Arc<Lakehouse>, request: &RetrainRequest) -> Resu
     let metadata = commit_metadata(
         &request.run_id,
         json!([]),
-        [("for_model", json!(request.model))],
+        [(FOR_MODEL, json!(request.model))],
     );
     write_batch(lakehouse, &table_name(), batch, WriteMode::Append, metadata).await?;
     Ok(true)
@@ -168,7 +162,7 @@ pub async fn resolve(
         .and(col("request_id").in_list(ids.iter().map(|id| lit(id.as_str())).collect(), false));
     let now =
         ScalarValue::TimestampMicrosecond(Some(Utc::now().timestamp_micros()), Some("UTC".into()));
-    let metadata = commit_metadata(run_id, json!([]), [("for_model", json!(model))]);
+    let metadata = commit_metadata(run_id, json!([]), [(FOR_MODEL, json!(model))]);
     table
         .update()
         .with_predicate(predicate)

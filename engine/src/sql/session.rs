@@ -23,9 +23,9 @@ use crate::config::FunctionsConfig;
 use crate::error::{Error, Result};
 use crate::sql::catalog::{CATALOG_NAME, LakehouseCatalog};
 use crate::sql::functions::{FunctionWarning, FunctionWarnings, all_functions};
-use crate::sql::read_only::{refuse_write_statement, refuse_writes};
+use crate::sql::read_only::{ReadOnlyTable, refuse_write_statement, refuse_writes};
 use crate::sql::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
-use crate::storage::lakehouse::{Lakehouse, TableName};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -229,6 +229,26 @@ impl SqlSession {
         let plan = state.statement_to_plan(statement).await?;
         refuse_writes(&plan)?;
         Ok(plan)
+    }
+
+    /// Table `name` as the session reads it (at its pin, or newest), as a DataFrame to
+    /// build a plan on.
+    pub async fn table(&self, name: &TableName) -> Result<DataFrame> {
+        let provider = self.catalog.table(name).await?;
+        Ok(self.ctx.read_table(provider)?)
+    }
+
+    /// Version `version` of table `name`, whatever the session's pins, as a DataFrame.
+    pub async fn table_at(&self, name: &TableName, version: u64) -> Result<DataFrame> {
+        let table = self
+            .lakehouse
+            .open_table(name, TableVersion::Version(version))
+            .await?;
+        let provider = table.table_provider().await.map_err(|e| Error::Storage {
+            uri: table.table_url().to_string(),
+            cause: e.to_string(),
+        })?;
+        Ok(self.ctx.read_table(ReadOnlyTable::wrap(provider))?)
     }
 
     /// Rows of `table` (a quoted name) as the session's pins and versions see it.

@@ -167,11 +167,11 @@ pub async fn table_history(
         .map(|(age, mut commit)| {
             let run_id = commit
                 .info
-                .remove(crate::storage::commit::RUN_ID)
+                .remove(crate::storage::commit::RUN_ID.as_str())
                 .map(json_text);
             let inputs = commit
                 .info
-                .remove(crate::storage::commit::INPUTS)
+                .remove(crate::storage::commit::INPUTS.as_str())
                 .map(json_text);
             let mut details = Map::new();
             if let Some(parameters) = commit.operation_parameters.take() {

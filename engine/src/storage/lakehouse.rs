@@ -229,6 +229,23 @@ impl Lakehouse {
         Ok(table.version().unwrap_or_default())
     }
 
+    /// The newest version of `name`, or None when the table does not exist.
+    pub async fn latest_version_if_exists(&self, name: &TableName) -> Result<Option<u64>> {
+        Ok(self
+            .open_if_exists(name)
+            .await?
+            .map(|table| table.version().unwrap_or_default()))
+    }
+
+    /// Table `name` at its newest version, or None when it does not exist.
+    pub async fn open_if_exists(&self, name: &TableName) -> Result<Option<DeltaTable>> {
+        match self.open_table(name, TableVersion::Latest).await {
+            Ok(table) => Ok(Some(table)),
+            Err(Error::UnknownTable { .. }) => Ok(None),
+            Err(other) => Err(other),
+        }
+    }
+
     /// True when the table's folder holds a Delta log.
     async fn has_delta_log(&self, name: &TableName) -> Result<bool> {
         let log = StorePath::from_iter([name.schema.as_str(), &name.name, DELTA_LOG]);

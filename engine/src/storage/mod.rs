@@ -4,7 +4,8 @@
 //! results into Delta tables ([`write`](mod@write)) with types every Delta reader holds
 //! ([`delta_types`]) and without lossy casts ([`lossless`]); the lineage metadata of every
 //! commit ([`commit`]); table listings and history ([`inspect`]); quarantine tables
-//! ([`quarantine`]); removing files no version needs ([`vacuum`]); and content hashes
+//! ([`quarantine`]); the names of the tables lakescore writes ([`system_tables`]); removing
+//! files no version needs ([`vacuum`]); and content hashes
 //! ([`hashing`]). Nothing here imports [`crate::sql`] or [`crate::ml`].
 
 pub mod commit;
@@ -14,5 +15,6 @@ pub mod inspect;
 pub mod lakehouse;
 pub mod lossless;
 pub mod quarantine;
+pub mod system_tables;
 pub mod vacuum;
 pub mod write;

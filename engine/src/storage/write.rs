@@ -27,7 +27,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::storage::delta_types::with_delta_types;
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::storage::lakehouse::{Lakehouse, TableName};
 use crate::storage::lossless::first_lossy_column;
 
 /// The folder under the root that holds staging tables: intermediate results that are
@@ -48,10 +48,9 @@ pub enum WriteMode {
 /// Table `name` ready to be written: its latest version, or a new table when the folder
 /// holds none.
 pub async fn table_for_write(lakehouse: &Lakehouse, name: &TableName) -> Result<DeltaTable> {
-    match lakehouse.open_table(name, TableVersion::Latest).await {
-        Ok(table) => Ok(table),
-        Err(Error::UnknownTable { .. }) => new_table_at(lakehouse, lakehouse.table_url(name)?),
-        Err(other) => Err(other),
+    match lakehouse.open_if_exists(name).await? {
+        Some(table) => Ok(table),
+        None => new_table_at(lakehouse, lakehouse.table_url(name)?),
     }
 }
 

@@ -17,16 +17,14 @@ use lakescore_engine::datafusion::arrow::array::{
     ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Field, Schema};
-use lakescore_engine::storage::commit::{commit_metadata, new_run_id};
+use lakescore_engine::storage::commit::{ENTRIES, commit_metadata, new_run_id};
 use lakescore_engine::storage::quarantine::timestamp_type;
+use lakescore_engine::storage::system_tables::QUERY_LOG;
 use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
-
-/// The audit table.
-pub const QUERY_LOG: &str = "ops.query_log";
 
 /// Most entries written in one commit.
 const BATCH: usize = 1000;
@@ -297,11 +295,7 @@ async fn write(lakehouse: &Lakehouse, entries: &[AuditEntry]) -> lakescore_engin
         text(&|e| e.error.clone()),
     ];
     let batch = RecordBatch::try_new(schema, columns)?;
-    let metadata = commit_metadata(
-        &new_run_id(),
-        json!([]),
-        [("entries", json!(entries.len()))],
-    );
+    let metadata = commit_metadata(&new_run_id(), json!([]), [(ENTRIES, json!(entries.len()))]);
     write_batch(
         lakehouse,
         &TableName::parse(QUERY_LOG)?,

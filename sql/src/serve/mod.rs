@@ -55,8 +55,8 @@ use self::limits::{Memory, QueryRuntime};
 use self::query::{AuditedService, ClientState, LakescoreQueries, Shared};
 use crate::error::{Error, Result};
 
-pub use self::audit::QUERY_LOG;
 pub use self::auth::hash_password;
+pub use lakescore_engine::storage::system_tables::QUERY_LOG;
 
 /// A server to start: build it, [`Server::bind`] it, then [`Bound::run`] it.
 pub struct Server {

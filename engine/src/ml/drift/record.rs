@@ -16,12 +16,10 @@ use super::run::DriftReport;
 use crate::error::Result;
 use crate::ml::models::registry::Manifest;
 use crate::ml::retrain_requests::{RetrainRequest, raise};
-use crate::storage::commit::commit_metadata;
+use crate::storage::commit::{FOR_MODEL, commit_metadata};
 use crate::storage::lakehouse::{Lakehouse, TableName};
+use crate::storage::system_tables::DRIFT_METRICS;
 use crate::storage::write::{WriteMode, write_batch};
-
-/// The table of drift metrics.
-pub const DRIFT_METRICS: &str = "monitoring.drift_metrics";
 
 fn text(name: &str) -> Field {
     Field::new(name, DataType::Utf8, true)
@@ -117,7 +115,7 @@ pub async fn record_metrics(
         {"table": report.baseline.0.to_string(), "version": report.baseline.1},
         {"table": current.0.to_string(), "version": current.1},
     ]);
-    let metadata = commit_metadata(&report.run_id, inputs, [("for_model", json!(report.model))]);
+    let metadata = commit_metadata(&report.run_id, inputs, [(FOR_MODEL, json!(report.model))]);
     write_batch(
         lakehouse,
         &TableName::parse(DRIFT_METRICS)?,

@@ -33,6 +33,7 @@ use crate::sql::session::Pins;
 use crate::storage::lakehouse::{
     TableName, TableVersion, commit_time, quote_identifier, quote_literal,
 };
+use crate::storage::system_tables::scored_table;
 
 /// Which rows of the table are "current".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -160,7 +161,7 @@ impl Drift {
         // `scored.<model>`.
         let scored = match declared {
             Some(model) => model.feedback.scored_table_of(&model.name),
-            None => format!("scored.{}", manifest.name),
+            None => scored_table(&manifest.name),
         };
         let scored = TableName::parse(&scored)?;
         let columns: Vec<Column> = manifest
@@ -352,10 +353,9 @@ impl Drift {
         else {
             return Ok(None);
         };
-        let scored_version = match self.cx.lakehouse().latest_version(scored).await {
-            Ok(v) => v,
-            Err(Error::UnknownTable { .. }) => return Ok(None),
-            Err(other) => return Err(other),
+        let Some(scored_version) = self.cx.lakehouse().latest_version_if_exists(scored).await?
+        else {
+            return Ok(None);
         };
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
             .pins(Pins::from([(scored.clone(), scored_version)]))

@@ -29,13 +29,11 @@ use crate::ml::models::registry::Manifest;
 use crate::ml::retrain_requests::{RetrainRequest, raise};
 use crate::run::RunContext;
 use crate::sql::session::Pins;
-use crate::storage::commit::commit_metadata;
+use crate::storage::commit::{FOR_MODEL, commit_metadata};
 use crate::storage::lakehouse::{TableName, quote_identifier};
 use crate::storage::quarantine::timestamp_type;
+use crate::storage::system_tables::MODEL_PERFORMANCE;
 use crate::storage::write::{WriteMode, write_batch};
-
-/// The table of realized metrics.
-pub const MODEL_PERFORMANCE: &str = "monitoring.model_performance";
 
 /// Bins of the expected calibration error.
 const CALIBRATION_BINS: usize = 10;
@@ -349,7 +347,7 @@ impl<'a> RecordPerformance<'a> {
         let metadata = commit_metadata(
             self.cx.run_id(),
             json!([{"table": table.to_string(), "version": version}]),
-            [("for_model", json!(self.config.name))],
+            [(FOR_MODEL, json!(self.config.name))],
         );
         write_batch(
             self.cx.lakehouse(),

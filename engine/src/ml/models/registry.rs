@@ -32,7 +32,8 @@ use super::profile::ColumnProfile;
 use crate::config::{Algorithm, FeatureKind, Task};
 use crate::error::{Error, Result};
 use crate::storage::commit::commit_metadata;
-use crate::storage::lakehouse::{Lakehouse, TableName};
+use crate::storage::lakehouse::Lakehouse;
+use crate::storage::system_tables::{MODEL_VERSIONS, system_table};
 use crate::storage::write::{WriteMode, is_commit_conflict, write_batch};
 
 /// The folder under the root that holds the registry.
@@ -814,10 +815,7 @@ impl Registry {
             text(&|m| m.run_id.clone()),
         ];
         let batch = RecordBatch::try_new(schema, columns)?;
-        let name = TableName {
-            schema: String::from("ops"),
-            name: String::from("model_versions"),
-        };
+        let name = system_table(MODEL_VERSIONS);
         let metadata = commit_metadata(run_id, json!([]), []);
         write_batch(
             &self.lakehouse,

@@ -16,9 +16,9 @@ use super::metrics::Metrics;
 use super::registry::{LoadedModel, Manifest, ModelRef, Registry, RetrainRecord};
 use super::train::{FeedbackRows, Holdout, evaluate, fit, model_config};
 use crate::error::{Error, Result};
-use crate::ml::feedback::feedback_training_table;
 use crate::ml::retrain_requests::{pending, resolve};
 use crate::run::{DataMoved, OperationFuture, Report, RunContext};
+use crate::storage::system_tables::feedback_training_table;
 
 /// What a retrain did.
 #[derive(Debug, Clone, PartialEq)]
@@ -92,15 +92,14 @@ impl Retrain {
             )));
         }
         let feedback_table = feedback_training_table(&config.name);
-        let feedback = match lakehouse.latest_version(&feedback_table).await {
-            Ok(version) => Some(FeedbackRows {
+        let feedback = lakehouse
+            .latest_version_if_exists(&feedback_table)
+            .await?
+            .map(|version| FeedbackRows {
                 table: feedback_table,
                 version,
                 weight: config.retrain.feedback_weight,
-            }),
-            Err(Error::UnknownTable { .. }) => None,
-            Err(other) => return Err(other),
-        };
+            });
         let candidate = fit(&self.cx, &config.name, feedback.as_ref()).await?;
         let champion_metrics = evaluate_on(&champion, &candidate.holdout)?;
         let (metric, higher_is_better) = config.retrain.metric_for(config.task);

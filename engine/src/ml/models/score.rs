@@ -12,16 +12,19 @@ use std::fmt;
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
+use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitProperties;
-use futures::TryStreamExt;
 use serde_json::{Value, json};
 
-use super::registry::{ModelRef, Registry};
+use super::registry::{Manifest, ModelRef, Registry};
 use crate::error::{Error, Result};
 use crate::run::{DataMoved, OperationFuture, Report, RunContext};
 use crate::sql::session::Pins;
-use crate::storage::commit::{INPUTS, commit_metadata};
-use crate::storage::lakehouse::{TableName, TableVersion, quote_identifier, quote_literal};
+use crate::storage::commit::{
+    INPUTS, MODEL_SHA256, SCORED_WITH, TRAINING_TABLE, commit_metadata, last_commit_info, records,
+};
+use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal};
+use crate::storage::system_tables::scored_table;
 use crate::storage::write::{
     WriteMode, added_rows, committed_version, table_for_write, write_frame,
 };
@@ -94,7 +97,7 @@ impl Score {
             &self
                 .output
                 .clone()
-                .unwrap_or_else(|| format!("scored.{}", manifest.name)),
+                .unwrap_or_else(|| scored_table(&manifest.name)),
         )?;
         let model_text = format!("{}:{}", manifest.name, manifest.version);
         let mut report = ScoreReport {
@@ -107,7 +110,10 @@ impl Score {
             elapsed: Duration::ZERO,
         };
         let inputs = json!([{"table": input.to_string(), "version": input_version}]);
-        if self.already_scored(&output, &model_text, &inputs).await? {
+        if self
+            .already_scored(&output, &manifest, (&input, input_version), &inputs)
+            .await?
+        {
             return Ok(report);
         }
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
@@ -159,10 +165,10 @@ impl Score {
             self.cx.run_id(),
             inputs,
             [
-                ("scored_with", json!(model_text)),
-                ("model_sha256", json!(manifest.artifact_sha256)),
+                (SCORED_WITH, json!(model_text)),
+                (MODEL_SHA256, json!(manifest.artifact_sha256)),
                 (
-                    "training_table",
+                    TRAINING_TABLE,
                     json!(format!(
                         "{}@{}",
                         manifest.training_table, manifest.training_table_version
@@ -184,36 +190,45 @@ impl Score {
         Ok(report)
     }
 
-    /// True when `output` already holds a commit scoring these inputs with this model version.
+    /// True when `output` already holds this scoring: rows of this model version and
+    /// artifact scored from this input version (read from the rows' lineage columns, so
+    /// Parquet statistics skip the other files and the table's history is never read; it
+    /// holds after old log entries are cleaned up), or, for an input without rows, a newest
+    /// commit that recorded it.
     async fn already_scored(
         &self,
         output: &TableName,
-        model: &str,
+        manifest: &Manifest,
+        (input, input_version): (&TableName, u64),
         inputs: &Value,
     ) -> Result<bool> {
-        let table = match self
-            .cx
-            .lakehouse()
-            .open_table(output, TableVersion::Latest)
-            .await
-        {
-            Ok(table) => table,
-            Err(Error::UnknownTable { .. }) => return Ok(false),
-            Err(other) => return Err(other),
+        let lakehouse = self.cx.lakehouse();
+        let Some(table) = lakehouse.open_if_exists(output).await? else {
+            return Ok(false);
         };
-        let commits: Vec<_> =
-            table
-                .history(None)
-                .try_collect()
-                .await
-                .map_err(|source| Error::Delta {
-                    uri: table.table_url().to_string(),
-                    source,
-                })?;
-        Ok(commits.iter().any(|commit| {
-            commit.info.get("lakescore.scored_with") == Some(&json!(model))
-                && commit.info.get(INPUTS) == Some(inputs)
-        }))
+        let provider = table.table_provider().await.map_err(|e| Error::Storage {
+            uri: table.table_url().to_string(),
+            cause: e.to_string(),
+        })?;
+        let this_scoring = col("model_name")
+            .eq(lit(manifest.name.clone()))
+            .and(col("model_version").eq(lit(manifest.version as i64)))
+            .and(col("model_sha256").eq(lit(manifest.artifact_sha256.clone())))
+            .and(col("source_table").eq(lit(input.to_string())))
+            .and(col("source_table_version").eq(lit(input_version as i64)));
+        let rows = SessionContext::new()
+            .read_table(provider)?
+            .filter(this_scoring)?
+            .limit(0, Some(1))?
+            .count()
+            .await?;
+        if rows > 0 {
+            return Ok(true);
+        }
+        let model = json!(format!("{}:{}", manifest.name, manifest.version));
+        Ok(last_commit_info(lakehouse, output)
+            .await?
+            .is_some_and(|info| records(&info, &[(SCORED_WITH, &model), (INPUTS, inputs)])))
     }
 }
 

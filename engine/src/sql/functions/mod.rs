@@ -34,7 +34,7 @@ pub use hash_pii::{HashPii, PII_SALT_VARIABLE};
 pub use normalize_email::NormalizeEmail;
 pub use normalize_phone::NormalizePhone;
 pub use parse_decimal_locale::{DECIMAL_PRECISION, DECIMAL_SCALE, ParseDecimalLocale};
-pub use parse_timestamp_any::ParseTimestampAny;
+pub use parse_timestamp_any::{PARSE_TIMESTAMP_ANY, ParseTimestampAny};
 pub use to_currency::{ExchangeRates, ToCurrency};
 
 /// Every lakescore SQL function of the SQL layer, configured from the project's

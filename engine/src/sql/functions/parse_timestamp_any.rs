@@ -20,7 +20,8 @@ use datafusion::logical_expr::{
 
 use super::{FunctionWarnings, finish, text_arguments, text_at};
 
-const NAME: &str = "parse_timestamp_any";
+/// The function's SQL name.
+pub const PARSE_TIMESTAMP_ANY: &str = "parse_timestamp_any";
 
 /// The `parse_timestamp_any` SQL function.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -41,7 +42,7 @@ impl ParseTimestampAny {
 
 impl ScalarUDFImpl for ParseTimestampAny {
     fn name(&self) -> &str {
-        NAME
+        PARSE_TIMESTAMP_ANY
     }
 
     fn signature(&self) -> &Signature {
@@ -51,12 +52,12 @@ impl ScalarUDFImpl for ParseTimestampAny {
     fn return_type(&self, arg_types: &[DataType]) -> DfResult<DataType> {
         if arg_types.len() < 2 {
             return plan_err!(
-                "{NAME}(text, format [, format ...]) needs the text and at least one format, e.g. {NAME}(invoice_date, '%d.%m.%Y')"
+                "{PARSE_TIMESTAMP_ANY}(text, format [, format ...]) needs the text and at least one format, e.g. {PARSE_TIMESTAMP_ANY}(invoice_date, '%d.%m.%Y')"
             );
         }
         if let Some(bad) = arg_types.iter().find(|t| !is_text_or_null(t)) {
             return plan_err!(
-                "{NAME} takes text arguments, got {bad}: cast the value to text first"
+                "{PARSE_TIMESTAMP_ANY} takes text arguments, got {bad}: cast the value to text first"
             );
         }
         Ok(timestamp_type())
@@ -71,7 +72,7 @@ impl ScalarUDFImpl for ParseTimestampAny {
             let row_formats = formats.iter().filter_map(|f| text_at(f, row));
             let micros = parse_any(text.trim(), row_formats);
             if micros.is_none() {
-                self.warnings.record(NAME, text);
+                self.warnings.record(PARSE_TIMESTAMP_ANY, text);
             }
             micros
         });
