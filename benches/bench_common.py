@@ -17,8 +17,14 @@ def release_binary() -> str:
 
 def run(binary: str, project: Path, args: list) -> tuple:
     """Runs lakescore in `project`; returns (seconds, peak RSS in MiB, stdout). Exits on failure."""
+    return run_command([binary, *args], project)
+
+
+def run_command(argv: list, cwd: Path) -> tuple:
+    """Runs `argv` in `cwd`; returns (seconds, peak RSS in MiB, stdout). Exits on failure."""
+    args = argv[1:]
     started = time.perf_counter()
-    child = subprocess.Popen([binary, *args], cwd=project, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
     output = child.stdout.read().decode()

@@ -7,9 +7,14 @@ each model (the forest on a sample of --forest-rows rows, recorded in its manife
 all rows into a Delta table with explanations, and prints a table of seconds, rows/s and
 the peak RSS of each step (measured by the kernel for the child process, via wait4).
 
+When --python has scikit-learn, pandas and deltalake (`pip install scikit-learn pandas
+deltalake pyarrow` into a venv outside the repository), the same scoring runs side by side
+(benches/sklearn_score.py: read the Delta table into pandas, encode, predict_proba, append
+to Delta, without explanations) and the table shows lakescore's speed-up over it.
+
     cargo build --release
     python3 benches/models.py                    # 1M rows
-    python3 benches/models.py --rows 200000      # quicker
+    python3 benches/models.py --rows 200000 --python ~/.cache/lakescore/bench/bin/python
 """
 
 import argparse
@@ -18,7 +23,13 @@ import random
 import sys
 from pathlib import Path
 
-from bench_common import release_binary, run, scratch_folder
+import json
+import subprocess
+
+from bench_common import release_binary, run, run_command, scratch_folder
+
+FOREST_TREES = 20
+FOREST_DEPTH = 10
 
 NUMERIC = [f"x{i:02d}" for i in range(16)]
 PLANS = ["monthly", "yearly", "none", "trial"]
@@ -83,7 +94,7 @@ key = ["id"]
 name = "forest"
 task = "classification"
 algorithm = "random_forest"
-params = {{ n_trees = 20, max_depth = 10 }}
+params = {{ n_trees = {FOREST_TREES}, max_depth = {FOREST_DEPTH} }}
 max_training_rows = {forest_rows}
 training_table = "curated.customers"
 label = "label"
@@ -99,6 +110,7 @@ def main() -> None:
     parser.add_argument("--forest-rows", type=int, default=200_000, help="rows the forest trains on (sampled)")
     parser.add_argument("--binary", default=release_binary())
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
+    parser.add_argument("--python", default="python3", help="a Python with scikit-learn, pandas and deltalake")
     options = parser.parse_args()
     if not os.path.exists(options.binary):
         sys.exit(f"{options.binary} not found: run `cargo build --release` first (or pass --binary)")
@@ -113,15 +125,39 @@ def main() -> None:
             elapsed, rss, out = run(options.binary, scratch, ["train", model])
             trained = out.split(" (")[1].split(" rows")[0]
             metrics = out.split("metrics: ")[1].split(",")[0]
-            results.append((f"train {model} ({metrics})", int(trained), elapsed, rss))
+            results.append((f"train {model} ({metrics})", int(trained), elapsed, rss, None))
+        sklearn = has_sklearn(options.python)
         for model in ["logistic", "forest"]:
             elapsed, rss, out = run(options.binary, scratch, ["score", model, "--input", "curated.customers"])
-            results.append((f"score with {model} (+ explanations) into Delta", options.rows, elapsed, rss))
+            results.append((f"score with {model} (+ explanations) into Delta", options.rows, elapsed, rss, None))
+            if sklearn:
+                seconds, rss = sklearn_scoring(options, scratch, model)
+                results.append((f"scikit-learn {model}: pandas + predict_proba + Delta, no explanations", options.rows, seconds, rss, elapsed))
+        if not sklearn:
+            print(f"{options.python} has no scikit-learn, pandas or deltalake: the side-by-side rows are left out", file=sys.stderr)
         print()
-        print("| step | rows | seconds | rows/s | peak RSS MiB |")
-        print("|---|---:|---:|---:|---:|")
-        for name, count, elapsed, rss in results:
-            print(f"| {name} | {count:,} | {elapsed:.1f} | {count / elapsed:,.0f} | {rss:,.0f} |")
+        print("| step | rows | seconds | rows/s | peak RSS MiB | lakescore faster by |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for name, count, elapsed, rss, ours in results:
+            ratio = f"{elapsed / ours:.2f}x" if ours else ""
+            print(f"| {name} | {count:,} | {elapsed:.1f} | {count / elapsed:,.0f} | {rss:,.0f} | {ratio} |")
+
+
+def has_sklearn(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import sklearn, pandas, deltalake"], capture_output=True)
+    return probe.returncode == 0
+
+
+def sklearn_scoring(options, scratch: Path, model: str) -> tuple:
+    """Seconds of scikit-learn's scoring (its own timing, training excluded) and the child's peak RSS."""
+    script = Path(__file__).resolve().parent / "sklearn_score.py"
+    train_rows = options.forest_rows if model == "forest" else options.rows
+    _, rss, out = run_command(
+        [options.python, str(script), str(scratch / "lakehouse/curated/customers"), str(scratch / f"sklearn_{model}"),
+         model, str(train_rows), str(FOREST_TREES), str(FOREST_DEPTH)],
+        scratch,
+    )
+    return json.loads(out.strip().splitlines()[-1])["score_seconds"], rss
 
 
 if __name__ == "__main__":

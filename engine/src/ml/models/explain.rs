@@ -41,86 +41,128 @@ impl Explanation {
 /// Explains the prediction for one encoded row; `class` is the predicted class of a
 /// multiclass linear model. None when the model kind has no explanation.
 pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Explanation> {
-    let per_column = match &artifact.compiled {
-        CompiledModel::Linear {
-            weights, intercept, ..
-        } => linear(weights, *intercept, &artifact.encoded_means, encoded),
-        CompiledModel::Softmax {
-            weights,
-            intercepts,
-        } => linear(
-            weights.get(class)?,
-            *intercepts.get(class)?,
-            &artifact.encoded_means,
-            encoded,
-        ),
-        CompiledModel::Trees { trees, .. } => {
-            let (baseline, sums) = path_attributions(trees, encoded)?;
-            let n = trees.len().max(1) as f64;
-            (baseline / n, sums.iter().map(|c| c / n).collect())
-        }
-        CompiledModel::Boosted {
-            trees,
-            base_score,
-            learning_rate,
-        } => {
-            let (baseline, sums) = path_attributions(trees, encoded)?;
-            (
-                base_score + learning_rate * baseline,
-                sums.iter().map(|c| c * learning_rate).collect(),
-            )
-        }
-    };
-    let (baseline, columns) = per_column;
-    let mut contributions = Vec::with_capacity(artifact.preprocessing.encoders.len());
-    let mut at = 0;
-    for encoder in &artifact.preprocessing.encoders {
-        let width = encoder.encoded_names().len();
-        contributions.push(columns.get(at..at + width).map_or(0.0, |c| c.iter().sum()));
-        at += width;
-    }
+    let mut contributions = Vec::new();
+    let baseline = explain_into(
+        artifact,
+        encoded,
+        class,
+        &mut Vec::new(),
+        &mut contributions,
+    )?;
     Some(Explanation {
         baseline,
         contributions,
     })
 }
 
-/// Summed over the trees: the root values, and each encoded column's credited changes
-/// along the row's root-to-leaf paths. None when node values were not learned.
-fn path_attributions(trees: &[Tree], encoded: &[f64]) -> Option<(f64, Vec<f64>)> {
+/// [`explain`] into buffers a caller reuses across rows: `per_column` (scratch, one value
+/// per encoded column) and `contributions` (per feature, in the model's feature order).
+/// Returns the baseline; None when the model kind has no explanation.
+pub fn explain_into(
+    artifact: &Artifact,
+    encoded: &[f64],
+    class: usize,
+    per_column: &mut Vec<f64>,
+    contributions: &mut Vec<f64>,
+) -> Option<f64> {
+    per_column.clear();
+    per_column.resize(encoded.len(), 0.0);
+    let means = &artifact.encoded_means;
+    let baseline = match &artifact.compiled {
+        CompiledModel::Linear {
+            weights, intercept, ..
+        } => linear(weights, *intercept, means, encoded, per_column),
+        CompiledModel::Softmax {
+            weights,
+            intercepts,
+        } => linear(
+            weights.get(class)?,
+            *intercepts.get(class)?,
+            means,
+            encoded,
+            per_column,
+        ),
+        CompiledModel::Trees { trees, .. } => {
+            let n = trees.len().max(1) as f64;
+            let baseline = path_attributions(trees, encoded, per_column)?;
+            per_column.iter_mut().for_each(|c| *c /= n);
+            baseline / n
+        }
+        CompiledModel::Boosted {
+            trees,
+            base_score,
+            learning_rate,
+        } => {
+            let baseline = path_attributions(trees, encoded, per_column)?;
+            per_column.iter_mut().for_each(|c| *c *= learning_rate);
+            base_score + learning_rate * baseline
+        }
+    };
+    contributions.clear();
+    let mut at = 0;
+    for encoder in &artifact.preprocessing.encoders {
+        let width = encoder.width();
+        contributions.push(
+            per_column
+                .get(at..at + width)
+                .map_or(0.0, |c| c.iter().sum()),
+        );
+        at += width;
+    }
+    Some(baseline)
+}
+
+/// Summed over the trees into `per_column`: each encoded column's credited changes along
+/// the row's root-to-leaf paths; returns the summed root values. None when node values
+/// were not learned.
+fn path_attributions(trees: &[Tree], encoded: &[f64], per_column: &mut [f64]) -> Option<f64> {
     if trees.iter().any(|t| t.node_values.len() != t.nodes.len()) {
         return None;
     }
-    let mut contributions = vec![0.0; encoded.len()];
     let mut baseline = 0.0;
     for tree in trees {
-        let path = tree.path(encoded);
         baseline += tree.node_values[0];
-        for step in path.windows(2) {
-            let feature = tree.nodes[step[0]].feature;
-            if let Some(slot) = contributions.get_mut(feature) {
-                *slot += tree.node_values[step[1]] - tree.node_values[step[0]];
+        let mut at = 0;
+        while let (Some(left), Some(right)) = (tree.nodes[at].left, tree.nodes[at].right) {
+            let node = &tree.nodes[at];
+            let next = if encoded[node.feature] <= node.threshold {
+                left
+            } else {
+                right
+            };
+            if let Some(slot) = per_column.get_mut(node.feature) {
+                *slot += tree.node_values[next] - tree.node_values[at];
             }
+            at = next;
         }
     }
-    Some((baseline, contributions))
+    Some(baseline)
 }
 
-fn linear(weights: &[f64], intercept: f64, means: &[f64], encoded: &[f64]) -> (f64, Vec<f64>) {
+/// Writes `weight × (value − mean)` per encoded column into `per_column`; returns the
+/// output at the means.
+fn linear(
+    weights: &[f64],
+    intercept: f64,
+    means: &[f64],
+    encoded: &[f64],
+    per_column: &mut [f64],
+) -> f64 {
     let mean = |j: usize| means.get(j).copied().unwrap_or(0.0);
-    let baseline = intercept
+    for (j, ((w, x), slot)) in weights
+        .iter()
+        .zip(encoded)
+        .zip(per_column.iter_mut())
+        .enumerate()
+    {
+        *slot = w * (x - mean(j));
+    }
+    intercept
         + weights
             .iter()
             .enumerate()
             .map(|(j, w)| w * mean(j))
-            .sum::<f64>();
-    let contributions = weights
-        .iter()
-        .zip(encoded)
-        .enumerate()
-        .map(|(j, (w, x))| w * (x - mean(j)))
-        .collect();
-    (baseline, contributions)
+            .sum::<f64>()
 }
 
 #[cfg(test)]

@@ -102,6 +102,15 @@ impl Encoder {
         }
     }
 
+    /// How many encoded columns it writes: one, or a categorical's categories and
+    /// `(other)`.
+    pub fn width(&self) -> usize {
+        match self {
+            Encoder::Categorical { categories, .. } => categories.len() + 1,
+            _ => 1,
+        }
+    }
+
     /// Names of the encoded columns (`industry=Retail`, `industry=(other)`).
     pub fn encoded_names(&self) -> Vec<String> {
         match self {

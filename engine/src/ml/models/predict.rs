@@ -18,6 +18,7 @@
 //! Missing and unreadable feature values are scored with the training-time imputation
 //! and category values never seen in training with the `(other)` bucket, never an error.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -36,7 +37,7 @@ use datafusion::sql::parser::Statement;
 use crate::config::{FeatureKind, FunctionsConfig, Task};
 use crate::error::Result;
 use crate::ml::models::dataset::{Converted, convert};
-use crate::ml::models::explain::explain;
+use crate::ml::models::explain::explain_into;
 use crate::ml::models::features::RawColumn;
 use crate::ml::models::loaded::{PREDICT, SessionModels};
 use crate::ml::models::registry::LoadedModel;
@@ -290,6 +291,9 @@ pub fn score_rows(
     let mut tops = ListBuilder::new(StructBuilder::from_fields(contribution_fields(), top))
         .with_field(Arc::new(Field::new("item", contribution_type(), true)));
     let mut encoded = Vec::new();
+    let mut per_column = Vec::new();
+    let mut contributions = Vec::new();
+    let mut ranked: Vec<usize> = Vec::new();
     for row in 0..rows {
         artifact
             .preprocessing
@@ -312,24 +316,26 @@ pub fn score_rows(
                 confidences.append_null();
             }
         }
-        let builder = tops.values();
-        if let Some(explanation) = explain(artifact, &encoded, class) {
-            let mut ranked: Vec<(usize, f64)> = explanation
-                .contributions
-                .iter()
-                .copied()
-                .enumerate()
-                .collect();
-            ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()));
-            for (feature, contribution) in ranked.into_iter().take(top) {
+        let explained = explain_into(
+            artifact,
+            &encoded,
+            class,
+            &mut per_column,
+            &mut contributions,
+        )
+        .is_some();
+        if explained {
+            largest_first(&contributions, top, &mut ranked);
+            let builder = tops.values();
+            for &feature in &ranked {
                 if let Some(name) = builder.field_builder::<StringBuilder>(0) {
                     name.append_value(&manifest.features[feature].name);
                 }
                 if let Some(value) = builder.field_builder::<StringBuilder>(1) {
-                    value.append_option(value_text(&columns[feature], row));
+                    append_value_text(value, &columns[feature], row);
                 }
                 if let Some(amount) = builder.field_builder::<Float64Builder>(2) {
-                    amount.append_value(contribution);
+                    amount.append_value(contributions[feature]);
                 }
                 builder.append(true);
             }
@@ -356,10 +362,37 @@ pub fn score_rows(
     Ok(Arc::new(result))
 }
 
-fn value_text(column: &RawColumn, row: usize) -> Option<String> {
+/// The indices of the `top` largest `contributions` by magnitude, largest first, into
+/// `ranked` (ties keep feature order).
+fn largest_first(contributions: &[f64], top: usize, ranked: &mut Vec<usize>) {
+    ranked.clear();
+    ranked.extend(0..contributions.len());
+    let by_magnitude = |a: &usize, b: &usize| {
+        contributions[*b]
+            .abs()
+            .total_cmp(&contributions[*a].abs())
+            .then(a.cmp(b))
+    };
+    if top < ranked.len() {
+        ranked.select_nth_unstable_by(top, by_magnitude);
+        ranked.truncate(top);
+    }
+    ranked.sort_by(by_magnitude);
+}
+
+/// Appends row `row` of `column` as text (NULL when missing), written straight into the
+/// builder's buffer.
+fn append_value_text(builder: &mut StringBuilder, column: &RawColumn, row: usize) {
     match column {
-        RawColumn::Numbers(values) => values[row].map(|v| v.to_string()),
-        RawColumn::Texts(values) => values[row].clone(),
+        RawColumn::Numbers(values) => match values[row] {
+            Some(value) => {
+                // Writing into a StringBuilder cannot fail; the value ends at append_value.
+                let _ = write!(builder, "{value}");
+                builder.append_value("");
+            }
+            None => builder.append_null(),
+        },
+        RawColumn::Texts(values) => builder.append_option(values[row].as_deref()),
     }
 }
 
