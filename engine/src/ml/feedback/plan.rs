@@ -37,6 +37,18 @@ use crate::error::{Error, Result};
 use crate::storage::lakehouse::TableName;
 use crate::storage::quarantine::{SOURCE_FILE, SOURCE_ROW};
 
+/// The columns of the corrected prediction that [`FeedbackPlan::predictions`] reads from
+/// the scored table, carried through the match into the training set.
+const PREDICTION_COLUMNS: [&str; 7] = [
+    "original_prediction",
+    "original_probability",
+    "model_name",
+    "model_version",
+    "source_table",
+    "source_table_version",
+    "scored_at",
+];
+
 /// The text type SQL's `VARCHAR` plans to, so the frames match what SQL models write.
 const TEXT: DataType = DataType::Utf8View;
 
@@ -271,18 +283,7 @@ impl<'a> FeedbackPlan<'a> {
             .map(col),
         )
         .chain(keys("s"))
-        .chain(
-            [
-                "original_prediction",
-                "original_probability",
-                "model_name",
-                "model_version",
-                "source_table",
-                "source_table_version",
-                "scored_at",
-            ]
-            .map(col),
-        )
+        .chain(PREDICTION_COLUMNS.map(col))
         .collect()
     }
 
@@ -646,15 +647,9 @@ impl<'a> FeedbackPlan<'a> {
                 .map(|(i, name)| col(format!("x{i}")).alias(name)),
         );
         columns.push(col("label_value").alias(&config.label));
+        columns.extend(PREDICTION_COLUMNS.map(col));
         columns.extend(
             [
-                "original_prediction",
-                "original_probability",
-                "model_name",
-                "model_version",
-                "source_table",
-                "source_table_version",
-                "scored_at",
                 "corrected_at",
                 "corrected_by",
                 "comment",
