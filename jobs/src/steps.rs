@@ -72,24 +72,26 @@ pub async fn run_step(
     })
 }
 
-/// The step's error when a source failed (the first such) or rejected a file; the
-/// failed sources are taken out of `report`. Every source has run by then.
+/// The step's error: the first source, in order, that failed or rejected a file (every
+/// source has run by then); the failed sources are taken out of `report`.
 fn take_ingest_failure(report: &mut IngestReport) -> Option<Error> {
-    let (landed, failed): (Vec<_>, Vec<_>) = std::mem::take(&mut report.sources)
-        .into_iter()
-        .partition(Result::is_ok);
+    let mut failure = None;
+    let mut landed = Vec::new();
+    for outcome in std::mem::take(&mut report.sources) {
+        match outcome {
+            Err(error) => {
+                failure.get_or_insert(Error::from(error));
+            }
+            Ok(source) => {
+                if let Some(rejection) = source.rejections().next() {
+                    failure.get_or_insert(Error::from(rejection));
+                }
+                landed.push(Ok(source));
+            }
+        }
+    }
     report.sources = landed;
-    failed
-        .into_iter()
-        .find_map(Result::err)
-        .map(Error::from)
-        .or_else(|| {
-            report
-                .sources
-                .iter()
-                .flatten()
-                .find_map(|source| source.rejections().next().map(Error::from))
-        })
+    failure
 }
 
 /// Tells the job's `on_drift` targets when the drift step requested retraining.
