@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use lakescore_engine::config::Project;
 use lakescore_engine::datafusion::catalog::{
-    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider, TableProvider,
+    CatalogProvider, MemoryCatalogProvider, MemorySchemaProvider, SchemaProvider,
 };
 use lakescore_engine::deltalake::kernel::transaction::CommitProperties;
 use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
@@ -43,6 +43,7 @@ use crate::model::{Materialization, load_models};
 use crate::testing::{TestOutcome, TestRun, record_results, run_test};
 use lakescore_engine::sql::session::Pins;
 use lakescore_engine::storage::lakehouse::quote_identifier as quote;
+use lakescore_engine::storage::lakehouse::table_provider;
 
 /// The catalog that holds a model's result while its tests run.
 const RUN_CATALOG: &str = "lakescore_run";
@@ -456,14 +457,7 @@ impl Transform {
                 CommitProperties::default(),
             )
             .await?;
-            let provider: Arc<dyn TableProvider> =
-                staged
-                    .table_provider()
-                    .await
-                    .map_err(|e| lakescore_engine::Error::Storage {
-                        uri: staged.table_url().to_string(),
-                        cause: e.to_string(),
-                    })?;
+            let provider = table_provider(&staged).await?;
             report.rows = Some(
                 session
                     .context()

@@ -25,7 +25,7 @@ use crate::error::{Error, Result};
 use crate::sql::read_only::ReadOnlyTable;
 use crate::sql::session::{Pins, Visibility};
 use crate::sql::views::{list_views, read_view};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
 
 /// The session a catalog belongs to, for planning views; set once the session exists.
 type SessionSlot = Arc<OnceLock<Weak<RwLock<SessionState>>>>;
@@ -193,11 +193,7 @@ impl LakehouseSchema {
             }
             Err(other) => return Err(other),
         };
-        let provider = delta.table_provider().await.map_err(|e| Error::Storage {
-            uri: delta.table_url().to_string(),
-            cause: e.to_string(),
-        })?;
-        let provider = ReadOnlyTable::wrap(provider);
+        let provider = ReadOnlyTable::wrap(table_provider(&delta).await?);
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }

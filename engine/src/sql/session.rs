@@ -25,7 +25,7 @@ use crate::sql::catalog::{CATALOG_NAME, LakehouseCatalog};
 use crate::sql::functions::{FunctionWarning, FunctionWarnings, all_functions};
 use crate::sql::read_only::{ReadOnlyTable, refuse_write_statement, refuse_writes};
 use crate::sql::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -244,11 +244,9 @@ impl SqlSession {
             .lakehouse
             .open_table(name, TableVersion::Version(version))
             .await?;
-        let provider = table.table_provider().await.map_err(|e| Error::Storage {
-            uri: table.table_url().to_string(),
-            cause: e.to_string(),
-        })?;
-        Ok(self.ctx.read_table(ReadOnlyTable::wrap(provider))?)
+        Ok(self
+            .ctx
+            .read_table(ReadOnlyTable::wrap(table_provider(&table).await?))?)
     }
 
     /// Rows of `table` (a quoted name) as the session's pins and versions see it.

@@ -27,7 +27,7 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Result};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
 
 /// The SQL name of the time-travel table function.
 pub const TABLE_AT: &str = "table_at";
@@ -54,10 +54,7 @@ impl TimeTravel {
                 continue;
             }
             let table = lakehouse.open_table(&pin.table, pin.version).await?;
-            let provider = table.table_provider().await.map_err(|e| Error::Storage {
-                uri: table.table_url().to_string(),
-                cause: e.to_string(),
-            })?;
+            let provider = table_provider(&table).await?;
             let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
             resolved.insert(pin, provider);
         }

@@ -12,6 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Once};
 
 use chrono::{DateTime, Utc};
+use datafusion::datasource::TableProvider;
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as StorePath;
@@ -84,6 +85,14 @@ impl TableName {
             quote_identifier(&self.name)
         )
     }
+}
+
+/// `table`'s version as a DataFusion table provider, for reading it in a plan.
+pub async fn table_provider(table: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+    table.table_provider().await.map_err(|e| Error::Storage {
+        uri: table.table_url().to_string(),
+        cause: e.to_string(),
+    })
 }
 
 /// A column or table name quoted for SQL, so any spelling reads as itself.
