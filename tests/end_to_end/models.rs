@@ -565,3 +565,37 @@ fn concurrent_promotions_are_all_kept() {
         "{listed}"
     );
 }
+
+#[test]
+fn scoring_into_a_table_that_holds_no_predictions_is_refused_and_leaves_it_alone() {
+    let ws = project();
+    ws.run(&["train", "churn"]).ok();
+    let rows = "select count(*) as n from curated.customers";
+    let versions = || {
+        ws.run(&["history", "curated.customers", "--format", "csv"])
+            .ok()
+            .lines()
+            .map(|line| line.split(',').next().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let (before, history) = (ws.csv(rows), versions());
+    assert_eq!(history, ["version", "1", "0"]);
+    let error = ws
+        .run(&[
+            "score",
+            "churn",
+            "--input",
+            "curated.customers",
+            "--output",
+            "curated.customers",
+        ])
+        .fails_with(1);
+    assert!(
+        error.contains(
+            "curated.customers is not a scored table: it has no column 'model_name'. Score into a new table"
+        ),
+        "{error}"
+    );
+    assert_eq!(ws.csv(rows), before);
+    assert_eq!(versions(), history);
+}

@@ -23,11 +23,20 @@ use crate::sql::session::Pins;
 use crate::storage::commit::{
     INPUTS, MODEL_SHA256, SCORED_WITH, TRAINING_TABLE, commit_metadata, last_commit_info, records,
 };
-use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal};
+use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal, table_provider};
 use crate::storage::system_tables::scored_table;
 use crate::storage::write::{
     WriteMode, added_rows, committed_version, table_for_write, write_frame,
 };
+
+/// The lineage columns that say which scoring wrote a scored row.
+const LINEAGE_COLUMNS: [&str; 5] = [
+    "model_name",
+    "model_version",
+    "model_sha256",
+    "source_table",
+    "source_table_version",
+];
 
 /// What a scoring run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,10 +215,16 @@ impl Score {
         let Some(table) = lakehouse.open_if_exists(output).await? else {
             return Ok(false);
         };
-        let provider = table.table_provider().await.map_err(|e| Error::Storage {
-            uri: table.table_url().to_string(),
-            cause: e.to_string(),
-        })?;
+        let provider = table_provider(&table).await?;
+        let schema = provider.schema();
+        if let Some(missing) = LINEAGE_COLUMNS
+            .iter()
+            .find(|column| schema.field_with_name(column).is_err())
+        {
+            return Err(Error::Usage(format!(
+                "{output} is not a scored table: it has no column '{missing}'. Score into a new table (--output schema.name) or one that lakescore score wrote"
+            )));
+        }
         let this_scoring = col("model_name")
             .eq(lit(manifest.name.clone()))
             .and(col("model_version").eq(lit(manifest.version as i64)))
