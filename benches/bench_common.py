@@ -45,3 +45,33 @@ def scratch_folder(prefix: str, keep: bool):
             print(f"kept {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+NUMERIC = [f"x{i:02d}" for i in range(16)]
+CATEGORIES = {
+    "plan": ["monthly", "yearly", "none", "trial"],
+    "region": ["north", "south", "east", "west", "central"],
+    "segment": ["smb", "mid", "enterprise"],
+    "channel": [f"partner_{i:02d}" for i in range(40)],
+}
+
+
+def write_features_csv(path: Path, rows: int, seed: int = 7, null_share: float = 0.01) -> None:
+    """A seeded extract of `rows` customers: an id, 16 numeric features (each null in
+    about `null_share` of rows), 4 categorical ones with 3 to 40 values, and a binary label."""
+    import random
+
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as out:
+        out.write("id," + ",".join(NUMERIC) + "," + ",".join(CATEGORIES) + ",label\n")
+        chunk = []
+        for i in range(rows):
+            xs = [rng.gauss(0, 1) for _ in NUMERIC]
+            picks = [values[rng.randrange(len(values))] for values in CATEGORIES.values()]
+            risk = xs[0] - 0.8 * xs[1] + 0.5 * xs[2] * xs[3] + (0.7 if picks[0] == "monthly" else 0) + rng.gauss(0, 1)
+            cells = ["" if rng.random() < null_share else f"{x:.4f}" for x in xs]
+            chunk.append(f"C{i:08d}," + ",".join(cells) + "," + ",".join(picks) + f",{str(risk > 0.5).lower()}\n")
+            if len(chunk) == 100_000:
+                out.write("".join(chunk))
+                chunk.clear()
+        out.write("".join(chunk))

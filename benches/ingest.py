@@ -1,23 +1,31 @@
 #!/usr/bin/env python3
-"""Ingest throughput and memory: CSV -> Delta, JSON lines -> Delta, a CSV whose every row
-is bad (all quarantined), and a merge upsert.
+"""Ingest throughput and memory: a 20-feature CSV with inferred types side by side with
+polars and pyarrow, then CSV -> Delta with a declared schema, JSON lines -> Delta, a CSV
+whose every row is bad (all quarantined), and a merge upsert.
 
 Generates extracts of --rows rows (default 5 million), lands them with the release binary
 in a scratch project, and prints a table of rows/s, MB/s and the peak RSS of each run
 (measured by the kernel for the child process, via wait4).
 
+When --python has polars, pyarrow and deltalake (`pip install polars pyarrow deltalake`
+into a venv outside the repository), the 20-feature extract is also landed with polars
+`scan_csv().sink_delta()` and with pyarrow.csv + deltalake (benches/python_ingest.py), and
+the table shows lakescore's speed-up over each (their own timing, import time excluded).
+
     cargo build --release
-    python3 benches/ingest.py                    # 5M rows; about 1.3 GB of input
-    python3 benches/ingest.py --rows 1000000     # quicker
+    python3 benches/ingest.py                    # 5M rows; about 2 GB of input
+    python3 benches/ingest.py --rows 1000000 --python ~/.cache/lakescore/bench/bin/python
 """
 
 import argparse
+import json
 import os
 import random
+import subprocess
 import sys
 from pathlib import Path
 
-from bench_common import release_binary, run, scratch_folder
+from bench_common import release_binary, run, run_command, scratch_folder, write_features_csv
 
 INDUSTRIES = ["Manufacturing", "Retail", "Finance", "Energy", "Software"]
 EVENTS = ["login", "report", "export", "api_call"]
@@ -69,6 +77,12 @@ PROJECT = """
 name = "bench"
 
 [[source]]
+name = "features_csv"
+path = "extracts/features/*.csv"
+format = "csv"
+table = "raw.features"
+
+[[source]]
 name = "accounts_csv"
 path = "extracts/csv/*.csv"
 format = "csv"
@@ -110,23 +124,35 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=5_000_000)
     parser.add_argument("--binary", default=release_binary())
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
+    parser.add_argument("--python", default="python3", help="a Python with polars, pyarrow and deltalake")
     options = parser.parse_args()
     if not os.path.exists(options.binary):
         sys.exit(f"{options.binary} not found: run `cargo build --release` first (or pass --binary)")
 
     with scratch_folder("lakescore-bench-", options.keep) as scratch:
         (scratch / "lakescore.toml").write_text(PROJECT)
-        for folder in ["csv", "json", "bad", "merge"]:
+        for folder in ["features", "csv", "json", "bad", "merge"]:
             (scratch / "extracts" / folder).mkdir(parents=True)
         rows = options.rows
         print(f"generating {rows:,} rows per format in {scratch} ...", file=sys.stderr)
+        features = scratch / "extracts/features/features.csv"
+        write_features_csv(features, rows)
+        results = []
+        elapsed, rss, _ = run(options.binary, scratch, ["ingest", "features_csv"])
+        results.append(("CSV, 20 features, inferred types -> Delta", rows, features.stat().st_size, elapsed, rss, None))
+        if has_python_stack(options.python):
+            for kind in ["polars", "pyarrow"]:
+                seconds, rss = python_ingest(options.python, kind, features, scratch)
+                name = "polars scan_csv().sink_delta()" if kind == "polars" else "pyarrow.csv + deltalake"
+                results.append((f"{name}, same file", rows, features.stat().st_size, seconds, rss, elapsed))
+        else:
+            print(f"{options.python} has no polars, pyarrow or deltalake: the side-by-side rows are left out", file=sys.stderr)
         csv_file = scratch / "extracts/csv/accounts.csv"
         json_file = scratch / "extracts/json/events.jsonl"
         write_csv(csv_file, rows)
         write_jsonl(json_file, rows)
         bad_file = scratch / "extracts/bad/bad.csv"
         write_bad_csv(bad_file, rows)
-        results = []
         cases = [
             ("CSV -> Delta", "accounts_csv", csv_file),
             ("JSON lines -> Delta", "events_json", json_file),
@@ -134,7 +160,7 @@ def main() -> None:
         ]
         for name, source, path in cases:
             elapsed, rss, _ = run(options.binary, scratch, ["ingest", source])
-            results.append((name, rows, path.stat().st_size, elapsed, rss))
+            results.append((name, rows, path.stat().st_size, elapsed, rss, None))
 
         # Merge: a target of `rows` accounts, then a batch of rows/5 where half the keys exist.
         target = scratch / "extracts/merge/a_initial.csv"
@@ -144,18 +170,31 @@ def main() -> None:
         batch = max(rows // 5, 1)
         write_csv(update, batch, first_id=rows - batch // 2, seed=3)
         elapsed, rss, _ = run(options.binary, scratch, ["ingest", "accounts_merge"])
-        results.append((f"merge into {rows:,}-row table", batch, update.stat().st_size, elapsed, rss))
+        results.append((f"merge into {rows:,}-row table", batch, update.stat().st_size, elapsed, rss, None))
         check, _, out = run(options.binary, scratch, ["sql", "select count(*) as n from raw.accounts_merged", "--format", "csv"])
         expected = rows + batch - batch // 2
         if out.split()[-1] != str(expected):
             sys.exit(f"merge produced {out.split()[-1]} rows, expected {expected}")
 
         print()
-        print("| case | rows | input MB | seconds | rows/s | MB/s | peak RSS MiB |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for name, count, size, elapsed, rss in results:
+        print("| case | rows | input MB | seconds | rows/s | MB/s | peak RSS MiB | lakescore faster by |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for name, count, size, elapsed, rss, ours in results:
             mb = size / 1e6
-            print(f"| {name} | {count:,} | {mb:,.0f} | {elapsed:.1f} | {count / elapsed:,.0f} | {mb / elapsed:.1f} | {rss:,.0f} |")
+            ratio = f"{elapsed / ours:.2f}x" if ours else ""
+            print(f"| {name} | {count:,} | {mb:,.0f} | {elapsed:.2f} | {count / elapsed:,.0f} | {mb / elapsed:.1f} | {rss:,.0f} | {ratio} |")
+
+
+def has_python_stack(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import polars, pyarrow, deltalake"], capture_output=True)
+    return probe.returncode == 0
+
+
+def python_ingest(python: str, kind: str, source: Path, scratch: Path) -> tuple:
+    """Seconds of the Python landing (its own timing) and the child's peak RSS."""
+    script = Path(__file__).resolve().parent / "python_ingest.py"
+    _, rss, out = run_command([python, str(script), kind, str(source), str(scratch / f"{kind}_table")], scratch)
+    return json.loads(out.strip().splitlines()[-1])["seconds"], rss
 
 
 if __name__ == "__main__":

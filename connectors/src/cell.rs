@@ -62,31 +62,16 @@ impl Cell {
 
     /// Converts the cell to `column_type`; the error says what the value is not.
     pub fn to_value(&self, column_type: ColumnType, dialect: &Dialect) -> Result<Value, String> {
-        // A spelling of false wins over null for booleans: SAP writes false as "".
-        if let (Cell::Text(t), ColumnType::Boolean) = (self, column_type)
-            && dialect.false_values.iter().any(|f| f == t.trim())
-        {
-            return Ok(Value::Bool(false));
+        if let Cell::Text(text) = self {
+            return type_text(text, column_type, dialect);
         }
         if self.is_null(dialect) {
             return Ok(Value::Null);
         }
         match (self, column_type) {
-            (Cell::Text(t), ColumnType::String) | (Cell::Json(t), ColumnType::String) => {
-                Ok(Value::Str(t.clone()))
-            }
+            (Cell::Json(t), ColumnType::String) => Ok(Value::Str(t.clone())),
             (Cell::Number(n), ColumnType::String) => Ok(Value::Str(n.to_string())),
             (Cell::Bool(b), ColumnType::String) => Ok(Value::Str(b.to_string())),
-            (Cell::Text(t), ColumnType::Int) => dialect.parse_int(t).map(Value::Int),
-            (Cell::Text(t), ColumnType::Float) => dialect.parse_float(t).map(Value::Float),
-            (Cell::Text(t), ColumnType::Decimal(p, s)) => {
-                dialect.parse_decimal(t, p, s).map(Value::Decimal)
-            }
-            (Cell::Text(t), ColumnType::Boolean) => dialect.parse_bool(t).map(Value::Bool),
-            (Cell::Text(t), ColumnType::Date) => dialect.parse_date(t).map(Value::Date),
-            (Cell::Text(t), ColumnType::Timestamp) => {
-                dialect.parse_timestamp(t).map(Value::Timestamp)
-            }
             (Cell::Number(n), ColumnType::Int) => n
                 .as_i64()
                 .map(Value::Int)
@@ -125,6 +110,27 @@ impl Cell {
             Cell::Number(n) => n.to_string(),
             Cell::Bool(b) => b.to_string(),
         }
+    }
+}
+
+/// Types a text field as `column_type` with the dialect's spellings; the error says what
+/// the text is not.
+pub fn type_text(text: &str, column_type: ColumnType, dialect: &Dialect) -> Result<Value, String> {
+    // A spelling of false wins over null for booleans: SAP writes false as "".
+    if column_type == ColumnType::Boolean && dialect.false_values.iter().any(|f| f == text.trim()) {
+        return Ok(Value::Bool(false));
+    }
+    if dialect.is_null(text) {
+        return Ok(Value::Null);
+    }
+    match column_type {
+        ColumnType::String => Ok(Value::Str(text.to_string())),
+        ColumnType::Int => dialect.parse_int(text).map(Value::Int),
+        ColumnType::Float => dialect.parse_float(text).map(Value::Float),
+        ColumnType::Decimal(p, s) => dialect.parse_decimal(text, p, s).map(Value::Decimal),
+        ColumnType::Boolean => dialect.parse_bool(text).map(Value::Bool),
+        ColumnType::Date => dialect.parse_date(text).map(Value::Date),
+        ColumnType::Timestamp => dialect.parse_timestamp(text).map(Value::Timestamp),
     }
 }
 

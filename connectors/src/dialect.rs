@@ -22,6 +22,17 @@ pub enum Encoding {
     Latin1,
 }
 
+impl Encoding {
+    /// `bytes` as text: exact for the single-byte encodings, undecodable UTF-8 replaced.
+    pub fn decode_lossy(self, bytes: &[u8]) -> std::borrow::Cow<'_, str> {
+        match self {
+            Encoding::Utf8 => String::from_utf8_lossy(bytes),
+            Encoding::Latin1 => encoding_rs::mem::decode_latin1(bytes),
+            Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
+        }
+    }
+}
+
 /// A fully resolved dialect.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dialect {
@@ -200,20 +211,6 @@ impl Dialect {
         self.null_values.iter().any(|n| n == trimmed)
     }
 
-    /// Decodes a field's bytes; undecodable bytes are an error naming the byte offset.
-    pub fn decode(&self, bytes: &[u8]) -> std::result::Result<String, String> {
-        match self.encoding {
-            Encoding::Utf8 => std::str::from_utf8(bytes).map(str::to_string).map_err(|e| {
-                format!(
-                    "invalid UTF-8 at byte {} of the field: set encoding = \"windows-1252\" if the file is not UTF-8",
-                    e.valid_up_to()
-                )
-            }),
-            Encoding::Latin1 => Ok(bytes.iter().map(|&b| char::from(b)).collect()),
-            Encoding::Windows1252 => Ok(bytes.iter().map(|&b| windows_1252(b)).collect()),
-        }
-    }
-
     /// The number's text in plain form: separators removed, decimal point, leading minus.
     fn plain_number(&self, text: &str) -> std::result::Result<String, String> {
         let mut t = text.trim().to_string();
@@ -371,17 +368,11 @@ fn strings(values: &[&str]) -> Vec<String> {
     values.iter().map(|s| s.to_string()).collect()
 }
 
-/// Windows-1252: Latin-1 except for printable characters in 0x80..0x9F.
-fn windows_1252(byte: u8) -> char {
-    const HIGH: [char; 32] = [
-        '€', '\u{81}', '‚', 'ƒ', '„', '…', '†', '‡', 'ˆ', '‰', 'Š', '‹', 'Œ', '\u{8D}', 'Ž',
-        '\u{8F}', '\u{90}', '‘', '’', '“', '”', '•', '–', '—', '˜', '™', 'š', '›', 'œ', '\u{9D}',
-        'ž', 'Ÿ',
-    ];
-    match byte {
-        0x80..=0x9F => HIGH[usize::from(byte - 0x80)],
-        other => char::from(other),
-    }
+/// What a field that is not valid UTF-8 (valid up to byte `valid_up_to`) is told.
+pub fn invalid_utf8(valid_up_to: usize) -> String {
+    format!(
+        "invalid UTF-8 at byte {valid_up_to} of the field: set encoding = \"windows-1252\" if the file is not UTF-8"
+    )
 }
 
 #[cfg(test)]
@@ -420,15 +411,10 @@ mod tests {
     }
 
     #[test]
-    fn erp_dates_and_encoding() {
+    fn erp_dates() {
         let d = erp();
         assert_eq!(d.parse_date("01.02.2026"), Ok(20_485));
         assert!(d.parse_date("2026/02/01").unwrap_err().contains("%d.%m.%Y"));
-        assert_eq!(
-            d.decode(&[0x4D, 0xFC, 0x6C, 0x6C, 0x65, 0x72, 0x80])
-                .unwrap(),
-            "Müller€"
-        );
     }
 
     #[test]
@@ -441,11 +427,6 @@ mod tests {
         assert!(d.parse_bool("yes").is_err());
         assert!(d.is_null(""));
         assert!(!d.is_null("NULL"));
-        assert!(
-            d.decode(&[0x66, 0xFF])
-                .unwrap_err()
-                .contains("invalid UTF-8 at byte 1")
-        );
     }
 
     #[test]

@@ -11,20 +11,21 @@
 
 use std::fmt;
 use std::future::IntoFuture;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::parquet::schema::types::ColumnPath;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
-use lakescore_engine::config::{BadRowLimit, LandingMode, SourceConfig, SourceFormat};
+use lakescore_engine::config::{IngestConfig, LandingMode, SourceConfig, SourceFormat};
 use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
 use lakescore_engine::storage::commit::{
     BATCH, NEW_COLUMNS, QUARANTINED, ROWS, SOURCE, commit_metadata,
@@ -33,22 +34,18 @@ use lakescore_engine::{Lakehouse, Project, TableName};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::batch::{BatchBuilder, FileLineage};
-use crate::cell::Cell;
+use crate::batch::FileLineage;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
 use crate::files::{ExtractFile, list_files};
 use crate::ledger::{is_recorded, ledger_id, record};
 use crate::merge::merge_staged;
-use crate::quarantine::{QuarantineBatchInfo, QuarantineSpool, QuarantinedRow, quarantine_table};
-use crate::reader::{self, RecordLimits};
+use crate::quarantine::{QuarantineBatchInfo, QuarantineSpool, quarantine_table};
+use crate::reader::RecordLimits;
+use crate::reading::{CHUNK_BYTES, FileOutcome, Message, ReadJob, too_many_bad_rows};
 use crate::schema::{
-    Column, INFERENCE_SAMPLE, column_type_of, declared_columns, infer_type, is_lineage,
-    normalize_name, table_schema,
+    Column, column_type_of, declared_columns, is_lineage, normalize_name, table_schema,
 };
-
-/// Rows per record batch handed to the Delta writer.
-const BATCH_ROWS: usize = 8192;
 
 /// Something worth showing while ingesting.
 #[derive(Debug, Clone)]
@@ -278,20 +275,6 @@ struct PendingFile {
     ledger_id: String,
 }
 
-/// What reading one file produced.
-struct FileOutcome {
-    columns: Vec<Column>,
-    rows: u64,
-    bad: u64,
-    first_problem: Option<String>,
-}
-
-enum Message {
-    Batch(RecordBatch),
-    Quarantine(QuarantinedRow),
-    Records(u64),
-}
-
 impl SourceLanding<'_> {
     /// The merge key columns, as column names.
     fn merge_keys(&self) -> Vec<String> {
@@ -375,19 +358,11 @@ impl SourceLanding<'_> {
                 )
                 .await?,
             ),
-            _ => {
-                let settings = &self.project.config.ingest;
-                let properties = WriterProperties::builder()
-                    .set_compression(Compression::SNAPPY)
-                    .set_max_row_group_bytes(Some(settings.row_group_mb.max(1) * 1024 * 1024))
-                    .build();
-                BatchSink::Table(
-                    RecordBatchWriter::for_table(&table)
-                        .map_err(|e| Error::storage(table.table_url(), e))?
-                        .with_writer_properties(properties)
-                        .with_target_file_size(settings.target_file_mb.max(1) * 1024 * 1024),
-                )
-            }
+            _ => BatchSink::Table(TableSink {
+                table: table.clone(),
+                settings: self.project.config.ingest.clone(),
+                writer: None,
+            }),
         };
         let mut columns = base_columns.clone();
         let mut spool = QuarantineSpool::new(
@@ -508,9 +483,9 @@ impl SourceLanding<'_> {
             .with_metadata(metadata)
             .with_application_transactions(record(&landed_ids, now_millis));
         let committed = match sink {
-            BatchSink::Table(writer) => {
+            BatchSink::Table(sink) => {
                 commit_writer(
-                    writer,
+                    sink.into_writer()?,
                     &table,
                     self.source.mode,
                     properties,
@@ -602,6 +577,7 @@ impl SourceLanding<'_> {
             limits: RecordLimits::of(&self.project.config.ingest),
             listed_fingerprint: file.fingerprint.clone(),
             max_bad_rows: self.source.max_bad_rows,
+            chunk_bytes: CHUNK_BYTES,
         };
         let reading = tokio::task::spawn_blocking(move || job.run(&sender));
         let mut wrote_rows = false;
@@ -645,45 +621,64 @@ impl SourceLanding<'_> {
     }
 }
 
-/// The error for a file whose bad rows are over `limit`, once that is certain: a count
-/// is over as soon as one more row is bad, a ratio only once the whole file is read.
-fn too_many_bad_rows(
-    file: &str,
-    limit: &BadRowLimit,
-    outcome: &FileOutcome,
-    whole_file: bool,
-) -> Option<Error> {
-    let over = match limit {
-        BadRowLimit::Count(limit) => outcome.bad > *limit,
-        BadRowLimit::Ratio(ratio) => {
-            whole_file && outcome.bad > 0 && outcome.bad as f64 > ratio * outcome.rows as f64
-        }
-    };
-    over.then(|| Error::TooManyBadRows {
-        file: file.to_string(),
-        bad: outcome.bad,
-        total: outcome.rows,
-        whole_file,
-        limit: limit.to_string(),
-        first: outcome.first_problem.clone().unwrap_or_default(),
-    })
-}
-
 /// Where a source's batches go: the table's writer, or a staging table for merges.
 enum BatchSink {
-    Table(RecordBatchWriter),
+    Table(TableSink),
     Staging(crate::merge::StagingTable),
 }
 
 impl BatchSink {
     async fn write(&mut self, batch: RecordBatch) -> Result<()> {
         match self {
-            BatchSink::Table(writer) => writer
-                .write_with_mode(batch, WriteMode::MergeSchema)
-                .await
-                .map_err(|e| Error::storage("Delta writer", e)),
+            BatchSink::Table(sink) => sink.write(batch).await,
             BatchSink::Staging(staging) => staging.write(batch).await,
         }
+    }
+}
+
+/// The Delta writer of a source's table, made at the first batch so its Parquet settings
+/// fit the columns: float columns are written without a dictionary, since their values
+/// rarely repeat and interning them costs more than the rest of the write.
+struct TableSink {
+    table: DeltaTable,
+    settings: IngestConfig,
+    writer: Option<RecordBatchWriter>,
+}
+
+impl TableSink {
+    async fn write(&mut self, batch: RecordBatch) -> Result<()> {
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(self.new_writer(&batch.schema())?),
+        };
+        writer
+            .write_with_mode(batch, WriteMode::MergeSchema)
+            .await
+            .map_err(|e| Error::storage("Delta writer", e))
+    }
+
+    /// The writer, to flush and commit.
+    fn into_writer(self) -> Result<RecordBatchWriter> {
+        match self.writer {
+            Some(writer) => Ok(writer),
+            None => self.new_writer(&Schema::empty()),
+        }
+    }
+
+    fn new_writer(&self, schema: &Schema) -> Result<RecordBatchWriter> {
+        let mut properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_bytes(Some(self.settings.row_group_mb.max(1) * 1024 * 1024));
+        for field in schema.fields() {
+            if matches!(field.data_type(), DataType::Float32 | DataType::Float64) {
+                properties = properties
+                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
+            }
+        }
+        Ok(RecordBatchWriter::for_table(&self.table)
+            .map_err(|e| Error::storage(self.table.table_url(), e))?
+            .with_writer_properties(properties.build())
+            .with_target_file_size(self.settings.target_file_mb.max(1) * 1024 * 1024))
     }
 }
 
@@ -744,7 +739,7 @@ pub(crate) async fn commit_writer(
 pub async fn create_delta_table(
     lakehouse: &Lakehouse,
     name: &TableName,
-    schema: &datafusion::arrow::datatypes::Schema,
+    schema: &Schema,
     run_id: &str,
 ) -> Result<DeltaTable> {
     let url = lakehouse.table_url(name)?;
@@ -756,7 +751,7 @@ pub async fn create_delta_table_at(
     lakehouse: &Lakehouse,
     url: url::Url,
     table_name: &str,
-    schema: &datafusion::arrow::datatypes::Schema,
+    schema: &Schema,
     run_id: &str,
 ) -> Result<DeltaTable> {
     let uri = url.to_string();
@@ -782,197 +777,6 @@ pub async fn create_delta_table_at(
         )))
         .await
         .map_err(storage)
-}
-
-/// Everything the blocking reader needs.
-struct ReadJob {
-    format: SourceFormat,
-    path: PathBuf,
-    display: String,
-    dialect: Dialect,
-    columns: Vec<Column>,
-    /// Merge keys: every file must have them and every row must fill them.
-    keys: Vec<String>,
-    lineage: FileLineage,
-    limits: RecordLimits,
-    /// The fingerprint the file was listed (and is recorded in the ledger) with.
-    listed_fingerprint: String,
-    /// Reading stops as soon as the file is certain to have more bad rows than this.
-    max_bad_rows: BadRowLimit,
-}
-
-impl ReadJob {
-    /// Reads the file, sending batches and quarantined rows; returns the file's counts and
-    /// the columns after any new ones it brought.
-    fn run(self, sender: &mpsc::Sender<Message>) -> Result<FileOutcome> {
-        let send = |message: Message| {
-            sender
-                .blocking_send(message)
-                .map_err(|_| Error::storage(&self.display, "the writer stopped"))
-        };
-        let mut records = reader::open(
-            self.format,
-            &self.path,
-            &self.display,
-            &self.dialect,
-            self.limits,
-        )?;
-        let headers: Vec<String> = records
-            .headers()
-            .iter()
-            .map(|h| normalize_name(h))
-            .collect();
-        if let Some((a, b)) = duplicate(&headers, records.headers()) {
-            return Err(self.file_error(format!(
-                "columns '{a}' and '{b}' both become '{}' as column names",
-                normalize_name(a)
-            )));
-        }
-        if let Some(reserved) = headers.iter().find(|h| is_lineage(h)) {
-            return Err(self.file_error(format!(
-                "column '{reserved}' is reserved for lakescore's lineage: rename it in the extract"
-            )));
-        }
-        let mut columns = self.columns.clone();
-        for column in &mut columns {
-            column.required |= self.keys.contains(&column.name);
-        }
-        let required = columns
-            .iter()
-            .filter(|c| c.required)
-            .map(|c| &c.name)
-            .chain(&self.keys);
-        if let Some(missing) = required.into_iter().find(|name| !headers.contains(name)) {
-            return Err(self.file_error(format!(
-                "required column '{missing}' is missing (the file has: {})",
-                headers.join(", ")
-            )));
-        }
-        let unknown: Vec<usize> = (0..headers.len())
-            .filter(|&i| !columns.iter().any(|c| c.name == headers[i]))
-            .collect();
-        let mut sample = Vec::new();
-        if !unknown.is_empty() {
-            for record in records.by_ref().take(INFERENCE_SAMPLE) {
-                sample.push(record?);
-            }
-            for &i in &unknown {
-                let values: Vec<&Cell> = sample
-                    .iter()
-                    .filter_map(|r| r.fields.as_ref().ok().and_then(|f| f.get(i)))
-                    .collect();
-                columns.push(Column {
-                    name: headers[i].clone(),
-                    column_type: infer_type(values.iter().copied(), &self.dialect),
-                    required: self.keys.contains(&headers[i]),
-                });
-            }
-        }
-        let layout: Vec<Option<usize>> = columns
-            .iter()
-            .map(|c| headers.iter().position(|h| *h == c.name))
-            .collect();
-        let mut builder = BatchBuilder::new(columns.clone(), self.lineage.clone());
-        let mut aligned = vec![Cell::Null; columns.len()];
-        let mut outcome = FileOutcome {
-            columns: columns.clone(),
-            rows: 0,
-            bad: 0,
-            first_problem: None,
-        };
-        for record in sample.into_iter().map(Ok).chain(records.by_ref()) {
-            let record = record?;
-            outcome.rows += 1;
-            let problem = match record.fields {
-                Err(message) => Some((None, message)),
-                Ok(mut cells) => {
-                    for (slot, position) in aligned.iter_mut().zip(&layout) {
-                        *slot = position
-                            .and_then(|p| cells.get_mut(p).map(std::mem::take))
-                            .unwrap_or(Cell::Null);
-                    }
-                    builder
-                        .push(record.row, &aligned, &self.dialect)
-                        .err()
-                        .map(|p| (p.column, p.message))
-                }
-            };
-            if let Some((column, error)) = problem {
-                outcome.bad += 1;
-                if outcome.first_problem.is_none() {
-                    let at = column
-                        .as_deref()
-                        .map(|c| format!(" column {c}"))
-                        .unwrap_or_default();
-                    outcome.first_problem = Some(format!("row {}{at}: {error}", record.row));
-                }
-                send(Message::Quarantine(QuarantinedRow {
-                    file: self.display.clone(),
-                    row: record.row,
-                    column,
-                    error,
-                    raw: record.raw,
-                }))?;
-                if let Some(error) =
-                    too_many_bad_rows(&self.display, &self.max_bad_rows, &outcome, false)
-                {
-                    return Err(error);
-                }
-            }
-            if builder.len() >= BATCH_ROWS {
-                send(Message::Batch(
-                    builder.finish().map_err(|e| self.file_error(e))?,
-                ))?;
-                send(Message::Records(outcome.rows))?;
-            }
-        }
-        self.check_unchanged(records.fingerprint())?;
-        if !builder.is_empty() {
-            send(Message::Batch(
-                builder.finish().map_err(|e| self.file_error(e))?,
-            ))?;
-        }
-        send(Message::Records(outcome.rows))?;
-        Ok(outcome)
-    }
-
-    /// Fails when the bytes read are not the ones the file was listed with: it changed
-    /// in between (an export still being written), so what landed would not be what the
-    /// ledger records. `read` is the fingerprint of the bytes read, None when the format
-    /// is not read front to back (the file is then hashed again).
-    fn check_unchanged(&self, read: Option<String>) -> Result<()> {
-        if !self.listed_fingerprint.starts_with("sha256:") {
-            // Object-store extracts are read by their ETag, which the read itself checks.
-            return Ok(());
-        }
-        let read = match read {
-            Some(read) => read,
-            None => crate::files::sha256_file(&self.path)
-                .map(|(_, digest)| format!("sha256:{digest}"))
-                .map_err(|e| self.file_error(e))?,
-        };
-        if read == self.listed_fingerprint {
-            return Ok(());
-        }
-        Err(self.file_error(crate::files::CHANGED_WHILE_READ))
-    }
-
-    fn file_error(&self, message: impl fmt::Display) -> Error {
-        Error::File {
-            file: self.display.clone(),
-            message: message.to_string(),
-        }
-    }
-}
-
-/// Two headers that normalize to the same column name.
-fn duplicate<'a>(normalized: &[String], original: &'a [String]) -> Option<(&'a str, &'a str)> {
-    for (i, name) in normalized.iter().enumerate() {
-        if let Some(j) = normalized[..i].iter().position(|other| other == name) {
-            return Some((&original[j], &original[i]));
-        }
-    }
-    None
 }
 
 /// A fault-injection point of ingest (see [`lakescore_engine::fault`]); an injected

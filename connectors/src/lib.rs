@@ -18,6 +18,7 @@ pub mod ledger;
 pub mod merge;
 pub mod quarantine;
 pub mod reader;
+mod reading;
 pub mod schema;
 
 pub use error::{Error, Result};

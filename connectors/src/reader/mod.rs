@@ -1,4 +1,5 @@
-//! Reading extract files record by record, one reader per format behind one trait.
+//! Reading extract files: delimited text in chunks of records parsed in parallel
+//! ([`csv`]), JSON and Parquet record by record behind one trait.
 //!
 //! A reader streams a local file (object-store extracts are first copied to a local
 //! temporary file) and yields records with their row number and raw text, so a bad record
@@ -6,17 +7,12 @@
 //! undecodable bytes, broken JSON) are that record's; problems with the file (unreadable,
 //! not Parquet) end it.
 
-mod csv;
+pub(crate) mod csv;
 mod digest;
-mod json;
-mod parquet;
-
-use std::path::Path;
-
-use lakescore_engine::config::SourceFormat;
+pub(crate) mod json;
+pub(crate) mod parquet;
 
 use crate::cell::Cell;
-use crate::dialect::Dialect;
 use crate::error::Result;
 
 /// One record of an extract.
@@ -62,28 +58,8 @@ impl RecordLimits {
     }
 }
 
-/// Opens `path` (shown to users as `display`) for reading in `format`.
-pub fn open(
-    format: SourceFormat,
-    path: &Path,
-    display: &str,
-    dialect: &Dialect,
-    limits: RecordLimits,
-) -> Result<Box<dyn RecordReader>> {
-    Ok(match format {
-        SourceFormat::Csv => Box::new(csv::CsvReader::open(
-            path,
-            display,
-            dialect.clone(),
-            limits,
-        )?),
-        SourceFormat::Json => Box::new(json::JsonReader::open(path, display, limits)?),
-        SourceFormat::Parquet => Box::new(parquet::ParquetReader::open(path, display)?),
-    })
-}
-
 /// Bytes of an oversized record kept to show in quarantine.
-const PREVIEW_BYTES: usize = 1024;
+pub(crate) const PREVIEW_BYTES: usize = 1024;
 
 /// What stands for a record longer than `max_record_bytes` (from line or record `row`,
 /// starting with `start`): its first bytes, and why it was skipped.
@@ -92,15 +68,20 @@ fn oversized_record(row: u64, start: &[u8], max_record_bytes: usize) -> Record {
     Record {
         row,
         raw: format!("{}…", String::from_utf8_lossy(kept)),
-        fields: Err(format!(
-            "the record is longer than max_record_bytes ({max_record_bytes} bytes) in [ingest]; it was skipped to its end (raw holds its first {} bytes)",
-            kept.len()
-        )),
+        fields: Err(oversized_problem(kept.len(), max_record_bytes)),
     }
 }
 
+/// Why a record longer than `max_record_bytes` was skipped, of which `kept` bytes are
+/// shown in quarantine.
+pub(crate) fn oversized_problem(kept: usize, max_record_bytes: usize) -> String {
+    format!(
+        "the record is longer than max_record_bytes ({max_record_bytes} bytes) in [ingest]; it was skipped to its end (raw holds its first {kept} bytes)"
+    )
+}
+
 /// A file-level error for `display`.
-fn file_error(display: &str, message: impl std::fmt::Display) -> crate::error::Error {
+pub(crate) fn file_error(display: &str, message: impl std::fmt::Display) -> crate::error::Error {
     crate::error::Error::File {
         file: display.to_string(),
         message: message.to_string(),
