@@ -218,7 +218,9 @@ impl ChunkTyper {
                     continue;
                 }
                 let typed = match position {
-                    Some(field) => builder.append_text(chunk.field(r, *field), column, &self.dialect),
+                    Some(field) => {
+                        builder.append_text(chunk.field(r, *field), column, &self.dialect)
+                    }
                     None => builder.append_missing(column),
                 };
                 if let Err(message) = typed {
@@ -296,7 +298,12 @@ impl TypedBuilder {
     /// Types `text` for `column` and appends it; on error appends nothing. Plain numbers
     /// and text are appended without building a [`Value`]; anything else goes through
     /// the dialect's parsers, which give the same result for what the fast path takes.
-    fn append_text(&mut self, text: &str, column: &Column, dialect: &Dialect) -> Result<(), String> {
+    fn append_text(
+        &mut self,
+        text: &str,
+        column: &Column,
+        dialect: &Dialect,
+    ) -> Result<(), String> {
         match self {
             TypedBuilder::String(b) if !dialect.is_null(text) => {
                 b.append_value(text);
@@ -380,7 +387,9 @@ impl TypedBuilder {
 /// and not a null spelling: exactly what the dialect's parser makes of it.
 fn plain_float(text: &str, dialect: &Dialect) -> Option<f64> {
     let plain = dialect.decimal_separator == '.'
-        && dialect.thousands_separator.is_none_or(|sep| !text.contains(sep))
+        && dialect
+            .thousands_separator
+            .is_none_or(|sep| !text.contains(sep))
         && !dialect.is_null(text);
     plain
         .then(|| short_decimal(text).or_else(|| text.parse::<f64>().ok()))
@@ -480,9 +489,23 @@ mod tests {
                 text.insert(0, '-');
             }
             let expected: f64 = text.parse().unwrap();
-            assert_eq!(short_decimal(&text).map(f64::to_bits), Some(expected.to_bits()), "{text}");
+            assert_eq!(
+                short_decimal(&text).map(f64::to_bits),
+                Some(expected.to_bits()),
+                "{text}"
+            );
         }
-        for text in ["", "-", ".", "1e5", "1,5", "1.2.3", " 1", "1234567890123456", "inf"] {
+        for text in [
+            "",
+            "-",
+            ".",
+            "1e5",
+            "1,5",
+            "1.2.3",
+            " 1",
+            "1234567890123456",
+            "inf",
+        ] {
             assert_eq!(short_decimal(text), None, "{text}");
         }
     }

@@ -28,7 +28,11 @@ impl Encoding {
         match self {
             Encoding::Utf8 => String::from_utf8_lossy(bytes),
             Encoding::Latin1 => encoding_rs::mem::decode_latin1(bytes),
-            Encoding::Windows1252 => encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0,
+            Encoding::Windows1252 => {
+                encoding_rs::WINDOWS_1252
+                    .decode_without_bom_handling(bytes)
+                    .0
+            }
         }
     }
 }
@@ -207,7 +211,14 @@ impl Dialect {
 
     /// True when `text` spells null.
     pub fn is_null(&self, text: &str) -> bool {
-        let trimmed = text.trim();
+        // Most fields neither start nor end with a space: compare them as they are.
+        let bytes = text.as_bytes();
+        let untrimmed = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_graphic());
+        let trimmed = if untrimmed(bytes.first()) && untrimmed(bytes.last()) {
+            text
+        } else {
+            text.trim()
+        };
         self.null_values.iter().any(|n| n == trimmed)
     }
 

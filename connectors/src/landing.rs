@@ -15,10 +15,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::{DataType, Schema};
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
-use datafusion::parquet::schema::types::ColumnPath;
+use datafusion::arrow::datatypes::Schema;
 use deltalake::DeltaTable;
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
@@ -30,6 +27,7 @@ use lakescore_engine::run::{DataMoved, OperationFuture, Report, RunContext};
 use lakescore_engine::storage::commit::{
     BATCH, NEW_COLUMNS, QUARANTINED, ROWS, SOURCE, commit_metadata,
 };
+use lakescore_engine::storage::write::parquet_properties;
 use lakescore_engine::{Lakehouse, Project, TableName};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -360,7 +358,7 @@ impl SourceLanding<'_> {
             ),
             _ => BatchSink::Table(TableSink {
                 table: table.clone(),
-                settings: self.project.config.ingest.clone(),
+                settings: self.project.config.ingest,
                 writer: None,
             }),
         };
@@ -637,8 +635,7 @@ impl BatchSink {
 }
 
 /// The Delta writer of a source's table, made at the first batch so its Parquet settings
-/// fit the columns: float columns are written without a dictionary, since their values
-/// rarely repeat and interning them costs more than the rest of the write.
+/// fit the columns (see [`parquet_properties`]).
 struct TableSink {
     table: DeltaTable,
     settings: IngestConfig,
@@ -666,15 +663,8 @@ impl TableSink {
     }
 
     fn new_writer(&self, schema: &Schema) -> Result<RecordBatchWriter> {
-        let mut properties = WriterProperties::builder()
-            .set_compression(Compression::SNAPPY)
+        let properties = parquet_properties(schema)
             .set_max_row_group_bytes(Some(self.settings.row_group_mb.max(1) * 1024 * 1024));
-        for field in schema.fields() {
-            if matches!(field.data_type(), DataType::Float32 | DataType::Float64) {
-                properties = properties
-                    .set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), false);
-            }
-        }
         Ok(RecordBatchWriter::for_table(&self.table)
             .map_err(|e| Error::storage(self.table.table_url(), e))?
             .with_writer_properties(properties.build())

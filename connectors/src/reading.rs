@@ -30,7 +30,7 @@ use crate::schema::{Column, INFERENCE_SAMPLE, infer_type, is_lineage, normalize_
 const BATCH_ROWS: usize = 8192;
 
 /// Bytes of delimited text per chunk: each becomes one record batch.
-pub(crate) const CHUNK_BYTES: usize = 2 << 20;
+pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 
 /// What a read job hands to the writer.
 pub(crate) enum Message {
@@ -215,11 +215,7 @@ impl ReadJob {
                 (from..parsed.len()).map(move |r| (parsed, r))
             })
             .take(INFERENCE_SAMPLE)
-            .filter(|(parsed, r)| {
-                parsed
-                    .problem(*r, &raw_headers, self.limits)
-                    .is_none()
-            })
+            .filter(|(parsed, r)| parsed.problem(*r, &raw_headers, self.limits).is_none())
             .collect();
         let columns = self.with_inferred(&planned, |i| {
             sample
@@ -389,14 +385,10 @@ impl<'a> Pieces<'a> {
 
     /// Reads the rest of `file`, calling `done` for each piece in file order; returns the
     /// file's fingerprint. Stops at the first error, from `done` or the file.
-    fn run(
-        &self,
-        mut file: CsvFile,
-        mut done: impl FnMut(Done) -> Result<()>,
-    ) -> Result<String> {
+    fn run(&self, mut file: CsvFile, mut done: impl FnMut(Done) -> Result<()>) -> Result<String> {
         let (work, queue) = sync_channel::<Work>(self.workers);
         let queue = Mutex::new(queue);
-        let (pending, in_order) = sync_channel::<Pending>(self.workers * 2);
+        let (pending, in_order) = sync_channel::<Pending>(self.workers);
         std::thread::scope(|scope| {
             for _ in 0..self.workers {
                 let queue = &queue;
@@ -443,7 +435,10 @@ impl<'a> Pieces<'a> {
                     Pending::End(fingerprint) => return Ok(fingerprint),
                 }
             }
-            Err(Error::storage("reading", "the reading thread stopped unexpectedly"))
+            Err(Error::storage(
+                "reading",
+                "the reading thread stopped unexpectedly",
+            ))
         })
     }
 }
@@ -648,8 +643,14 @@ mod tests {
                 // A file that fails commits nothing, whatever was sent before the failure.
                 assert_eq!(chunked.rows, whole.rows, "chunks of {chunk_bytes} bytes");
             }
-            assert_eq!(chunked.quarantined, whole.quarantined, "chunks of {chunk_bytes} bytes");
-            assert_eq!(chunked.outcome, whole.outcome, "chunks of {chunk_bytes} bytes");
+            assert_eq!(
+                chunked.quarantined, whole.quarantined,
+                "chunks of {chunk_bytes} bytes"
+            );
+            assert_eq!(
+                chunked.outcome, whole.outcome,
+                "chunks of {chunk_bytes} bytes"
+            );
         }
         whole
     }
@@ -660,7 +661,10 @@ mod tests {
         let landed = land_in_any_chunks(
             text.as_bytes(),
             &Dialect::crm_preset(),
-            &[column("id", ColumnType::Int), column("amount", ColumnType::Float)],
+            &[
+                column("id", ColumnType::Int),
+                column("amount", ColumnType::Float),
+            ],
             BadRowLimit::Count(10),
         );
         assert_eq!(landed.outcome, Ok((5, 2)));
@@ -700,7 +704,9 @@ mod tests {
         );
         assert_eq!(landed.outcome, Ok((3, 1)));
         assert!(
-            landed.rows.contains("| -1234.56 | 10    | Müller | f.csv        | 4 "),
+            landed
+                .rows
+                .contains("| -1234.56 | 10    | Müller | f.csv        | 4 "),
             "{}",
             landed.rows
         );

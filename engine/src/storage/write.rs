@@ -13,6 +13,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::Column;
 use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::parquet::arrow::ArrowSchemaConverter;
+use datafusion::parquet::basic::{Compression, Type as PhysicalType};
+use datafusion::parquet::file::properties::WriterPropertiesBuilder;
 use datafusion::prelude::SessionContext;
 use datafusion::prelude::col;
 use deltalake::DeltaTable;
@@ -72,6 +75,29 @@ pub fn new_table_at(lakehouse: &Lakehouse, url: Url) -> Result<DeltaTable> {
         .map_err(|source| Error::Delta { uri, source })
 }
 
+/// How lakescore writes Parquet files of rows with `schema`: Snappy-compressed, and float
+/// columns (nested ones too) without a dictionary, since their values rarely repeat and
+/// interning every value costs more than the rest of the write.
+pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
+    let properties = WriterPropertiesBuilder::default().set_compression(Compression::SNAPPY);
+    let Ok(leaves) = ArrowSchemaConverter::new().convert(schema) else {
+        // A schema Parquet cannot hold fails at the write, with the writer's own error.
+        return properties;
+    };
+    leaves
+        .columns()
+        .iter()
+        .filter(|leaf| {
+            matches!(
+                leaf.physical_type(),
+                PhysicalType::DOUBLE | PhysicalType::FLOAT
+            )
+        })
+        .fold(properties, |properties, leaf| {
+            properties.set_column_dictionary_enabled(leaf.path().clone(), false)
+        })
+}
+
 /// Writes `frame`'s rows into `table` in one commit and returns the table at its new
 /// version.
 pub async fn write_frame(
@@ -99,7 +125,8 @@ pub async fn write_frame(
             (SaveMode::Overwrite, SchemaMode::Merge, Some(predicate))
         }
     };
-    let mut builder = table.write(Vec::new());
+    let parquet = parquet_properties(plan.schema().as_arrow()).build();
+    let mut builder = table.write(Vec::new()).with_writer_properties(parquet);
     if let Some(predicate) = replace_where {
         builder = builder.with_replace_where(predicate);
     }
@@ -283,4 +310,48 @@ pub async fn delete_folder(lakehouse: &Lakehouse, folder: &str) {
         .map_ok(|meta| meta.location)
         .boxed();
     let _ = store.delete_stream(locations).try_collect::<Vec<_>>().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field, Fields};
+    use datafusion::parquet::schema::types::ColumnPath;
+
+    use super::*;
+
+    #[test]
+    fn float_columns_even_nested_ones_are_written_without_a_dictionary() {
+        let contribution = Fields::from(vec![
+            Field::new("feature", DataType::Utf8, true),
+            Field::new("contribution", DataType::Float64, true),
+        ]);
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("probability", DataType::Float64, true),
+            Field::new(
+                "top_features",
+                DataType::new_list(DataType::Struct(contribution), true),
+                true,
+            ),
+        ]);
+        let properties = parquet_properties(&schema).build();
+        let dictionary = |path: &[&str]| {
+            properties.dictionary_enabled(&ColumnPath::new(
+                path.iter().map(|p| p.to_string()).collect(),
+            ))
+        };
+        assert!(dictionary(&["id"]));
+        assert!(!dictionary(&["probability"]));
+        assert!(dictionary(&["top_features", "list", "item", "feature"]));
+        assert!(!dictionary(&[
+            "top_features",
+            "list",
+            "item",
+            "contribution"
+        ]));
+        assert_eq!(
+            properties.compression(&ColumnPath::from("id")),
+            Compression::SNAPPY
+        );
+    }
 }

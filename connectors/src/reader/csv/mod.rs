@@ -13,8 +13,8 @@ use std::io::{BufRead, BufReader, Cursor, Read};
 use std::path::Path;
 
 pub(crate) use parse::ParsedChunk;
-pub(crate) use split::{Chunk, OversizedRecord, Piece};
 use split::Splitter;
+pub(crate) use split::{Chunk, OversizedRecord, Piece};
 
 use super::digest::{Digesting, ReadDigest};
 use super::{RecordLimits, file_error, oversized_problem};
@@ -102,7 +102,11 @@ impl CsvFile {
 
 /// The column names of a file whose first record is record 0 of `first`: the header's
 /// fields, trimmed, or `column_1`, `column_2`, ... for a file without a header.
-pub(crate) fn headers(first: &ParsedChunk, dialect: &Dialect, display: &str) -> Result<Vec<String>> {
+pub(crate) fn headers(
+    first: &ParsedChunk,
+    dialect: &Dialect,
+    display: &str,
+) -> Result<Vec<String>> {
     let count = first.field_count(0);
     if !dialect.header {
         return Ok((1..=count).map(|i| format!("column_{i}")).collect());
@@ -113,7 +117,10 @@ pub(crate) fn headers(first: &ParsedChunk, dialect: &Dialect, display: &str) -> 
                 .header_field(0, k)
                 .map(|name| name.trim().to_string())
                 .map_err(|valid| {
-                    file_error(display, format!("header column {}: {}", k + 1, invalid_utf8(valid)))
+                    file_error(
+                        display,
+                        format!("header column {}: {}", k + 1, invalid_utf8(valid)),
+                    )
                 })
         })
         .collect::<Result<Vec<String>>>()?;
@@ -221,7 +228,12 @@ mod tests {
                 }
             }
         }
-        assert_eq!(file.fingerprint(), crate::files::sha256_file(&path).map(|(_, d)| format!("sha256:{d}")).unwrap());
+        assert_eq!(
+            file.fingerprint(),
+            crate::files::sha256_file(&path)
+                .map(|(_, d)| format!("sha256:{d}"))
+                .unwrap()
+        );
         Ok((headers.unwrap_or_default(), records))
     }
 

@@ -21,6 +21,8 @@ pub(crate) struct ParsedChunk {
     /// End of every field in `text`, record after record.
     ends: Vec<usize>,
     records: Vec<ParsedRecord>,
+    /// The records with a field that is not valid UTF-8, in order.
+    undecodable: Vec<Undecodable>,
 }
 
 #[derive(Debug)]
@@ -30,9 +32,17 @@ struct ParsedRecord {
     start: usize,
     first_field: usize,
     fields: usize,
-    /// A field that is not valid UTF-8 (its position and how far it is valid) and the
-    /// record as read, with undecodable bytes replaced.
-    undecodable: Option<(usize, usize, String)>,
+}
+
+/// A record with a field that is not valid UTF-8.
+#[derive(Debug)]
+struct Undecodable {
+    record: usize,
+    /// Its first such field, and how far that field is valid.
+    field: usize,
+    valid_up_to: usize,
+    /// The record as read, undecodable bytes replaced.
+    raw: String,
 }
 
 impl ParsedChunk {
@@ -62,11 +72,8 @@ impl ParsedChunk {
         let (mut record_read, mut record_written, mut record_ended) = (0, 0, 0);
         let (mut line, mut after_cr) = (chunk.first_line, chunk.after_cr);
         loop {
-            let (result, r, w, e) = parser.read_record(
-                &input[read..],
-                &mut output[written..],
-                &mut ends[ended..],
-            );
+            let (result, r, w, e) =
+                parser.read_record(&input[read..], &mut output[written..], &mut ends[ended..]);
             read += r;
             written += w;
             ended += e;
@@ -93,7 +100,6 @@ impl ParsedChunk {
                         start: record_written,
                         first_field: record_ended,
                         fields: ended - record_ended,
-                        undecodable: None,
                     });
                     (record_read, record_written, record_ended) = (read, written, ended);
                 }
@@ -102,14 +108,22 @@ impl ParsedChunk {
         }
         output.truncate(written);
         ends.truncate(ended);
+        let mut undecodable = Vec::new();
         let text = match String::from_utf8(output) {
             Ok(text) => text,
-            Err(error) => mark_undecodable(error.into_bytes(), &ends, &mut records, dialect),
+            Err(error) => mark_undecodable(
+                error.into_bytes(),
+                &ends,
+                &records,
+                dialect,
+                &mut undecodable,
+            ),
         };
         Self {
             text,
             ends,
             records,
+            undecodable,
         }
     }
 
@@ -129,6 +143,7 @@ impl ParsedChunk {
     }
 
     /// Field `k` of record `r`.
+    #[inline]
     pub fn field(&self, r: usize, k: usize) -> &str {
         let record = &self.records[r];
         let at = record.first_field + k;
@@ -151,7 +166,8 @@ impl ParsedChunk {
                 record.fields
             ));
         }
-        if let Some(long) = (0..record.fields).find(|&k| self.field(r, k).len() > limits.max_field_bytes)
+        if let Some(long) =
+            (0..record.fields).find(|&k| self.field(r, k).len() > limits.max_field_bytes)
         {
             return Some(format!(
                 "column {}: the field is {} bytes, more than max_field_bytes ({}) in [ingest]",
@@ -160,28 +176,40 @@ impl ParsedChunk {
                 limits.max_field_bytes
             ));
         }
-        record
+        self.undecodable(r).map(|bad| {
+            format!(
+                "column {}: {}",
+                headers[bad.field],
+                invalid_utf8(bad.valid_up_to)
+            )
+        })
+    }
+
+    fn undecodable(&self, r: usize) -> Option<&Undecodable> {
+        let at = self
             .undecodable
-            .as_ref()
-            .map(|(k, valid, _)| format!("column {}: {}", headers[*k], invalid_utf8(*valid)))
+            .binary_search_by_key(&r, |bad| bad.record)
+            .ok()?;
+        Some(&self.undecodable[at])
     }
 
     /// Field `k` of record `r` as a header: None when it is not valid UTF-8, with how
     /// far it is valid.
     pub fn header_field(&self, r: usize, k: usize) -> Result<&str, usize> {
-        match &self.records[r].undecodable {
-            Some((bad, valid, _)) if *bad == k => Err(*valid),
+        match self.undecodable(r) {
+            Some(bad) if bad.field == k => Err(bad.valid_up_to),
             _ => Ok(self.field(r, k)),
         }
     }
 
     /// Record `r` as read: its fields joined by the delimiter.
     pub fn raw(&self, r: usize, delimiter: u8) -> String {
-        let record = &self.records[r];
-        if let Some((_, _, raw)) = &record.undecodable {
-            return raw.clone();
+        if let Some(bad) = self.undecodable(r) {
+            return bad.raw.clone();
         }
-        let fields: Vec<&str> = (0..record.fields).map(|k| self.field(r, k)).collect();
+        let fields: Vec<&str> = (0..self.records[r].fields)
+            .map(|k| self.field(r, k))
+            .collect();
         fields.join(char::from(delimiter).encode_utf8(&mut [0; 4]))
     }
 }
@@ -191,11 +219,12 @@ impl ParsedChunk {
 fn mark_undecodable(
     mut bytes: Vec<u8>,
     ends: &[usize],
-    records: &mut [ParsedRecord],
+    records: &[ParsedRecord],
     dialect: &Dialect,
+    undecodable: &mut Vec<Undecodable>,
 ) -> String {
     let delimiter = char::from(dialect.delimiter).to_string();
-    for record in records.iter_mut() {
+    for (at, record) in records.iter().enumerate() {
         let span = |k: usize| {
             let start = if k == 0 {
                 record.start
@@ -221,7 +250,12 @@ fn mark_undecodable(
         for &(k, _) in &invalid {
             bytes[span(k)].fill(b'?');
         }
-        record.undecodable = Some((first, valid, raw));
+        undecodable.push(Undecodable {
+            record: at,
+            field: first,
+            valid_up_to: valid,
+            raw,
+        });
     }
     // Every field is valid UTF-8 now, so their concatenation is too.
     String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())

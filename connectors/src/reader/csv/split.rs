@@ -349,9 +349,8 @@ impl<R: Read> Splitter<R> {
     fn skip_scanned(&mut self) {
         let scanned = self.scanned;
         let first_quote = self.buffer[..scanned].iter().position(|&b| b == self.quote);
-        let line = first_quote.map(|at| {
-            self.first_line + line_ends(&self.buffer[..at], self.after_cr)
-        });
+        let line =
+            first_quote.map(|at| self.first_line + line_ends(&self.buffer[..at], self.after_cr));
         if let Some(skipping) = &mut self.skipping {
             skipping.quote_line = skipping.quote_line.or(line);
         }
@@ -473,7 +472,9 @@ mod tests {
             for limit in [4, 1 << 20] {
                 let error = pieces(text, chunk_bytes, limit).unwrap_err();
                 assert!(
-                    error.to_string().starts_with("f.csv: line 3: a quote opened here"),
+                    error
+                        .to_string()
+                        .starts_with("f.csv: line 3: a quote opened here"),
                     "{error}"
                 );
             }

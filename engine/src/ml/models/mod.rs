@@ -15,6 +15,7 @@ pub mod learner;
 pub mod loaded;
 pub mod metrics;
 pub mod predict;
+pub mod prediction_id;
 pub mod profile;
 pub mod registry;
 pub mod retrain;

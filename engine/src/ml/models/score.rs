@@ -10,12 +10,17 @@
 
 use std::fmt;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::dataframe::DataFrame;
+use datafusion::logical_expr::{LogicalPlan, Partitioning, Repartition};
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitProperties;
 use serde_json::{Value, json};
 
+use super::prediction_id::{PREDICTION_ID, prediction_id_function};
 use super::registry::{Manifest, ModelRef, Registry};
 use crate::error::{Error, Result};
 use crate::run::{DataMoved, OperationFuture, Report, RunContext};
@@ -134,21 +139,20 @@ impl Score {
         let text = quote_literal;
         let keys: Vec<String> = manifest.key.iter().map(|k| quote(k)).collect();
         let features: Vec<String> = manifest.features.iter().map(|f| quote(&f.name)).collect();
-        let id_parts: Vec<String> = [
-            &manifest.name,
-            &manifest.version.to_string(),
-            &input.to_string(),
-            &input_version.to_string(),
+        let id_prefix = [
+            manifest.name.clone(),
+            manifest.version.to_string(),
+            input.to_string(),
+            input_version.to_string(),
         ]
-        .iter()
-        .map(|p| text(p))
-        .chain(
-            keys.iter()
-                .map(|k| format!("coalesce(CAST({k} AS VARCHAR), '')")),
-        )
-        .collect();
+        .join("|");
+        let id_keys: Vec<String> = keys
+            .iter()
+            .map(|k| format!("coalesce(CAST({k} AS VARCHAR), '')"))
+            .collect();
+        session.context().register_udf(prediction_id_function());
         let sql = format!(
-            "SELECT encode(sha256(concat_ws('|', {ids})), 'hex') AS prediction_id, {keys}, \
+            "SELECT {PREDICTION_ID}({prefix}{ids}) AS prediction_id, {keys}, \
              scored['prediction'] AS prediction, scored['probability'] AS probability, \
              scored['confidence'] AS confidence, scored['top_features'] AS top_features, \
              {name} AS model_name, CAST({version} AS BIGINT) AS model_version, {sha} AS model_sha256, \
@@ -156,7 +160,8 @@ impl Score {
              {source} AS source_table, CAST({input_version} AS BIGINT) AS source_table_version, \
              {run} AS run_id, arrow_cast(now(), 'Timestamp(Microsecond, Some(\"UTC\"))') AS scored_at \
              FROM (SELECT {keys}, predict({model}, {features}) AS scored FROM {input_table})",
-            ids = id_parts.join(", "),
+            prefix = text(&id_prefix),
+            ids = id_keys.iter().map(|k| format!(", {k}")).collect::<String>(),
             keys = keys.join(", "),
             name = text(&manifest.name),
             version = manifest.version,
@@ -169,7 +174,7 @@ impl Score {
             features = features.join(", "),
             input_table = input.quoted(),
         );
-        let frame = session.sql(&sql).await?;
+        let frame = spread_over_cores(session.sql(&sql).await?)?;
         let metadata = commit_metadata(
             self.cx.run_id(),
             inputs,
@@ -245,6 +250,27 @@ impl Score {
             .await?
             .is_some_and(|info| records(&info, &[(SCORED_WITH, &model), (INPUTS, inputs)])))
     }
+}
+
+/// `frame` with each table it scans spread round-robin over every core, batch by batch,
+/// so one large file (or files of uneven row groups) keeps all cores scoring.
+fn spread_over_cores(frame: DataFrame) -> Result<DataFrame> {
+    let (state, plan) = frame.into_parts();
+    let cores = state.config().target_partitions();
+    let plan = plan
+        .transform_up(|node| {
+            Ok(match node {
+                LogicalPlan::TableScan(_) => {
+                    Transformed::yes(LogicalPlan::Repartition(Repartition {
+                        input: Arc::new(node),
+                        partitioning_scheme: Partitioning::RoundRobinBatch(cores),
+                    }))
+                }
+                other => Transformed::no(other),
+            })
+        })?
+        .data;
+    Ok(DataFrame::new(state, plan))
 }
 
 impl IntoFuture for Score {
