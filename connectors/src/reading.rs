@@ -741,6 +741,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_without_a_header_names_its_columns_and_lands_its_first_line() {
+        let mut dialect = Dialect::crm_preset();
+        dialect.header = false;
+        let landed = land_in_any_chunks(
+            b"\n\n7,a\n8,\"b\nc\"\n9,d\n",
+            &dialect,
+            &[column("column_1", ColumnType::Int)],
+            BadRowLimit::Count(0),
+        );
+        assert_eq!(landed.outcome, Ok((3, 0)));
+        assert!(
+            landed.rows.starts_with(
+                "+----------+----------+--------------+-------------+\
+                 ---------------+----------------------+\n\
+                 | column_1 | column_2 | _source_file | _source_row |"
+            ),
+            "{}",
+            landed.rows
+        );
+        let cells = |line: &str| -> Vec<String> {
+            line.split('|')
+                .map(|cell| cell.trim().to_string())
+                .collect()
+        };
+        let rows: Vec<Vec<String>> = landed.rows.lines().skip(3).map(cells).collect();
+        assert_eq!(rows[0][1..5], ["7", "a", "f.csv", "3"]);
+        assert_eq!(rows[1][1..5], ["8", "b", "f.csv", "4"]);
+        assert_eq!(rows[2][1..5], ["", "c", "", ""]);
+        assert_eq!(rows[3][1..5], ["9", "d", "f.csv", "6"]);
+    }
+
+    #[test]
     fn a_header_over_the_limit_is_the_files_error() {
         let limits = RecordLimits {
             max_field_bytes: 16,

@@ -181,7 +181,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
-            row_group_mb: 64,
+            row_group_mb: 32,
             target_file_mb: 128,
             merge_memory_mb: 512,
             max_field_bytes: 1 << 20,
