@@ -1,8 +1,8 @@
 //! Landing: `lakescore ingest`. Each source's new files become one Delta commit.
 //!
 //! For each source: list its files, skip those the table's ledger already holds, read the
-//! rest record by record (in a blocking task, streaming batches to the Delta writer and bad
-//! records to the quarantine spool through a bounded channel, so memory stays bounded),
+//! rest (in a blocking task, see [`crate::reading`], streaming batches to the Delta writer
+//! and bad records to the quarantine spool through a bounded channel, so memory stays bounded),
 //! check that the bytes read are the ones listed, enforce `max_bad_rows`, then commit the
 //! quarantine rows and then the data, each with the files' ledger ids. Nothing is committed
 //! until every file of the batch is read, so a failure or a kill leaves both tables at
