@@ -741,6 +741,28 @@ mod tests {
     }
 
     #[test]
+    fn an_escape_byte_keeps_quotes_and_line_ends_inside_fields_at_any_chunk_edge() {
+        let mut dialect = Dialect::default_preset();
+        dialect.escape = Some(b'\\');
+        let text = b"id,note\n1,\"say \\\"hi\\\"\nthen,go\"\n2,\"a\\\\\"\n3,plain \"quote\n";
+        let landed = land_in_any_chunks(
+            text,
+            &dialect,
+            &[column("id", ColumnType::Int)],
+            BadRowLimit::Count(0),
+        );
+        assert_eq!(landed.outcome, Ok((3, 0)));
+        let cells = |line: &str| -> Vec<String> {
+            line.split('|').map(|cell| cell.trim().to_string()).collect()
+        };
+        let rows: Vec<Vec<String>> = landed.rows.lines().skip(3).map(cells).collect();
+        assert_eq!(rows[0][1..4], ["1", "say \"hi\"", "f.csv"]);
+        assert_eq!(rows[1][1..4], ["", "then,go", ""]);
+        assert_eq!(rows[2][1..5], ["2", "a\\", "f.csv", "4"]);
+        assert_eq!(rows[3][1..5], ["3", "plain \"quote", "f.csv", "5"]);
+    }
+
+    #[test]
     fn a_file_without_a_header_names_its_columns_and_lands_its_first_line() {
         let mut dialect = Dialect::crm_preset();
         dialect.header = false;

@@ -382,11 +382,11 @@ mod tests {
     }
 
     /// The bytes random extracts are made of: text, Latin-1 bytes, both delimiters,
-    /// quotes and every line ending.
+    /// quotes, backslashes and every line ending.
     fn extract_bytes() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
         use proptest::prelude::*;
         let byte = prop::sample::select(vec![
-            b'a', b'b', b' ', b',', b';', b'"', b'\n', b'\r', 0xE9, b'1',
+            b'a', b'b', b' ', b',', b';', b'"', b'\n', b'\r', 0xE9, b'1', b'\\',
         ]);
         prop::collection::vec(byte, 0..200)
     }
@@ -394,18 +394,22 @@ mod tests {
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1000))]
 
-        /// Every extract either splits into exactly the records the `csv` crate sees with
-        /// the same settings, each landed with the same fields or quarantined with its
+        /// Every extract, with doubled quotes or a backslash escape, either splits into
+        /// exactly the records the `csv` crate sees with the same settings, each landed with the same fields or quarantined with its
         /// line, or is refused whole for a quote that is never closed.
         #[test]
         fn records_match_the_csv_crate_and_each_lands_or_is_quarantined(
             body in extract_bytes(),
             bom in proptest::prelude::any::<bool>(),
             latin1 in proptest::prelude::any::<bool>(),
+            escape in proptest::prelude::any::<bool>(),
         ) {
             let mut dialect = Dialect::crm_preset();
             if latin1 {
                 dialect.encoding = Encoding::Latin1;
+            }
+            if escape {
+                dialect.escape = Some(b'\\');
             }
             // A byte-order mark is a UTF-8 thing.
             let mut bytes = if bom && !latin1 { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
@@ -414,6 +418,8 @@ mod tests {
             let mut reference = ::csv::ReaderBuilder::new()
                 .has_headers(false)
                 .flexible(true)
+                .escape(dialect.escape)
+                .double_quote(dialect.escape.is_none())
                 .from_reader(bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(&bytes));
             let expected: Vec<::csv::ByteRecord> = reference
                 .byte_records()
