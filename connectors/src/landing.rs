@@ -585,10 +585,12 @@ impl SourceLanding<'_> {
                     wrote_rows = true;
                     sink.write(batch).await?;
                 }
-                Message::Quarantine(row) => {
+                Message::Quarantine(rows) => {
                     wrote_rows = true;
                     if let Some(spool) = quarantine.as_deref_mut() {
-                        spool.push(row).await?;
+                        for row in rows {
+                            spool.push(row).await?;
+                        }
                     }
                 }
                 Message::Records(n) => {

@@ -32,10 +32,15 @@ const BATCH_ROWS: usize = 8192;
 /// Bytes of delimited text per chunk: each becomes one record batch.
 pub(crate) const CHUNK_BYTES: usize = 1 << 20;
 
+/// Quarantined rows handed to the writer at once, at most.
+const QUARANTINE_ROWS: usize = 1024;
+
 /// What a read job hands to the writer.
 pub(crate) enum Message {
     Batch(RecordBatch),
-    Quarantine(QuarantinedRow),
+    /// Quarantined rows, in file order (a handful of messages, not one per row: a file of
+    /// bad rows would otherwise spend its time switching threads).
+    Quarantine(Vec<QuarantinedRow>),
     Records(u64),
 }
 
@@ -84,6 +89,7 @@ impl ReadJob {
             sender,
             display: &self.display,
             limit: &self.max_bad_rows,
+            quarantined: Vec::new(),
             outcome: FileOutcome {
                 columns: Vec::new(),
                 rows: 0,
@@ -102,6 +108,7 @@ impl ReadJob {
                 self.read_records(Box::new(records), &mut out)?;
             }
         }
+        out.send_quarantined()?;
         Ok(out.outcome)
     }
 
@@ -448,6 +455,9 @@ struct Output<'a> {
     sender: &'a mpsc::Sender<Message>,
     display: &'a str,
     limit: &'a BadRowLimit,
+    /// Quarantined rows not handed on yet (dropped if the file fails first, so a file
+    /// that fails with none handed on is rejected on its own).
+    quarantined: Vec<QuarantinedRow>,
     outcome: FileOutcome,
 }
 
@@ -458,9 +468,19 @@ impl Output<'_> {
             .map_err(|_| Error::storage(self.display, "the writer stopped"))
     }
 
-    fn batch(&self, batch: RecordBatch) -> Result<()> {
+    fn batch(&mut self, batch: RecordBatch) -> Result<()> {
+        self.send_quarantined()?;
         self.send(Message::Batch(batch))?;
         self.send(Message::Records(self.outcome.rows))
+    }
+
+    /// Hands on the quarantined rows not handed on yet.
+    fn send_quarantined(&mut self) -> Result<()> {
+        if self.quarantined.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.quarantined);
+        self.send(Message::Quarantine(rows))
     }
 
     /// Quarantines the row at `row` (counted in `outcome.rows` already); fails once the
@@ -476,17 +496,20 @@ impl Output<'_> {
                 .unwrap_or_default();
             outcome.first_problem = Some(format!("row {row}{at}: {}", problem.message));
         }
-        self.send(Message::Quarantine(QuarantinedRow {
+        self.quarantined.push(QuarantinedRow {
             file: self.display.to_string(),
             row,
             column: problem.column,
             error: problem.message,
             raw,
-        }))?;
-        match too_many_bad_rows(self.display, self.limit, &self.outcome, false) {
-            Some(error) => Err(error),
-            None => Ok(()),
+        });
+        if let Some(error) = too_many_bad_rows(self.display, self.limit, &self.outcome, false) {
+            return Err(error);
         }
+        if self.quarantined.len() >= QUARANTINE_ROWS {
+            self.send_quarantined()?;
+        }
+        Ok(())
     }
 
     /// A typed chunk: its rejected records in order (each counted as of its position),
@@ -498,6 +521,7 @@ impl Output<'_> {
             self.reject(rejected.row, rejected.problem, rejected.raw)?;
         }
         self.outcome.rows = before + typed.records as u64;
+        self.send_quarantined()?;
         if typed.batch.num_rows() > 0 {
             self.send(Message::Batch(typed.batch))?;
         }
@@ -612,7 +636,7 @@ mod tests {
         while let Some(message) = receiver.blocking_recv() {
             match message {
                 Message::Batch(batch) => batches.push(batch),
-                Message::Quarantine(row) => quarantined.push(row),
+                Message::Quarantine(rows) => quarantined.extend(rows),
                 Message::Records(_) => {}
             }
         }
@@ -642,11 +666,11 @@ mod tests {
             if whole.outcome.is_ok() {
                 // A file that fails commits nothing, whatever was sent before the failure.
                 assert_eq!(chunked.rows, whole.rows, "chunks of {chunk_bytes} bytes");
+                assert_eq!(
+                    chunked.quarantined, whole.quarantined,
+                    "chunks of {chunk_bytes} bytes"
+                );
             }
-            assert_eq!(
-                chunked.quarantined, whole.quarantined,
-                "chunks of {chunk_bytes} bytes"
-            );
             assert_eq!(
                 chunked.outcome, whole.outcome,
                 "chunks of {chunk_bytes} bytes"
@@ -737,7 +761,10 @@ mod tests {
             error.starts_with("f.csv: 3 of 24 rows read so far are bad, above max_bad_rows = 2;"),
             "{error}"
         );
-        assert_eq!(landed.quarantined.len(), 3);
+        assert!(
+            error.ends_with("First problem: row 5 column id: 'bad' is not an integer"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -753,7 +780,9 @@ mod tests {
         );
         assert_eq!(landed.outcome, Ok((3, 0)));
         let cells = |line: &str| -> Vec<String> {
-            line.split('|').map(|cell| cell.trim().to_string()).collect()
+            line.split('|')
+                .map(|cell| cell.trim().to_string())
+                .collect()
         };
         let rows: Vec<Vec<String>> = landed.rows.lines().skip(3).map(cells).collect();
         assert_eq!(rows[0][1..4], ["1", "say \"hi\"", "f.csv"]);
