@@ -824,6 +824,46 @@ mod tests {
     }
 
     #[test]
+    fn a_writer_that_stops_midway_stops_every_reading_thread() {
+        let text: String = std::iter::once("id,note\n".to_string())
+            .chain((0..5000).map(|i| format!("{i},\"note\n{i}\"\n")))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.csv");
+        std::fs::write(&path, &text).unwrap();
+        let job = ReadJob {
+            format: SourceFormat::Csv,
+            path,
+            display: "f.csv".into(),
+            dialect: Dialect::crm_preset(),
+            columns: vec![column("id", ColumnType::Int)],
+            keys: Vec::new(),
+            lineage: FileLineage {
+                file: "f.csv".into(),
+                batch_id: "b".into(),
+                ingested_at: 0,
+            },
+            limits: LIMITS,
+            listed_fingerprint: "etag:unchecked".into(),
+            max_bad_rows: BadRowLimit::Count(0),
+            chunk_bytes: 256,
+        };
+        let (sender, mut receiver) = mpsc::channel(1);
+        let (finished, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = job.run(&sender).map(|outcome| outcome.rows);
+            finished.send(result.map_err(|e| e.to_string())).unwrap();
+        });
+        // The writer takes one message, then fails (a full disk) and drops its end.
+        assert!(receiver.blocking_recv().is_some());
+        drop(receiver);
+        let result = outcome
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the reading threads stop once the writer is gone");
+        assert_eq!(result, Err("f.csv: the writer stopped".into()));
+    }
+
+    #[test]
     fn a_header_over_the_limit_is_the_files_error() {
         let limits = RecordLimits {
             max_field_bytes: 16,

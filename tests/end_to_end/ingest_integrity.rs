@@ -198,3 +198,53 @@ fn a_failed_write_at_either_commit_leaves_no_landed_batch_and_the_rerun_lands_on
     assert!(again.contains("up to date"), "{again}");
     assert_eq!(counts(), "landed,quarantined\n2,1\n");
 }
+
+#[test]
+fn two_ingests_racing_for_the_same_new_file_land_it_once_and_quarantine_it_once() {
+    let ws = project("");
+    ws.write_file(
+        "extracts/orders_1.csv",
+        &format!("id,note\n{}", rows(0, 10)),
+    );
+    ws.run(&["ingest"]).ok();
+    // A second file with three bad rows, spread over several chunks.
+    let mut second = format!("id,note\n{}", rows(10, 5000));
+    for bad in ["x,bad\n", "y,bad\n", "z,bad\n"] {
+        second.push_str(bad);
+        second.push_str(&rows(5000, 5001));
+    }
+    ws.write_file("extracts/orders_2.csv", &second);
+    // Both runs list the file as new before either reads it.
+    let resume = ws.path().join("resume");
+    let first = spawn_paused(ws.path(), &["ingest"], "ingest-read", Some(&resume), &[]);
+    let other = spawn_paused(ws.path(), &["ingest"], "ingest-read", Some(&resume), &[]);
+    let (first_code, first_err) = first.resume(&resume);
+    let (other_code, other_err) = other.resume(&resume);
+    // One lands; the other's commit (of the quarantine or of the data) meets the first's
+    // and fails, naming the table, before anything of it is committed.
+    let (losing_code, loser) = match (first_code, other_code) {
+        (Some(0), _) => (other_code, other_err),
+        (_, Some(0)) => (first_code, first_err),
+        _ => panic!("neither run landed:\n{first_err}\n{other_err}"),
+    };
+    assert!(matches!(losing_code, Some(1 | 2)), "{loser}");
+    assert!(
+        loser.contains("raw_orders") || loser.contains("raw/orders"),
+        "{loser}"
+    );
+
+    let landed = "n\n5003\n";
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), landed);
+    assert_eq!(
+        ws.csv(
+            "SELECT count(*) AS n, count(DISTINCT _source_row) AS lines FROM quarantine.raw_orders"
+        ),
+        "n,lines\n3,3\n"
+    );
+    let again = ws.run(&["ingest"]).ok();
+    assert!(
+        again.contains("up to date (2 files already landed)"),
+        "{again}"
+    );
+    assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), landed);
+}
