@@ -177,6 +177,7 @@ impl ReadJob {
             self.chunk_bytes,
         )?;
         // The first pieces hold the header and the sample new columns are typed from.
+        let header_records = usize::from(self.dialect.header);
         let mut first = Vec::new();
         let mut sampled = 0;
         while sampled <= INFERENCE_SAMPLE {
@@ -191,36 +192,33 @@ impl ReadJob {
                 Some(Piece::Oversized(record)) => first.push(Ready::Oversized(record)),
                 Some(Piece::Records(chunk)) => {
                     let parsed = ParsedChunk::parse(&chunk, &self.dialect);
+                    // The file's first record is in the first chunk that has any.
+                    let from = if sampled == 0 && parsed.len() > 0 {
+                        header_records
+                    } else {
+                        0
+                    };
                     sampled += parsed.len();
-                    first.push(Ready::Parsed(parsed));
+                    first.push(Ready::Parsed(parsed, from));
                 }
             }
         }
-        let header_chunk = first.iter().position(|ready| match ready {
-            Ready::Parsed(parsed) => parsed.len() > 0,
-            Ready::Oversized(_) => false,
+        let header = first.iter().find_map(|ready| match ready {
+            Ready::Parsed(parsed, _) if parsed.len() > 0 => Some(parsed),
+            _ => None,
         });
-        let raw_headers = match header_chunk.map(|at| &first[at]) {
-            Some(Ready::Parsed(parsed)) => csv::headers(parsed, &self.dialect, &self.display)?,
-            _ => Vec::new(),
+        let raw_headers = match header {
+            Some(parsed) => csv::headers(parsed, &self.dialect, &self.display)?,
+            None => Vec::new(),
         };
         let planned = self.plan(&raw_headers)?;
-        let header_records = usize::from(self.dialect.header);
         let sample: Vec<(&ParsedChunk, usize)> = first
             .iter()
-            .enumerate()
-            .filter_map(|(at, ready)| match ready {
-                Ready::Parsed(parsed) => Some((at, parsed)),
+            .filter_map(|ready| match ready {
+                Ready::Parsed(parsed, from) => Some((parsed, *from)),
                 Ready::Oversized(_) => None,
             })
-            .flat_map(|(at, parsed)| {
-                let from = if Some(at) == header_chunk {
-                    header_records
-                } else {
-                    0
-                };
-                (from..parsed.len()).map(move |r| (parsed, r))
-            })
+            .flat_map(|(parsed, from)| (from..parsed.len()).map(move |r| (parsed, r)))
             .take(INFERENCE_SAMPLE)
             .filter(|(parsed, r)| parsed.problem(*r, &raw_headers, self.limits).is_none())
             .collect();
@@ -238,27 +236,17 @@ impl ReadJob {
             self.dialect.clone(),
             self.limits,
         );
-        for (at, ready) in first.into_iter().enumerate() {
-            match ready {
-                Ready::Parsed(parsed) => {
-                    let from = if Some(at) == header_chunk {
-                        header_records
-                    } else {
-                        0
-                    };
-                    let typed = typer
-                        .type_chunk(&parsed, from)
-                        .map_err(|e| self.file_error(e))?;
-                    out.typed(typed)?;
-                }
-                Ready::Oversized(record) => out.oversized(&record, self)?,
-            }
-        }
-        let pieces = Pieces::new(&typer, &self.dialect);
-        let fingerprint = pieces.run(file, |done| match done {
+        let mut hand_on = |done: Done| match done {
             Done::Typed(typed) => out.typed(typed.map_err(|e| self.file_error(e))?),
             Done::Oversized(record) => out.oversized(&record, self),
-        })?;
+        };
+        for ready in first {
+            hand_on(match ready {
+                Ready::Parsed(parsed, from) => Done::Typed(typer.type_chunk(&parsed, from)),
+                Ready::Oversized(record) => Done::Oversized(record),
+            })?;
+        }
+        let fingerprint = read_in_parallel(file, &typer, &self.dialect, hand_on)?;
         self.check_unchanged(Some(fingerprint))
     }
 
@@ -344,110 +332,97 @@ impl ReadJob {
     }
 }
 
-/// A piece of the first chunks, parsed for the header and the sample.
+/// A piece of the first chunks, parsed for the header and the sample: a chunk and the
+/// record its data starts at (1 in the chunk holding the header), or a record too long.
 enum Ready {
-    Parsed(ParsedChunk),
+    Parsed(ParsedChunk, usize),
     Oversized(OversizedRecord),
 }
 
-/// What the workers hand back, in file order.
+/// A chunk typed by a worker.
+type Typed = std::result::Result<TypedChunk, datafusion::arrow::error::ArrowError>;
+
+/// What is handed on, in file order.
 enum Done {
-    Typed(std::result::Result<TypedChunk, datafusion::arrow::error::ArrowError>),
+    Typed(Typed),
     Oversized(OversizedRecord),
 }
 
 /// What the splitting thread hands the reading thread, in file order.
 enum Pending {
     /// A chunk being typed by a worker: its result arrives here.
-    Chunk(Receiver<std::result::Result<TypedChunk, datafusion::arrow::error::ArrowError>>),
+    Chunk(Receiver<Typed>),
     Oversized(OversizedRecord),
     Failed(Error),
     /// The end of the file, with the fingerprint of every byte read.
     End(String),
 }
 
-/// A chunk for a worker, and where its result goes.
-type Work = (
-    Chunk,
-    SyncSender<std::result::Result<TypedChunk, datafusion::arrow::error::ArrowError>>,
-);
-
-/// The parallel part of reading delimited text: one thread splits, one worker per core
-/// parses and types.
-struct Pieces<'a> {
-    typer: &'a ChunkTyper,
-    dialect: &'a Dialect,
-    workers: usize,
-}
-
-impl<'a> Pieces<'a> {
-    fn new(typer: &'a ChunkTyper, dialect: &'a Dialect) -> Self {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(16));
-        Self {
-            typer,
-            dialect,
-            workers,
-        }
-    }
-
-    /// Reads the rest of `file`, calling `done` for each piece in file order; returns the
-    /// file's fingerprint. Stops at the first error, from `done` or the file.
-    fn run(&self, mut file: CsvFile, mut done: impl FnMut(Done) -> Result<()>) -> Result<String> {
-        let (work, queue) = sync_channel::<Work>(self.workers);
-        let queue = Mutex::new(queue);
-        let (pending, in_order) = sync_channel::<Pending>(self.workers);
-        std::thread::scope(|scope| {
-            for _ in 0..self.workers {
-                let queue = &queue;
-                scope.spawn(move || {
-                    loop {
-                        let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
-                        let Ok((chunk, result)) = next else { break };
-                        let parsed = ParsedChunk::parse(&chunk, self.dialect);
-                        // The reading thread may have stopped; then nobody waits for this.
-                        let _ = result.send(self.typer.type_chunk(&parsed, 0));
-                    }
-                });
-            }
+/// Reads the rest of `file` in parallel: one thread splits it, a worker per core parses
+/// (with `dialect`) and types (with `typer`) each chunk, and `hand_on` gets each piece in
+/// file order on the calling thread. Returns the file's fingerprint; stops at the first
+/// error, from `hand_on` or the file.
+fn read_in_parallel(
+    mut file: CsvFile,
+    typer: &ChunkTyper,
+    dialect: &Dialect,
+    mut hand_on: impl FnMut(Done) -> Result<()>,
+) -> Result<String> {
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get().min(16));
+    let (work, queue) = sync_channel::<(Chunk, SyncSender<Typed>)>(workers);
+    let queue = Mutex::new(queue);
+    let (pending, in_order) = sync_channel::<Pending>(workers);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let queue = &queue;
             scope.spawn(move || {
                 loop {
-                    let next = match file.next_piece() {
-                        Ok(Some(Piece::Records(chunk))) => {
-                            let (result, arrives) = sync_channel(1);
-                            if work.send((chunk, result)).is_err() {
-                                break;
-                            }
-                            Pending::Chunk(arrives)
-                        }
-                        Ok(Some(Piece::Oversized(record))) => Pending::Oversized(record),
-                        Ok(None) => Pending::End(file.fingerprint()),
-                        Err(error) => Pending::Failed(error),
-                    };
-                    let last = matches!(next, Pending::End(_) | Pending::Failed(_));
-                    if pending.send(next).is_err() || last {
-                        break;
-                    }
+                    let next = queue.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                    let Ok((chunk, result)) = next else { break };
+                    let parsed = ParsedChunk::parse(&chunk, dialect);
+                    // The reading thread may have stopped; then nobody waits for this.
+                    let _ = result.send(typer.type_chunk(&parsed, 0));
                 }
             });
-            for next in in_order {
-                match next {
-                    Pending::Chunk(arrives) => {
-                        let typed = arrives.recv().map_err(|_| {
-                            Error::storage("reading", "a parsing thread stopped unexpectedly")
-                        })?;
-                        done(Done::Typed(typed))?;
+        }
+        scope.spawn(move || {
+            loop {
+                let next = match file.next_piece() {
+                    Ok(Some(Piece::Records(chunk))) => {
+                        let (result, arrives) = sync_channel(1);
+                        if work.send((chunk, result)).is_err() {
+                            break;
+                        }
+                        Pending::Chunk(arrives)
                     }
-                    Pending::Oversized(record) => done(Done::Oversized(record))?,
-                    Pending::Failed(error) => return Err(error),
-                    Pending::End(fingerprint) => return Ok(fingerprint),
+                    Ok(Some(Piece::Oversized(record))) => Pending::Oversized(record),
+                    Ok(None) => Pending::End(file.fingerprint()),
+                    Err(error) => Pending::Failed(error),
+                };
+                let last = matches!(next, Pending::End(_) | Pending::Failed(_));
+                if pending.send(next).is_err() || last {
+                    break;
                 }
             }
-            Err(Error::storage(
-                "reading",
-                "the reading thread stopped unexpectedly",
-            ))
-        })
-    }
+        });
+        for next in in_order {
+            match next {
+                Pending::Chunk(arrives) => {
+                    let typed = arrives.recv().map_err(|_| {
+                        Error::storage("reading", "a parsing thread stopped unexpectedly")
+                    })?;
+                    hand_on(Done::Typed(typed))?;
+                }
+                Pending::Oversized(record) => hand_on(Done::Oversized(record))?,
+                Pending::Failed(error) => return Err(error),
+                Pending::End(fingerprint) => return Ok(fingerprint),
+            }
+        }
+        Err(Error::storage(
+            "reading",
+            "the reading thread stopped unexpectedly",
+        ))
+    })
 }
 
 /// Where a read job's rows go, and the file's counts so far.

@@ -298,34 +298,34 @@ impl<R: Read> Splitter<R> {
         if self.record_start == 0 {
             return None;
         }
-        let rest = self.buffer.split_off(self.record_start);
-        let bytes = std::mem::replace(&mut self.buffer, rest);
-        let chunk = Chunk {
-            first_line: self.first_line,
-            after_cr: self.after_cr,
-            bytes,
-        };
-        self.advance(&chunk.bytes);
-        self.scanned -= self.record_start;
-        self.record_start = 0;
-        Some(Piece::Records(chunk))
+        let (first_line, after_cr) = (self.first_line, self.after_cr);
+        let end = std::mem::take(&mut self.record_start);
+        self.pass(end);
+        let rest = self.buffer.split_off(end);
+        Some(Piece::Records(Chunk {
+            bytes: std::mem::replace(&mut self.buffer, rest),
+            first_line,
+            after_cr,
+        }))
     }
 
     /// Drops the first `count` buffered bytes, which end a record.
     fn discard(&mut self, count: usize) {
-        let dropped: Vec<u8> = self.buffer.drain(..count).collect();
-        self.advance(&dropped);
-        self.scanned -= count;
+        self.pass(count);
+        self.buffer.drain(..count);
         self.record_start = 0;
         self.skipping = None;
     }
 
-    /// Moves the first line past `bytes`, which were just cut from the buffer's start.
-    fn advance(&mut self, bytes: &[u8]) {
-        self.first_line += line_ends(bytes, self.after_cr);
-        if let Some(&last) = bytes.last() {
+    /// Moves the first line (and what was scanned) past the first `count` buffered
+    /// bytes, which the caller then takes out of the buffer.
+    fn pass(&mut self, count: usize) {
+        let passed = &self.buffer[..count];
+        self.first_line += line_ends(passed, self.after_cr);
+        if let Some(&last) = passed.last() {
             self.after_cr = last == b'\r';
         }
+        self.scanned -= count;
     }
 
     /// The record at the buffer's start is too long: remember its line, first bytes and
@@ -354,9 +354,8 @@ impl<R: Read> Splitter<R> {
         if let Some(skipping) = &mut self.skipping {
             skipping.quote_line = skipping.quote_line.or(line);
         }
-        let dropped: Vec<u8> = self.buffer.drain(..scanned).collect();
-        self.advance(&dropped);
-        self.scanned = 0;
+        self.pass(scanned);
+        self.buffer.drain(..scanned);
     }
 
     /// At the end of the file: the last records, the skipped record, or the open quote.
