@@ -1,4 +1,4 @@
-//! SIGKILL at random points of transform, score, feedback and retrain. After every kill
+//! SIGKILL at random points of ingest, transform, score, feedback and retrain. After every kill
 //! each table reads at a committed version, and the rerun leaves the lakehouse exactly as
 //! one uninterrupted run would (nothing doubled, nothing missing).
 //!
@@ -157,6 +157,28 @@ fn shop() -> Workspace {
 fn second_extract(ws: &Workspace) {
     ws.write_file("extracts/customers_2.csv", &shop_extract(3000, 2000));
     ws.run(&["ingest"]).ok();
+}
+
+#[test]
+fn ingest_killed_anywhere_reruns_to_exactly_one_landing() {
+    let base = shop();
+    let prepare = |ws: &Workspace| {
+        // Several reading chunks' worth of rows, and one for quarantine.
+        let mut extract = shop_extract(3000, 60_000);
+        extract.push_str("C99999,many,basic,true\n");
+        ws.write_file("extracts/customers_2.csv", &extract);
+    };
+    Operation {
+        prepare: &prepare,
+        command: &["ingest"],
+        point: "ingest-commit",
+        outcome: &[
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids, \
+             count(DISTINCT _ingest_batch) AS batches FROM raw.customers",
+            "SELECT _source_row, \"column\" FROM quarantine.raw_customers",
+        ],
+    }
+    .kill_and_rerun(&base);
 }
 
 #[test]
