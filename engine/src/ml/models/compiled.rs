@@ -1,13 +1,13 @@
-//! lakescore's own view of a trained model: plain arrays that score a row without
-//! smartcore, give forest vote fractions smartcore does not expose, and are what
+//! lakescore's own view of a trained model: plain arrays that score a row and are what
 //! explanations are computed from.
 //!
-//! It is built from the trained smartcore model (linear coefficients, or the tree nodes
-//! found in its serialized form) and checked at training time: it must predict exactly
-//! what smartcore predicts on every training row.
+//! Models from lakescore's own learners (logistic regression, the tree models) are
+//! these arrays. Models trained by smartcore (linear and ridge regression, and every
+//! version registered before lakescore had its own learners) are compiled from smartcore's
+//! serialized form (linear coefficients, or the tree nodes) and checked at training time:
+//! the view must predict exactly what smartcore predicts on every training row.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 /// A trained model as arrays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,7 +38,30 @@ pub enum CompiledModel {
         /// The shrinkage applied to every tree.
         learning_rate: f64,
     },
-    /// Trees whose leaves hold a class index (majority vote) or a value (mean).
+    /// Gradient-boosted classification: per class (one score for two classes) a raw
+    /// score `base_score + learning_rate × Σ leaf values of its trees`, through the
+    /// logistic function (two classes) or softmax.
+    BoostedClassifier {
+        /// The trees, round by round, each round one tree per score.
+        trees: Vec<Tree>,
+        /// Classes predicted.
+        classes: usize,
+        /// The starting raw score of each score.
+        base_scores: Vec<f64>,
+        /// The shrinkage applied to every tree.
+        learning_rate: f64,
+    },
+    /// A soft-voting forest classifier: the probabilities are the mean over trees of the
+    /// class shares of the leaf a row reaches (`node_values`: per node the share of class
+    /// 1 for two classes, else one share per class).
+    Forest {
+        /// The trees.
+        trees: Vec<Tree>,
+        /// Classes predicted.
+        classes: usize,
+    },
+    /// Trees whose leaves hold a class index (a hard-voting classifier, as trained
+    /// before lakescore had its own tree learner) or a value (the mean, regression).
     Trees {
         /// The trees.
         trees: Vec<Tree>,
@@ -52,9 +75,10 @@ pub enum CompiledModel {
 pub struct Tree {
     /// The nodes.
     pub nodes: Vec<TreeNode>,
-    /// Per node, the mean target of the training rows that reach it (the label for
-    /// regression, 1 for the positive class of a binary classifier): what path
-    /// attributions are measured in. Empty when not computed.
+    /// Per node, what path attributions are measured in: the mean target of the training
+    /// rows that reach it (the label for regression, 1 for the positive class of a binary
+    /// classifier), a forest classifier's class shares, or a boosted tree's leaf values.
+    /// Empty when not computed.
     #[serde(default)]
     pub node_values: Vec<f64>,
 }
@@ -72,6 +96,21 @@ pub struct TreeNode {
     pub right: Option<usize>,
     /// The leaf's class index or value (for inner nodes, the node's majority or mean).
     pub output: f64,
+    /// Whether rows missing the feature (NaN) go left.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub missing_left: bool,
+}
+
+impl TreeNode {
+    /// Whether `row` goes to the left child.
+    pub fn goes_left(&self, row: &[f64]) -> bool {
+        let value = row[self.feature];
+        if value.is_nan() {
+            self.missing_left
+        } else {
+            value <= self.threshold
+        }
+    }
 }
 
 /// What a model says about one row.
@@ -86,149 +125,21 @@ pub struct RawOutput {
 impl Tree {
     /// The leaf `row` falls into.
     pub fn leaf(&self, row: &[f64]) -> &TreeNode {
+        &self.nodes[self.leaf_index(row)]
+    }
+
+    /// The index of the leaf `row` falls into.
+    pub fn leaf_index(&self, row: &[f64]) -> usize {
         let mut at = 0;
         while let (Some(left), Some(right)) = (self.nodes[at].left, self.nodes[at].right) {
-            let node = &self.nodes[at];
-            at = if row[node.feature] <= node.threshold {
+            at = if self.nodes[at].goes_left(row) {
                 left
             } else {
                 right
             };
         }
-        &self.nodes[at]
+        at
     }
-
-    /// The nodes `row` passes, root first, leaf last.
-    pub fn path(&self, row: &[f64]) -> Vec<usize> {
-        let mut path = vec![0];
-        let mut at = 0;
-        while let (Some(left), Some(right)) = (self.nodes[at].left, self.nodes[at].right) {
-            let node = &self.nodes[at];
-            at = if row[node.feature] <= node.threshold {
-                left
-            } else {
-                right
-            };
-            path.push(at);
-        }
-        path
-    }
-
-    /// Sets `node_values` from training rows (`width` values each) and their targets.
-    pub fn learn_node_values(&mut self, rows: &[f64], width: usize, targets: &[f64]) {
-        let mut sums = vec![0.0; self.nodes.len()];
-        let mut counts = vec![0.0; self.nodes.len()];
-        for (row, target) in rows.chunks(width.max(1)).zip(targets) {
-            for node in self.path(row) {
-                sums[node] += target;
-                counts[node] += 1.0;
-            }
-        }
-        let root = if counts[0] > 0.0 {
-            sums[0] / counts[0]
-        } else {
-            0.0
-        };
-        self.node_values = sums
-            .iter()
-            .zip(&counts)
-            .map(|(s, c)| if *c > 0.0 { s / c } else { root })
-            .collect();
-    }
-
-    /// The trees of a serialized smartcore gradient-boosting model: each entry of
-    /// `regressors` is a tree of nested `left`/`right` nodes.
-    pub fn from_serialized_boosting(model: &Value) -> Result<Vec<Tree>, String> {
-        let regressors = model
-            .get("regressors")
-            .and_then(Value::as_array)
-            .ok_or_else(|| String::from("the serialized model holds no boosted trees"))?;
-        regressors
-            .iter()
-            .map(|root| {
-                let mut nodes = Vec::new();
-                flatten_nested(root, &mut nodes)?;
-                Ok(Tree {
-                    nodes,
-                    node_values: Vec::new(),
-                })
-            })
-            .collect()
-    }
-
-    /// Every tree found in a serialized smartcore model: each array named `nodes`.
-    pub fn from_serialized(model: &Value) -> Result<Vec<Tree>, String> {
-        let mut trees = Vec::new();
-        collect_trees(model, &mut trees)?;
-        if trees.is_empty() {
-            return Err(String::from("the serialized model holds no tree nodes"));
-        }
-        Ok(trees)
-    }
-}
-
-fn collect_trees(value: &Value, trees: &mut Vec<Tree>) -> Result<(), String> {
-    match value {
-        Value::Object(fields) => {
-            for (name, field) in fields {
-                match (name.as_str(), field) {
-                    ("nodes", Value::Array(nodes)) => trees.push(Tree {
-                        nodes: nodes.iter().map(node_from).collect::<Result<_, _>>()?,
-                        node_values: Vec::new(),
-                    }),
-                    _ => collect_trees(field, trees)?,
-                }
-            }
-        }
-        Value::Array(items) => {
-            for item in items {
-                collect_trees(item, trees)?;
-            }
-        }
-        _ => {}
-    }
-    Ok(())
-}
-
-/// Appends `node` and its subtree to `nodes` (parents before children); returns its index.
-fn flatten_nested(node: &Value, nodes: &mut Vec<TreeNode>) -> Result<usize, String> {
-    let at = nodes.len();
-    nodes.push(TreeNode {
-        feature: node
-            .get("split_feature_idx")
-            .and_then(Value::as_u64)
-            .unwrap_or_default() as usize,
-        threshold: node.get("threshold").and_then(Value::as_f64).unwrap_or(0.0),
-        left: None,
-        right: None,
-        output: node
-            .get("value")
-            .and_then(Value::as_f64)
-            .ok_or_else(|| format!("a boosted tree node has no value: {node}"))?,
-    });
-    if let (Some(left), Some(right)) = (
-        node.get("left").filter(|v| !v.is_null()),
-        node.get("right").filter(|v| !v.is_null()),
-    ) {
-        let left = flatten_nested(left, nodes)?;
-        let right = flatten_nested(right, nodes)?;
-        nodes[at].left = Some(left);
-        nodes[at].right = Some(right);
-    }
-    Ok(at)
-}
-
-fn node_from(node: &Value) -> Result<TreeNode, String> {
-    let number = |key: &str| node.get(key).and_then(Value::as_f64);
-    let index = |key: &str| node.get(key).and_then(Value::as_u64).map(|i| i as usize);
-    Ok(TreeNode {
-        feature: index("split_feature").unwrap_or_default(),
-        // Leaves have no split; their threshold is never read.
-        threshold: number("split_value").unwrap_or(0.0),
-        left: index("true_child"),
-        right: index("false_child"),
-        output: number("output").ok_or_else(|| format!("a tree node has no output: {node}"))?,
-    })
 }
 
 impl CompiledModel {
@@ -278,6 +189,51 @@ impl CompiledModel {
                 value: base_score
                     + learning_rate * trees.iter().map(|t| t.leaf(row).output).sum::<f64>(),
             },
+            CompiledModel::BoostedClassifier {
+                trees,
+                classes,
+                base_scores,
+                learning_rate,
+            } => {
+                let mut raw = base_scores.clone();
+                let scores = raw.len().max(1);
+                for (at, tree) in trees.iter().enumerate() {
+                    raw[at % scores] += learning_rate * tree.leaf(row).output;
+                }
+                let mut probabilities = vec![0.0; *classes];
+                if scores == 1 {
+                    let positive = sigmoid(raw[0]);
+                    probabilities = vec![1.0 - positive, positive];
+                } else {
+                    softmax_into(&raw, &mut probabilities);
+                }
+                RawOutput {
+                    value: argmax(&probabilities) as f64,
+                    probabilities,
+                }
+            }
+            CompiledModel::Forest { trees, classes } => {
+                let mut probabilities = vec![0.0; *classes];
+                let n = trees.len().max(1) as f64;
+                for tree in trees {
+                    let leaf = tree.leaf_index(row);
+                    if *classes <= 2 {
+                        probabilities[1] += tree.node_values[leaf] / n;
+                    } else {
+                        let shares = &tree.node_values[leaf * classes..(leaf + 1) * classes];
+                        for (p, share) in probabilities.iter_mut().zip(shares) {
+                            *p += share / n;
+                        }
+                    }
+                }
+                if *classes <= 2 {
+                    probabilities[0] = 1.0 - probabilities[1];
+                }
+                RawOutput {
+                    value: argmax(&probabilities) as f64,
+                    probabilities,
+                }
+            }
             CompiledModel::Trees { trees, classes: 0 } => {
                 let sum: f64 = trees.iter().map(|t| t.leaf(row).output).sum();
                 RawOutput {
@@ -314,10 +270,19 @@ pub fn sigmoid(x: f64) -> f64 {
 }
 
 fn softmax(scores: &[f64]) -> Vec<f64> {
+    let mut probabilities = vec![0.0; scores.len()];
+    softmax_into(scores, &mut probabilities);
+    probabilities
+}
+
+/// The softmax of `scores` into `probabilities` (the same length).
+pub fn softmax_into(scores: &[f64], probabilities: &mut [f64]) {
     let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let exps: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-    let total: f64 = exps.iter().sum();
-    exps.iter().map(|e| e / total).collect()
+    for (p, s) in probabilities.iter_mut().zip(scores) {
+        *p = (s - max).exp();
+    }
+    let total: f64 = probabilities.iter().sum();
+    probabilities.iter_mut().for_each(|p| *p /= total);
 }
 
 /// Index of the largest value (the first on ties).
@@ -335,26 +300,108 @@ pub fn argmax(values: &[f64]) -> usize {
 mod tests {
     use super::*;
 
+    fn split(feature: usize, threshold: f64, left: usize, right: usize) -> TreeNode {
+        TreeNode {
+            feature,
+            threshold,
+            left: Some(left),
+            right: Some(right),
+            output: 0.0,
+            missing_left: false,
+        }
+    }
+
+    fn leaf(output: f64) -> TreeNode {
+        TreeNode {
+            feature: 0,
+            threshold: 0.0,
+            left: None,
+            right: None,
+            output,
+            missing_left: false,
+        }
+    }
+
     #[test]
-    fn trees_from_a_serialized_forest_vote() -> Result<(), String> {
-        let forest = serde_json::json!({
-            "trees": [
-                {"nodes": [
-                    {"output": 0, "split_feature": 0, "split_value": 1.5, "true_child": 1, "false_child": 2},
-                    {"output": 0, "split_feature": 0, "split_value": null, "true_child": null, "false_child": null},
-                    {"output": 1, "split_feature": 0, "split_value": null, "true_child": null, "false_child": null}
-                ]},
-                {"nodes": [{"output": 1, "split_feature": 0, "split_value": null, "true_child": null, "false_child": null}]}
-            ]
-        });
+    fn hard_voting_trees_of_earlier_versions_count_votes() {
         let model = CompiledModel::Trees {
-            trees: Tree::from_serialized(&forest)?,
+            trees: vec![
+                Tree {
+                    nodes: vec![split(0, 1.5, 1, 2), leaf(0.0), leaf(1.0)],
+                    node_values: Vec::new(),
+                },
+                Tree {
+                    nodes: vec![leaf(1.0)],
+                    node_values: Vec::new(),
+                },
+            ],
             classes: 2,
         };
         assert_eq!(model.score(&[1.0]).probabilities, vec![0.5, 0.5]);
         let high = model.score(&[2.0]);
         assert_eq!((high.probabilities, high.value), (vec![0.0, 1.0], 1.0));
-        Ok(())
+    }
+
+    #[test]
+    fn soft_voting_forests_average_leaf_shares_and_route_missing_values() {
+        let mut first = split(0, 1.5, 1, 2);
+        first.missing_left = true;
+        let model = CompiledModel::Forest {
+            trees: vec![
+                Tree {
+                    nodes: vec![first, leaf(0.0), leaf(1.0)],
+                    // Share of class 1 per node.
+                    node_values: vec![0.5, 0.2, 0.9],
+                },
+                Tree {
+                    nodes: vec![leaf(1.0)],
+                    node_values: vec![0.6],
+                },
+            ],
+            classes: 2,
+        };
+        let low = model.score(&[1.0]);
+        assert!((low.probabilities[1] - 0.4).abs() < 1e-12, "{low:?}");
+        assert!((low.probabilities[0] - 0.6).abs() < 1e-12);
+        assert_eq!(low.value, 0.0);
+        let high = model.score(&[2.0]);
+        assert!((high.probabilities[1] - 0.75).abs() < 1e-12);
+        assert_eq!(high.value, 1.0);
+        assert_eq!(
+            model.score(&[f64::NAN]),
+            low,
+            "missing goes left like low values"
+        );
+    }
+
+    #[test]
+    fn boosted_classifiers_add_shrunk_leaves_to_the_base_score() {
+        let tree = Tree {
+            nodes: vec![split(0, 0.0, 1, 2), leaf(-1.0), leaf(2.0)],
+            node_values: Vec::new(),
+        };
+        let binary = CompiledModel::BoostedClassifier {
+            trees: vec![tree.clone(), tree.clone()],
+            classes: 2,
+            base_scores: vec![0.5],
+            learning_rate: 0.1,
+        };
+        let out = binary.score(&[1.0]);
+        assert!((out.probabilities[1] - sigmoid(0.5 + 0.4)).abs() < 1e-12);
+        assert_eq!(out.value, 1.0);
+        // Three classes, one round: tree t scores class t.
+        let flat = Tree {
+            nodes: vec![leaf(0.0)],
+            node_values: Vec::new(),
+        };
+        let multiclass = CompiledModel::BoostedClassifier {
+            trees: vec![flat.clone(), tree, flat],
+            classes: 3,
+            base_scores: vec![0.0, 0.0, 0.0],
+            learning_rate: 1.0,
+        };
+        assert_eq!(multiclass.score(&[1.0]).value, 1.0);
+        assert_eq!(multiclass.score(&[-1.0]).value, 0.0);
     }
 
     #[test]

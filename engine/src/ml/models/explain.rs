@@ -1,21 +1,25 @@
 //! Explanations: how much each feature moved one prediction away from the model's
 //! baseline. Contributions add up exactly: `baseline + Σ contributions = output`.
+//! A classifier's explanation is about one class: the positive class of a binary model,
+//! the predicted class of a multiclass one.
 //!
 //! - Linear models (linear, ridge and logistic regression): the contribution of an
 //!   encoded column is `weight × (value − training mean)`; the baseline is the output at
 //!   the training means. For logistic regression the output is the logit (log-odds) of
-//!   the positive class (multiclass: of the predicted class). Cost: one multiply per column.
+//!   the class explained. Cost: one multiply per column.
 //! - Trees and forests: path attribution (Saabas). Each node knows the mean target of the
-//!   training rows reaching it (the value, or the positive-class share); walking a row
-//!   from the root to its leaf, each split's feature is credited with the change of that
-//!   mean. The baseline is the root mean; for a forest both are averaged over the trees,
-//!   so the output explained is the mean leaf value (for classifiers: the mean of the
-//!   leaves' positive-class shares, which is close to but not the vote fraction). Cost:
-//!   one root-to-leaf walk per tree. Multiclass trees are not explained.
+//!   training rows reaching it (the value, or the class's share); walking a row from the
+//!   root to its leaf, each split's feature is credited with the change of that mean. The
+//!   baseline is the root mean; for a forest both are averaged over the trees. A forest
+//!   classifier's probability is that mean of leaf shares (soft voting), so the
+//!   explanation adds up to the probability. Forests registered before soft voting vote
+//!   hard; their explanation is of the mean leaf share, close to but not the vote
+//!   fraction, and multiclass ones are not explained. Cost: one root-to-leaf walk per tree.
 //! - Gradient boosting: the same path attribution on each tree, measured in the tree's
-//!   own leaf values (the mean leaf value of the training rows reaching a node), scaled by
-//!   the learning rate; the baseline is `base_score + learning_rate × Σ root means`, so the
-//!   contributions add up exactly to the boosted prediction.
+//!   own leaf values (for an inner node, the hessian-weighted mean leaf value below it),
+//!   scaled by the learning rate; the baseline is `base_score + learning_rate × Σ root
+//!   values`, so the contributions add up exactly to the boosted prediction: the value,
+//!   or the log-odds of the class explained (multiclass: its raw softmax score).
 //!
 //! One-hot columns of a categorical feature are summed into that feature.
 
@@ -38,8 +42,9 @@ impl Explanation {
     }
 }
 
-/// Explains the prediction for one encoded row; `class` is the predicted class of a
-/// multiclass linear model. None when the model kind has no explanation.
+/// Explains the prediction for one encoded row about `class` (the positive class of a
+/// binary classifier, the predicted class of a multiclass one). None when the model kind
+/// has no explanation.
 pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Explanation> {
     let mut contributions = Vec::new();
     let baseline = explain_into(
@@ -70,8 +75,18 @@ pub fn explain_into(
     let means = &artifact.encoded_means;
     let baseline = match &artifact.compiled {
         CompiledModel::Linear {
-            weights, intercept, ..
-        } => linear(weights, *intercept, means, encoded, per_column),
+            weights,
+            intercept,
+            logistic,
+        } => {
+            let logit = linear(weights, *intercept, means, encoded, per_column);
+            if *logistic && class == 0 {
+                negate(per_column);
+                -logit
+            } else {
+                logit
+            }
+        }
         CompiledModel::Softmax {
             weights,
             intercepts,
@@ -84,18 +99,56 @@ pub fn explain_into(
         ),
         CompiledModel::Trees { trees, .. } => {
             let n = trees.len().max(1) as f64;
-            let baseline = path_attributions(trees, encoded, per_column)?;
+            let baseline = path_attributions(trees, Measure::ONE, encoded, per_column)?;
             per_column.iter_mut().for_each(|c| *c /= n);
             baseline / n
+        }
+        CompiledModel::Forest { trees, classes } => {
+            let n = trees.len().max(1) as f64;
+            let measure = if *classes <= 2 {
+                Measure::ONE
+            } else {
+                Measure {
+                    stride: *classes,
+                    offset: class,
+                }
+            };
+            let baseline = path_attributions(trees, measure, encoded, per_column)? / n;
+            per_column.iter_mut().for_each(|c| *c /= n);
+            if *classes <= 2 && class == 0 {
+                negate(per_column);
+                1.0 - baseline
+            } else {
+                baseline
+            }
         }
         CompiledModel::Boosted {
             trees,
             base_score,
             learning_rate,
         } => {
-            let baseline = path_attributions(trees, encoded, per_column)?;
+            let baseline = path_attributions(trees, Measure::ONE, encoded, per_column)?;
             per_column.iter_mut().for_each(|c| *c *= learning_rate);
             base_score + learning_rate * baseline
+        }
+        CompiledModel::BoostedClassifier {
+            trees,
+            base_scores,
+            learning_rate,
+            ..
+        } => {
+            let scores = base_scores.len().max(1);
+            let score = if scores == 1 { 0 } else { class };
+            let own = trees.iter().skip(score).step_by(scores);
+            let baseline = path_attributions(own, Measure::ONE, encoded, per_column)?;
+            per_column.iter_mut().for_each(|c| *c *= learning_rate);
+            let raw = base_scores.get(score)? + learning_rate * baseline;
+            if scores == 1 && class == 0 {
+                negate(per_column);
+                -raw
+            } else {
+                raw
+            }
         }
     };
     contributions.clear();
@@ -112,31 +165,53 @@ pub fn explain_into(
     Some(baseline)
 }
 
+/// Which of a node's values a path attribution is measured in: `node_values[node ×
+/// stride + offset]`.
+#[derive(Debug, Clone, Copy)]
+struct Measure {
+    stride: usize,
+    offset: usize,
+}
+
+impl Measure {
+    /// One value per node.
+    const ONE: Measure = Measure {
+        stride: 1,
+        offset: 0,
+    };
+}
+
 /// Summed over the trees into `per_column`: each encoded column's credited changes along
 /// the row's root-to-leaf paths; returns the summed root values. None when node values
 /// were not learned.
-fn path_attributions(trees: &[Tree], encoded: &[f64], per_column: &mut [f64]) -> Option<f64> {
-    if trees.iter().any(|t| t.node_values.len() != t.nodes.len()) {
-        return None;
-    }
+fn path_attributions<'a>(
+    trees: impl IntoIterator<Item = &'a Tree>,
+    measure: Measure,
+    encoded: &[f64],
+    per_column: &mut [f64],
+) -> Option<f64> {
     let mut baseline = 0.0;
     for tree in trees {
-        baseline += tree.node_values[0];
+        if tree.node_values.len() < tree.nodes.len() * measure.stride {
+            return None;
+        }
+        let value = |node: usize| tree.node_values[node * measure.stride + measure.offset];
+        baseline += value(0);
         let mut at = 0;
         while let (Some(left), Some(right)) = (tree.nodes[at].left, tree.nodes[at].right) {
             let node = &tree.nodes[at];
-            let next = if encoded[node.feature] <= node.threshold {
-                left
-            } else {
-                right
-            };
+            let next = if node.goes_left(encoded) { left } else { right };
             if let Some(slot) = per_column.get_mut(node.feature) {
-                *slot += tree.node_values[next] - tree.node_values[at];
+                *slot += value(next) - value(at);
             }
             at = next;
         }
     }
     Some(baseline)
+}
+
+fn negate(values: &mut [f64]) {
+    values.iter_mut().for_each(|v| *v = -*v);
 }
 
 /// Writes `weight × (value − mean)` per encoded column into `per_column`; returns the
@@ -170,7 +245,36 @@ mod tests {
     use super::*;
     use crate::config::FeatureKind;
     use crate::ml::models::compiled::{Tree, TreeNode, sigmoid};
-    use crate::ml::models::features::{Preprocessor, RawColumn};
+    use crate::ml::models::features::{NumericEncoding, Preprocessor, RawColumn};
+
+    /// Sets `node_values` to the mean target of the rows (`width` values each) reaching
+    /// each node.
+    fn learn_node_values(tree: &mut Tree, rows: &[f64], width: usize, targets: &[f64]) {
+        let mut sums = vec![0.0; tree.nodes.len()];
+        let mut counts = vec![0.0; tree.nodes.len()];
+        for (row, target) in rows.chunks(width).zip(targets) {
+            let mut at = 0;
+            loop {
+                sums[at] += target;
+                counts[at] += 1.0;
+                match (tree.nodes[at].left, tree.nodes[at].right) {
+                    (Some(left), Some(right)) => {
+                        at = if tree.nodes[at].goes_left(row) {
+                            left
+                        } else {
+                            right
+                        };
+                    }
+                    _ => break,
+                }
+            }
+        }
+        tree.node_values = sums
+            .iter()
+            .zip(&counts)
+            .map(|(s, c)| if *c > 0.0 { s / c } else { 0.0 })
+            .collect();
+    }
 
     fn preprocessing() -> Preprocessor {
         Preprocessor::fit(
@@ -182,7 +286,7 @@ mod tests {
                 RawColumn::Numbers(vec![Some(0.0), Some(2.0)]),
                 RawColumn::Texts(vec![Some("a".into()), Some("b".into())]),
             ],
-            false,
+            NumericEncoding::Standardized,
             10,
         )
     }
@@ -191,6 +295,7 @@ mod tests {
     fn linear_contributions_add_up_to_the_logit() {
         // Encoded columns: x, c=a, c=b, c=(other).
         let artifact = Artifact {
+            format: 1,
             smartcore: serde_json::Value::Null,
             preprocessing: preprocessing(),
             compiled: CompiledModel::Linear {
@@ -220,6 +325,7 @@ mod tests {
             left: None,
             right: None,
             output,
+            missing_left: false,
         };
         let mut first = Tree {
             nodes: vec![
@@ -229,6 +335,7 @@ mod tests {
                     left: Some(1),
                     right: Some(2),
                     output: 0.0,
+                    missing_left: false,
                 },
                 TreeNode {
                     feature: 1,
@@ -236,6 +343,7 @@ mod tests {
                     left: Some(3),
                     right: Some(4),
                     output: 0.0,
+                    missing_left: false,
                 },
                 leaf(1.0),
                 leaf(0.0),
@@ -251,6 +359,7 @@ mod tests {
                     left: Some(1),
                     right: Some(2),
                     output: 0.0,
+                    missing_left: false,
                 },
                 leaf(0.0),
                 leaf(1.0),
@@ -261,9 +370,10 @@ mod tests {
             0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 2.0, 1.0, 0.0, 2.0, 0.0, 1.0, 0.0,
         ];
         let targets = [0.0, 1.0, 1.0, 1.0];
-        first.learn_node_values(&rows, 4, &targets);
-        second.learn_node_values(&rows, 4, &targets);
+        learn_node_values(&mut first, &rows, 4, &targets);
+        learn_node_values(&mut second, &rows, 4, &targets);
         let artifact = Artifact {
+            format: 1,
             smartcore: serde_json::Value::Null,
             preprocessing: preprocessing(),
             compiled: CompiledModel::Trees {
@@ -274,8 +384,8 @@ mod tests {
         };
         for row in rows.chunks(4) {
             let explanation = explain(&artifact, row, 0).unwrap();
-            let mean_leaf = (first.node_values[*first.path(row).last().unwrap()]
-                + second.node_values[*second.path(row).last().unwrap()])
+            let mean_leaf = (first.node_values[first.leaf_index(row)]
+                + second.node_values[second.leaf_index(row)])
                 / 2.0;
             assert!((explanation.output() - mean_leaf).abs() < 1e-12, "{row:?}");
             assert_eq!(explanation.baseline, 0.75);
@@ -290,6 +400,7 @@ mod tests {
             left: None,
             right: None,
             output,
+            missing_left: false,
         };
         let mut tree = Tree {
             nodes: vec![
@@ -299,6 +410,7 @@ mod tests {
                     left: Some(1),
                     right: Some(2),
                     output: 0.0,
+                    missing_left: false,
                 },
                 leaf(-2.0),
                 leaf(4.0),
@@ -307,8 +419,9 @@ mod tests {
         };
         let rows = [0.0, 0.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0];
         let leaves: Vec<f64> = rows.chunks(4).map(|r| tree.leaf(r).output).collect();
-        tree.learn_node_values(&rows, 4, &leaves);
+        learn_node_values(&mut tree, &rows, 4, &leaves);
         let artifact = Artifact {
+            format: 1,
             smartcore: serde_json::Value::Null,
             preprocessing: preprocessing(),
             compiled: CompiledModel::Boosted {
@@ -323,6 +436,80 @@ mod tests {
             let predicted = artifact.compiled.score(row).value;
             assert!((explanation.output() - predicted).abs() < 1e-12, "{row:?}");
             assert!((explanation.baseline - (0.5 + 0.1 * 2.0 * 2.0)).abs() < 1e-12);
+        }
+    }
+}
+
+#[cfg(test)]
+mod learned_model_tests {
+    use super::*;
+    use crate::config::FeatureKind;
+    use crate::ml::models::compiled::sigmoid;
+    use crate::ml::models::features::{NumericEncoding, Preprocessor, RawColumn};
+    use crate::ml::models::learner::Labels;
+    use crate::ml::models::trees::bins::BinnedColumns;
+    use crate::ml::models::trees::boosting::{BoostingParameters, train_boosting};
+    use crate::ml::models::trees::forest::tests::noisy_rows;
+    use crate::ml::models::trees::forest::{ForestParameters, train_forest};
+
+    fn artifact(compiled: CompiledModel) -> Artifact {
+        let numbers = RawColumn::Numbers(vec![Some(0.0), Some(1.0)]);
+        Artifact {
+            format: crate::ml::models::registry::ARTIFACT_FORMAT,
+            smartcore: serde_json::Value::Null,
+            preprocessing: Preprocessor::fit(
+                &[
+                    ("a".into(), FeatureKind::Numeric),
+                    ("b".into(), FeatureKind::Numeric),
+                ],
+                &[numbers.clone(), numbers],
+                NumericEncoding::MissingKept,
+                10,
+            ),
+            compiled,
+            encoded_means: Vec::new(),
+        }
+    }
+
+    /// Explanations of both classes of a binary model add up to what it outputs.
+    #[test]
+    fn soft_forest_and_boosted_explanations_add_up_to_the_probability_and_log_odds() {
+        let (values, classes) = noisy_rows(3000, 4);
+        let binned = BinnedColumns::new(&values, 3000, 2);
+        let labels = Labels::Classes(classes);
+        let forest = artifact(train_forest(
+            &binned,
+            &labels,
+            2,
+            &ForestParameters {
+                n_trees: 15,
+                max_depth: Some(5),
+                ..ForestParameters::default()
+            },
+            2,
+        ));
+        let boosted = artifact(train_boosting(
+            &values,
+            &binned,
+            &labels,
+            2,
+            &BoostingParameters {
+                n_estimators: 30,
+                ..BoostingParameters::default()
+            },
+            2,
+        ));
+        for row in values.chunks(2).take(300) {
+            let probability = forest.compiled.score(row).probabilities;
+            for class in [0, 1] {
+                let explained = explain(&forest, row, class).unwrap().output();
+                assert!((explained - probability[class]).abs() < 1e-9, "{row:?}");
+            }
+            let positive = boosted.compiled.score(row).probabilities[1];
+            let log_odds = explain(&boosted, row, 1).unwrap().output();
+            assert!((sigmoid(log_odds) - positive).abs() < 1e-9, "{row:?}");
+            let against = explain(&boosted, row, 0).unwrap().output();
+            assert!((against + log_odds).abs() < 1e-9);
         }
     }
 }

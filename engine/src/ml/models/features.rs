@@ -1,8 +1,11 @@
 //! Preprocessing that is part of a model: turning feature values into the numbers the
 //! algorithm sees, learned from the training rows and stored in the manifest.
 //!
-//! - numeric: missing (and non-finite) values become the training mean; for linear
-//!   algorithms values are standardized with the training mean and standard deviation;
+//! - numeric: for linear algorithms, missing (and non-finite) values become the training
+//!   mean and values are standardized with the training mean and standard deviation; for
+//!   lakescore's tree learners, values stay as they are and missing ones become NaN, which
+//!   each split sends to the side it learned (models registered before kept imputing the
+//!   mean);
 //! - boolean: true is 1, false 0, missing becomes the training majority;
 //! - categorical: one-hot over the `max_categories` most frequent training values
 //!   (missing counts as the value `(missing)`), plus one `(other)` column that every value
@@ -57,6 +60,9 @@ pub enum Encoder {
         std: f64,
         /// Whether the value is standardized.
         scaled: bool,
+        /// Whether missing values stay missing (NaN) instead of becoming the mean.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        keeps_missing: bool,
     },
     /// True/false as 1/0.
     Boolean {
@@ -72,6 +78,15 @@ pub enum Encoder {
         /// Learned categories, most frequent first.
         categories: Vec<String>,
     },
+}
+
+/// How an algorithm wants numeric features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumericEncoding {
+    /// Missing values imputed with the training mean, then standardized (linear models).
+    Standardized,
+    /// Values as they are, missing ones NaN (lakescore's tree learners).
+    MissingKept,
 }
 
 /// The encoders of every feature, in feature order.
@@ -128,10 +143,15 @@ impl Encoder {
     pub fn encode(&self, value: RawValue<'_>, out: &mut Vec<f64>) {
         match self {
             Encoder::Numeric {
-                mean, std, scaled, ..
+                mean,
+                std,
+                scaled,
+                keeps_missing,
+                ..
             } => {
                 let x = match value {
                     RawValue::Number(x) if x.is_finite() => x,
+                    _ if *keeps_missing => f64::NAN,
                     _ => *mean,
                 };
                 out.push(if *scaled { (x - mean) / std } else { x });
@@ -158,7 +178,7 @@ impl Preprocessor {
     pub fn fit(
         features: &[(String, FeatureKind)],
         columns: &[RawColumn],
-        scale: bool,
+        numbers: NumericEncoding,
         max_categories: usize,
     ) -> Self {
         let encoders = features
@@ -194,7 +214,8 @@ impl Preprocessor {
                         name: name.clone(),
                         mean,
                         std,
-                        scaled: scale,
+                        scaled: numbers == NumericEncoding::Standardized,
+                        keeps_missing: numbers == NumericEncoding::MissingKept,
                     }
                 }
             })
@@ -272,7 +293,7 @@ mod tests {
             RawColumn::Numbers(vec![Some(1.0), Some(1.0), Some(0.0)]),
             RawColumn::Texts(vec![Some("retail".into()), Some("retail".into()), None]),
         ];
-        let pre = Preprocessor::fit(&features, &columns, true, 10);
+        let pre = Preprocessor::fit(&features, &columns, NumericEncoding::Standardized, 10);
         assert_eq!(
             pre.encoded_names(),
             [
@@ -297,5 +318,14 @@ mod tests {
         ];
         pre.encode_row(&unseen, 0, &mut row);
         assert_eq!(row, vec![1.0, 1.0, 0.0, 0.0, 1.0]);
+
+        let kept = Preprocessor::fit(&features, &columns, NumericEncoding::MissingKept, 10);
+        kept.encode_row(&columns, 2, &mut row);
+        assert!(
+            row[0].is_nan(),
+            "a missing number stays missing for the trees: {row:?}"
+        );
+        kept.encode_row(&columns, 1, &mut row);
+        assert_eq!(row[0], 3.0, "and is not scaled");
     }
 }

@@ -1,40 +1,34 @@
-//! Training with smartcore: one function per algorithm family, each returning the
-//! serialized smartcore model (the artifact) and lakescore's compiled view of it.
+//! Training: one function per algorithm family, each returning lakescore's compiled view
+//! of the model and, for the algorithms smartcore trains (linear and ridge regression),
+//! smartcore's serialized model.
+//!
+//! Logistic regression ([`super::logistic`]) and the tree models ([`super::trees`]:
+//! `decision_tree`, `random_forest`, `gradient_boosting`) are lakescore's own learners and
+//! use every core; the result does not depend on how many there are.
 //!
 //! `params` from the project file are laid over the algorithm's defaults; a key the
 //! algorithm does not have is an error listing the ones it has. The `seed` key, when the
 //! algorithm has one, defaults to the model's seed, and ridge regression's `normalize`
 //! defaults to false because lakescore's preprocessing already standardizes.
 
+use super::compiled::CompiledModel;
+use super::logistic::{LogisticParameters, Problem};
+use super::trees::bins::BinnedColumns;
+use super::trees::boosting::{BoostingParameters, train_boosting};
+use super::trees::forest::{ForestParameters, TreeParameters, train_forest};
+use crate::config::{Algorithm, Task};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use smartcore::ensemble::random_forest_classifier::{
-    RandomForestClassifier, RandomForestClassifierParameters,
-};
-use smartcore::ensemble::random_forest_regressor::{
-    RandomForestRegressor, RandomForestRegressorParameters,
-};
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
 use smartcore::linear::linear_regression::{LinearRegression, LinearRegressionParameters};
-use smartcore::linear::logistic_regression::{LogisticRegression, LogisticRegressionParameters};
 use smartcore::linear::ridge_regression::{RidgeRegression, RidgeRegressionParameters};
-use smartcore::tree::decision_tree_classifier::{
-    DecisionTreeClassifier, DecisionTreeClassifierParameters,
-};
-use smartcore::tree::decision_tree_regressor::{
-    DecisionTreeRegressor, DecisionTreeRegressorParameters,
-};
-use smartcore::xgboost::xgb_regressor::{XGRegressor, XGRegressorParameters};
 
-use super::compiled::{CompiledModel, Tree};
-use crate::config::{Algorithm, Task};
-
-/// A trained model: smartcore's serialized form and the compiled view.
+/// A trained model: the compiled view and, when smartcore trained it, its serialized form.
 pub struct Trained {
-    /// The smartcore model as JSON: the artifact stored in the registry.
-    pub artifact: String,
+    /// The smartcore model (null for lakescore's own learners).
+    pub smartcore: Value,
     /// The compiled view used to score.
     pub compiled: CompiledModel,
     /// The parameters used, defaults included.
@@ -72,97 +66,94 @@ pub fn train(
     seed: u64,
     data: TrainingData<'_>,
 ) -> Result<Trained, String> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let own = |compiled: CompiledModel, params: Value| Trained {
+        smartcore: Value::Null,
+        compiled,
+        params,
+    };
+    match (algorithm, task, data.labels) {
+        (Algorithm::LogisticRegression, _, Labels::Classes(classes)) => {
+            let params: LogisticParameters = merge_params(params, seed, algorithm)?;
+            let problem = Problem {
+                values: data.values,
+                width: data.width,
+                classes,
+                class_count: data.classes,
+            };
+            let compiled = super::logistic::fit(&problem, &params, threads);
+            Ok(own(compiled, to_value(&params)?))
+        }
+        (Algorithm::DecisionTree | Algorithm::RandomForest, _, labels) => {
+            let (forest, shown) = if algorithm == Algorithm::DecisionTree {
+                let params: TreeParameters = merge_params(params, seed, algorithm)?;
+                (ForestParameters::from(&params), to_value(&params)?)
+            } else {
+                let params: ForestParameters = merge_params(params, seed, algorithm)?;
+                let shown = to_value(&params)?;
+                (params, shown)
+            };
+            let binned = BinnedColumns::new(data.values, data.rows, data.width);
+            let classes = class_count(task, data.classes);
+            let compiled = train_forest(&binned, labels, classes, &forest, threads);
+            Ok(own(compiled, shown))
+        }
+        (Algorithm::GradientBoosting, _, labels) => {
+            let params: BoostingParameters = merge_params(params, seed, algorithm)?;
+            if let Some(problem) = params.problem() {
+                return Err(format!("params: {problem}"));
+            }
+            let binned = BinnedColumns::new(data.values, data.rows, data.width);
+            let classes = class_count(task, data.classes);
+            let compiled = train_boosting(data.values, &binned, labels, classes, &params, threads);
+            Ok(own(compiled, to_value(&params)?))
+        }
+        (Algorithm::LinearRegression | Algorithm::RidgeRegression, _, Labels::Values(y)) => {
+            train_smartcore_linear(algorithm, params, seed, &data, y)
+        }
+        _ => Err(format!(
+            "algorithm {} does not fit these labels",
+            algorithm.as_str()
+        )),
+    }
+}
+
+/// Classes a tree model predicts: 0 for regression.
+fn class_count(task: Task, classes: usize) -> usize {
+    match task {
+        Task::Classification => classes,
+        Task::Regression => 0,
+    }
+}
+
+fn to_value<P: Serialize>(params: &P) -> Result<Value, String> {
+    serde_json::to_value(params).map_err(|e| e.to_string())
+}
+
+/// Linear or ridge regression with smartcore.
+fn train_smartcore_linear(
+    algorithm: Algorithm,
+    params: &toml::Table,
+    seed: u64,
+    data: &TrainingData<'_>,
+    y: &Vec<f64>,
+) -> Result<Trained, String> {
     let check = Check {
         values: data.values,
         width: data.width,
     };
     let x = DenseMatrix::new(data.rows, data.width, data.values.to_vec(), false)
         .map_err(|e| e.to_string())?;
-    match (algorithm, task, data.labels) {
-        (Algorithm::LogisticRegression, _, Labels::Classes(y)) => {
-            let params: LogisticRegressionParameters<f64> = merge_params(params, seed, algorithm)?;
-            let model =
-                LogisticRegression::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let coefficients = model.coefficients();
-            let intercept = model.intercept();
-            let (k, width) = coefficients.shape();
-            let compiled = if data.classes == 2 {
-                CompiledModel::Linear {
-                    weights: (0..width).map(|j| *coefficients.get((0, j))).collect(),
-                    intercept: *intercept.get((0, 0)),
-                    logistic: true,
-                }
-            } else {
-                CompiledModel::Softmax {
-                    weights: (0..k)
-                        .map(|c| (0..width).map(|j| *coefficients.get((c, j))).collect())
-                        .collect(),
-                    intercepts: (0..k).map(|c| *intercept.get((c, 0))).collect(),
-                }
-            };
-            finish(&check, &model, compiled, &params, |m| {
-                m.predict(&x).map(|p| p.iter().map(|c| *c as f64).collect())
-            })
-        }
-        (Algorithm::LinearRegression, _, Labels::Values(y)) => {
-            let params: LinearRegressionParameters = merge_params(params, seed, algorithm)?;
-            let model = LinearRegression::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = linear_view(model.coefficients(), *model.intercept());
-            finish(&check, &model, compiled, &params, |m| m.predict(&x))
-        }
-        (Algorithm::RidgeRegression, _, Labels::Values(y)) => {
-            let params: RidgeRegressionParameters<f64> = merge_params(params, seed, algorithm)?;
-            let model = RidgeRegression::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = linear_view(model.coefficients(), *model.intercept());
-            finish(&check, &model, compiled, &params, |m| m.predict(&x))
-        }
-        (Algorithm::DecisionTree, Task::Classification, Labels::Classes(y)) => {
-            let params: DecisionTreeClassifierParameters = merge_params(params, seed, algorithm)?;
-            let model =
-                DecisionTreeClassifier::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = trees_view(&model, data.classes)?;
-            finish(&check, &model, compiled, &params, |m| {
-                m.predict(&x).map(|p| p.iter().map(|c| *c as f64).collect())
-            })
-        }
-        (Algorithm::DecisionTree, Task::Regression, Labels::Values(y)) => {
-            let params: DecisionTreeRegressorParameters = merge_params(params, seed, algorithm)?;
-            let model =
-                DecisionTreeRegressor::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = trees_view(&model, 0)?;
-            finish(&check, &model, compiled, &params, |m| m.predict(&x))
-        }
-        (Algorithm::RandomForest, Task::Classification, Labels::Classes(y)) => {
-            let params: RandomForestClassifierParameters = merge_params(params, seed, algorithm)?;
-            let model =
-                RandomForestClassifier::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = trees_view(&model, data.classes)?;
-            finish(&check, &model, compiled, &params, |m| {
-                m.predict(&x).map(|p| p.iter().map(|c| *c as f64).collect())
-            })
-        }
-        (Algorithm::RandomForest, Task::Regression, Labels::Values(y)) => {
-            let params: RandomForestRegressorParameters = merge_params(params, seed, algorithm)?;
-            let model =
-                RandomForestRegressor::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let compiled = trees_view(&model, 0)?;
-            finish(&check, &model, compiled, &params, |m| m.predict(&x))
-        }
-        (Algorithm::GradientBoosting, Task::Regression, Labels::Values(y)) => {
-            let params: XGRegressorParameters = merge_params(params, seed, algorithm)?;
-            let model = XGRegressor::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
-            let serialized = serde_json::to_value(&model).map_err(|e| e.to_string())?;
-            let compiled = CompiledModel::Boosted {
-                trees: Tree::from_serialized_boosting(&serialized)?,
-                base_score: params.base_score,
-                learning_rate: params.learning_rate,
-            };
-            finish(&check, &model, compiled, &params, |m| m.predict(&x))
-        }
-        _ => Err(format!(
-            "algorithm {} does not fit these labels",
-            algorithm.as_str()
-        )),
+    if algorithm == Algorithm::LinearRegression {
+        let params: LinearRegressionParameters = merge_params(params, seed, algorithm)?;
+        let model = LinearRegression::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
+        let compiled = linear_view(model.coefficients(), *model.intercept());
+        finish(&check, &model, compiled, &params, |m| m.predict(&x))
+    } else {
+        let params: RidgeRegressionParameters<f64> = merge_params(params, seed, algorithm)?;
+        let model = RidgeRegression::fit(&x, y, params.clone()).map_err(|e| e.to_string())?;
+        let compiled = linear_view(model.coefficients(), *model.intercept());
+        finish(&check, &model, compiled, &params, |m| m.predict(&x))
     }
 }
 
@@ -181,8 +172,8 @@ fn finish<M: Serialize, P: Serialize>(
     params: &P,
     smartcore_predictions: impl Fn(&M) -> Result<Vec<f64>, smartcore::error::Failed>,
 ) -> Result<Trained, String> {
-    let artifact = serde_json::to_string(model).map_err(|e| e.to_string())?;
-    let params = serde_json::to_value(params).map_err(|e| e.to_string())?;
+    let smartcore = serde_json::to_value(model).map_err(|e| e.to_string())?;
+    let params = to_value(params)?;
     let expected = smartcore_predictions(model).map_err(|e| e.to_string())?;
     let rows = check.values.chunks(check.width.max(1));
     for (index, (row, want)) in rows.zip(&expected).enumerate() {
@@ -194,7 +185,7 @@ fn finish<M: Serialize, P: Serialize>(
         }
     }
     Ok(Trained {
-        artifact,
+        smartcore,
         compiled,
         params,
     })
@@ -212,14 +203,6 @@ fn linear_view(coefficients: &DenseMatrix<f64>, intercept: f64) -> CompiledModel
         intercept,
         logistic: false,
     }
-}
-
-fn trees_view<M: Serialize>(model: &M, classes: usize) -> Result<CompiledModel, String> {
-    let serialized = serde_json::to_value(model).map_err(|e| e.to_string())?;
-    Ok(CompiledModel::Trees {
-        trees: Tree::from_serialized(&serialized)?,
-        classes,
-    })
 }
 
 /// The algorithm's default parameters with the project's `params` laid over them.

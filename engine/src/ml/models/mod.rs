@@ -1,7 +1,8 @@
 //! Machine-learning models: the process's bounded cache of loaded models ([`cache`]),
 //! reading a model's rows ([`dataset`]), preprocessing
-//! ([`features`]), training with smartcore ([`learner`]), lakescore's compiled view of a
-//! trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
+//! ([`features`]), training ([`learner`]: lakescore's own [`logistic`] regression and
+//! histogram [`trees`], smartcore for linear and ridge regression), lakescore's compiled
+//! view of a trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
 //! ([`predict`]) and the models a session's `predict` calls use ([`loaded`]), holdout
 //! metrics ([`metrics`]), the training-time profile ([`profile`]), the versioned registry
 //! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
@@ -13,6 +14,7 @@ pub mod explain;
 pub mod features;
 pub mod learner;
 pub mod loaded;
+pub mod logistic;
 pub mod metrics;
 pub mod predict;
 pub mod prediction_id;
@@ -21,3 +23,4 @@ pub mod registry;
 pub mod retrain;
 pub mod score;
 pub mod train;
+pub mod trees;

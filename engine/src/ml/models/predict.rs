@@ -319,7 +319,7 @@ pub fn score_rows(
         let explained = explain_into(
             artifact,
             &encoded,
-            class,
+            positive.unwrap_or(class),
             &mut per_column,
             &mut contributions,
         )

@@ -230,10 +230,23 @@ pub struct RetrainRecord {
     pub requests: Vec<String>,
 }
 
+/// The artifact format this lakescore writes: 1 had smartcore train every model; 2 has
+/// lakescore's own learners (soft-voting forests, histogram trees, boosted classifiers,
+/// NaN for missing numbers in tree models). Every format up to this one loads.
+pub const ARTIFACT_FORMAT: u32 = 2;
+
+fn first_format() -> u32 {
+    1
+}
+
 /// What `model.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
-    /// smartcore's serialized model.
+    /// The artifact format ([`ARTIFACT_FORMAT`]); 1 when absent.
+    #[serde(default = "first_format")]
+    pub format: u32,
+    /// smartcore's serialized model, when smartcore trained it.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub smartcore: Value,
     /// The preprocessing.
     pub preprocessing: Preprocessor,
@@ -661,8 +674,14 @@ impl Registry {
                 manifest.name, manifest.version, manifest.artifact_sha256
             )));
         }
-        let artifact =
+        let artifact: Artifact =
             serde_json::from_slice(&bytes).map_err(|e| self.storage(format!("{path}: {e}")))?;
+        if artifact.format > ARTIFACT_FORMAT {
+            return Err(Error::Usage(format!(
+                "{}:{}: the artifact {path} has format {} but this lakescore reads formats up to {ARTIFACT_FORMAT}; score it with the lakescore release that trained it, or upgrade",
+                manifest.name, manifest.version, artifact.format
+            )));
+        }
         Ok(LoadedModel { manifest, artifact })
     }
 

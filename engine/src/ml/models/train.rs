@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::compiled::{CompiledModel, RawOutput};
+use super::compiled::RawOutput;
 use super::dataset::{LabelColumn, is_holdout, read_dataset, unit_hash};
-use super::features::{Preprocessor, RawColumn};
+use super::features::{NumericEncoding, Preprocessor, RawColumn};
 use super::learner::{Labels, TrainingData, train};
 use super::metrics::{Metrics, classification, regression};
 use super::profile::{self, ColumnProfile};
-use super::registry::{Artifact, FeatureEntry, Manifest, Registry, RowCounts};
+use super::registry::{ARTIFACT_FORMAT, Artifact, FeatureEntry, Manifest, Registry, RowCounts};
 use crate::config::{Algorithm, FeatureKind, ModelConfig, Project};
 use crate::error::{Error, Result};
 use crate::run::{DataMoved, OperationFuture, Report, RunContext};
@@ -129,12 +129,16 @@ pub(super) async fn fit(
         .map(|(n, k)| (n.clone(), *k))
         .collect();
     let training_columns = select_rows(&dataset.features, &train_rows);
-    let scale = matches!(
-        config.algorithm,
-        Algorithm::LogisticRegression | Algorithm::LinearRegression | Algorithm::RidgeRegression
-    );
+    let numbers = match config.algorithm {
+        Algorithm::LogisticRegression
+        | Algorithm::LinearRegression
+        | Algorithm::RidgeRegression => NumericEncoding::Standardized,
+        Algorithm::DecisionTree | Algorithm::RandomForest | Algorithm::GradientBoosting => {
+            NumericEncoding::MissingKept
+        }
+    };
     let preprocessing =
-        Preprocessor::fit(&features, &training_columns, scale, config.max_categories);
+        Preprocessor::fit(&features, &training_columns, numbers, config.max_categories);
     let width = preprocessing.encoded_names().len();
     let encode = |columns: &[RawColumn], rows: usize| {
         let mut values = Vec::with_capacity(rows * width);
@@ -147,7 +151,7 @@ pub(super) async fn fit(
     };
     let training_labels = select_labels(&labels, &train_rows);
     let training_values = encode(&training_columns, train_rows.len());
-    let mut trained = train(
+    let trained = train(
         config.algorithm,
         config.task,
         &config.params,
@@ -162,36 +166,6 @@ pub(super) async fn fit(
     )
     .map_err(|problem| Error::Usage(format!("model '{}': {problem}", config.name)))?;
     let encoded_means = column_means(&training_values, width);
-    // Path attributions are measured in the training target: values, or the
-    // positive-class share (multiclass trees are not explained).
-    let targets: Option<Vec<f64>> = match &training_labels {
-        Labels::Values(values) => Some(values.clone()),
-        Labels::Classes(indexes) if classes.len() == 2 => Some(
-            indexes
-                .iter()
-                .map(|c| f64::from(u8::from(*c as usize == positive)))
-                .collect(),
-        ),
-        Labels::Classes(_) => None,
-    };
-    match (&mut trained.compiled, targets) {
-        (CompiledModel::Trees { trees, .. }, Some(targets)) => {
-            for tree in trees {
-                tree.learn_node_values(&training_values, width, &targets);
-            }
-        }
-        // A boosted tree is explained in its own leaf values (path attribution per tree).
-        (CompiledModel::Boosted { trees, .. }, _) => {
-            for tree in trees {
-                let leaves: Vec<f64> = training_values
-                    .chunks(width.max(1))
-                    .map(|row| tree.leaf(row).output)
-                    .collect();
-                tree.learn_node_values(&training_values, width, &leaves);
-            }
-        }
-        _ => {}
-    }
 
     let (evaluated_on, evaluated) = if holdout_rows.is_empty() {
         ("training", train_rows.clone())
@@ -267,10 +241,9 @@ pub(super) async fn fit(
         run_id: cx.run_id().to_string(),
         retrain: None,
     };
-    let smartcore = serde_json::from_str(&trained.artifact)
-        .map_err(|e| Error::Usage(format!("model '{}': {e}", config.name)))?;
     let artifact = Artifact {
-        smartcore,
+        format: ARTIFACT_FORMAT,
+        smartcore: trained.smartcore,
         preprocessing,
         compiled: trained.compiled,
         encoded_means,
@@ -489,17 +462,21 @@ fn positive_class(config: &ModelConfig, classes: &[String]) -> Result<usize> {
         .unwrap_or(classes.len() - 1))
 }
 
+/// Each encoded column's mean over the rows where it is not missing.
 fn column_means(values: &[f64], width: usize) -> Vec<f64> {
     let mut sums = vec![0.0; width];
-    let mut rows = 0.0;
+    let mut counts = vec![0.0; width];
     for row in values.chunks(width.max(1)) {
-        for (sum, value) in sums.iter_mut().zip(row) {
-            *sum += value;
+        for ((sum, count), value) in sums.iter_mut().zip(&mut counts).zip(row) {
+            if !value.is_nan() {
+                *sum += value;
+                *count += 1.0;
+            }
         }
-        rows += 1.0;
     }
     sums.iter()
-        .map(|s| if rows > 0.0 { s / rows } else { 0.0 })
+        .zip(&counts)
+        .map(|(s, c)| if *c > 0.0 { s / c } else { 0.0 })
         .collect()
 }
 

@@ -1,0 +1,150 @@
+//! Feature binning for the histogram tree learner: each encoded column is cut once per
+//! training run into at most [`MAX_VALUE_BINS`] bins at quantiles of its training values,
+//! and every training row is stored as one byte per column. Bin 0 holds missing values
+//! (NaN), so a split can learn which side they go to.
+
+/// Most bins a column's values are cut into (bin 0, missing, comes on top).
+pub const MAX_VALUE_BINS: usize = 255;
+
+/// Values looked at per column to place the cuts: enough for stable quantiles, bounded so
+/// binning stays cheap on large training sets.
+const SAMPLE: usize = 200_000;
+
+/// The training rows as bins, column by column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BinnedColumns {
+    /// Training rows.
+    pub rows: usize,
+    /// Per column, the bin of every row.
+    pub bins: Vec<Vec<u8>>,
+    /// Per column, the upper bound of each value bin: bin `b ≥ 1` holds the values in
+    /// `(upper[b - 2], upper[b - 1]]`; the last bound is +∞.
+    pub upper: Vec<Vec<f64>>,
+}
+
+impl BinnedColumns {
+    /// Bins `rows × width` row-major `values`.
+    pub fn new(values: &[f64], rows: usize, width: usize) -> Self {
+        let mut bins = Vec::with_capacity(width);
+        let mut upper = Vec::with_capacity(width);
+        for column in 0..width {
+            let cuts = cuts(values, rows, width, column);
+            let mut column_bins = Vec::with_capacity(rows);
+            column_bins.extend((0..rows).map(|row| bin_of(&cuts, values[row * width + column])));
+            bins.push(column_bins);
+            upper.push(cuts);
+        }
+        Self { rows, bins, upper }
+    }
+
+    /// Bins of column `column`, value bins and the missing bin (0) included.
+    pub fn bin_count(&self, column: usize) -> usize {
+        self.upper[column].len() + 1
+    }
+
+    /// Columns.
+    pub fn width(&self) -> usize {
+        self.bins.len()
+    }
+}
+
+/// The bin of `value`: 0 when missing, else the first value bin whose bound is at least it.
+fn bin_of(upper: &[f64], value: f64) -> u8 {
+    if value.is_nan() {
+        return 0;
+    }
+    // At most MAX_VALUE_BINS bounds, so the index fits a byte.
+    (upper.partition_point(|bound| *bound < value) + 1) as u8
+}
+
+/// The bin bounds of one column: every distinct value its own bin when there are few,
+/// else cuts at equal shares of the sampled values; a bound lies halfway between the
+/// last value of its bin and the first of the next.
+fn cuts(values: &[f64], rows: usize, width: usize, column: usize) -> Vec<f64> {
+    let step = rows.div_ceil(SAMPLE).max(1);
+    let mut sample: Vec<f64> = (0..rows)
+        .step_by(step)
+        .map(|row| values[row * width + column])
+        .filter(|v| !v.is_nan())
+        .collect();
+    sample.sort_unstable_by(f64::total_cmp);
+    let mut distinct: Vec<(f64, usize)> = Vec::new();
+    for value in sample.iter().copied() {
+        match distinct.last_mut() {
+            Some((last, count)) if *last == value => *count += 1,
+            _ => distinct.push((value, 1)),
+        }
+    }
+    let mut upper = Vec::new();
+    if distinct.len() <= MAX_VALUE_BINS {
+        upper.extend(
+            distinct
+                .windows(2)
+                .map(|pair| midpoint(pair[0].0, pair[1].0)),
+        );
+    } else {
+        let share = sample.len() as f64 / MAX_VALUE_BINS as f64;
+        let mut seen = 0usize;
+        for (at, (value, count)) in distinct.iter().enumerate() {
+            seen += count;
+            let next = distinct.get(at + 1).map(|(v, _)| *v);
+            if let Some(next) = next
+                && seen as f64 >= share * (upper.len() + 1) as f64
+                && upper.len() + 1 < MAX_VALUE_BINS
+            {
+                upper.push(midpoint(*value, next));
+            }
+        }
+    }
+    upper.push(f64::INFINITY);
+    upper
+}
+
+fn midpoint(low: f64, high: f64) -> f64 {
+    let middle = low + (high - low) / 2.0;
+    // Between adjacent floats the midpoint rounds onto one of them; keep `low` on the left.
+    if middle >= high { low } else { middle }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn few_distinct_values_get_a_bin_each_and_missing_gets_bin_zero() {
+        let values = [3.0, 1.0, f64::NAN, 2.0, 1.0];
+        let binned = BinnedColumns::new(&values, 5, 1);
+        assert_eq!(binned.upper[0], vec![1.5, 2.5, f64::INFINITY]);
+        assert_eq!(binned.bins[0], vec![3, 1, 0, 2, 1]);
+        assert_eq!(binned.bin_count(0), 4);
+    }
+
+    #[test]
+    fn many_distinct_values_are_cut_at_quantiles_into_at_most_255_bins() {
+        let rows = 10_000;
+        let values: Vec<f64> = (0..rows).map(|i| f64::from(i) * 0.5).collect();
+        let binned = BinnedColumns::new(&values, rows as usize, 1);
+        assert_eq!(binned.bin_count(0), MAX_VALUE_BINS + 1);
+        let mut sizes = vec![0usize; binned.bin_count(0)];
+        for bin in &binned.bins[0] {
+            sizes[*bin as usize] += 1;
+        }
+        assert_eq!(sizes[0], 0);
+        // Equal shares: every value bin holds about rows / 255 rows.
+        assert!(
+            sizes[1..].iter().all(|s| (35..=45).contains(s)),
+            "{sizes:?}"
+        );
+        // Bins are ordered: a larger value never lands in a smaller bin.
+        assert!(binned.bins[0].windows(2).all(|w| w[0] <= w[1]));
+        // A bound separates its bin's values from the next bin's.
+        for (row, bin) in binned.bins[0].iter().enumerate() {
+            let value = values[row];
+            let bin = *bin as usize;
+            assert!(value <= binned.upper[0][bin - 1]);
+            if bin >= 2 {
+                assert!(value > binned.upper[0][bin - 2]);
+            }
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! lakescore's tree learners, used by `decision_tree`, `random_forest` and
+//! `gradient_boosting`: encoded columns binned once per training run ([`bins`]), one
+//! histogram tree grower for every tree model ([`grow`]), soft-voting forests and single
+//! trees ([`forest`]), gradient boosting ([`boosting`]) and their seeded random numbers
+//! ([`rng`]).
+
+pub mod bins;
+pub mod boosting;
+pub mod forest;
+pub mod grow;
+pub mod rng;
