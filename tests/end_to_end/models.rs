@@ -86,6 +86,30 @@ logins = "numeric"
 contract = "categorical"
 
 [[model]]
+name = "churn_boost"
+task = "classification"
+algorithm = "gradient_boosting"
+params = { n_estimators = 200, learning_rate = 0.1, max_leaves = 8, early_stopping_rounds = 10 }
+training_table = "curated.customers"
+label = "churned"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+contract = "categorical"
+
+[[model]]
+name = "contract_boost"
+task = "classification"
+algorithm = "gradient_boosting"
+params = { n_estimators = 30 }
+training_table = "curated.customers"
+label = "contract"
+key = ["customer_id"]
+[model.features]
+logins = "numeric"
+churned = "boolean"
+
+[[model]]
 name = "spend_forest"
 task = "regression"
 algorithm = "random_forest"
@@ -189,6 +213,44 @@ fn models_train_register_and_move_aliases_and_tampering_is_refused() {
     );
     let spend_forest = ws.run(&["train", "spend_forest"]).ok();
     assert!(metric(&spend_forest, "r2") > 0.8, "{spend_forest}");
+    let churn_boost = ws.run(&["train", "churn_boost"]).ok();
+    assert!(metric(&churn_boost, "roc_auc") > 0.8, "{churn_boost}");
+    let contract_boost = ws.run(&["train", "contract_boost"]).ok();
+    assert!(
+        contract_boost.contains("contract_boost:1 trained"),
+        "{contract_boost}"
+    );
+    // Soft votes: a forest of 25 trees gives many more than the 26 probabilities hard
+    // votes can; boosted probabilities and explanations for a row missing a number.
+    assert_eq!(
+        ws.csv(
+            "SELECT count(DISTINCT predict('churn_forest', logins, contract)['probability']) > 26 AS soft, \
+             min(predict('churn_boost', logins, contract)['probability']) > 0 AS above_zero, \
+             max(predict('churn_boost', logins, contract)['probability']) < 1 AS below_one \
+             FROM curated.customers"
+        ),
+        "soft,above_zero,below_one\ntrue,true,true\n"
+    );
+    assert_eq!(
+        ws.csv(
+            "SELECT p['probability'] > 0 AND p['probability'] < 1 AS scored, \
+             array_length(p['top_features']) AS explained \
+             FROM (SELECT predict('churn_boost', NULL, 'monthly') AS p)"
+        ),
+        "scored,explained\ntrue,2\n",
+        "a missing number goes down the side training sent missing values"
+    );
+    let three = ws.csv(
+        "SELECT p['prediction'] AS contract, p['probability'] = p['confidence'] AS of_predicted, \
+         array_length(p['top_features']) AS explained \
+         FROM (SELECT predict('contract_boost', 5, true) AS p)",
+    );
+    let fields: Vec<&str> = three.lines().nth(1).unwrap().split(',').collect();
+    assert!(
+        ["monthly", "yearly", "none"].contains(&fields[0]),
+        "{three}"
+    );
+    assert_eq!(&fields[1..], ["true", "2"], "{three}");
     let spend_boost = ws.run(&["train", "spend_boost"]).ok();
     assert!(metric(&spend_boost, "r2") > 0.8, "{spend_boost}");
     assert_eq!(

@@ -80,7 +80,7 @@ pub enum Algorithm {
     DecisionTree,
     /// A random forest (classification or regression).
     RandomForest,
-    /// Gradient-boosted trees (regression; smartcore's XGBoost-style booster).
+    /// Gradient-boosted trees (classification or regression).
     GradientBoosting,
 }
 
@@ -111,10 +111,8 @@ impl Algorithm {
     pub fn supports(self, task: Task) -> bool {
         match self {
             Algorithm::LogisticRegression => task == Task::Classification,
-            Algorithm::LinearRegression
-            | Algorithm::RidgeRegression
-            | Algorithm::GradientBoosting => task == Task::Regression,
-            Algorithm::DecisionTree | Algorithm::RandomForest => true,
+            Algorithm::LinearRegression | Algorithm::RidgeRegression => task == Task::Regression,
+            Algorithm::DecisionTree | Algorithm::RandomForest | Algorithm::GradientBoosting => true,
         }
     }
 }

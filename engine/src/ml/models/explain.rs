@@ -198,10 +198,8 @@ fn path_attributions<'a>(
         let value = |node: usize| tree.node_values[node * measure.stride + measure.offset];
         baseline += value(0);
         let mut at = 0;
-        while let (Some(left), Some(right)) = (tree.nodes[at].left, tree.nodes[at].right) {
-            let node = &tree.nodes[at];
-            let next = if node.goes_left(encoded) { left } else { right };
-            if let Some(slot) = per_column.get_mut(node.feature) {
+        while let Some(next) = tree.nodes[at].next(encoded) {
+            if let Some(slot) = per_column.get_mut(tree.nodes[at].column()) {
                 *slot += value(next) - value(at);
             }
             at = next;
@@ -257,15 +255,9 @@ mod tests {
             loop {
                 sums[at] += target;
                 counts[at] += 1.0;
-                match (tree.nodes[at].left, tree.nodes[at].right) {
-                    (Some(left), Some(right)) => {
-                        at = if tree.nodes[at].goes_left(row) {
-                            left
-                        } else {
-                            right
-                        };
-                    }
-                    _ => break,
+                match tree.nodes[at].next(row) {
+                    Some(next) => at = next,
+                    None => break,
                 }
             }
         }

@@ -66,7 +66,7 @@ pub fn train(
     seed: u64,
     data: TrainingData<'_>,
 ) -> Result<Trained, String> {
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = super::parallel::cores();
     let own = |compiled: CompiledModel, params: Value| Trained {
         smartcore: Value::Null,
         compiled,

@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::compiled::{CompiledModel, sigmoid, softmax_into};
+use super::parallel::map_in_order;
 
 /// `logistic_regression`'s parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,34 +69,10 @@ impl Problem<'_> {
     fn loss_and_gradient(&self, point: &[f64], alpha: f64, threads: usize) -> (f64, Vec<f64>) {
         let rows = self.rows();
         let blocks = rows.div_ceil(BLOCK).max(1);
-        let threads = threads.clamp(1, blocks);
-        let partials: Vec<(usize, f64, Vec<f64>)> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|thread| {
-                    scope.spawn(move || {
-                        (thread..blocks)
-                            .step_by(threads)
-                            .map(|block| {
-                                let (loss, gradient) = self.block(point, block);
-                                (block, loss, gradient)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            let mut all: Vec<_> = workers
-                .into_iter()
-                .flat_map(|worker| match worker.join() {
-                    Ok(partials) => partials,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect();
-            all.sort_by_key(|(block, _, _)| *block);
-            all
-        });
+        let partials = map_in_order(blocks, threads, |block| self.block(point, block));
         let mut loss = 0.0;
         let mut gradient = vec![0.0; point.len()];
-        for (_, block_loss, block_gradient) in partials {
+        for (block_loss, block_gradient) in partials {
             loss += block_loss;
             for (g, b) in gradient.iter_mut().zip(&block_gradient) {
                 *g += b;

@@ -4,7 +4,7 @@
 //! histogram [`trees`], smartcore for linear and ridge regression), lakescore's compiled
 //! view of a trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
 //! ([`predict`]) and the models a session's `predict` calls use ([`loaded`]), holdout
-//! metrics ([`metrics`]), the training-time profile ([`profile`]), the versioned registry
+//! metrics ([`metrics`]), work spread over the cores in a fixed order ([`parallel`]), the training-time profile ([`profile`]), the versioned registry
 //! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
 
 pub mod cache;
@@ -16,6 +16,7 @@ pub mod learner;
 pub mod loaded;
 pub mod logistic;
 pub mod metrics;
+pub mod parallel;
 pub mod predict;
 pub mod prediction_id;
 pub mod profile;

@@ -239,6 +239,16 @@ fn first_format() -> u32 {
     1
 }
 
+/// The error for an artifact of a format newer than this lakescore reads.
+fn refuse_newer_format(format: u32, model: &str, path: &str) -> Result<()> {
+    if format > ARTIFACT_FORMAT {
+        return Err(Error::Usage(format!(
+            "{model}: the artifact {path} has format {format} but this lakescore reads formats up to {ARTIFACT_FORMAT}; score it with the lakescore release that trained it, or upgrade"
+        )));
+    }
+    Ok(())
+}
+
 /// What `model.json` holds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Artifact {
@@ -676,12 +686,11 @@ impl Registry {
         }
         let artifact: Artifact =
             serde_json::from_slice(&bytes).map_err(|e| self.storage(format!("{path}: {e}")))?;
-        if artifact.format > ARTIFACT_FORMAT {
-            return Err(Error::Usage(format!(
-                "{}:{}: the artifact {path} has format {} but this lakescore reads formats up to {ARTIFACT_FORMAT}; score it with the lakescore release that trained it, or upgrade",
-                manifest.name, manifest.version, artifact.format
-            )));
-        }
+        refuse_newer_format(
+            artifact.format,
+            &format!("{}:{}", manifest.name, manifest.version),
+            path.as_ref(),
+        )?;
         Ok(LoadedModel { manifest, artifact })
     }
 
@@ -845,5 +854,78 @@ impl Registry {
         )
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::models::explain::explain;
+    use crate::ml::models::features::RawColumn;
+
+    /// `model.json` as format 1 wrote it: smartcore's forest (elided here), a numeric
+    /// feature imputed with its mean, and a hard-voting forest of two trees.
+    const FORMAT_1: &str = r#"{
+        "smartcore": {"trees": []},
+        "preprocessing": {"encoders": [
+            {"kind": "numeric", "name": "logins", "mean": 20.0, "std": 1.0, "scaled": false}
+        ]},
+        "compiled": {"kind": "trees", "classes": 2, "trees": [
+            {"nodes": [
+                {"feature": 0, "threshold": 10.5, "left": 1, "right": 2, "output": 0.0},
+                {"feature": 0, "threshold": 0.0, "left": null, "right": null, "output": 1.0},
+                {"feature": 0, "threshold": 0.0, "left": null, "right": null, "output": 0.0}
+             ], "node_values": [0.5, 0.9, 0.2]},
+            {"nodes": [
+                {"feature": 0, "threshold": 25.5, "left": 1, "right": 2, "output": 0.0},
+                {"feature": 0, "threshold": 0.0, "left": null, "right": null, "output": 1.0},
+                {"feature": 0, "threshold": 0.0, "left": null, "right": null, "output": 0.0}
+             ], "node_values": [0.5, 0.7, 0.1]}
+        ]},
+        "encoded_means": [20.0]
+    }"#;
+
+    #[test]
+    fn artifacts_of_format_1_load_and_score_as_before() {
+        let artifact: Artifact = serde_json::from_str(FORMAT_1).unwrap();
+        assert_eq!(artifact.format, 1);
+        let mut row = Vec::new();
+        let score = |logins: Option<f64>, row: &mut Vec<f64>| {
+            let column = [RawColumn::Numbers(vec![logins])];
+            artifact.preprocessing.encode_row(&column, 0, row);
+            artifact.compiled.score(row)
+        };
+        // Hard votes: both trees vote 1 below 10.5, one of two between, none above 25.5.
+        assert_eq!(score(Some(5.0), &mut row).probabilities, vec![0.0, 1.0]);
+        assert_eq!(score(Some(15.0), &mut row).probabilities, vec![0.5, 0.5]);
+        assert_eq!(score(Some(30.0), &mut row).probabilities, vec![1.0, 0.0]);
+        // A missing number is imputed with the training mean, 20: one vote of two.
+        assert_eq!(score(None, &mut row).probabilities, vec![0.5, 0.5]);
+        assert_eq!(row, vec![20.0]);
+        // Explained in mean leaf shares, as before: (0.2 + 0.7) / 2.
+        let explanation = explain(&artifact, &row, 1).unwrap();
+        assert!((explanation.output() - 0.45).abs() < 1e-12);
+        // Written again, it is format 1 with smartcore's model kept.
+        let again: Value = serde_json::to_value(&artifact).unwrap();
+        assert_eq!(again["smartcore"], serde_json::json!({"trees": []}));
+        assert!(
+            again["preprocessing"]["encoders"][0]
+                .get("keeps_missing")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn artifacts_of_a_newer_format_are_named_as_such() {
+        let newer = FORMAT_1.replacen('{', "{\"format\": 99,", 1);
+        let artifact: Artifact = serde_json::from_str(&newer).unwrap();
+        let error = refuse_newer_format(artifact.format, "churn:3", "_models/churn/3/model.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("churn:3: the artifact _models/churn/3/model.json has format 99 but this lakescore reads formats up to 2"),
+            "{error}"
+        );
+        assert!(refuse_newer_format(ARTIFACT_FORMAT, "churn:3", "model.json").is_ok());
     }
 }

@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 
-use super::compiled::RawOutput;
+use super::compiled::{CompiledModel, RawOutput};
 use super::dataset::{LabelColumn, is_holdout, read_dataset, unit_hash};
 use super::features::{NumericEncoding, Preprocessor, RawColumn};
 use super::learner::{Labels, TrainingData, train};
 use super::metrics::{Metrics, classification, regression};
+use super::parallel::{cores, map_in_order};
 use super::profile::{self, ColumnProfile};
 use super::registry::{ARTIFACT_FORMAT, Artifact, FeatureEntry, Manifest, Registry, RowCounts};
 use crate::config::{Algorithm, FeatureKind, ModelConfig, Project};
@@ -90,7 +91,9 @@ pub(super) async fn fit(
         .pins(pins)
         .build()
         .await?;
+    let started = Instant::now();
     let mut dataset = read_dataset(&session, config, &table.quoted()).await?;
+    tracing::debug!(table = %table, version, rows = dataset.keys.len(), elapsed = ?started.elapsed(), "read the training table");
     if dataset.keys.is_empty() {
         return Err(Error::Usage(format!(
             "model '{}': {table}@{version} has no rows with a label in '{}' to train on",
@@ -140,17 +143,16 @@ pub(super) async fn fit(
     let preprocessing =
         Preprocessor::fit(&features, &training_columns, numbers, config.max_categories);
     let width = preprocessing.encoded_names().len();
-    let encode = |columns: &[RawColumn], rows: usize| {
-        let mut values = Vec::with_capacity(rows * width);
-        let mut row_values = Vec::with_capacity(width);
-        for row in 0..rows {
-            preprocessing.encode_row(columns, row, &mut row_values);
-            values.extend_from_slice(&row_values);
-        }
-        values
-    };
+    let rows = dataset.keys.len();
+    let started = Instant::now();
+    let encoded = encode_rows(&preprocessing, &dataset.features, rows);
     let training_labels = select_labels(&labels, &train_rows);
-    let training_values = encode(&training_columns, train_rows.len());
+    let mut training_values = Vec::with_capacity(train_rows.len() * width);
+    for row in &train_rows {
+        training_values.extend_from_slice(&encoded[row * width..(row + 1) * width]);
+    }
+    tracing::debug!(rows, width, elapsed = ?started.elapsed(), "encoded the rows");
+    let started = Instant::now();
     let trained = train(
         config.algorithm,
         config.task,
@@ -165,42 +167,49 @@ pub(super) async fn fit(
         },
     )
     .map_err(|problem| Error::Usage(format!("model '{}': {problem}", config.name)))?;
+    tracing::debug!(rows = train_rows.len(), elapsed = ?started.elapsed(), "fitted the model");
     let encoded_means = column_means(&training_values, width);
+    drop(training_values);
 
+    let started = Instant::now();
     let (evaluated_on, evaluated) = if holdout_rows.is_empty() {
         ("training", train_rows.clone())
     } else {
         ("holdout", holdout_rows.clone())
     };
     let evaluated_columns = select_rows(&dataset.features, &evaluated);
-    let encoded = encode(&evaluated_columns, evaluated.len());
-    let outputs: Vec<RawOutput> = encoded
-        .chunks(width.max(1))
-        .map(|row| trained.compiled.score(row))
-        .collect();
-    let metrics = evaluate(&labels, &evaluated, &outputs, classes.len(), positive);
-    // The baseline of prediction drift: the model's predictions on every row of the
-    // table version it read, labeled or not, as scoring that version would give.
-    let prediction = |output: RawOutput| match &labels {
+    // Every row read is scored once: the holdout's outputs are evaluated, and the table
+    // version's (labeled or not) are the baseline of prediction drift, as scoring that
+    // version would give.
+    let all: Vec<usize> = (0..rows).collect();
+    let outputs = score_rows(&trained.compiled, &encoded, width, &all);
+    let evaluated_outputs: Vec<RawOutput> =
+        evaluated.iter().map(|row| outputs[*row].clone()).collect();
+    let metrics = evaluate(
+        &labels,
+        &evaluated,
+        &evaluated_outputs,
+        classes.len(),
+        positive,
+    );
+    let prediction = |output: &RawOutput| match &labels {
         Labels::Classes(_) => output.probabilities.get(positive).copied().unwrap_or(0.0),
         Labels::Values(_) => output.value,
     };
-    let base: Vec<usize> = (0..base_rows).collect();
-    let predictions: Vec<Option<f64>> = [
-        (select_rows(&dataset.features, &base), base_rows),
-        (
-            dataset.unlabeled.clone(),
-            dataset.rows_without_label as usize,
-        ),
-    ]
-    .iter()
-    .flat_map(|(columns, rows)| {
-        encode(columns, *rows)
-            .chunks(width.max(1))
-            .map(|row| Some(prediction(trained.compiled.score(row))))
-            .collect::<Vec<_>>()
-    })
-    .collect();
+    let unlabeled_rows = dataset.rows_without_label as usize;
+    let unlabeled = encode_rows(&preprocessing, &dataset.unlabeled, unlabeled_rows);
+    let unlabeled_all: Vec<usize> = (0..unlabeled_rows).collect();
+    let predictions: Vec<Option<f64>> = outputs[..base_rows]
+        .iter()
+        .chain(&score_rows(
+            &trained.compiled,
+            &unlabeled,
+            width,
+            &unlabeled_all,
+        ))
+        .map(|output| Some(prediction(output)))
+        .collect();
+    tracing::debug!(elapsed = ?started.elapsed(), "evaluated and scored the table version");
 
     let manifest = Manifest {
         name: config.name.clone(),
@@ -460,6 +469,41 @@ fn positive_class(config: &ModelConfig, classes: &[String]) -> Result<usize> {
         .iter()
         .position(|c| matches!(c.to_ascii_lowercase().as_str(), "true" | "1" | "yes"))
         .unwrap_or(classes.len() - 1))
+}
+
+/// Rows per piece of work when encoding or scoring on every core.
+const ROWS_PER_TASK: usize = 16_384;
+
+/// Every row of `columns`, encoded, row-major; on every core.
+fn encode_rows(preprocessing: &Preprocessor, columns: &[RawColumn], rows: usize) -> Vec<f64> {
+    let pieces = map_in_order(rows.div_ceil(ROWS_PER_TASK), cores(), |piece| {
+        let end = ((piece + 1) * ROWS_PER_TASK).min(rows);
+        let mut values = Vec::new();
+        let mut row_values = Vec::new();
+        for row in piece * ROWS_PER_TASK..end {
+            preprocessing.encode_row(columns, row, &mut row_values);
+            values.extend_from_slice(&row_values);
+        }
+        values
+    });
+    pieces.concat()
+}
+
+/// What `model` says about each of `rows` of the encoded `values`, in order; on every core.
+fn score_rows(
+    model: &CompiledModel,
+    values: &[f64],
+    width: usize,
+    rows: &[usize],
+) -> Vec<RawOutput> {
+    let pieces = map_in_order(rows.len().div_ceil(ROWS_PER_TASK), cores(), |piece| {
+        let end = ((piece + 1) * ROWS_PER_TASK).min(rows.len());
+        rows[piece * ROWS_PER_TASK..end]
+            .iter()
+            .map(|row| model.score(&values[row * width..(row + 1) * width]))
+            .collect::<Vec<_>>()
+    });
+    pieces.concat()
 }
 
 /// Each encoded column's mean over the rows where it is not missing.

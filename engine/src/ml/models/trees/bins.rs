@@ -2,6 +2,11 @@
 //! training run into at most [`MAX_VALUE_BINS`] bins at quantiles of its training values,
 //! and every training row is stored as one byte per column. Bin 0 holds missing values
 //! (NaN), so a split can learn which side they go to.
+//!
+//! Columns of two values that are never set together in one row (a categorical feature's
+//! one-hot columns) are bundled, as LightGBM's exclusive feature bundling does: one byte
+//! per row says which of the bundle's columns is set, so one pass over the rows gives
+//! every column of the bundle its histogram.
 
 /// Most bins a column's values are cut into (bin 0, missing, comes on top).
 pub const MAX_VALUE_BINS: usize = 255;
@@ -20,7 +25,23 @@ pub struct BinnedColumns {
     /// Per column, the upper bound of each value bin: bin `b ≥ 1` holds the values in
     /// `(upper[b - 2], upper[b - 1]]`; the last bound is +∞.
     pub upper: Vec<Vec<f64>>,
+    /// Bundles of two-valued columns never set (in their second value bin) in the same row.
+    pub bundles: Vec<Bundle>,
+    /// Per column, the bundle holding it.
+    pub bundle_of: Vec<Option<usize>>,
 }
+
+/// Two-valued columns that are never set in the same row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    /// The columns, in order.
+    pub columns: Vec<usize>,
+    /// Per row, 1 + the position of the column set in it, or 0 when none is.
+    pub slots: Vec<u8>,
+}
+
+/// The value bin of a two-valued column that marks it set.
+pub const SET: u8 = 2;
 
 impl BinnedColumns {
     /// Bins `rows × width` row-major `values`.
@@ -34,7 +55,14 @@ impl BinnedColumns {
             bins.push(column_bins);
             upper.push(cuts);
         }
-        Self { rows, bins, upper }
+        let (bundles, bundle_of) = bundle(&bins, &upper, rows);
+        Self {
+            rows,
+            bins,
+            upper,
+            bundles,
+            bundle_of,
+        }
     }
 
     /// Bins of column `column`, value bins and the missing bin (0) included.
@@ -45,6 +73,64 @@ impl BinnedColumns {
     /// Columns.
     pub fn width(&self) -> usize {
         self.bins.len()
+    }
+}
+
+/// Greedily bundles consecutive two-valued columns without missing values while no row
+/// has two of them set; bundles of one column are left out.
+fn bundle(bins: &[Vec<u8>], upper: &[Vec<f64>], rows: usize) -> (Vec<Bundle>, Vec<Option<usize>>) {
+    let mut bundles = Vec::new();
+    let mut bundle_of = vec![None; bins.len()];
+    let mut open = Bundle {
+        columns: Vec::new(),
+        slots: vec![0; rows],
+    };
+    for (column, column_bins) in bins.iter().enumerate() {
+        let two_valued = upper[column].len() == 2 && !column_bins.contains(&0);
+        if !two_valued {
+            close(&mut open, rows, &mut bundles, &mut bundle_of);
+            continue;
+        }
+        let clashes = |open: &Bundle| {
+            column_bins
+                .iter()
+                .zip(&open.slots)
+                .any(|(bin, slot)| *bin == SET && *slot != 0)
+        };
+        if open.columns.len() == usize::from(u8::MAX) - 1 || clashes(&open) {
+            close(&mut open, rows, &mut bundles, &mut bundle_of);
+        }
+        open.columns.push(column);
+        let slot = open.columns.len() as u8;
+        for (bin, at) in column_bins.iter().zip(open.slots.iter_mut()) {
+            if *bin == SET {
+                *at = slot;
+            }
+        }
+    }
+    close(&mut open, rows, &mut bundles, &mut bundle_of);
+    (bundles, bundle_of)
+}
+
+/// Ends the open bundle (keeping it when it has more than one column) and opens another.
+fn close(
+    open: &mut Bundle,
+    rows: usize,
+    bundles: &mut Vec<Bundle>,
+    bundle_of: &mut [Option<usize>],
+) {
+    let done = std::mem::replace(
+        open,
+        Bundle {
+            columns: Vec::new(),
+            slots: vec![0; rows],
+        },
+    );
+    if done.columns.len() > 1 {
+        for column in &done.columns {
+            bundle_of[*column] = Some(bundles.len());
+        }
+        bundles.push(done);
     }
 }
 
@@ -117,6 +203,28 @@ mod tests {
         assert_eq!(binned.upper[0], vec![1.5, 2.5, f64::INFINITY]);
         assert_eq!(binned.bins[0], vec![3, 1, 0, 2, 1]);
         assert_eq!(binned.bin_count(0), 4);
+        assert!(binned.bundles.is_empty());
+    }
+
+    #[test]
+    fn one_hot_columns_are_bundled_and_overlapping_ones_are_not() {
+        // Columns: a number, three one-hot columns of one category, then a flag that is
+        // set together with the first one-hot column.
+        let rows = [
+            [0.5, 1.0, 0.0, 0.0, 1.0],
+            [1.5, 0.0, 1.0, 0.0, 0.0],
+            [2.5, 0.0, 0.0, 1.0, 0.0],
+            [3.5, 1.0, 0.0, 0.0, 1.0],
+        ];
+        let values: Vec<f64> = rows.iter().flatten().copied().collect();
+        let binned = BinnedColumns::new(&values, 4, 5);
+        assert_eq!(binned.bundles.len(), 1);
+        assert_eq!(binned.bundles[0].columns, vec![1, 2, 3]);
+        assert_eq!(binned.bundles[0].slots, vec![1, 2, 3, 1]);
+        assert_eq!(
+            binned.bundle_of,
+            vec![None, Some(0), Some(0), Some(0), None]
+        );
     }
 
     #[test]

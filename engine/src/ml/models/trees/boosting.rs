@@ -343,7 +343,7 @@ fn validation_loss(loss: Loss, raw: &[f64], targets: &[f64], rows: &[usize]) -> 
 fn boosted_tree(grown: GrownTree) -> Tree {
     let mut node_values: Vec<f64> = grown.nodes.iter().map(|n| n.output).collect();
     for at in (0..grown.nodes.len()).rev() {
-        if let (Some(left), Some(right)) = (grown.nodes[at].left, grown.nodes[at].right) {
+        if let Some((left, right)) = grown.nodes[at].children() {
             let (wl, wr) = (grown.covers[left], grown.covers[right]);
             node_values[at] = if wl + wr > 0.0 {
                 (wl * node_values[left] + wr * node_values[right]) / (wl + wr)

@@ -7,8 +7,6 @@
 //! a time, each from its own random stream, so the forest does not depend on the number
 //! of threads.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use serde::{Deserialize, Serialize};
 
 use super::bins::BinnedColumns;
@@ -16,6 +14,7 @@ use super::grow::{GrowSettings, GrownTree, Targets, grow};
 use super::rng::Rng;
 use crate::ml::models::compiled::{CompiledModel, Tree};
 use crate::ml::models::learner::Labels;
+use crate::ml::models::parallel::map_in_order;
 
 /// `random_forest`'s parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -141,7 +140,7 @@ pub fn train_forest(
         let grown = grow(binned, &targets, &mut rows, &columns, &settings, &mut rng);
         into_tree(grown)
     };
-    let trees = in_parallel(params.n_trees.max(1), threads, grow_tree);
+    let trees = map_in_order(params.n_trees.max(1), threads, grow_tree);
     if classes == 0 {
         CompiledModel::Trees { trees, classes: 0 }
     } else {
@@ -173,37 +172,6 @@ fn into_tree(grown: GrownTree) -> Tree {
         nodes: grown.nodes,
         node_values: grown.values,
     }
-}
-
-/// `make(i)` for every `i < count`, on up to `threads` threads, in index order.
-fn in_parallel<T: Send>(count: usize, threads: usize, make: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let next = AtomicUsize::new(0);
-    let threads = threads.clamp(1, count.max(1));
-    let mut made: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= count {
-                            return mine;
-                        }
-                        mine.push((index, make(index)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(mine) => mine,
-                Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
-    });
-    made.sort_by_key(|(index, _)| *index);
-    made.into_iter().map(|(_, item)| item).collect()
 }
 
 #[cfg(test)]

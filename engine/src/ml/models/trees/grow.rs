@@ -15,9 +15,10 @@
 //! column is summed in row order by one thread, so the tree is the same on any number of
 //! threads.
 
-use super::bins::BinnedColumns;
+use super::bins::{BinnedColumns, SET};
 use super::rng::Rng;
 use crate::ml::models::compiled::TreeNode;
+use crate::ml::models::parallel::map_in_order;
 
 /// How a tree grows.
 #[derive(Debug, Clone, PartialEq)]
@@ -94,16 +95,6 @@ impl Stats {
             stats.count += 1.0;
         }
         stats
-    }
-
-    /// From one histogram bin (`outputs` sums, weight, count).
-    fn from_bin(bin: &[f64]) -> Self {
-        let outputs = bin.len() - 2;
-        Self {
-            sums: bin[..outputs].to_vec(),
-            weight: bin[outputs],
-            count: bin[outputs + 1],
-        }
     }
 
     fn add_bin(&mut self, bin: &[f64]) {
@@ -320,54 +311,89 @@ impl Grower<'_> {
 
     fn best_split(&self, histogram: &Histogram, columns: &[usize], node: &Stats) -> Option<Split> {
         let settings = self.settings;
-        let stride = self.targets.outputs + 2;
-        let parent = node.score(settings.lambda);
+        let outputs = self.targets.outputs;
+        let stride = outputs + 2;
+        let lambda = settings.lambda;
+        let parent = node.score(lambda);
         let least_gain = 1e-10 * parent.abs().max(1e-300);
         let min_count = settings.min_samples_leaf.max(1) as f64;
         let allowed =
-            |stats: &Stats| stats.count >= min_count && stats.weight >= settings.min_child_weight;
-        let mut best: Option<Split> = None;
+            |weight: f64, count: f64| count >= min_count && weight >= settings.min_child_weight;
+        // Σₖ sumₖ² / (weight + λ) of the left side and of the node minus it.
+        let sides_score = |left: &[f64]| {
+            let (weight, count) = (left[outputs], left[outputs + 1]);
+            let (right_weight, right_count) = (node.weight - weight, node.count - count);
+            if !allowed(weight, count) || !allowed(right_weight, right_count) {
+                return None;
+            }
+            let (mut left_squares, mut right_squares) = (0.0, 0.0);
+            for (sum, total) in left[..outputs].iter().zip(&node.sums) {
+                left_squares += sum * sum;
+                right_squares += (total - sum) * (total - sum);
+            }
+            let score = |squares: f64, weight: f64| {
+                if weight + lambda > 0.0 {
+                    squares / (weight + lambda)
+                } else {
+                    0.0
+                }
+            };
+            Some(score(left_squares, weight) + score(right_squares, right_weight) - parent)
+        };
+        let mut best: Option<(f64, usize, usize, bool)> = None;
+        let mut left = vec![0.0; stride];
+        let mut with_missing = vec![0.0; stride];
         for &column in columns {
             let bins = &histogram.columns[column];
             let value_bins = bins.len() / stride;
-            let missing = Stats::from_bin(&bins[..stride]);
-            let mut left = Stats::zero(self.targets.outputs);
+            let missing = &bins[..stride];
+            let has_missing = missing[outputs + 1] > 0.0;
+            left.iter_mut().for_each(|v| *v = 0.0);
             for bin in 1..value_bins.saturating_sub(1) {
-                left.add_bin(&bins[bin * stride..(bin + 1) * stride]);
-                if left.count == 0.0 {
+                for (l, b) in left.iter_mut().zip(&bins[bin * stride..(bin + 1) * stride]) {
+                    *l += b;
+                }
+                if left[outputs + 1] == 0.0 {
                     continue;
                 }
-                let sides = [false, true];
-                for missing_left in sides.into_iter().take(1 + usize::from(missing.count > 0.0)) {
-                    let left = if missing_left {
-                        let mut with = left.clone();
-                        with.add_bin(&bins[..stride]);
-                        with
-                    } else {
-                        left.clone()
-                    };
-                    let right = node.minus(&left);
-                    if !allowed(&left) || !allowed(&right) {
-                        continue;
+                let mut consider = |side: &[f64], missing_left: bool| {
+                    if let Some(gain) = sides_score(side)
+                        && gain > least_gain
+                        && best.is_none_or(|b| gain > b.0)
+                    {
+                        best = Some((gain, column, bin, missing_left));
                     }
-                    let gain = left.score(settings.lambda) + right.score(settings.lambda) - parent;
-                    if gain > least_gain && best.as_ref().is_none_or(|b| gain > b.gain) {
-                        // Rows missing this column in scoring but not in training go
-                        // with the larger side.
-                        let missing_left =
-                            missing_left || (missing.count == 0.0 && left.count > right.count);
-                        best = Some(Split {
-                            column,
-                            bin,
-                            missing_left,
-                            gain,
-                            left,
-                        });
+                };
+                consider(&left, false);
+                if has_missing {
+                    for ((w, l), m) in with_missing.iter_mut().zip(&left).zip(missing) {
+                        *w = l + m;
                     }
+                    consider(&with_missing, true);
                 }
             }
         }
-        best
+        let (gain, column, bin, missing_left) = best?;
+        let bins = &histogram.columns[column];
+        let missing = &bins[..stride];
+        let mut left = Stats::zero(outputs);
+        for at in 1..=bin {
+            left.add_bin(&bins[at * stride..(at + 1) * stride]);
+        }
+        if missing_left {
+            left.add_bin(missing);
+        }
+        let right_count = node.count - left.count;
+        // Rows missing this column in scoring but not in training go with the larger side.
+        let missing_left =
+            missing_left || (missing[outputs + 1] == 0.0 && left.count > right_count);
+        Some(Split {
+            column,
+            bin,
+            missing_left,
+            gain,
+            left,
+        })
     }
 
     /// Splits `leaf`: reorders its rows left then right and adds the two child nodes.
@@ -378,26 +404,31 @@ impl Grower<'_> {
             0 => split.missing_left,
             bin => bin as usize <= split.bin,
         };
-        let (mut low, mut high) = (0, span.len());
-        while low < high {
-            if goes_left(span[low]) {
+        // A stable partition: each side keeps its rows in order, so the histogram passes
+        // below read every column's bins front to back.
+        let mut right = Vec::with_capacity(span.len() / 2);
+        let mut low = 0;
+        for at in 0..span.len() {
+            let row = span[at];
+            if goes_left(row) {
+                span[low] = row;
                 low += 1;
             } else {
-                high -= 1;
-                span.swap(low, high);
+                right.push(row);
             }
         }
+        span[low..].copy_from_slice(&right);
         let middle = leaf.start + low;
         let left_stats = split.left.clone();
         let right_stats = leaf.stats.minus(&left_stats);
         let left_node = self.add_node(&left_stats);
         let right_node = self.add_node(&right_stats);
         let node = &mut self.tree.nodes[leaf.node];
-        node.feature = split.column;
+        node.feature = split.column as u32;
         node.threshold = self.binned.upper[split.column][split.bin - 1];
         node.missing_left = split.missing_left;
-        node.left = Some(left_node);
-        node.right = Some(right_node);
+        node.left = Some(left_node as u32);
+        node.right = Some(right_node as u32);
         let (left_histogram, right_histogram) = match leaf.histogram {
             Some(parent) => {
                 let left_rows = &rows[leaf.start..middle];
@@ -439,85 +470,156 @@ impl Grower<'_> {
         )
     }
 
-    /// The histogram of `rows` over `columns`, column-parallel when there is enough work.
+    /// The histogram of `rows` over `columns`: the rows' targets gathered once in row
+    /// order, then one pass per column or bundle of columns, in parallel when there is
+    /// enough work.
     fn histogram(&self, rows: &[u32], columns: &[usize]) -> Histogram {
+        let gathered = self.gather(rows);
+        let mut passes: Vec<Pass> = Vec::new();
+        let mut bundles_wanted = vec![Vec::new(); self.binned.bundles.len()];
+        for &column in columns {
+            match self.binned.bundle_of[column] {
+                Some(bundle) => bundles_wanted[bundle].push(column),
+                None => passes.push(Pass::Column(column)),
+            }
+        }
+        for (bundle, wanted) in bundles_wanted.into_iter().enumerate() {
+            match wanted.len() {
+                0 => {}
+                1 => passes.push(Pass::Column(wanted[0])),
+                _ => passes.push(Pass::Bundle(bundle, wanted)),
+            }
+        }
+        // Few rows: not worth a thread.
+        let threads = if rows.len() * passes.len() < 50_000 {
+            1
+        } else {
+            self.settings.threads
+        };
+        let built = map_in_order(passes.len(), threads, |at| {
+            self.pass(&passes[at], rows, &gathered)
+        });
         let mut histogram = Histogram {
             columns: vec![Vec::new(); self.binned.width()],
         };
-        let threads = self.settings.threads.min(columns.len()).max(1);
-        if threads == 1 || rows.len() * columns.len() < 50_000 {
-            for &column in columns {
-                histogram.columns[column] = self.column_histogram(rows, column);
-            }
-            return histogram;
-        }
-        let built: Vec<Vec<(usize, Vec<f64>)>> = std::thread::scope(|scope| {
-            let workers: Vec<_> = (0..threads)
-                .map(|thread| {
-                    scope.spawn(move || {
-                        columns
-                            .iter()
-                            .skip(thread)
-                            .step_by(threads)
-                            .map(|&column| (column, self.column_histogram(rows, column)))
-                            .collect()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .map(|worker| match worker.join() {
-                    Ok(built) => built,
-                    Err(panic) => std::panic::resume_unwind(panic),
-                })
-                .collect()
-        });
         for (column, bins) in built.into_iter().flatten() {
             histogram.columns[column] = bins;
         }
         histogram
     }
 
-    fn column_histogram(&self, rows: &[u32], column: usize) -> Vec<f64> {
+    /// Per row of `rows`, in order: its `outputs` target values and its weight.
+    fn gather(&self, rows: &[u32]) -> Vec<f64> {
+        let outputs = self.targets.outputs;
+        let mut gathered = Vec::with_capacity(rows.len() * (outputs + 1));
+        for &row in rows {
+            let row = row as usize;
+            gathered.extend_from_slice(&self.targets.sums[row * outputs..(row + 1) * outputs]);
+            gathered.push(self.targets.weights.map_or(1.0, |w| w[row]));
+        }
+        gathered
+    }
+
+    /// One pass over the rows: a column's histogram, or those of a bundle's wanted columns.
+    fn pass(&self, pass: &Pass, rows: &[u32], gathered: &[f64]) -> Vec<(usize, Vec<f64>)> {
+        let stride = self.targets.outputs + 2;
+        match pass {
+            Pass::Column(column) => {
+                let codes = &self.binned.bins[*column];
+                let bins = self.binned.bin_count(*column);
+                vec![(*column, self.code_histogram(codes, bins, rows, gathered))]
+            }
+            Pass::Bundle(bundle, wanted) => {
+                let bundle_columns = &self.binned.bundles[*bundle];
+                let slots = self.code_histogram(
+                    &bundle_columns.slots,
+                    bundle_columns.columns.len() + 1,
+                    rows,
+                    gathered,
+                );
+                let mut total = vec![0.0; stride];
+                for slot in slots.chunks(stride) {
+                    total.iter_mut().zip(slot).for_each(|(t, v)| *t += v);
+                }
+                wanted
+                    .iter()
+                    .map(|column| {
+                        let position = bundle_columns.columns.iter().position(|c| c == column);
+                        let at = (position.unwrap_or_default() + 1) * stride;
+                        let set = &slots[at..at + stride];
+                        // Bin 0 (missing) stays empty, bin 1 is every row not set.
+                        let mut bins = vec![0.0; 3 * stride];
+                        for k in 0..stride {
+                            bins[stride + k] = total[k] - set[k];
+                            bins[usize::from(SET) * stride + k] = set[k];
+                        }
+                        (*column, bins)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    /// Per code (a column's bin, a bundle's slot): the summed targets, weight and count of
+    /// the rows with it.
+    fn code_histogram(
+        &self,
+        codes: &[u8],
+        count: usize,
+        rows: &[u32],
+        gathered: &[f64],
+    ) -> Vec<f64> {
         let outputs = self.targets.outputs;
         let stride = outputs + 2;
-        let mut bins = vec![0.0; self.binned.bin_count(column) * stride];
-        let row_bins = &self.binned.bins[column];
-        let sums = self.targets.sums;
-        match (outputs, self.targets.weights) {
-            (1, Some(weights)) => {
-                for &row in rows {
-                    let row = row as usize;
-                    let at = row_bins[row] as usize * 3;
-                    bins[at] += sums[row];
-                    bins[at + 1] += weights[row];
-                    bins[at + 2] += 1.0;
+        let mut bins = vec![0.0; count * stride];
+        if outputs == 1 {
+            // Four copies of the histogram, one per row position modulo four: consecutive
+            // rows with the same code then add into different memory, so the additions do
+            // not wait on each other.
+            let lane = count * 3;
+            let mut lanes = vec![0.0; 4 * lane];
+            let mut quads = rows.chunks_exact(4);
+            let mut values = gathered.chunks_exact(8);
+            for (quad, quad_values) in (&mut quads).zip(&mut values) {
+                for k in 0..4 {
+                    let at = k * lane + codes[quad[k] as usize] as usize * 3;
+                    lanes[at] += quad_values[2 * k];
+                    lanes[at + 1] += quad_values[2 * k + 1];
+                    lanes[at + 2] += 1.0;
                 }
             }
-            (1, None) => {
-                for &row in rows {
-                    let row = row as usize;
-                    let at = row_bins[row] as usize * 3;
-                    bins[at] += sums[row];
-                    bins[at + 1] += 1.0;
-                    bins[at + 2] += 1.0;
-                }
+            for (&row, values) in quads
+                .remainder()
+                .iter()
+                .zip(values.remainder().chunks_exact(2))
+            {
+                let at = codes[row as usize] as usize * 3;
+                lanes[at] += values[0];
+                lanes[at + 1] += values[1];
+                lanes[at + 2] += 1.0;
             }
-            _ => {
-                for &row in rows {
-                    let row = row as usize;
-                    let at = row_bins[row] as usize * stride;
-                    let values = &sums[row * outputs..(row + 1) * outputs];
-                    for (bin, value) in bins[at..at + outputs].iter_mut().zip(values) {
-                        *bin += value;
-                    }
-                    bins[at + outputs] += self.targets.weights.map_or(1.0, |w| w[row]);
-                    bins[at + outputs + 1] += 1.0;
+            for (at, bin) in bins.iter_mut().enumerate() {
+                *bin = lanes[at] + lanes[lane + at] + lanes[2 * lane + at] + lanes[3 * lane + at];
+            }
+        } else {
+            for (&row, values) in rows.iter().zip(gathered.chunks_exact(outputs + 1)) {
+                let at = codes[row as usize] as usize * stride;
+                for (bin, value) in bins[at..at + outputs + 1].iter_mut().zip(values) {
+                    *bin += value;
                 }
+                bins[at + outputs + 1] += 1.0;
             }
         }
         bins
     }
+}
+
+/// One pass of a histogram build.
+enum Pass {
+    /// One column's bins.
+    Column(usize),
+    /// A bundle's slots, giving the listed columns of it.
+    Bundle(usize, Vec<usize>),
 }
 
 /// The parent's histogram minus a child's: the other child's.
@@ -528,4 +630,91 @@ fn subtract(mut parent: Histogram, child: &Histogram) -> Histogram {
         }
     }
     parent
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A number and a four-valued category as one-hot columns.
+    fn rows_with_one_hot(rows: usize) -> (Vec<f64>, Vec<f64>) {
+        let mut rng = Rng::new(5, 0);
+        let mut values = Vec::new();
+        let mut targets = Vec::new();
+        for _ in 0..rows {
+            let x = rng.unit();
+            let category = rng.below(4);
+            values.push(x);
+            values.extend((0..4).map(|c| f64::from(u8::from(c == category))));
+            targets.push(x + if category == 2 { 1.0 } else { 0.0 } + rng.unit() * 0.1);
+        }
+        (values, targets)
+    }
+
+    #[test]
+    fn bundled_one_hot_histograms_equal_column_by_column_ones() {
+        let (values, targets) = rows_with_one_hot(5000);
+        let bundled = BinnedColumns::new(&values, 5000, 5);
+        assert_eq!(bundled.bundles.len(), 1);
+        let mut unbundled = bundled.clone();
+        unbundled.bundles.clear();
+        unbundled.bundle_of = vec![None; 5];
+        let settings = GrowSettings {
+            max_depth: Some(4),
+            max_leaves: None,
+            min_samples_leaf: 1,
+            min_samples_split: 2,
+            min_child_weight: 0.0,
+            lambda: 0.0,
+            features_per_split: None,
+            threads: 2,
+        };
+        let weights: Vec<f64> = targets.iter().map(|t| 0.5 + t).collect();
+        let fitted = Targets {
+            outputs: 1,
+            sums: &targets,
+            weights: Some(&weights),
+        };
+        let columns: Vec<usize> = (0..5).collect();
+        let rows: Vec<u32> = (0..5000).step_by(3).collect();
+        let histogram = |binned: &BinnedColumns| {
+            let grower = Grower {
+                binned,
+                targets: &fitted,
+                columns: &columns,
+                settings: &settings,
+                tree: GrownTree {
+                    nodes: Vec::new(),
+                    values: Vec::new(),
+                    covers: Vec::new(),
+                    leaves: Vec::new(),
+                },
+            };
+            grower.histogram(&rows, &columns).columns
+        };
+        let (with, without) = (histogram(&bundled), histogram(&unbundled));
+        for (a, b) in with.iter().zip(&without) {
+            assert_eq!(a.len(), b.len());
+            for (x, y) in a.iter().zip(b) {
+                assert!((x - y).abs() < 1e-9, "{a:?} vs {b:?}");
+            }
+        }
+        // And the tree finds the category that matters.
+        let mut order: Vec<u32> = (0..5000).collect();
+        let tree = grow(
+            &bundled,
+            &fitted,
+            &mut order,
+            &columns,
+            &settings,
+            &mut Rng::new(1, 1),
+        );
+        assert!(
+            tree.nodes
+                .iter()
+                .any(|n| n.left.is_some() && n.column() == 3),
+            "{:?}",
+            tree.nodes
+        );
+    }
 }
