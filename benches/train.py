@@ -109,14 +109,17 @@ def scored_auc(python: str, scratch: Path, model: str) -> float:
 
 def train(binary: str, scratch: Path, model: str) -> tuple:
     """Runs `lakescore train MODEL`; returns (command seconds, fit seconds, peak RSS MiB)."""
+    log = scratch / f"train_{model}.log"
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [binary, "train", model], cwd=scratch, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env={**os.environ, "LAKESCORE_LOG": "debug"},
-    )
-    _, status, usage = os.wait4(child.pid, 0)
+    # The debug log goes to a file: a pipe nobody reads would fill up and stall the child.
+    with log.open("w") as errors_file:
+        child = subprocess.Popen(
+            [binary, "train", model], cwd=scratch, stdout=subprocess.DEVNULL, stderr=errors_file,
+            env={**os.environ, "LAKESCORE_LOG": "lakescore_engine=debug"},
+        )
+        _, status, usage = os.wait4(child.pid, 0)
     elapsed = time.perf_counter() - started
-    errors = child.stderr.read().decode()
+    errors = log.read_text()
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"train {model} failed:\n{errors}")
     fitted = re.search(r"elapsed=([0-9.]+)(ms|s) fitted the model|fitted the model.*elapsed=([0-9.]+)(ms|s)", errors)

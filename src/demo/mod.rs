@@ -155,11 +155,11 @@ comment = "string"
 [[model]]
 name = "churn_risk"
 task = "classification"
-algorithm = "random_forest"
+algorithm = "gradient_boosting"
 training_table = "curated.customer_features"
 label = "churned"
 key = ["customer_id"]
-params = { n_trees = 40, max_depth = 6 }
+params = { n_estimators = 100, learning_rate = 0.05, max_leaves = 8 }
 [model.features]
 industry = "categorical"
 tenure_days = "numeric"
