@@ -103,6 +103,18 @@ pub struct TreeNode {
 }
 
 impl TreeNode {
+    /// A leaf with `output`.
+    pub fn leaf(output: f64) -> Self {
+        Self {
+            feature: 0,
+            threshold: 0.0,
+            left: None,
+            right: None,
+            output,
+            missing_left: false,
+        }
+    }
+
     /// The encoded column split on.
     pub fn column(&self) -> usize {
         self.feature as usize
@@ -328,14 +340,7 @@ mod tests {
     }
 
     fn leaf(output: f64) -> TreeNode {
-        TreeNode {
-            feature: 0,
-            threshold: 0.0,
-            left: None,
-            right: None,
-            output,
-            missing_left: false,
-        }
+        TreeNode::leaf(output)
     }
 
     #[test]

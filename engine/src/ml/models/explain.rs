@@ -311,14 +311,7 @@ mod tests {
 
     #[test]
     fn tree_path_attributions_add_up_to_the_mean_leaf_value() {
-        let leaf = |output| TreeNode {
-            feature: 0,
-            threshold: 0.0,
-            left: None,
-            right: None,
-            output,
-            missing_left: false,
-        };
+        let leaf = TreeNode::leaf;
         let mut first = Tree {
             nodes: vec![
                 TreeNode {
@@ -386,14 +379,7 @@ mod tests {
 
     #[test]
     fn boosted_attributions_add_up_to_the_boosted_prediction() {
-        let leaf = |output| TreeNode {
-            feature: 0,
-            threshold: 0.0,
-            left: None,
-            right: None,
-            output,
-            missing_left: false,
-        };
+        let leaf = TreeNode::leaf;
         let mut tree = Tree {
             nodes: vec![
                 TreeNode {

@@ -244,14 +244,7 @@ impl Grower<'_> {
         } else {
             crate::ml::models::compiled::argmax(&values) as f64
         };
-        self.tree.nodes.push(TreeNode {
-            feature: 0,
-            threshold: 0.0,
-            left: None,
-            right: None,
-            output,
-            missing_left: false,
-        });
+        self.tree.nodes.push(TreeNode::leaf(output));
         self.tree.values.extend(values);
         self.tree.covers.push(stats.weight);
         self.tree.nodes.len() - 1
