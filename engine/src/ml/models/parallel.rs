@@ -47,6 +47,45 @@ pub fn map_in_order<T: Send>(
     made.into_iter().map(|(_, item)| item).collect()
 }
 
+/// Runs `work(first, piece)` over consecutive pieces of `items` (`piece_len` each, the
+/// last shorter; `first` is the index of the piece's first item) on up to `threads`
+/// threads. Meant for element-wise work, whose result does not depend on how the pieces
+/// are shared out.
+pub fn pieces_in_parallel<T: Send>(
+    items: &mut [T],
+    piece_len: usize,
+    threads: usize,
+    work: impl Fn(usize, &mut [T]) + Sync,
+) {
+    let piece_len = piece_len.max(1);
+    let mut shares: Vec<Vec<(usize, &mut [T])>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
+    let count = shares.len();
+    for (at, piece) in items.chunks_mut(piece_len).enumerate() {
+        shares[at % count].push((at * piece_len, piece));
+    }
+    if count == 1 || items_fit_one_piece(&shares) {
+        for (first, piece) in shares.into_iter().flatten() {
+            work(first, piece);
+        }
+        return;
+    }
+    std::thread::scope(|scope| {
+        let work = &work;
+        for share in shares {
+            scope.spawn(move || {
+                for (first, piece) in share {
+                    work(first, piece);
+                }
+            });
+        }
+    });
+}
+
+/// True when there is one piece in all: not worth a thread.
+fn items_fit_one_piece<T>(shares: &[Vec<(usize, &mut [T])>]) -> bool {
+    shares.iter().map(Vec::len).sum::<usize>() <= 1
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -58,5 +97,18 @@ mod tests {
             assert_eq!(squares, (0..100).map(|i| i * i).collect::<Vec<_>>());
         }
         assert!(map_in_order(0, 4, |i| i).is_empty());
+    }
+
+    #[test]
+    fn every_piece_is_worked_once_with_its_first_index() {
+        for threads in [1, 2, 5] {
+            let mut items = vec![0usize; 1003];
+            pieces_in_parallel(&mut items, 100, threads, |first, piece| {
+                for (at, item) in piece.iter_mut().enumerate() {
+                    *item += first + at;
+                }
+            });
+            assert_eq!(items, (0..1003).collect::<Vec<_>>());
+        }
     }
 }

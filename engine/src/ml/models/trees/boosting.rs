@@ -16,6 +16,7 @@ use super::grow::{GrowSettings, GrownTree, Targets, grow};
 use super::rng::Rng;
 use crate::ml::models::compiled::{CompiledModel, Tree, sigmoid, softmax_into};
 use crate::ml::models::learner::Labels;
+use crate::ml::models::parallel::pieces_in_parallel;
 
 /// `gradient_boosting`'s parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,20 +190,22 @@ pub fn train_boosting(
         for row in &sample {
             in_round[*row as usize] = true;
         }
-        link(loss, &raw, &mut probabilities);
+        link(loss, &raw, &mut probabilities, threads);
         for score in 0..scores {
-            for &row in &sample {
-                let row = row as usize;
-                let at = row * scores + score;
-                let (gradient, hessian) = match loss {
-                    Loss::Squared => (targets[row] - raw[row], 1.0),
-                    _ => {
-                        let p = probabilities[at];
-                        (targets[at] - p, (p * (1.0 - p)).max(1e-16))
+            // Every row's gradient and hessian (the grower reads the sampled rows' only).
+            pieces_in_parallel(&mut gradients, ROWS_PER_PIECE, threads, |first, piece| {
+                for (row, gradient) in (first..).zip(piece.iter_mut()) {
+                    let at = row * scores + score;
+                    *gradient = targets[at] - probabilities[at];
+                }
+            });
+            if loss != Loss::Squared {
+                pieces_in_parallel(&mut hessians, ROWS_PER_PIECE, threads, |first, piece| {
+                    for (row, hessian) in (first..).zip(piece.iter_mut()) {
+                        let p = probabilities[row * scores + score];
+                        *hessian = (p * (1.0 - p)).max(1e-16);
                     }
-                };
-                gradients[row] = gradient;
-                hessians[row] = hessian;
+                });
             }
             let fitted = Targets {
                 outputs: 1,
@@ -291,21 +294,28 @@ fn base_scores(targets: &[f64], scores: usize, training: &[u32], loss: Loss) -> 
     }
 }
 
-/// Probabilities (or values) from raw scores.
-fn link(loss: Loss, raw: &[f64], out: &mut [f64]) {
-    match loss {
-        Loss::Squared => out.copy_from_slice(raw),
-        Loss::Logistic => {
-            for (p, r) in out.iter_mut().zip(raw) {
-                *p = sigmoid(*r);
+/// Rows per piece of element-wise work spread over the cores.
+const ROWS_PER_PIECE: usize = 16_384;
+
+/// Probabilities (or values) from raw scores, on every core.
+fn link(loss: Loss, raw: &[f64], out: &mut [f64], threads: usize) {
+    let scores = loss.scores();
+    pieces_in_parallel(out, ROWS_PER_PIECE * scores, threads, |first, piece| {
+        let raw = &raw[first..first + piece.len()];
+        match loss {
+            Loss::Squared => piece.copy_from_slice(raw),
+            Loss::Logistic => {
+                for (p, r) in piece.iter_mut().zip(raw) {
+                    *p = sigmoid(*r);
+                }
+            }
+            Loss::Softmax(classes) => {
+                for (p, r) in piece.chunks_mut(classes).zip(raw.chunks(classes)) {
+                    softmax_into(r, p);
+                }
             }
         }
-        Loss::Softmax(classes) => {
-            for (p, r) in out.chunks_mut(classes).zip(raw.chunks(classes)) {
-                softmax_into(r, p);
-            }
-        }
-    }
+    });
 }
 
 fn validation_loss(loss: Loss, raw: &[f64], targets: &[f64], rows: &[usize]) -> f64 {

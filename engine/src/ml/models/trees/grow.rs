@@ -222,9 +222,6 @@ pub fn grow(
         pending.push(right);
         pending.push(left);
     }
-    for leaf in pending {
-        grower.tree.leaves.push((leaf.node, leaf.start..leaf.end));
-    }
     grower.tree
 }
 
@@ -483,8 +480,8 @@ impl Grower<'_> {
                 _ => passes.push(Pass::Bundle(bundle, wanted)),
             }
         }
-        // Few rows: not worth a thread.
-        let threads = if rows.len() * passes.len() < 50_000 {
+        // Few rows: not worth starting threads.
+        let threads = if rows.len() * passes.len() < 400_000 {
             1
         } else {
             self.settings.threads
