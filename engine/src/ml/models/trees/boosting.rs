@@ -150,6 +150,8 @@ pub fn train_boosting(
         .filter(|r| !held_back[*r as usize])
         .collect();
     let validation: Vec<usize> = (0..rows).filter(|r| held_back[*r]).collect();
+    // Too few rows to hold any back: every round is kept.
+    let stopping = params.early_stopping_rounds > 0 && !validation.is_empty();
     let base = base_scores(&targets, scores, &training, loss);
     let mut raw: Vec<f64> = (0..rows).flat_map(|_| base.iter().copied()).collect();
     let settings = GrowSettings {
@@ -227,7 +229,7 @@ pub fn train_boosting(
             }
             trees.push(tree);
         }
-        if params.early_stopping_rounds > 0 {
+        if stopping {
             let loss_now = validation_loss(loss, &raw, &targets, &validation);
             if loss_now < best.0 {
                 best = (loss_now, round);
@@ -236,7 +238,7 @@ pub fn train_boosting(
             }
         }
     }
-    if params.early_stopping_rounds > 0 {
+    if stopping {
         trees.truncate((best.1 + 1) * scores);
     }
     match loss {
@@ -470,6 +472,24 @@ mod tests {
         assert_eq!(multiclass.score(&[0.5]).value, 0.0);
         assert_eq!(multiclass.score(&[1.5]).value, 1.0);
         assert_eq!(multiclass.score(&[2.5]).value, 2.0);
+    }
+
+    #[test]
+    fn early_stopping_without_rows_to_hold_back_keeps_every_round() {
+        let values = [0.0, 1.0, 2.0, 3.0];
+        let labels = Labels::Classes(vec![0, 0, 1, 1]);
+        let params = BoostingParameters {
+            n_estimators: 7,
+            min_samples_leaf: 1,
+            early_stopping_rounds: 2,
+            validation_fraction: 1e-12,
+            ..BoostingParameters::default()
+        };
+        let CompiledModel::BoostedClassifier { trees, .. } = boost(&values, &labels, 2, &params)
+        else {
+            panic!("a classifier");
+        };
+        assert_eq!(trees.len(), 7);
     }
 
     #[test]
