@@ -181,8 +181,7 @@ pub(super) async fn fit(
     // Every row read is scored once: the holdout's outputs are evaluated, and the table
     // version's (labeled or not) are the baseline of prediction drift, as scoring that
     // version would give.
-    let all: Vec<usize> = (0..rows).collect();
-    let outputs = score_rows(&trained.compiled, &encoded, width, &all);
+    let outputs = score_every_row(&trained.compiled, &encoded, width, rows);
     let evaluated_outputs: Vec<RawOutput> =
         evaluated.iter().map(|row| outputs[*row].clone()).collect();
     let metrics = evaluate(
@@ -198,14 +197,13 @@ pub(super) async fn fit(
     };
     let unlabeled_rows = dataset.rows_without_label as usize;
     let unlabeled = encode_rows(&preprocessing, &dataset.unlabeled, unlabeled_rows);
-    let unlabeled_all: Vec<usize> = (0..unlabeled_rows).collect();
     let predictions: Vec<Option<f64>> = outputs[..base_rows]
         .iter()
-        .chain(&score_rows(
+        .chain(&score_every_row(
             &trained.compiled,
             &unlabeled,
             width,
-            &unlabeled_all,
+            unlabeled_rows,
         ))
         .map(|output| Some(prediction(output)))
         .collect();
@@ -489,17 +487,17 @@ fn encode_rows(preprocessing: &Preprocessor, columns: &[RawColumn], rows: usize)
     pieces.concat()
 }
 
-/// What `model` says about each of `rows` of the encoded `values`, in order; on every core.
-fn score_rows(
+/// What `model` says about each of the `rows` rows of the encoded `values` (`width` each),
+/// in order; on every core.
+fn score_every_row(
     model: &CompiledModel,
     values: &[f64],
     width: usize,
-    rows: &[usize],
+    rows: usize,
 ) -> Vec<RawOutput> {
-    let pieces = map_in_order(rows.len().div_ceil(ROWS_PER_TASK), cores(), |piece| {
-        let end = ((piece + 1) * ROWS_PER_TASK).min(rows.len());
-        rows[piece * ROWS_PER_TASK..end]
-            .iter()
+    let pieces = map_in_order(rows.div_ceil(ROWS_PER_TASK), cores(), |piece| {
+        let end = ((piece + 1) * ROWS_PER_TASK).min(rows);
+        (piece * ROWS_PER_TASK..end)
             .map(|row| model.score(&values[row * width..(row + 1) * width]))
             .collect::<Vec<_>>()
     });
