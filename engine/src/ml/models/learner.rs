@@ -74,7 +74,7 @@ pub fn train(
     };
     match (algorithm, task, data.labels) {
         (Algorithm::LogisticRegression, _, Labels::Classes(classes)) => {
-            let params: LogisticParameters = merge_params(params, seed, algorithm)?;
+            let params: LogisticParameters = own_params(params, seed, algorithm)?;
             let problem = Problem {
                 values: data.values,
                 width: data.width,
@@ -86,10 +86,10 @@ pub fn train(
         }
         (Algorithm::DecisionTree | Algorithm::RandomForest, _, labels) => {
             let (forest, shown) = if algorithm == Algorithm::DecisionTree {
-                let params: TreeParameters = merge_params(params, seed, algorithm)?;
+                let params: TreeParameters = own_params(params, seed, algorithm)?;
                 (ForestParameters::from(&params), to_value(&params)?)
             } else {
-                let params: ForestParameters = merge_params(params, seed, algorithm)?;
+                let params: ForestParameters = own_params(params, seed, algorithm)?;
                 let shown = to_value(&params)?;
                 (params, shown)
             };
@@ -99,10 +99,7 @@ pub fn train(
             Ok(own(compiled, shown))
         }
         (Algorithm::GradientBoosting, _, labels) => {
-            let params: BoostingParameters = merge_params(params, seed, algorithm)?;
-            if let Some(problem) = params.problem() {
-                return Err(format!("params: {problem}"));
-            }
+            let params: BoostingParameters = own_params(params, seed, algorithm)?;
             let binned = BinnedColumns::new(data.values, data.rows, data.width);
             let classes = class_count(task, data.classes);
             let compiled = train_boosting(data.values, &binned, labels, classes, &params, threads);
@@ -205,6 +202,25 @@ fn linear_view(coefficients: &DenseMatrix<f64>, intercept: f64) -> CompiledModel
     }
 }
 
+/// Parameters of lakescore's own learners, which name a setting out of range.
+pub trait Checked {
+    /// The first setting out of range, as a sentence.
+    fn problem(&self) -> Option<String>;
+}
+
+/// [`merge_params`] for lakescore's own learners: also refuses settings out of range.
+fn own_params<P: Default + Serialize + DeserializeOwned + Checked>(
+    params: &toml::Table,
+    seed: u64,
+    algorithm: Algorithm,
+) -> Result<P, String> {
+    let merged: P = merge_params(params, seed, algorithm)?;
+    match merged.problem() {
+        Some(problem) => Err(format!("params: {problem}")),
+        None => Ok(merged),
+    }
+}
+
 /// The algorithm's default parameters with the project's `params` laid over them.
 fn merge_params<P: Default + Serialize + DeserializeOwned>(
     params: &toml::Table,
@@ -232,8 +248,66 @@ fn merge_params<P: Default + Serialize + DeserializeOwned>(
                 known.join(", ")
             ));
         }
+        if let toml::Value::Float(number) = value
+            && !number.is_finite()
+        {
+            return Err(format!("params: {key} = {number} is not a finite number"));
+        }
         let value = serde_json::to_value(value).map_err(|e| e.to_string())?;
         fields.insert(key.clone(), value);
     }
     serde_json::from_value(merged).map_err(|e| format!("params: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(algorithm: Algorithm, params: &str) -> String {
+        let params: toml::Table = toml::from_str(params).unwrap();
+        let labels = Labels::Classes(vec![0, 1, 0, 1]);
+        let data = TrainingData {
+            values: &[0.0, 1.0, 2.0, 3.0],
+            rows: 4,
+            width: 1,
+            labels: &labels,
+            classes: 2,
+        };
+        match train(algorithm, Task::Classification, &params, 1, data) {
+            Ok(_) => panic!("{params:?} was accepted"),
+            Err(problem) => problem,
+        }
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        assert_eq!(
+            refusal(Algorithm::RandomForest, "m = 0"),
+            "params: m (columns tried per split) must be at least 1; leave it out for the default"
+        );
+        assert_eq!(
+            refusal(Algorithm::RandomForest, "n_trees = 0"),
+            "params: n_trees must be at least 1"
+        );
+        assert_eq!(
+            refusal(Algorithm::LogisticRegression, "alpha = -1.0"),
+            "params: alpha must be 0 or more, not -1"
+        );
+        assert_eq!(
+            refusal(Algorithm::LogisticRegression, "tolerance = nan"),
+            "params: tolerance = NaN is not a finite number"
+        );
+        assert_eq!(
+            refusal(Algorithm::GradientBoosting, "learning_rate = inf"),
+            "params: learning_rate = inf is not a finite number"
+        );
+        assert_eq!(
+            refusal(Algorithm::GradientBoosting, "subsample = 0.0"),
+            "params: subsample must be in (0, 1], not 0"
+        );
+        assert!(
+            refusal(Algorithm::GradientBoosting, "max_leaves = -3").starts_with("params: "),
+            "a negative count is not a count"
+        );
+    }
 }

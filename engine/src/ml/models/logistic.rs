@@ -10,6 +10,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::compiled::{CompiledModel, sigmoid, softmax_into};
+use super::learner::Checked;
 use super::parallel::map_in_order;
 
 /// `logistic_regression`'s parameters.
@@ -31,6 +32,21 @@ impl Default for LogisticParameters {
             max_iter: 500,
             tolerance: 1e-7,
         }
+    }
+}
+
+impl Checked for LogisticParameters {
+    fn problem(&self) -> Option<String> {
+        if !(self.alpha >= 0.0 && self.alpha.is_finite()) {
+            return Some(format!("alpha must be 0 or more, not {}", self.alpha));
+        }
+        if self.max_iter == 0 {
+            return Some(String::from("max_iter must be at least 1"));
+        }
+        if !(self.tolerance > 0.0 && self.tolerance.is_finite()) {
+            return Some(format!("tolerance must be above 0, not {}", self.tolerance));
+        }
+        None
     }
 }
 

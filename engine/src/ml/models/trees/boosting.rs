@@ -15,7 +15,7 @@ use super::bins::BinnedColumns;
 use super::grow::{GrowSettings, GrownTree, Targets, grow};
 use super::rng::Rng;
 use crate::ml::models::compiled::{CompiledModel, Tree, sigmoid, softmax_into};
-use crate::ml::models::learner::Labels;
+use crate::ml::models::learner::{Checked, Labels};
 use crate::ml::models::parallel::pieces_in_parallel;
 
 /// `gradient_boosting`'s parameters.
@@ -67,9 +67,8 @@ impl Default for BoostingParameters {
     }
 }
 
-impl BoostingParameters {
-    /// The first setting out of range, as a sentence.
-    pub fn problem(&self) -> Option<String> {
+impl Checked for BoostingParameters {
+    fn problem(&self) -> Option<String> {
         let share = |value: f64| value > 0.0 && value <= 1.0;
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Some(format!(

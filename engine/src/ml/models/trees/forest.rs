@@ -13,7 +13,7 @@ use super::bins::BinnedColumns;
 use super::grow::{GrowSettings, GrownTree, Targets, grow};
 use super::rng::Rng;
 use crate::ml::models::compiled::{CompiledModel, Tree};
-use crate::ml::models::learner::Labels;
+use crate::ml::models::learner::{Checked, Labels};
 use crate::ml::models::parallel::map_in_order;
 
 /// `random_forest`'s parameters.
@@ -54,6 +54,20 @@ impl Default for ForestParameters {
     }
 }
 
+impl Checked for ForestParameters {
+    fn problem(&self) -> Option<String> {
+        if self.n_trees == 0 {
+            return Some(String::from("n_trees must be at least 1"));
+        }
+        if self.m == Some(0) {
+            return Some(String::from(
+                "m (columns tried per split) must be at least 1; leave it out for the default",
+            ));
+        }
+        None
+    }
+}
+
 /// `decision_tree`'s parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -76,6 +90,12 @@ impl Default for TreeParameters {
             min_samples_leaf: 1,
             min_samples_split: 2,
         }
+    }
+}
+
+impl Checked for TreeParameters {
+    fn problem(&self) -> Option<String> {
+        None
     }
 }
 
@@ -140,7 +160,7 @@ pub fn train_forest(
         let grown = grow(binned, &targets, &mut rows, &columns, &settings, &mut rng);
         into_tree(grown)
     };
-    let trees = map_in_order(params.n_trees.max(1), threads, grow_tree);
+    let trees = map_in_order(params.n_trees, threads, grow_tree);
     if classes == 0 {
         CompiledModel::Trees { trees, classes: 0 }
     } else {
