@@ -22,16 +22,25 @@ def run(binary: str, project: Path, args: list) -> tuple:
 
 def run_command(argv: list, cwd: Path) -> tuple:
     """Runs `argv` in `cwd`; returns (seconds, peak RSS in MiB, stdout). Exits on failure."""
-    args = argv[1:]
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    output = child.stdout.read().decode()
-    errors = child.stderr.read().decode()
+    elapsed, rss, output, _ = run_logged(argv, cwd)
+    return elapsed, rss, output
+
+
+def run_logged(argv: list, cwd: Path, env: dict = None) -> tuple:
+    """Runs `argv` in `cwd` with `env` added to the environment; returns (seconds, peak RSS
+    in MiB, stdout, stderr). Exits on failure. Output goes to files while it runs: a pipe
+    nobody reads would fill up and stall a chatty child."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err, env={**os.environ, **(env or {})})
+        _, status, usage = os.wait4(child.pid, 0)
+        elapsed = time.perf_counter() - started
+        out.seek(0)
+        err.seek(0)
+        output, errors = out.read().decode(), err.read().decode()
     if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(args)} failed:\n{output}\n{errors}")
-    return elapsed, usage.ru_maxrss / 1024, output
+        sys.exit(f"{' '.join(argv[1:])} failed:\n{output}\n{errors}")
+    return elapsed, usage.ru_maxrss / 1024, output, errors
 
 
 @contextlib.contextmanager

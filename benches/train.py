@@ -27,10 +27,9 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from bench_common import CATEGORIES, NUMERIC, release_binary, run, run_command, scratch_folder, write_features_csv
+from bench_common import CATEGORIES, NUMERIC, release_binary, run, run_command, run_logged, scratch_folder, write_features_csv
 
 TREES = 50
 DEPTH = 10
@@ -109,24 +108,13 @@ def scored_auc(python: str, scratch: Path, model: str) -> float:
 
 def train(binary: str, scratch: Path, model: str) -> tuple:
     """Runs `lakescore train MODEL`; returns (command seconds, fit seconds, peak RSS MiB)."""
-    log = scratch / f"train_{model}.log"
-    started = time.perf_counter()
-    # The debug log goes to a file: a pipe nobody reads would fill up and stall the child.
-    with log.open("w") as errors_file:
-        child = subprocess.Popen(
-            [binary, "train", model], cwd=scratch, stdout=subprocess.DEVNULL, stderr=errors_file,
-            env={**os.environ, "LAKESCORE_LOG": "lakescore_engine=debug"},
-        )
-        _, status, usage = os.wait4(child.pid, 0)
-    elapsed = time.perf_counter() - started
-    errors = log.read_text()
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"train {model} failed:\n{errors}")
-    fitted = re.search(r"elapsed=([0-9.]+)(ms|s) fitted the model|fitted the model.*elapsed=([0-9.]+)(ms|s)", errors)
+    elapsed, rss, _, errors = run_logged(
+        [binary, "train", model], scratch, env={"LAKESCORE_LOG": "lakescore_engine=debug"}
+    )
+    fitted = re.search(r"fitted the model.*elapsed=([0-9.]+)(ms|s)", errors)
     if not fitted:
         sys.exit(f"train {model}: no fit time in the debug log:\n{errors}")
-    value, unit = (fitted.group(1), fitted.group(2)) if fitted.group(1) else (fitted.group(3), fitted.group(4))
-    return elapsed, float(value) / (1000 if unit == "ms" else 1), usage.ru_maxrss / 1024
+    return elapsed, float(fitted.group(1)) / (1000 if fitted.group(2) == "ms" else 1), rss
 
 
 def has_modules(python: str, modules: str) -> bool:
