@@ -58,16 +58,16 @@ pub fn pieces_in_parallel<T: Send>(
     work: impl Fn(usize, &mut [T]) + Sync,
 ) {
     let piece_len = piece_len.max(1);
-    let mut shares: Vec<Vec<(usize, &mut [T])>> = (0..threads.max(1)).map(|_| Vec::new()).collect();
-    let count = shares.len();
-    for (at, piece) in items.chunks_mut(piece_len).enumerate() {
-        shares[at % count].push((at * piece_len, piece));
-    }
-    if count == 1 || items_fit_one_piece(&shares) {
-        for (first, piece) in shares.into_iter().flatten() {
-            work(first, piece);
+    if threads <= 1 || items.len() <= piece_len {
+        // One thread, or one piece in all: not worth starting threads.
+        for (at, piece) in items.chunks_mut(piece_len).enumerate() {
+            work(at * piece_len, piece);
         }
         return;
+    }
+    let mut shares: Vec<Vec<(usize, &mut [T])>> = (0..threads).map(|_| Vec::new()).collect();
+    for (at, piece) in items.chunks_mut(piece_len).enumerate() {
+        shares[at % threads].push((at * piece_len, piece));
     }
     std::thread::scope(|scope| {
         let work = &work;
@@ -79,11 +79,6 @@ pub fn pieces_in_parallel<T: Send>(
             });
         }
     });
-}
-
-/// True when there is one piece in all: not worth a thread.
-fn items_fit_one_piece<T>(shares: &[Vec<(usize, &mut [T])>]) -> bool {
-    shares.iter().map(Vec::len).sum::<usize>() <= 1
 }
 
 #[cfg(test)]
