@@ -8,8 +8,8 @@ pub fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// `make(i)` for every `i < count`, on up to `threads` threads (each takes the next
-/// index when it is done with one), returned in index order.
+/// `make(i)` for every `i < count`, on up to `threads` threads, the calling one included
+/// (each takes the next index when it is done with one), returned in index order.
 pub fn map_in_order<T: Send>(
     count: usize,
     threads: usize,
@@ -20,28 +20,27 @@ pub fn map_in_order<T: Send>(
         return (0..count).map(make).collect();
     }
     let next = AtomicUsize::new(0);
+    let work = || {
+        let mut mine = Vec::new();
+        loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= count {
+                return mine;
+            }
+            mine.push((index, make(index)));
+        }
+    };
+    // The calling thread works too: one thread fewer to start.
     let mut made: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut mine = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        if index >= count {
-                            return mine;
-                        }
-                        mine.push((index, make(index)));
-                    }
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .flat_map(|worker| match worker.join() {
-                Ok(mine) => mine,
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(&work)).collect();
+        let mut made = work();
+        for helper in helpers {
+            match helper.join() {
+                Ok(theirs) => made.extend(theirs),
                 Err(panic) => std::panic::resume_unwind(panic),
-            })
-            .collect()
+            }
+        }
+        made
     });
     made.sort_by_key(|(index, _)| *index);
     made.into_iter().map(|(_, item)| item).collect()
@@ -69,15 +68,20 @@ pub fn pieces_in_parallel<T: Send>(
     for (at, piece) in items.chunks_mut(piece_len).enumerate() {
         shares[at % threads].push((at * piece_len, piece));
     }
-    std::thread::scope(|scope| {
-        let work = &work;
-        for share in shares {
-            scope.spawn(move || {
-                for (first, piece) in share {
-                    work(first, piece);
-                }
-            });
+    let work_share = |share: Vec<(usize, &mut [T])>| {
+        for (first, piece) in share {
+            work(first, piece);
         }
+    };
+    let mut shares = shares.into_iter();
+    let own = shares.next().unwrap_or_default();
+    // The calling thread works on the first share.
+    std::thread::scope(|scope| {
+        let work_share = &work_share;
+        for share in shares {
+            scope.spawn(move || work_share(share));
+        }
+        work_share(own);
     });
 }
 

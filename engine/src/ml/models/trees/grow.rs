@@ -1,6 +1,6 @@
-//! Growing one tree from histograms of binned columns: at each node, per column and bin,
-//! the sums of the targets, the weight and the row count; the best split is found by
-//! scanning the bins, and the rows missing the column go to whichever side gains more.
+//! Growing one tree from histograms of binned columns ([`super::histogram`]): at each
+//! node the best cut of every column is found by scanning its bins ([`super::split`]),
+//! and the best of them splits the node.
 //!
 //! One learner serves every tree model. A node's score is `Σₖ sumₖ² / (weight + λ)`:
 //! with one-hot classes as targets and unit weights that is the Gini decrease (random
@@ -9,14 +9,17 @@
 //! A node's value is `sumₖ / (weight + λ)`: class shares, the mean, or the Newton step.
 //!
 //! Without a leaf limit a tree grows depth first, so only the histograms along one path
-//! are held; with `max_leaves` it grows best first (the leaf whose split gains most). The
-//! larger child's histogram is the parent's minus the smaller child's when every node
-//! looks at the same columns. Histograms of many rows are built column-parallel; each
-//! column is summed in row order by one thread, so the tree is the same on any number of
-//! threads.
+//! are held; with `max_leaves` it grows best first (the leaf whose split gains most).
+//! When every node looks at the same columns, both children of a split are scanned
+//! together: the smaller child's histogram from its rows, the larger one's as the
+//! parent's minus it. Per column (or bundle) that work is one task, and the tasks of
+//! many rows run in parallel; each column is summed in row order by one thread, so the
+//! tree is the same on any number of threads. Rows are partitioned in parallel too.
 
-use super::bins::{BinnedColumns, SET};
+use super::bins::BinnedColumns;
+use super::histogram::{Histogram, gather, minus, pass_histograms, passes};
 use super::rng::Rng;
+use super::split::{Cut, Split, Stats, best_column, best_cut, split_at};
 use crate::ml::models::compiled::TreeNode;
 use crate::ml::models::parallel::map_in_order;
 
@@ -66,97 +69,6 @@ pub struct GrownTree {
     pub leaves: Vec<(usize, std::ops::Range<usize>)>,
 }
 
-/// Sums over a set of rows.
-#[derive(Debug, Clone, PartialEq)]
-struct Stats {
-    sums: Vec<f64>,
-    weight: f64,
-    count: f64,
-}
-
-impl Stats {
-    fn zero(outputs: usize) -> Self {
-        Self {
-            sums: vec![0.0; outputs],
-            weight: 0.0,
-            count: 0.0,
-        }
-    }
-
-    fn of_rows(targets: &Targets<'_>, rows: &[u32]) -> Self {
-        let mut stats = Self::zero(targets.outputs);
-        for row in rows {
-            let row = *row as usize;
-            let at = row * targets.outputs;
-            for (sum, value) in stats.sums.iter_mut().zip(&targets.sums[at..]) {
-                *sum += value;
-            }
-            stats.weight += targets.weights.map_or(1.0, |w| w[row]);
-            stats.count += 1.0;
-        }
-        stats
-    }
-
-    fn add_bin(&mut self, bin: &[f64]) {
-        let outputs = self.sums.len();
-        for (sum, value) in self.sums.iter_mut().zip(bin) {
-            *sum += value;
-        }
-        self.weight += bin[outputs];
-        self.count += bin[outputs + 1];
-    }
-
-    fn minus(&self, other: &Stats) -> Stats {
-        Stats {
-            sums: self
-                .sums
-                .iter()
-                .zip(&other.sums)
-                .map(|(a, b)| a - b)
-                .collect(),
-            weight: self.weight - other.weight,
-            count: self.count - other.count,
-        }
-    }
-
-    fn score(&self, lambda: f64) -> f64 {
-        let denominator = self.weight + lambda;
-        if denominator <= 0.0 {
-            return 0.0;
-        }
-        self.sums.iter().map(|s| s * s).sum::<f64>() / denominator
-    }
-
-    fn values(&self, lambda: f64) -> impl Iterator<Item = f64> + '_ {
-        let denominator = self.weight + lambda;
-        self.sums.iter().map(move |s| {
-            if denominator > 0.0 {
-                s / denominator
-            } else {
-                0.0
-            }
-        })
-    }
-}
-
-/// Per column, the bins' sums (`outputs` target sums, weight, count per bin); empty for
-/// columns not built.
-#[derive(Debug, Clone)]
-struct Histogram {
-    columns: Vec<Vec<f64>>,
-}
-
-/// The best split of a node.
-#[derive(Debug, Clone)]
-struct Split {
-    column: usize,
-    /// The last value bin that goes left.
-    bin: usize,
-    missing_left: bool,
-    gain: f64,
-    left: Stats,
-}
-
 /// A leaf that may still be split.
 struct Leaf {
     node: usize,
@@ -164,6 +76,7 @@ struct Leaf {
     end: usize,
     depth: usize,
     stats: Stats,
+    /// Its histogram over every column of the tree, kept for its children's subtraction.
     histogram: Option<Histogram>,
     split: Option<Split>,
 }
@@ -216,9 +129,14 @@ pub fn grow(
             continue;
         }
         leaves += 1;
-        let (mut left, mut right) = grower.split(leaf, &split, rows);
-        grower.evaluate(&mut left, rows, rng);
-        grower.evaluate(&mut right, rows, rng);
+        let (mut left, mut right, parent_histogram) = grower.split(leaf, &split, rows);
+        match parent_histogram {
+            Some(parent) => grower.evaluate_children(&mut left, &mut right, &parent, rows),
+            None => {
+                grower.evaluate(&mut left, rows, rng);
+                grower.evaluate(&mut right, rows, rng);
+            }
+        }
         pending.push(right);
         pending.push(left);
     }
@@ -231,6 +149,13 @@ struct Grower<'a> {
     columns: &'a [usize],
     settings: &'a GrowSettings,
     tree: GrownTree,
+}
+
+/// A node's histogram over some columns, and per column its best cut (None also for the
+/// columns not scanned, and for every column when the node's cuts were not wanted).
+struct Scanned {
+    histogram: Histogram,
+    cuts: Vec<Option<Cut>>,
 }
 
 impl Grower<'_> {
@@ -268,135 +193,203 @@ impl Grower<'_> {
         Some(best)
     }
 
-    /// Finds the leaf's best split, when it may be split at all.
-    fn evaluate(&self, leaf: &mut Leaf, rows: &[u32], rng: &mut Rng) {
+    /// Whether the settings allow splitting `leaf` at all.
+    fn splittable(&self, leaf: &Leaf) -> bool {
         let settings = self.settings;
-        let splittable = settings.max_depth.is_none_or(|max| leaf.depth < max)
+        settings.max_depth.is_none_or(|max| leaf.depth < max)
             && leaf.stats.count >= 2.0 * settings.min_samples_leaf.max(1) as f64
             && leaf.stats.count >= settings.min_samples_split as f64
-            && leaf.stats.weight >= 2.0 * settings.min_child_weight;
-        if !splittable {
-            leaf.histogram = None;
+            && leaf.stats.weight >= 2.0 * settings.min_child_weight
+    }
+
+    /// Finds the leaf's best split from its own rows, when it may be split at all.
+    fn evaluate(&self, leaf: &mut Leaf, rows: &[u32], rng: &mut Rng) {
+        if !self.splittable(leaf) {
             return;
         }
         let sampled;
-        let columns = match settings.features_per_split {
+        let columns = match self.settings.features_per_split {
             Some(count) if count < self.columns.len() => {
                 sampled = rng.sample(self.columns, count);
-                leaf.histogram = None;
                 &sampled[..]
             }
             _ => self.columns,
         };
-        let histogram = match leaf.histogram.take() {
-            Some(histogram) => histogram,
-            None => self.histogram(&rows[leaf.start..leaf.end], columns),
+        let (scanned, _) = self.scan(
+            &rows[leaf.start..leaf.end],
+            columns,
+            Some(&leaf.stats),
+            None,
+        );
+        self.settle(leaf, scanned, columns);
+    }
+
+    /// Finds both children's best splits: the smaller child's histogram from its rows,
+    /// the larger one's as the parent's minus it.
+    fn evaluate_children(
+        &self,
+        left: &mut Leaf,
+        right: &mut Leaf,
+        parent: &Histogram,
+        rows: &[u32],
+    ) {
+        let (left_splittable, right_splittable) = (self.splittable(left), self.splittable(right));
+        if !left_splittable && !right_splittable {
+            return;
+        }
+        let left_smaller = left.end - left.start <= right.end - right.start;
+        let (smaller, larger, smaller_splittable, larger_splittable) = if left_smaller {
+            (left, right, left_splittable, right_splittable)
+        } else {
+            (right, left, right_splittable, left_splittable)
         };
-        leaf.split = self.best_split(&histogram, columns, &leaf.stats);
-        // Kept for the children's subtraction only when they look at the same columns.
-        if leaf.split.is_some() && columns.len() == self.columns.len() {
-            leaf.histogram = Some(histogram);
+        let (scanned_smaller, scanned_larger) = self.scan(
+            &rows[smaller.start..smaller.end],
+            self.columns,
+            smaller_splittable.then_some(&smaller.stats),
+            Some((parent, larger_splittable.then_some(&larger.stats))),
+        );
+        if smaller_splittable {
+            self.settle(smaller, scanned_smaller, self.columns);
+        }
+        if let Some(scanned) = scanned_larger
+            && larger_splittable
+        {
+            self.settle(larger, scanned, self.columns);
         }
     }
 
-    fn best_split(&self, histogram: &Histogram, columns: &[usize], node: &Stats) -> Option<Split> {
-        let settings = self.settings;
+    /// Takes the best of the scanned cuts as the leaf's split, and keeps its histogram for
+    /// its children when it covers every column of the tree.
+    fn settle(&self, leaf: &mut Leaf, scanned: Scanned, columns: &[usize]) {
+        leaf.split = best_column(columns, &scanned.cuts).map(|(column, cut)| {
+            split_at(column, cut, &scanned.histogram.columns[column], &leaf.stats)
+        });
+        if leaf.split.is_some() && columns.len() == self.columns.len() {
+            leaf.histogram = Some(scanned.histogram);
+        }
+    }
+
+    /// The histograms of `rows` over `columns` and, when `node` is given, each column's
+    /// best cut for it; with a parent's histogram also the sibling's histograms (parent
+    /// minus these) and, given its sums, its cuts. One pass per column or bundle, the
+    /// passes in parallel when there is enough work.
+    fn scan(
+        &self,
+        rows: &[u32],
+        columns: &[usize],
+        node: Option<&Stats>,
+        sibling: Option<(&Histogram, Option<&Stats>)>,
+    ) -> (Scanned, Option<Scanned>) {
         let outputs = self.targets.outputs;
-        let stride = outputs + 2;
-        let lambda = settings.lambda;
-        let parent = node.score(lambda);
-        let least_gain = 1e-10 * parent.abs().max(1e-300);
-        let min_count = settings.min_samples_leaf.max(1) as f64;
-        let allowed =
-            |weight: f64, count: f64| count >= min_count && weight >= settings.min_child_weight;
-        // Σₖ sumₖ² / (weight + λ) of the left side and of the node minus it.
-        let sides_score = |left: &[f64]| {
-            let (weight, count) = (left[outputs], left[outputs + 1]);
-            let (right_weight, right_count) = (node.weight - weight, node.count - count);
-            if !allowed(weight, count) || !allowed(right_weight, right_count) {
-                return None;
-            }
-            let (mut left_squares, mut right_squares) = (0.0, 0.0);
-            for (sum, total) in left[..outputs].iter().zip(&node.sums) {
-                left_squares += sum * sum;
-                right_squares += (total - sum) * (total - sum);
-            }
-            let score = |squares: f64, weight: f64| {
-                if weight + lambda > 0.0 {
-                    squares / (weight + lambda)
-                } else {
-                    0.0
-                }
-            };
-            Some(score(left_squares, weight) + score(right_squares, right_weight) - parent)
+        let passes = passes(self.binned, columns);
+        let threads = if rows.len() * passes.len() < PARALLEL_ROW_VISITS {
+            1
+        } else {
+            self.settings.threads
         };
-        let mut best: Option<(f64, usize, usize, bool)> = None;
-        let mut left = vec![0.0; stride];
-        let mut with_missing = vec![0.0; stride];
-        for &column in columns {
-            let bins = &histogram.columns[column];
-            let value_bins = bins.len() / stride;
-            let missing = &bins[..stride];
-            let has_missing = missing[outputs + 1] > 0.0;
-            left.iter_mut().for_each(|v| *v = 0.0);
-            for bin in 1..value_bins.saturating_sub(1) {
-                for (l, b) in left.iter_mut().zip(&bins[bin * stride..(bin + 1) * stride]) {
-                    *l += b;
-                }
-                if left[outputs + 1] == 0.0 {
-                    continue;
-                }
-                let mut consider = |side: &[f64], missing_left: bool| {
-                    if let Some(gain) = sides_score(side)
-                        && gain > least_gain
-                        && best.is_none_or(|b| gain > b.0)
-                    {
-                        best = Some((gain, column, bin, missing_left));
-                    }
-                };
-                consider(&left, false);
-                if has_missing {
-                    for ((w, l), m) in with_missing.iter_mut().zip(&left).zip(missing) {
-                        *w = l + m;
-                    }
-                    consider(&with_missing, true);
-                }
+        let gathered = gather(self.targets, rows, threads);
+        let cut = |bins: &[f64], stats: Option<&Stats>| {
+            stats.and_then(|stats| best_cut(bins, stats, self.settings))
+        };
+        let built = map_in_order(passes.len(), threads, |at| {
+            pass_histograms(self.binned, outputs, &passes[at], rows, &gathered)
+                .into_iter()
+                .map(|(column, bins)| {
+                    let mine = cut(&bins, node);
+                    let theirs = sibling.map(|(parent, stats)| {
+                        let bins = minus(&parent.columns[column], &bins);
+                        let cut = cut(&bins, stats);
+                        (bins, cut)
+                    });
+                    (column, (bins, mine), theirs)
+                })
+                .collect::<Vec<_>>()
+        });
+        let empty = || Scanned {
+            histogram: Histogram {
+                columns: vec![Vec::new(); self.binned.width()],
+            },
+            cuts: vec![None; self.binned.width()],
+        };
+        let mut scanned = empty();
+        let mut sibling_scanned = sibling.map(|_| empty());
+        for (column, (bins, cut), theirs) in built.into_iter().flatten() {
+            scanned.histogram.columns[column] = bins;
+            scanned.cuts[column] = cut;
+            if let (Some(sibling), Some((bins, cut))) = (sibling_scanned.as_mut(), theirs) {
+                sibling.histogram.columns[column] = bins;
+                sibling.cuts[column] = cut;
             }
         }
-        let (gain, column, bin, missing_left) = best?;
-        let bins = &histogram.columns[column];
-        let missing = &bins[..stride];
-        let mut left = Stats::zero(outputs);
-        for at in 1..=bin {
-            left.add_bin(&bins[at * stride..(at + 1) * stride]);
-        }
-        if missing_left {
-            left.add_bin(missing);
-        }
-        let right_count = node.count - left.count;
-        // Rows missing this column in scoring but not in training go with the larger side.
-        let missing_left =
-            missing_left || (missing[outputs + 1] == 0.0 && left.count > right_count);
-        Some(Split {
-            column,
-            bin,
-            missing_left,
-            gain,
-            left,
-        })
+        (scanned, sibling_scanned)
     }
 
     /// Splits `leaf`: reorders its rows left then right and adds the two child nodes.
-    fn split(&mut self, leaf: Leaf, split: &Split, rows: &mut [u32]) -> (Leaf, Leaf) {
+    /// Returns the children and the leaf's histogram.
+    fn split(
+        &mut self,
+        leaf: Leaf,
+        split: &Split,
+        rows: &mut [u32],
+    ) -> (Leaf, Leaf, Option<Histogram>) {
         let bins = &self.binned.bins[split.column];
-        let span = &mut rows[leaf.start..leaf.end];
         let goes_left = |row: u32| match bins[row as usize] {
             0 => split.missing_left,
             bin => bin as usize <= split.bin,
         };
-        // A stable partition: each side keeps its rows in order, so the histogram passes
-        // below read every column's bins front to back.
-        let mut right = Vec::with_capacity(span.len() / 2);
+        let middle = leaf.start
+            + stable_partition(
+                &mut rows[leaf.start..leaf.end],
+                goes_left,
+                self.settings.threads,
+            );
+        let left_stats = split.left.clone();
+        let right_stats = leaf.stats.minus(&left_stats);
+        let left_node = self.add_node(&left_stats);
+        let right_node = self.add_node(&right_stats);
+        let node = &mut self.tree.nodes[leaf.node];
+        node.feature = split.column as u32;
+        node.threshold = self.binned.upper[split.column][split.bin - 1];
+        node.missing_left = split.missing_left;
+        node.left = Some(left_node as u32);
+        node.right = Some(right_node as u32);
+        let depth = leaf.depth + 1;
+        let child = |node, start, end, stats| Leaf {
+            node,
+            start,
+            end,
+            depth,
+            stats,
+            histogram: None,
+            split: None,
+        };
+        (
+            child(left_node, leaf.start, middle, left_stats),
+            child(right_node, middle, leaf.end, right_stats),
+            leaf.histogram,
+        )
+    }
+}
+
+/// Row visits (rows × passes) from which a node's passes run in parallel: below it a
+/// scan takes less than about a tenth of a millisecond, too little to start threads for.
+const PARALLEL_ROW_VISITS: usize = 50_000;
+
+/// Rows per piece when partitioning on several threads.
+const PARTITION_PIECE_ROWS: usize = 65_536;
+
+/// Reorders `span` so the rows going left come first, each side keeping its rows in
+/// order (so the histogram passes read every column's bins front to back); returns how
+/// many go left. A stable partition has one result, however the work is shared out.
+fn stable_partition(
+    span: &mut [u32],
+    goes_left: impl Fn(u32) -> bool + Sync,
+    threads: usize,
+) -> usize {
+    let pieces = span.len().div_ceil(PARTITION_PIECE_ROWS);
+    if threads <= 1 || pieces < 2 {
+        let mut right = Vec::with_capacity(span.len());
         let mut low = 0;
         for at in 0..span.len() {
             let row = span[at];
@@ -408,218 +401,35 @@ impl Grower<'_> {
             }
         }
         span[low..].copy_from_slice(&right);
-        let middle = leaf.start + low;
-        let left_stats = split.left.clone();
-        let right_stats = leaf.stats.minus(&left_stats);
-        let left_node = self.add_node(&left_stats);
-        let right_node = self.add_node(&right_stats);
-        let node = &mut self.tree.nodes[leaf.node];
-        node.feature = split.column as u32;
-        node.threshold = self.binned.upper[split.column][split.bin - 1];
-        node.missing_left = split.missing_left;
-        node.left = Some(left_node as u32);
-        node.right = Some(right_node as u32);
-        let (left_histogram, right_histogram) = match leaf.histogram {
-            Some(parent) => {
-                let left_rows = &rows[leaf.start..middle];
-                let right_rows = &rows[middle..leaf.end];
-                let left_smaller = left_rows.len() <= right_rows.len();
-                let smaller = self.histogram(
-                    if left_smaller { left_rows } else { right_rows },
-                    self.columns,
-                );
-                let larger = subtract(parent, &smaller);
-                if left_smaller {
-                    (Some(smaller), Some(larger))
-                } else {
-                    (Some(larger), Some(smaller))
-                }
-            }
-            None => (None, None),
-        };
-        let depth = leaf.depth + 1;
-        (
-            Leaf {
-                node: left_node,
-                start: leaf.start,
-                end: middle,
-                depth,
-                stats: left_stats,
-                histogram: left_histogram,
-                split: None,
-            },
-            Leaf {
-                node: right_node,
-                start: middle,
-                end: leaf.end,
-                depth,
-                stats: right_stats,
-                histogram: right_histogram,
-                split: None,
-            },
-        )
+        return low;
     }
-
-    /// The histogram of `rows` over `columns`: the rows' targets gathered once in row
-    /// order, then one pass per column or bundle of columns, in parallel when there is
-    /// enough work.
-    fn histogram(&self, rows: &[u32], columns: &[usize]) -> Histogram {
-        let gathered = self.gather(rows);
-        let mut passes: Vec<Pass> = Vec::new();
-        let mut bundles_wanted = vec![Vec::new(); self.binned.bundles.len()];
-        for &column in columns {
-            match self.binned.bundle_of[column] {
-                Some(bundle) => bundles_wanted[bundle].push(column),
-                None => passes.push(Pass::Column(column)),
-            }
-        }
-        for (bundle, wanted) in bundles_wanted.into_iter().enumerate() {
-            match wanted.len() {
-                0 => {}
-                1 => passes.push(Pass::Column(wanted[0])),
-                _ => passes.push(Pass::Bundle(bundle, wanted)),
-            }
-        }
-        // Few rows: not worth starting threads.
-        let threads = if rows.len() * passes.len() < 400_000 {
-            1
-        } else {
-            self.settings.threads
-        };
-        let built = map_in_order(passes.len(), threads, |at| {
-            self.pass(&passes[at], rows, &gathered)
-        });
-        let mut histogram = Histogram {
-            columns: vec![Vec::new(); self.binned.width()],
-        };
-        for (column, bins) in built.into_iter().flatten() {
-            histogram.columns[column] = bins;
-        }
-        histogram
-    }
-
-    /// Per row of `rows`, in order: its `outputs` target values and its weight.
-    fn gather(&self, rows: &[u32]) -> Vec<f64> {
-        let outputs = self.targets.outputs;
-        let mut gathered = Vec::with_capacity(rows.len() * (outputs + 1));
+    let sides = map_in_order(pieces, threads, |piece| {
+        let rows = &span
+            [piece * PARTITION_PIECE_ROWS..((piece + 1) * PARTITION_PIECE_ROWS).min(span.len())];
+        let (mut left, mut right) = (
+            Vec::with_capacity(rows.len()),
+            Vec::with_capacity(rows.len()),
+        );
         for &row in rows {
-            let row = row as usize;
-            gathered.extend_from_slice(&self.targets.sums[row * outputs..(row + 1) * outputs]);
-            gathered.push(self.targets.weights.map_or(1.0, |w| w[row]));
-        }
-        gathered
-    }
-
-    /// One pass over the rows: a column's histogram, or those of a bundle's wanted columns.
-    fn pass(&self, pass: &Pass, rows: &[u32], gathered: &[f64]) -> Vec<(usize, Vec<f64>)> {
-        let stride = self.targets.outputs + 2;
-        match pass {
-            Pass::Column(column) => {
-                let codes = &self.binned.bins[*column];
-                let bins = self.binned.bin_count(*column);
-                vec![(*column, self.code_histogram(codes, bins, rows, gathered))]
-            }
-            Pass::Bundle(bundle, wanted) => {
-                let bundle_columns = &self.binned.bundles[*bundle];
-                let slots = self.code_histogram(
-                    &bundle_columns.slots,
-                    bundle_columns.columns.len() + 1,
-                    rows,
-                    gathered,
-                );
-                let mut total = vec![0.0; stride];
-                for slot in slots.chunks(stride) {
-                    total.iter_mut().zip(slot).for_each(|(t, v)| *t += v);
-                }
-                wanted
-                    .iter()
-                    .map(|column| {
-                        let position = bundle_columns.columns.iter().position(|c| c == column);
-                        let at = (position.unwrap_or_default() + 1) * stride;
-                        let set = &slots[at..at + stride];
-                        // Bin 0 (missing) stays empty, bin 1 is every row not set.
-                        let mut bins = vec![0.0; 3 * stride];
-                        for k in 0..stride {
-                            bins[stride + k] = total[k] - set[k];
-                            bins[usize::from(SET) * stride + k] = set[k];
-                        }
-                        (*column, bins)
-                    })
-                    .collect()
+            if goes_left(row) {
+                left.push(row);
+            } else {
+                right.push(row);
             }
         }
+        (left, right)
+    });
+    let mut at = 0;
+    for (left, _) in &sides {
+        span[at..at + left.len()].copy_from_slice(left);
+        at += left.len();
     }
-
-    /// Per code (a column's bin, a bundle's slot): the summed targets, weight and count of
-    /// the rows with it.
-    fn code_histogram(
-        &self,
-        codes: &[u8],
-        count: usize,
-        rows: &[u32],
-        gathered: &[f64],
-    ) -> Vec<f64> {
-        let outputs = self.targets.outputs;
-        let stride = outputs + 2;
-        let mut bins = vec![0.0; count * stride];
-        if outputs == 1 {
-            // Four copies of the histogram, one per row position modulo four: consecutive
-            // rows with the same code then add into different memory, so the additions do
-            // not wait on each other.
-            let lane = count * 3;
-            let mut lanes = vec![0.0; 4 * lane];
-            let mut quads = rows.chunks_exact(4);
-            let mut values = gathered.chunks_exact(8);
-            for (quad, quad_values) in (&mut quads).zip(&mut values) {
-                for k in 0..4 {
-                    let at = k * lane + codes[quad[k] as usize] as usize * 3;
-                    lanes[at] += quad_values[2 * k];
-                    lanes[at + 1] += quad_values[2 * k + 1];
-                    lanes[at + 2] += 1.0;
-                }
-            }
-            for (&row, values) in quads
-                .remainder()
-                .iter()
-                .zip(values.remainder().chunks_exact(2))
-            {
-                let at = codes[row as usize] as usize * 3;
-                lanes[at] += values[0];
-                lanes[at + 1] += values[1];
-                lanes[at + 2] += 1.0;
-            }
-            for (at, bin) in bins.iter_mut().enumerate() {
-                *bin = lanes[at] + lanes[lane + at] + lanes[2 * lane + at] + lanes[3 * lane + at];
-            }
-        } else {
-            for (&row, values) in rows.iter().zip(gathered.chunks_exact(outputs + 1)) {
-                let at = codes[row as usize] as usize * stride;
-                for (bin, value) in bins[at..at + outputs + 1].iter_mut().zip(values) {
-                    *bin += value;
-                }
-                bins[at + outputs + 1] += 1.0;
-            }
-        }
-        bins
+    let middle = at;
+    for (_, right) in &sides {
+        span[at..at + right.len()].copy_from_slice(right);
+        at += right.len();
     }
-}
-
-/// One pass of a histogram build.
-enum Pass {
-    /// One column's bins.
-    Column(usize),
-    /// A bundle's slots, giving the listed columns of it.
-    Bundle(usize, Vec<usize>),
-}
-
-/// The parent's histogram minus a child's: the other child's.
-fn subtract(mut parent: Histogram, child: &Histogram) -> Histogram {
-    for (bins, taken) in parent.columns.iter_mut().zip(&child.columns) {
-        for (bin, value) in bins.iter_mut().zip(taken) {
-            *bin -= value;
-        }
-    }
-    parent
+    middle
 }
 
 #[cfg(test)]
@@ -680,7 +490,7 @@ mod tests {
                     leaves: Vec::new(),
                 },
             };
-            grower.histogram(&rows, &columns).columns
+            grower.scan(&rows, &columns, None, None).0.histogram.columns
         };
         let (with, without) = (histogram(&bundled), histogram(&unbundled));
         for (a, b) in with.iter().zip(&without) {
@@ -706,5 +516,65 @@ mod tests {
             "{:?}",
             tree.nodes
         );
+    }
+
+    #[test]
+    fn a_tree_is_the_same_on_one_thread_and_on_many() {
+        // Enough rows that histogram passes, gathering and partitions all run in parallel.
+        let rows = 150_000;
+        let (values, targets) = rows_with_one_hot(rows);
+        let binned = BinnedColumns::new(&values, rows, 5);
+        let weights: Vec<f64> = targets.iter().map(|t| 0.25 + t / 4.0).collect();
+        let fitted = Targets {
+            outputs: 1,
+            sums: &targets,
+            weights: Some(&weights),
+        };
+        let columns: Vec<usize> = (0..5).collect();
+        let grown = |threads: usize, max_leaves: Option<usize>| {
+            let settings = GrowSettings {
+                max_depth: None,
+                max_leaves,
+                min_samples_leaf: 20,
+                min_samples_split: 2,
+                min_child_weight: 1e-3,
+                lambda: 1.0,
+                features_per_split: None,
+                threads,
+            };
+            let mut order: Vec<u32> = (0..rows as u32).collect();
+            let tree = grow(
+                &binned,
+                &fitted,
+                &mut order,
+                &columns,
+                &settings,
+                &mut Rng::new(2, 0),
+            );
+            (tree, order)
+        };
+        for max_leaves in [Some(16), None] {
+            let (one, one_order) = grown(1, max_leaves);
+            let (many, many_order) = grown(3, max_leaves);
+            assert_eq!(one, many);
+            assert_eq!(one_order, many_order);
+            if max_leaves.is_some() {
+                assert_eq!(one.leaves.len(), 16);
+            }
+        }
+    }
+
+    #[test]
+    fn partitions_in_parallel_keep_each_side_in_order() {
+        let span: Vec<u32> = (0..200_003).map(|i| (i * 7919) % 200_003).collect();
+        let goes_left = |row: u32| row % 3 == 0;
+        let mut serial = span.clone();
+        let middle = stable_partition(&mut serial, goes_left, 1);
+        let mut parallel = span.clone();
+        assert_eq!(stable_partition(&mut parallel, goes_left, 4), middle);
+        assert_eq!(serial, parallel);
+        let (left, right): (Vec<u32>, Vec<u32>) = span.iter().partition(|row| goes_left(**row));
+        assert_eq!(serial[..middle], left[..]);
+        assert_eq!(serial[middle..], right[..]);
     }
 }
