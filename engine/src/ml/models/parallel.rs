@@ -32,7 +32,7 @@ pub fn map_in_order<T: Send>(
     };
     // The calling thread works too: one thread fewer to start.
     let mut made: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(&work)).collect();
+        let helpers: Vec<_> = (1..threads).map(|_| scope.spawn(work)).collect();
         let mut made = work();
         for helper in helpers {
             match helper.join() {

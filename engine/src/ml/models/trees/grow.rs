@@ -567,7 +567,7 @@ mod tests {
     #[test]
     fn partitions_in_parallel_keep_each_side_in_order() {
         let span: Vec<u32> = (0..200_003).map(|i| (i * 7919) % 200_003).collect();
-        let goes_left = |row: u32| row % 3 == 0;
+        let goes_left = |row: u32| row.is_multiple_of(3);
         let mut serial = span.clone();
         let middle = stable_partition(&mut serial, goes_left, 1);
         let mut parallel = span.clone();
