@@ -430,6 +430,89 @@ async fn analysts_query_with_any_postgres_client_within_their_grants_and_every_s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_read_a_postgresql_version_and_may_nest_transactions_with_savepoints() {
+    let served = serve("");
+    let mut analyst = served.connect("analyst", ANALYST_PASSWORD).await.unwrap();
+    // SQLAlchemy reads the major version from `select pg_catalog.version()` on connect.
+    for sql in ["select version()", "select pg_catalog.version() as v"] {
+        let version: String = analyst.query_one(sql, &[]).await.unwrap().get(0);
+        assert!(
+            version.starts_with("PostgreSQL 16.6 (lakescore ")
+                && version.contains("Apache DataFusion 55"),
+            "{sql}: {version}"
+        );
+    }
+    // Nested transactions as drivers send them: the simple protocol...
+    let mut counted = Vec::new();
+    for sql in [
+        "BEGIN",
+        "SAVEPOINT outer_sp",
+        "SELECT count(*) FROM curated.customers",
+        "RELEASE SAVEPOINT outer_sp",
+        "SAVEPOINT again",
+        "ROLLBACK TO SAVEPOINT again",
+        "SELECT 1",
+        "COMMIT",
+    ] {
+        counted.extend(text(&analyst.simple_query(sql).await.unwrap()));
+    }
+    assert_eq!(counted, [["200"], ["1"]]);
+    // ...and tokio-postgres' nested transaction API, on the extended protocol too.
+    let mut outer = analyst.transaction().await.unwrap();
+    let inner = outer.transaction().await.unwrap();
+    let counted: i64 = inner
+        .query_one("select count(*) from curated.customers", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(counted, 200);
+    inner.rollback().await.unwrap();
+    outer.execute("savepoint by_extended", &[]).await.unwrap();
+    outer
+        .execute("release savepoint by_extended", &[])
+        .await
+        .unwrap();
+    outer.commit().await.unwrap();
+    // Outside a transaction block a savepoint changes nothing either.
+    let lonely = analyst.simple_query("SAVEPOINT lonely").await.unwrap();
+    assert!(
+        matches!(
+            lonely[..],
+            [tokio_postgres::SimpleQueryMessage::CommandComplete(0)]
+        ),
+        "{lonely:?}"
+    );
+    // Savepoints write nothing, and the grants still hold inside a transaction.
+    analyst.simple_query("BEGIN").await.unwrap();
+    analyst.simple_query("SAVEPOINT s").await.unwrap();
+    let denied = analyst
+        .simple_query("SELECT * FROM raw.accounts")
+        .await
+        .unwrap_err();
+    assert!(
+        denied
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains("permission denied for table raw.accounts"),
+        "{denied:?}"
+    );
+    // The failed statement aborted the block: ROLLBACK TO is accepted, a new savepoint is
+    // not, and ROLLBACK ends the block.
+    analyst
+        .simple_query("ROLLBACK TO SAVEPOINT s")
+        .await
+        .unwrap();
+    let aborted = analyst.simple_query("SAVEPOINT t").await.unwrap_err();
+    assert_eq!(aborted.as_db_error().unwrap().code().code(), "25P02");
+    analyst.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(
+        text(&analyst.simple_query("select 2").await.unwrap()),
+        [["2"]]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_offered_and_can_be_required() {
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
     let served = serve(&format!(

@@ -36,7 +36,9 @@ pub fn handling(statement: &Statement) -> Handling {
         | Statement::ShowVariable { .. }
         | Statement::StartTransaction { .. }
         | Statement::Commit { .. }
-        | Statement::Rollback { .. } => Handling::Session,
+        | Statement::Rollback { .. }
+        | Statement::Savepoint { .. }
+        | Statement::ReleaseSavepoint { .. } => Handling::Session,
         Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
             Handling::Refuse(String::from(
                 "cursors are not supported by lakescore serve: page with LIMIT and OFFSET",

@@ -3,7 +3,8 @@
 //!
 //! Built on datafusion-postgres and pgwire: they speak the protocol (simple and extended
 //! queries, parameters, type mapping, `pg_catalog` for clients' catalog queries, `SET` and
-//! `SHOW`); lakescore adds who may connect ([`auth`]: SCRAM-SHA-256, optional anonymous
+//! `SHOW`); lakescore adds what clients expect of PostgreSQL beyond that
+//! ([`postgres_face`]: `version()`, savepoints), who may connect ([`auth`]: SCRAM-SHA-256, optional anonymous
 //! access, TLS, connection limits, slowing down guessing), what each role may read and
 //! see ([`grants`], checked on the planned table scans; [`identity`]), how statements run
 //! ([`query`]: the newest committed versions for every statement, read-only), what one
@@ -21,6 +22,7 @@ pub mod errors;
 pub mod grants;
 pub mod identity;
 pub mod limits;
+pub mod postgres_face;
 pub mod query;
 pub mod tls;
 pub mod value_size;
@@ -52,6 +54,7 @@ use self::auth::{Admission, Login, Users};
 use self::errors::OutgoingErrors;
 use self::grants::Grants;
 use self::limits::{Memory, QueryRuntime};
+use self::postgres_face::SavepointHook;
 use self::query::{AuditedService, ClientState, LakescoreQueries, Shared};
 use crate::error::{Error, Result};
 
@@ -268,6 +271,7 @@ impl Connection {
         let state = Arc::new(ClientState::default());
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(LakescoreQueries::new(shared.clone(), state.clone())),
+            Arc::new(SavepointHook),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];

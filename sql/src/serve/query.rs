@@ -43,7 +43,7 @@ use super::auth::{Users, user_of};
 use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
 use super::limits::{Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error};
-use super::{identity, value_size};
+use super::{identity, postgres_face, value_size};
 
 /// What every connection shares: the project, its lakehouse, users, grants, the audit,
 /// and where and with how much memory statements run.
@@ -195,6 +195,7 @@ impl Shared {
             self.grants.clone(),
         );
         value_size::bound(session.context(), self.memory.per_query());
+        postgres_face::register(session.context());
         let pg_catalog = session
             .context()
             .catalog(CATALOG_NAME)
