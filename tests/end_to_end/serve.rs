@@ -457,6 +457,15 @@ async fn clients_read_a_postgresql_version_and_may_nest_transactions_with_savepo
         counted.extend(text(&analyst.simple_query(sql).await.unwrap()));
     }
     assert_eq!(counted, [["200"], ["1"]]);
+    // ...as one query string too: a query's rows wait while the statements after it run.
+    let rows = analyst
+        .simple_query(
+            "BEGIN; SAVEPOINT outer_sp; SELECT count(*) FROM curated.customers; \
+             RELEASE SAVEPOINT outer_sp; SELECT 1; COMMIT",
+        )
+        .await
+        .unwrap();
+    assert_eq!(text(&rows), [["200"], ["1"]]);
     // ...and tokio-postgres' nested transaction API, on the extended protocol too.
     let mut outer = analyst.transaction().await.unwrap();
     let inner = outer.transaction().await.unwrap();

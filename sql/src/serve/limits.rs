@@ -208,12 +208,17 @@ pub fn human_bytes(bytes: usize) -> String {
     }
 }
 
+/// Where the receiver of a statement's cancel requests arrives, once its rows are asked
+/// for.
+pub type HandedCancel = oneshot::Receiver<oneshot::Receiver<()>>;
+
 /// What ends a running statement early.
 pub struct Watch {
     /// When the statement timeout is reached, and the timeout for the message.
     pub deadline: Option<(Instant, Duration)>,
-    /// Fires on a PostgreSQL cancel request for this connection.
-    pub cancel: Option<oneshot::Receiver<()>>,
+    /// Hands over, once the statement's rows are asked for, the receiver that fires on a
+    /// PostgreSQL cancel request for this connection.
+    pub cancel: Option<HandedCancel>,
     /// The most rows the statement may return, and the role that set it.
     pub max_rows: Option<(u64, String)>,
     /// The per-query memory limit, for the message.
@@ -228,10 +233,7 @@ enum Stop {
 
 impl Watch {
     /// Resolves when the statement must stop.
-    async fn stopped(
-        deadline: Option<(Instant, Duration)>,
-        cancel: Option<oneshot::Receiver<()>>,
-    ) -> Stop {
+    async fn stopped(deadline: Option<(Instant, Duration)>, cancel: Option<HandedCancel>) -> Stop {
         let timeout = async {
             match deadline {
                 Some((at, limit)) => {
@@ -244,7 +246,11 @@ impl Watch {
         let cancelled = async {
             // A receiver whose sender was replaced (the next statement) never fires.
             let fired = match cancel {
-                Some(receiver) => receiver.await.is_ok(),
+                Some(handed) => match handed.await {
+                    Ok(receiver) => receiver.await.is_ok(),
+                    // Never handed over: the rows were never asked for.
+                    Err(_) => false,
+                },
                 None => false,
             };
             if !fired {

@@ -27,11 +27,11 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
 use super::limits::user_error;
 
 /// The PostgreSQL release whose catalog and behaviour the server follows.
-pub const POSTGRES_VERSION: &str = "16.6";
+const POSTGRES_VERSION: &str = "16.6";
 
 /// What `version()` answers, e.g. `PostgreSQL 16.6 (lakescore 0.1.0, Apache DataFusion
 /// 55.2.0) on x86_64-linux`.
-pub fn version_text() -> String {
+fn version_text() -> String {
     format!(
         "PostgreSQL {POSTGRES_VERSION} (lakescore {}, Apache DataFusion {}) on {}-{}",
         env!("CARGO_PKG_VERSION"),
@@ -76,7 +76,7 @@ impl ScalarUDFImpl for Version {
 }
 
 /// True for the statements [`SavepointHook`] answers.
-pub fn is_savepoint(statement: &Statement) -> bool {
+fn is_savepoint(statement: &Statement) -> bool {
     matches!(
         statement,
         Statement::Savepoint { .. }

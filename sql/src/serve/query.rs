@@ -42,7 +42,9 @@ use super::audit::{Audit, AuditEntry};
 use super::auth::{Users, user_of};
 use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
-use super::limits::{Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error};
+use super::limits::{
+    HandedCancel, Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error,
+};
 use super::{identity, postgres_face, value_size};
 
 /// What every connection shares: the project, its lakehouse, users, grants, the audit,
@@ -67,12 +69,12 @@ pub struct Shared {
 /// The client key datafusion-postgres keeps `SET statement_timeout` under, in milliseconds.
 const STATEMENT_TIMEOUT_SETTING: &str = "statement_timeout_ms";
 
-/// A statement as it arrives: when, and (from the moment its result starts) the receiver
-/// a cancel request for the connection fires. While the statement is planned, pgwire
-/// itself answers a cancel request.
+/// A statement as it arrives: when, and (once its rows start to be sent) the receiver a
+/// cancel request for the connection fires. Until then pgwire itself answers a cancel
+/// request: it waits for one while the whole query string is planned.
 struct Arrival {
     started: Instant,
-    cancel: Option<oneshot::Receiver<()>>,
+    cancel: Option<HandedCancel>,
 }
 
 impl Arrival {
@@ -83,11 +85,34 @@ impl Arrival {
         }
     }
 
-    /// Takes over cancel requests for the rest of the statement: call it as the planned
-    /// statement is handed back, so pgwire's own wait for a cancel has ended.
-    async fn take_cancels(&mut self, client: &(dyn ClientInfo + Send + Sync)) {
-        if let Some(handle) = client.session_extensions().get::<Arc<ConnectionHandle>>() {
-            self.cancel = Some(handle.start_query().await);
+    /// Prepares to take over cancel requests: the returned takeover does it when the
+    /// statement's rows are first asked for. Taking over earlier would end pgwire's own
+    /// wait for a cancel while later statements of the same query string still run,
+    /// which pgwire reports as a cancel.
+    fn cancel_takeover(&mut self, client: &(dyn ClientInfo + Send + Sync)) -> CancelTakeover {
+        let (hand_over, handed) = oneshot::channel();
+        self.cancel = Some(handed);
+        CancelTakeover {
+            handle: client
+                .session_extensions()
+                .get::<Arc<ConnectionHandle>>()
+                .map(|handle| Arc::clone(&*handle)),
+            hand_over,
+        }
+    }
+}
+
+/// Takes over a connection's cancel requests for one statement and hands the receiver to
+/// its watch.
+struct CancelTakeover {
+    handle: Option<Arc<ConnectionHandle>>,
+    hand_over: oneshot::Sender<oneshot::Receiver<()>>,
+}
+
+impl CancelTakeover {
+    async fn take(self) {
+        if let Some(handle) = self.handle {
+            let _ = self.hand_over.send(handle.start_query().await);
         }
     }
 }
@@ -339,33 +364,42 @@ impl LakescoreQueries {
             format,
             Some(options),
         )?);
-        arrival.take_cancels(client).await;
+        let takeover = arrival.cancel_takeover(client);
         let watch = self.shared.watch(client, &role, arrival);
         let batches = run_on(&self.shared.runtime, frame, watch);
         Ok(Response::Query(QueryResponse::new(
             fields.clone(),
-            encoded_rows(fields, batches),
+            encoded_rows(fields, takeover, batches),
         )))
     }
 }
 
-/// The rows of `batches` encoded for the wire; an error ends the stream.
+/// The rows of `batches` encoded for the wire, after `takeover` when they are first asked
+/// for; an error ends the stream.
 fn encoded_rows(
     fields: Arc<Vec<FieldInfo>>,
+    takeover: CancelTakeover,
     batches: tokio::sync::mpsc::Receiver<
         PgWireResult<lakescore_engine::datafusion::arrow::array::RecordBatch>,
     >,
 ) -> impl Stream<Item = PgWireResult<DataRow>> + Send + 'static {
-    futures::stream::unfold(batches, |mut batches| async move {
-        batches.recv().await.map(|batch| (batch, batches))
-    })
-    .flat_map(move |batch| {
-        let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
-            Ok(batch) => encode_recordbatch(fields.clone(), batch),
-            Err(error) => Box::new(std::iter::once(Err(error))),
-        };
-        futures::stream::iter(rows)
-    })
+    let batches = async move {
+        takeover.take().await;
+        batches
+    };
+    futures::stream::once(batches)
+        .flat_map(|batches| {
+            futures::stream::unfold(batches, |mut batches| async move {
+                batches.recv().await.map(|batch| (batch, batches))
+            })
+        })
+        .flat_map(move |batch| {
+            let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
+                Ok(batch) => encode_recordbatch(fields.clone(), batch),
+                Err(error) => Box::new(std::iter::once(Err(error))),
+            };
+            futures::stream::iter(rows)
+        })
 }
 
 #[async_trait]
