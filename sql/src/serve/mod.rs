@@ -4,13 +4,14 @@
 //! Built on datafusion-postgres and pgwire: they speak the protocol (simple and extended
 //! queries, parameters, type mapping, `pg_catalog` for clients' catalog queries, `SET` and
 //! `SHOW`); lakescore adds what clients expect of PostgreSQL beyond that
-//! ([`postgres_face`]: `version()`, savepoints), who may connect ([`auth`]: SCRAM-SHA-256, optional anonymous
-//! access, TLS, connection limits, slowing down guessing), what each role may read and
-//! see ([`grants`], checked on the planned table scans; [`identity`]), how statements run
-//! ([`query`]: the newest committed versions for every statement, read-only), what one
-//! client may take ([`limits`]: timeouts, cancel requests, memory, rows, a runtime of its
-//! own for queries), what clients are told when something fails ([`errors`]) and the
-//! audit log ([`audit`]: `ops.query_log`).
+//! ([`postgres_face`]: `version()`, savepoints), who may connect ([`auth`]:
+//! SCRAM-SHA-256, optional anonymous access, TLS, connection limits, slowing down
+//! guessing), what each role may read and see ([`grants`], checked on the planned table
+//! scans; [`identity`]), how statements run ([`query`]: the newest committed versions
+//! for every statement, read-only), what one client may take ([`limits`]: timeouts,
+//! cancel requests, memory, rows, a runtime of its own for queries), what clients are
+//! told when something fails ([`errors`]) and the audit log ([`audit`]:
+//! `ops.query_log`).
 //!
 //! Connections still logging in are counted apart from logged-in ones and closed after
 //! `auth_timeout`; a client that hangs up has its connection, and so its running
