@@ -75,17 +75,16 @@ impl ScalarUDFImpl for Version {
     }
 }
 
-/// True for the statements [`SavepointHook`] answers.
-fn is_savepoint(statement: &Statement) -> bool {
-    matches!(
-        statement,
-        Statement::Savepoint { .. }
-            | Statement::ReleaseSavepoint { .. }
-            | Statement::Rollback {
-                savepoint: Some(_),
-                ..
-            }
-    )
+/// The command tag of a statement [`SavepointHook`] answers; None for any other.
+fn savepoint_tag(statement: &Statement) -> Option<&'static str> {
+    match statement {
+        Statement::Savepoint { .. } => Some("SAVEPOINT"),
+        Statement::ReleaseSavepoint { .. } => Some("RELEASE"),
+        Statement::Rollback {
+            savepoint: Some(_), ..
+        } => Some("ROLLBACK"),
+        _ => None,
+    }
 }
 
 /// Answers `SAVEPOINT`, `RELEASE [SAVEPOINT]` and `ROLLBACK TO [SAVEPOINT]` with
@@ -100,14 +99,7 @@ pub struct SavepointHook;
 
 impl SavepointHook {
     fn answer(statement: &Statement, status: TransactionStatus) -> Option<PgWireResult<Response>> {
-        let tag = match statement {
-            Statement::Savepoint { .. } => "SAVEPOINT",
-            Statement::ReleaseSavepoint { .. } => "RELEASE",
-            Statement::Rollback {
-                savepoint: Some(_), ..
-            } => "ROLLBACK",
-            _ => return None,
-        };
+        let tag = savepoint_tag(statement)?;
         Some(match status {
             // PostgreSQL's ROLLBACK TO would revive an aborted block; pgwire keeps it
             // aborted until ROLLBACK, so a new savepoint is refused there.
@@ -140,7 +132,7 @@ impl QueryHook for SavepointHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         // Nothing to plan: the statement is answered when it is executed.
-        is_savepoint(statement).then(|| {
+        savepoint_tag(statement).is_some().then(|| {
             Ok(LogicalPlan::EmptyRelation(EmptyRelation {
                 produce_one_row: false,
                 schema: Arc::new(DFSchema::empty()),

@@ -281,30 +281,40 @@ mod tests {
 
     #[test]
     fn settings_out_of_range_are_refused_by_name() {
-        assert_eq!(
-            refusal(Algorithm::RandomForest, "m = 0"),
-            "params: m (columns tried per split) must be at least 1; leave it out for the default"
-        );
-        assert_eq!(
-            refusal(Algorithm::RandomForest, "n_trees = 0"),
-            "params: n_trees must be at least 1"
-        );
-        assert_eq!(
-            refusal(Algorithm::LogisticRegression, "alpha = -1.0"),
-            "params: alpha must be 0 or more, not -1"
-        );
-        assert_eq!(
-            refusal(Algorithm::LogisticRegression, "tolerance = nan"),
-            "params: tolerance = NaN is not a finite number"
-        );
-        assert_eq!(
-            refusal(Algorithm::GradientBoosting, "learning_rate = inf"),
-            "params: learning_rate = inf is not a finite number"
-        );
-        assert_eq!(
-            refusal(Algorithm::GradientBoosting, "subsample = 0.0"),
-            "params: subsample must be in (0, 1], not 0"
-        );
+        for (algorithm, setting, refused) in [
+            (
+                Algorithm::RandomForest,
+                "m = 0",
+                "params: m (columns tried per split) must be at least 1; leave it out for the default",
+            ),
+            (
+                Algorithm::RandomForest,
+                "n_trees = 0",
+                "params: n_trees must be at least 1",
+            ),
+            (
+                Algorithm::LogisticRegression,
+                "alpha = -1.0",
+                "params: alpha must be 0 or more, not -1",
+            ),
+            (
+                Algorithm::LogisticRegression,
+                "tolerance = nan",
+                "params: tolerance = NaN is not a finite number",
+            ),
+            (
+                Algorithm::GradientBoosting,
+                "learning_rate = inf",
+                "params: learning_rate = inf is not a finite number",
+            ),
+            (
+                Algorithm::GradientBoosting,
+                "subsample = 0.0",
+                "params: subsample must be in (0, 1], not 0",
+            ),
+        ] {
+            assert_eq!(refusal(algorithm, setting), refused, "{setting}");
+        }
         assert!(
             refusal(Algorithm::GradientBoosting, "max_leaves = -3").starts_with("params: "),
             "a negative count is not a count"
