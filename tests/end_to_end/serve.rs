@@ -491,6 +491,23 @@ async fn clients_read_a_postgresql_version_and_may_nest_transactions_with_savepo
         ),
         "{lonely:?}"
     );
+    // A write behind a savepoint in one string is refused as any write is, and nothing
+    // changed.
+    let smuggled = analyst
+        .simple_query("BEGIN; SAVEPOINT s; DROP TABLE curated.customers; COMMIT")
+        .await
+        .unwrap_err();
+    assert_eq!(smuggled.as_db_error().unwrap().code().code(), "25006");
+    analyst.simple_query("ROLLBACK").await.unwrap();
+    assert_eq!(
+        text(
+            &analyst
+                .simple_query("select count(*) from curated.customers")
+                .await
+                .unwrap()
+        ),
+        [["200"]]
+    );
     // Savepoints write nothing, and the grants still hold inside a transaction.
     analyst.simple_query("BEGIN").await.unwrap();
     analyst.simple_query("SAVEPOINT s").await.unwrap();
