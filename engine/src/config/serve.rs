@@ -110,6 +110,9 @@ pub struct ServeRole {
     pub max_result_rows: Option<u64>,
     /// Most connections of the role's users at once.
     pub max_connections: Option<usize>,
+    /// The schemas unqualified table names are looked up in, in order, until a client
+    /// sets its own with `SET search_path` (default: `"$user", public`).
+    pub search_path: Option<Vec<String>>,
 }
 
 fn default_listen() -> String {

@@ -20,6 +20,9 @@ pub enum Handling {
     Query,
     /// Leave it to the session hooks (`SET`, `SHOW`, transactions).
     Session,
+    /// A `COPY`: its query runs as a [`Handling::Query`] does when it copies to the client
+    /// ([`super::copy_out`]), and it is refused otherwise.
+    Copy,
     /// Refuse it with this reason.
     Refuse(String),
 }
@@ -39,6 +42,7 @@ pub fn handling(statement: &Statement) -> Handling {
         | Statement::Rollback { .. }
         | Statement::Savepoint { .. }
         | Statement::ReleaseSavepoint { .. } => Handling::Session,
+        Statement::Copy { .. } => Handling::Copy,
         Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
             Handling::Refuse(String::from(
                 "cursors are not supported by lakescore serve: page with LIMIT and OFFSET",

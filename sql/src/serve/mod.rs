@@ -4,7 +4,8 @@
 //! Built on datafusion-postgres and pgwire: they speak the protocol (simple and extended
 //! queries, parameters, type mapping, `pg_catalog` for clients' catalog queries, `SET` and
 //! `SHOW`); lakescore adds what clients expect of PostgreSQL beyond that
-//! ([`postgres_face`]: `version()`, savepoints), who may connect ([`auth`]:
+//! ([`postgres_face`]: `version()`, savepoints, catalog functions, `search_path`;
+//! [`copy_out`]: `COPY ... TO STDOUT`), who may connect ([`auth`]:
 //! SCRAM-SHA-256, optional anonymous access, TLS, connection limits, slowing down
 //! guessing), what each role may read and see ([`grants`], checked on the planned table
 //! scans; [`identity`]), how statements run ([`query`]: the newest committed versions
@@ -19,6 +20,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod copy_out;
 pub mod errors;
 pub mod grants;
 pub mod identity;
@@ -56,6 +58,7 @@ use self::errors::OutgoingErrors;
 use self::grants::Grants;
 use self::limits::{Memory, QueryRuntime};
 use self::postgres_face::SavepointHook;
+use self::postgres_face::settings::SettingsHook;
 use self::query::{AuditedService, ClientState, LakescoreQueries, Shared};
 use crate::error::{Error, Result};
 
@@ -273,6 +276,10 @@ impl Connection {
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(LakescoreQueries::new(shared.clone(), state.clone())),
             Arc::new(SavepointHook),
+            Arc::new(SettingsHook::new(Arc::new({
+                let shared = shared.clone();
+                move |user: &str| shared.role_search_path(user)
+            }))),
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];

@@ -5,6 +5,7 @@
 //! on the query runtime under the connection's limits ([`super::limits`]); every statement
 //! and its outcome, parse failures included, goes to the audit log.
 
+use std::collections::HashSet;
 use std::fmt::Debug;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,9 @@ use std::time::Instant;
 use async_trait::async_trait;
 use chrono::Utc;
 use datafusion_postgres::arrow_pg::datatypes::{arrow_schema_to_pg_fields, encode_recordbatch};
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
+    PgCatalogContextProvider, Role,
+};
 use datafusion_postgres::datafusion_pg_catalog::setup_pg_catalog;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
@@ -30,8 +33,8 @@ use datafusion_postgres::{DfSessionService, Parser};
 use futures::channel::oneshot;
 use futures::{Sink, Stream, StreamExt};
 use lakescore_engine::datafusion::catalog::SchemaProvider;
-use lakescore_engine::datafusion::common::ParamValues;
-use lakescore_engine::datafusion::logical_expr::LogicalPlan;
+use lakescore_engine::datafusion::common::{DFSchema, ParamValues};
+use lakescore_engine::datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::datafusion::sql::parser::Statement as DfStatement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
@@ -40,11 +43,16 @@ use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 
 use super::audit::{Audit, AuditEntry};
 use super::auth::{Users, user_of};
+use super::copy_out::{CopyOut, copy_response};
 use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
 use super::limits::{
     HandedCancel, Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error,
 };
+use super::postgres_face::catalog_tables::CatalogAsClientsExpect;
+use super::postgres_face::json::JsonColumns;
+use super::postgres_face::settings::{Settings, qualify_tables};
+use super::postgres_face::statements::WrittenStatements;
 use super::{identity, postgres_face, value_size};
 
 /// What every connection shares: the project, its lakehouse, users, grants, the audit,
@@ -122,11 +130,26 @@ impl CancelTakeover {
 pub struct ClientState {
     /// The result formats of the portal being executed (extended protocol).
     result_format: Mutex<Option<Format>>,
+    /// The statements of the query string being run, as written.
+    written: Mutex<WrittenStatements>,
 }
 
 impl ClientState {
     fn set_result_format(&self, format: Format) {
         *self.result_format.lock().unwrap_or_else(|e| e.into_inner()) = Some(format);
+    }
+
+    /// Notes the query string whose statements come next.
+    fn set_query(&self, sql: &str) {
+        *self.written.lock().unwrap_or_else(|e| e.into_inner()) = WrittenStatements::parse(sql);
+    }
+
+    /// The form of `received` to plan.
+    fn planned_form(&self, received: &Statement) -> Statement {
+        self.written
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .planned_form(received)
     }
 
     fn take_result_format(&self) -> Format {
@@ -138,14 +161,47 @@ impl ClientState {
     }
 }
 
-/// The roles pg_catalog lists.
+/// The roles pg_catalog lists (`pg_roles`, psql's `\du`): each `[[serve.role]]`, which
+/// cannot log in, and each `[[serve.user]]`, which can and is a member of its role.
 #[derive(Debug, Clone)]
-struct Roles(Vec<String>);
+struct Roles {
+    roles: Vec<String>,
+    /// (user, its role)
+    users: Vec<(String, String)>,
+}
 
 #[async_trait]
 impl PgCatalogContextProvider for Roles {
     async fn roles(&self) -> Vec<String> {
-        self.0.clone()
+        let names: std::collections::BTreeSet<String> = self
+            .roles
+            .iter()
+            .cloned()
+            .chain(self.users.iter().map(|(user, _)| user.clone()))
+            .collect();
+        names.into_iter().collect()
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        // A user named as its role is one role that can log in.
+        let member_of = match self.users.iter().find(|(user, _)| user == name) {
+            Some((_, role)) if role == name => vec![],
+            Some((_, role)) => vec![role.clone()],
+            None if self.roles.iter().any(|role| role == name) => vec![],
+            None => return None,
+        };
+        let can_login = self.users.iter().any(|(user, _)| user == name);
+        Some(Role {
+            name: name.to_string(),
+            is_superuser: false,
+            can_login,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: vec![],
+            inherited_roles: member_of,
+        })
     }
 }
 
@@ -156,6 +212,12 @@ impl Shared {
             .role_of(&user)
             .map(str::to_string)
             .ok_or_else(|| user_error("28000", format!("role \"{user}\" does not exist")))
+    }
+
+    /// The search path `user`'s role names, if it names one.
+    pub fn role_search_path(&self, user: &str) -> Option<Vec<String>> {
+        let role = self.users.role_of(user)?;
+        self.project.config.serve.role(role)?.search_path.clone()
     }
 
     /// What ends `role`'s statement, which arrived as `arrival`, early.
@@ -202,15 +264,15 @@ impl Shared {
             .build()
             .await
             .map_err(engine_error)?;
-        let roles = Roles(
-            self.project
-                .config
-                .serve
-                .roles
+        let serve = &self.project.config.serve;
+        let roles = Roles {
+            roles: serve.roles.iter().map(|r| r.name.clone()).collect(),
+            users: serve
+                .users
                 .iter()
-                .map(|r| r.name.clone())
+                .map(|u| (u.name.clone(), u.role.clone()))
                 .collect(),
-        );
+        };
         setup_pg_catalog(session.context(), CATALOG_NAME, roles)
             .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(*e)))?;
         identity::register(
@@ -221,11 +283,18 @@ impl Shared {
         );
         value_size::bound(session.context(), self.memory.per_query());
         postgres_face::register(session.context());
-        let pg_catalog = session
+        let catalog = session
             .context()
             .catalog(CATALOG_NAME)
-            .and_then(|catalog| catalog.schema(PG_CATALOG))
-            .ok_or_else(|| user_error("XX000", String::from("pg_catalog was not set up")))?;
+            .ok_or_else(|| user_error("XX000", String::from("the lakehouse catalog is missing")))?;
+        let pg_catalog: Arc<dyn SchemaProvider> = Arc::new(CatalogAsClientsExpect::new(
+            catalog
+                .schema(PG_CATALOG)
+                .ok_or_else(|| user_error("XX000", String::from("pg_catalog was not set up")))?,
+        ));
+        catalog
+            .register_schema(PG_CATALOG, pg_catalog.clone())
+            .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
         Ok(ConnectionSession {
             session,
             pg_catalog,
@@ -263,6 +332,28 @@ impl ConnectionSession {
     }
 }
 
+/// `statement` with its unqualified table names looked up along the connection's search
+/// path, and `settings` answering `current_setting` and `current_schema` in `session`.
+fn qualified(session: &SqlSession, settings: &Settings, statement: Statement) -> Statement {
+    let catalog = session.context().catalog(CATALOG_NAME);
+    // `public` always exists, as in PostgreSQL: it is where DataFusion looks first.
+    let existing: HashSet<String> = catalog
+        .as_ref()
+        .map(|catalog| catalog.schema_names())
+        .unwrap_or_default()
+        .into_iter()
+        .chain([String::from("public")])
+        .collect();
+    settings.register(session.context(), &existing);
+    qualify_tables(statement, &settings.search_path, |schema, table| {
+        schema != PG_CATALOG
+            && catalog
+                .as_ref()
+                .and_then(|catalog| catalog.schema(schema))
+                .is_some_and(|schema| schema.table_exist(table))
+    })
+}
+
 /// The query hook that handles every statement before datafusion-postgres's own: queries
 /// are planned, checked and run here, `SET`/`SHOW`/transactions pass on, the rest is
 /// refused.
@@ -298,7 +389,18 @@ impl LakescoreQueries {
             }
             None => self.shared.new_session(&user_of(client), &role).await?,
         };
-        let planned = self.plan_in(&current.session, &role, statement).await;
+        let user = user_of(client);
+        let settings = Settings::of(
+            client,
+            &user,
+            self.shared.role_search_path(&user).as_deref(),
+        );
+        let statement = qualified(
+            &current.session,
+            &settings,
+            self.state.planned_form(statement),
+        );
+        let planned = self.plan_in(&current.session, &role, &statement).await;
         let context = current.session.context().clone();
         *slot = Some(current);
         planned.map(|plan| (context, plan))
@@ -351,33 +453,67 @@ impl LakescoreQueries {
         plan: LogicalPlan,
         format: &Format,
         client: &(dyn ClientInfo + Send + Sync),
-        mut arrival: Arrival,
+        arrival: Arrival,
     ) -> PgWireResult<Response> {
+        let (fields, rows) = self.run(context, plan, format, client, arrival).await?;
+        Ok(Response::Query(QueryResponse::new(fields, rows)))
+    }
+
+    /// Runs `copy`'s query, which arrived as `arrival`, and streams its rows in the copy's
+    /// format.
+    async fn copy(
+        &self,
+        copy: CopyOut,
+        client: &(dyn ClientInfo + Send + Sync),
+        arrival: Arrival,
+    ) -> PgWireResult<Response> {
+        let query = match &copy.query {
+            Statement::Query(_) => copy.query.clone(),
+            _ => return Err(user_error("0A000", String::from("COPY needs a query"))),
+        };
+        let (context, plan) = self.plan(&query, client).await?;
+        let (fields, rows) = self
+            .run(context, plan, &Format::UnifiedText, client, arrival)
+            .await?;
+        Ok(Response::CopyOut(copy_response(copy.format, fields, rows)))
+    }
+
+    /// Runs `plan` on the query runtime: its columns, and its rows encoded in `format`.
+    async fn run(
+        &self,
+        context: SessionContext,
+        plan: LogicalPlan,
+        format: &Format,
+        client: &(dyn ClientInfo + Send + Sync),
+        mut arrival: Arrival,
+    ) -> PgWireResult<(
+        Arc<Vec<FieldInfo>>,
+        impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
+    )> {
         let role = self.shared.role(client)?;
         let frame = context
             .execute_logical_plan(plan)
             .await
             .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))?;
         let options = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
-        let fields = Arc::new(arrow_schema_to_pg_fields(
-            frame.schema().as_arrow(),
-            format,
-            Some(options),
-        )?);
+        let (json, served) = JsonColumns::of(frame.schema().as_arrow());
+        let fields =
+            Arc::new(json.typed(arrow_schema_to_pg_fields(&served, format, Some(options))?));
         let takeover = arrival.cancel_takeover(client);
         let watch = self.shared.watch(client, &role, arrival);
         let batches = run_on(&self.shared.runtime, frame, watch);
-        Ok(Response::Query(QueryResponse::new(
+        Ok((
             fields.clone(),
-            encoded_rows(fields, takeover, batches),
-        )))
+            encoded_rows(fields, json, takeover, batches),
+        ))
     }
 }
 
-/// The rows of `batches` encoded for the wire, after `takeover` when they are first asked
-/// for; an error ends the stream.
+/// The rows of `batches` encoded for the wire (`json`'s columns as JSON), after
+/// `takeover` when they are first asked for; an error ends the stream.
 fn encoded_rows(
     fields: Arc<Vec<FieldInfo>>,
+    json: JsonColumns,
     takeover: CancelTakeover,
     batches: tokio::sync::mpsc::Receiver<
         PgWireResult<lakescore_engine::datafusion::arrow::array::RecordBatch>,
@@ -394,6 +530,10 @@ fn encoded_rows(
             })
         })
         .flat_map(move |batch| {
+            let batch = batch.and_then(|batch| {
+                json.apply(batch)
+                    .map_err(|e| engine_error(lakescore_engine::Error::from_datafusion(e)))
+            });
             let rows: Box<dyn Iterator<Item = PgWireResult<DataRow>> + Send + Sync> = match batch {
                 Ok(batch) => encode_recordbatch(fields.clone(), batch),
                 Err(error) => Box::new(std::iter::once(Err(error))),
@@ -413,6 +553,10 @@ impl QueryHook for LakescoreQueries {
         match handling(statement) {
             Handling::Session => None,
             Handling::Refuse(reason) => Some(Err(user_error("25006", reason))),
+            Handling::Copy => Some(match CopyOut::parse(statement) {
+                Ok(copy) => self.copy(copy, &*client, Arrival::now()).await,
+                Err(reason) => Err(user_error("25006", reason)),
+            }),
             Handling::Query => Some(
                 async {
                     let arrival = Arrival::now();
@@ -434,6 +578,17 @@ impl QueryHook for LakescoreQueries {
         match handling(statement) {
             Handling::Session => None,
             Handling::Refuse(reason) => Some(Err(user_error("25006", reason))),
+            // The query is checked now and planned again when the copy runs; a COPY
+            // describes no rows of its own.
+            Handling::Copy => Some(match CopyOut::parse(statement) {
+                Ok(copy) => self.plan(&copy.query, client).await.map(|_| {
+                    LogicalPlan::EmptyRelation(EmptyRelation {
+                        produce_one_row: false,
+                        schema: Arc::new(DFSchema::empty()),
+                    })
+                }),
+                Err(reason) => Err(user_error("25006", reason)),
+            }),
             Handling::Query => Some(self.plan(statement, client).await.map(|(_, plan)| plan)),
         }
     }
@@ -446,8 +601,16 @@ impl QueryHook for LakescoreQueries {
         _context: &SessionContext,
         client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        if handling(statement) != Handling::Query {
-            return None;
+        match handling(statement) {
+            Handling::Query => {}
+            Handling::Copy => {
+                let arrival = Arrival::now();
+                return Some(match CopyOut::parse(statement) {
+                    Ok(copy) => self.copy(copy, &*client, arrival).await,
+                    Err(reason) => Err(user_error("25006", reason)),
+                });
+            }
+            Handling::Session | Handling::Refuse(_) => return None,
         }
         let arrival = Arrival::now();
         // The plan was checked when it was parsed; datafusion-postgres decoded the
@@ -483,6 +646,7 @@ impl AuditedService {
         let parser = Arc::new(AuditedParser {
             inner: inner.query_parser(),
             shared: shared.clone(),
+            state: state.clone(),
         });
         Self {
             inner,
@@ -538,6 +702,29 @@ impl AuditedService {
                         })),
                     );
                     Response::Query(query)
+                }
+                Response::CopyOut(mut copy) => {
+                    guard.pending.fetch_add(1, Ordering::SeqCst);
+                    let counting = guard.clone();
+                    let finished = guard.clone();
+                    let lines = std::mem::replace(
+                        &mut copy.data_stream,
+                        Box::pin(futures::stream::empty()),
+                    );
+                    copy.data_stream = Box::pin(
+                        lines
+                            .inspect(move |line| match line {
+                                Ok(_) => {
+                                    counting.rows.fetch_add(1, Ordering::Relaxed);
+                                }
+                                Err(error) => counting.failed(error),
+                            })
+                            .chain(futures::stream::poll_fn(move |_| {
+                                finished.stream_done();
+                                std::task::Poll::Ready(None)
+                            })),
+                    );
+                    Response::CopyOut(copy)
                 }
                 other => other,
             })
@@ -649,6 +836,7 @@ impl SimpleQueryHandler for AuditedService {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let started = (Instant::now(), Utc::now());
+        self.state.set_query(query);
         let responses = SimpleQueryHandler::do_query(&*self.inner, client, query).await;
         self.audited(client, query, started, responses)
     }
@@ -659,6 +847,7 @@ impl SimpleQueryHandler for AuditedService {
 pub struct AuditedParser {
     inner: Arc<Parser>,
     shared: Arc<Shared>,
+    state: Arc<ClientState>,
 }
 
 #[async_trait]
@@ -675,6 +864,7 @@ impl QueryParser for AuditedParser {
         C: ClientInfo + Unpin + Send + Sync,
     {
         let started = (Instant::now(), Utc::now());
+        self.state.set_query(sql);
         let parsed = self
             .inner
             .parse_sql(client, sql, types)
@@ -691,12 +881,22 @@ impl QueryParser for AuditedParser {
         self.inner.get_parameter_types(statement)
     }
 
+    /// datafusion-postgres's description, with nested columns described as `json`, as
+    /// [`JsonColumns`] sends them.
     fn get_result_schema(
         &self,
         statement: &Self::Statement,
         column_format: Option<&Format>,
     ) -> PgWireResult<Vec<FieldInfo>> {
-        self.inner.get_result_schema(statement, column_format)
+        let described = self.inner.get_result_schema(statement, column_format)?;
+        let (_, Some((_, plan))) = statement else {
+            return Ok(described);
+        };
+        let (json, _) = JsonColumns::of(plan.schema().as_arrow());
+        if described.len() != plan.schema().fields().len() {
+            return Ok(described);
+        }
+        Ok(json.typed(described))
     }
 }
 

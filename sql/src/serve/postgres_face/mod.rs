@@ -1,0 +1,32 @@
+//! What PostgreSQL clients count on from a server beyond the wire protocol itself, so
+//! that SQLAlchemy, pandas, psycopg, psql's meta-commands and BI tools' catalog queries
+//! work unchanged: `version()` in PostgreSQL's form ([`version`]), savepoints as no-ops
+//! ([`savepoints`]), the `pg_catalog` functions they call ([`catalog_functions`]),
+//! `pg_catalog`'s tables with the columns and types clients expect ([`catalog_tables`]),
+//! the connection's settings and search path ([`settings`]), JSON ([`json`]), which
+//! form of a statement is planned ([`statements`]) and PostgreSQL
+//! syntax DataFusion does not plan rewritten into forms it does ([`rewrites`]).
+//!
+//! The general parts follow datafusion-pg-catalog's shapes (scalar functions registered
+//! on the session, `SqlStatementRewriteRule`s), so they could move there unchanged.
+
+pub mod catalog_functions;
+pub mod catalog_tables;
+pub mod json;
+pub mod rewrites;
+pub mod savepoints;
+pub mod settings;
+pub mod statements;
+pub mod version;
+
+use lakescore_engine::datafusion::prelude::SessionContext;
+
+pub use self::savepoints::SavepointHook;
+
+/// Registers the functions clients call on `context`, after datafusion-pg-catalog's
+/// (some replace its own).
+pub fn register(context: &SessionContext) {
+    version::register(context);
+    catalog_functions::register(context);
+    json::register(context);
+}
