@@ -20,6 +20,9 @@ pub enum Handling {
     Query,
     /// Leave it to the session hooks (`SET`, `SHOW`, transactions).
     Session,
+    /// `DECLARE`, `FETCH` or `CLOSE` of a cursor ([`super::cursors`]): a declared cursor's
+    /// query is planned, checked and run as a [`Handling::Query`] is.
+    Cursor,
     /// A `COPY`: its query runs as a [`Handling::Query`] does when it copies to the client
     /// ([`super::copy_out`]), and it is refused otherwise.
     Copy,
@@ -44,9 +47,7 @@ pub fn handling(statement: &Statement) -> Handling {
         | Statement::ReleaseSavepoint { .. } => Handling::Session,
         Statement::Copy { .. } => Handling::Copy,
         Statement::Declare { .. } | Statement::Fetch { .. } | Statement::Close { .. } => {
-            Handling::Refuse(String::from(
-                "cursors are not supported by lakescore serve: page with LIMIT and OFFSET",
-            ))
+            Handling::Cursor
         }
         other => Handling::Refuse(format!(
             "lakescore serve is read-only: {} is not allowed. Tables are written by lakescore ingest, transform and score",

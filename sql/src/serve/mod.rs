@@ -5,7 +5,7 @@
 //! queries, parameters, type mapping, `pg_catalog` for clients' catalog queries, `SET` and
 //! `SHOW`); lakescore adds what clients expect of PostgreSQL beyond that
 //! ([`postgres_face`]: `version()`, savepoints, catalog functions, `search_path`;
-//! [`copy_out`]: `COPY ... TO STDOUT`), who may connect ([`auth`]:
+//! [`copy_out`]: `COPY ... TO STDOUT`; [`cursors`]: `DECLARE`, `FETCH`, `CLOSE`), who may connect ([`auth`]:
 //! SCRAM-SHA-256, optional anonymous access, TLS, connection limits, slowing down
 //! guessing), what each role may read and see ([`grants`], checked on the planned table
 //! scans; [`identity`]), how statements run ([`query`]: the newest committed versions
@@ -21,6 +21,7 @@
 pub mod audit;
 pub mod auth;
 pub mod copy_out;
+pub mod cursors;
 pub mod errors;
 pub mod grants;
 pub mod identity;

@@ -44,6 +44,7 @@ use lakescore_engine::{Lakehouse, Project, SqlSession, TableName};
 use super::audit::{Audit, AuditEntry};
 use super::auth::{Users, user_of};
 use super::copy_out::{CopyOut, copy_response};
+use super::cursors::{self, CursorStatement};
 use super::errors::plain_error;
 use super::grants::{Grants, Handling, handling};
 use super::limits::{
@@ -97,8 +98,22 @@ impl Arrival {
     /// statement's rows are first asked for. Taking over earlier would end pgwire's own
     /// wait for a cancel while later statements of the same query string still run,
     /// which pgwire reports as a cancel.
-    fn cancel_takeover(&mut self, client: &(dyn ClientInfo + Send + Sync)) -> CancelTakeover {
+    ///
+    /// A cursor's rows are asked for by later statements (`FETCH`), which pgwire answers
+    /// cancel requests for itself: its query is not `cancellable`, and its takeover does
+    /// nothing.
+    fn cancel_takeover(
+        &mut self,
+        client: &(dyn ClientInfo + Send + Sync),
+        cancellable: bool,
+    ) -> CancelTakeover {
         let (hand_over, handed) = oneshot::channel();
+        if !cancellable {
+            return CancelTakeover {
+                handle: None,
+                hand_over,
+            };
+        }
         self.cancel = Some(handed);
         CancelTakeover {
             handle: client
@@ -455,7 +470,9 @@ impl LakescoreQueries {
         client: &(dyn ClientInfo + Send + Sync),
         arrival: Arrival,
     ) -> PgWireResult<Response> {
-        let (fields, rows) = self.run(context, plan, format, client, arrival).await?;
+        let (fields, rows) = self
+            .run((context, plan), format, client, arrival, true)
+            .await?;
         Ok(Response::Query(QueryResponse::new(fields, rows)))
     }
 
@@ -471,21 +488,57 @@ impl LakescoreQueries {
             Statement::Query(_) => copy.query.clone(),
             _ => return Err(user_error("0A000", String::from("COPY needs a query"))),
         };
-        let (context, plan) = self.plan(&query, client).await?;
+        let planned = self.plan(&query, client).await?;
         let (fields, rows) = self
-            .run(context, plan, &Format::UnifiedText, client, arrival)
+            .run(planned, &Format::UnifiedText, client, arrival, true)
             .await?;
         Ok(Response::CopyOut(copy_response(copy.format, fields, rows)))
+    }
+
+    /// Declares, fetches from or closes a cursor of `client`'s.
+    async fn cursor(
+        &self,
+        statement: &Statement,
+        client: &mut dyn HookClient,
+    ) -> PgWireResult<Response> {
+        let cursor = CursorStatement::parse(statement).map_err(|r| user_error("0A000", r))?;
+        match cursor {
+            CursorStatement::Declare { name, query } => {
+                let arrival = Arrival::now();
+                let (context, plan) = self.plan(&query, &*client).await?;
+                let (fields, rows) = self
+                    .run(
+                        (context, plan.clone()),
+                        &Format::UnifiedText,
+                        &*client,
+                        arrival,
+                        false,
+                    )
+                    .await?;
+                let described = (query.to_string(), Some((*query, plan)));
+                cursors::declare(
+                    client.portal_store(),
+                    &name,
+                    described,
+                    QueryResponse::new(fields, rows),
+                )
+                .await
+            }
+            CursorStatement::Fetch { name, count } => {
+                cursors::fetch(client.portal_store(), &name, count).await
+            }
+            CursorStatement::Close(name) => cursors::close(client.portal_store(), name.as_deref()),
+        }
     }
 
     /// Runs `plan` on the query runtime: its columns, and its rows encoded in `format`.
     async fn run(
         &self,
-        context: SessionContext,
-        plan: LogicalPlan,
+        (context, plan): (SessionContext, LogicalPlan),
         format: &Format,
         client: &(dyn ClientInfo + Send + Sync),
         mut arrival: Arrival,
+        cancellable: bool,
     ) -> PgWireResult<(
         Arc<Vec<FieldInfo>>,
         impl Stream<Item = PgWireResult<DataRow>> + Send + 'static,
@@ -499,7 +552,7 @@ impl LakescoreQueries {
         let (json, served) = JsonColumns::of(frame.schema().as_arrow());
         let fields =
             Arc::new(json.typed(arrow_schema_to_pg_fields(&served, format, Some(options))?));
-        let takeover = arrival.cancel_takeover(client);
+        let takeover = arrival.cancel_takeover(client, cancellable);
         let watch = self.shared.watch(client, &role, arrival);
         let batches = run_on(&self.shared.runtime, frame, watch);
         Ok((
@@ -557,6 +610,7 @@ impl QueryHook for LakescoreQueries {
                 Ok(copy) => self.copy(copy, &*client, Arrival::now()).await,
                 Err(reason) => Err(user_error("25006", reason)),
             }),
+            Handling::Cursor => Some(self.cursor(statement, client).await),
             Handling::Query => Some(
                 async {
                     let arrival = Arrival::now();
@@ -589,6 +643,11 @@ impl QueryHook for LakescoreQueries {
                 }),
                 Err(reason) => Err(user_error("25006", reason)),
             }),
+            // Cursor statements are planned when they run; they describe no rows.
+            Handling::Cursor => Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
+                produce_one_row: false,
+                schema: Arc::new(DFSchema::empty()),
+            }))),
             Handling::Query => Some(self.plan(statement, client).await.map(|(_, plan)| plan)),
         }
     }
@@ -610,6 +669,7 @@ impl QueryHook for LakescoreQueries {
                     Err(reason) => Err(user_error("25006", reason)),
                 });
             }
+            Handling::Cursor => return Some(self.cursor(statement, client).await),
             Handling::Session | Handling::Refuse(_) => return None,
         }
         let arrival = Arrival::now();
