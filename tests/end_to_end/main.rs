@@ -17,6 +17,7 @@ mod readers;
 mod s3;
 mod serve;
 mod serve_attacks;
+mod serve_clients;
 mod support;
 mod transform;
 mod vacuum;

@@ -74,6 +74,8 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
         "UPDATE curated.customers SET logins = 0",
         "COPY (SELECT 1) TO '/tmp/lakescore-attack.csv'",
         "COPY curated.customers TO '/tmp/lakescore-attack.csv'",
+        "COPY curated.customers FROM STDIN",
+        "COPY curated.customers FROM '/tmp/lakescore-attack.csv'",
         "CREATE TABLE curated.stolen AS SELECT 1",
         "CREATE VIEW curated.v AS SELECT 1",
         "DROP TABLE curated.customers",
@@ -86,17 +88,19 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
             assert!(message.contains("read-only"), "{attack}: {message}");
         }
     }
-    let (code, message) = refusal(
-        analyst
-            .simple_query("DECLARE c CURSOR FOR SELECT * FROM raw.accounts")
-            .await
-            .unwrap_err(),
-    );
-    assert_eq!(code, "25006");
-    assert!(
-        message.starts_with("cursors are not supported"),
-        "{message}"
-    );
+    // A cursor or a copy reads under the same grants as a query.
+    for sneaky in [
+        "DECLARE c CURSOR FOR SELECT * FROM raw.accounts",
+        "COPY raw.accounts TO STDOUT",
+        "COPY (SELECT c.customer_id FROM curated.customers c JOIN raw.accounts a ON true) TO STDOUT",
+    ] {
+        let (code, message) = refusal(analyst.simple_query(sneaky).await.unwrap_err());
+        assert_eq!(code, "42501", "{sneaky}: {message}");
+        assert_eq!(
+            message, "permission denied for table raw.accounts",
+            "{sneaky}"
+        );
+    }
     // The audit trail cannot be erased, over either protocol.
     for attack in [
         "EXPLAIN ANALYZE INSERT OVERWRITE ops.query_log SELECT * FROM ops.query_log WHERE false",
@@ -148,7 +152,7 @@ async fn no_statement_writes_through_the_server_or_the_cli() {
             "csv",
         ],
     );
-    assert_eq!(logged, format!("refused\n{}\n", attacks.len() * 2 + 7));
+    assert_eq!(logged, format!("refused\n{}\n", attacks.len() * 2 + 6));
 
     // The CLI is read-only too, and says where writes belong.
     for statement in [

@@ -1,0 +1,217 @@
+//! The clients BI stacks are built on, against `lakescore serve`: SQLAlchemy with
+//! psycopg2 and psycopg 3, pandas and both drivers' named cursors and COPY
+//! (`tests/clients/postgres_clients.py`), psql's meta-commands and `\copy`, and over
+//! tokio-postgres the PostgreSQL behaviour they rely on: search paths, settings,
+//! cursors, COPY and correlated subqueries.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::serve::{ANALYST_PASSWORD, run, serve_with, text};
+
+/// The Python with the clients: `LAKESCORE_TEST_CLIENTS_PYTHON` (set by `.ci/run` to its
+/// virtual environment), else `python3`.
+fn clients_python() -> String {
+    std::env::var("LAKESCORE_TEST_CLIENTS_PYTHON").unwrap_or_else(|_| String::from("python3"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bi_clients_connect_inspect_page_and_export_as_with_postgresql() {
+    // Analysts look in scored first, then curated.
+    let served = serve_with("", "search_path = [\"scored\", \"curated\"]\n");
+    run(
+        served.workspace(),
+        &["score", "churn", "--input", "curated.customers"],
+    );
+
+    // SQLAlchemy, pandas, psycopg2 and psycopg 3.
+    let python = clients_python();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/postgres_clients.py");
+    let output = Command::new(&python)
+        .arg(script)
+        .args([&served.port.to_string(), "eng1neer-pw", ANALYST_PASSWORD])
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && stdout.contains("9 client checks passed"),
+        "{python} (it needs sqlalchemy, psycopg2, psycopg and pandas; .ci/run installs them and sets LAKESCORE_TEST_CLIENTS_PYTHON):\n{stdout}\n{stderr}"
+    );
+
+    // psql's meta-commands and \copy.
+    let psql = |command: &str| {
+        let output = served.psql("engineer", "eng1neer-pw", "disable", command);
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{command}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let described = psql("\\d+ curated.customers");
+    assert!(
+        described.contains("customer_id|text")
+            && described.contains("logins|double precision")
+            && described.contains("_ingested_at|timestamp with time zone"),
+        "{described}"
+    );
+    let tables = psql("\\dt+ curated.*");
+    assert!(tables.contains("curated|customers|table"), "{tables}");
+    let schemas = psql("\\dn+");
+    for schema in ["curated", "raw", "scored"] {
+        assert!(
+            schemas
+                .lines()
+                .any(|l| l.starts_with(&format!("{schema}|"))),
+            "{schemas}"
+        );
+    }
+    assert!(psql("\\df").contains("(0 rows)"));
+    let roles = psql("\\du");
+    assert!(
+        roles.contains("analyst|") && roles.contains("engineer|"),
+        "{roles}"
+    );
+    let copied = psql(
+        "\\copy (select customer_id, contract from curated.customers order by 1 limit 2) to stdout with csv header",
+    );
+    assert_eq!(
+        copied,
+        "customer_id,contract\nC0000,monthly\nC0001,yearly\n"
+    );
+
+    // tokio-postgres: the role's search path, then the client's own.
+    let analyst = served.connect("analyst", ANALYST_PASSWORD).await.unwrap();
+    let count = |rows: Vec<tokio_postgres::SimpleQueryMessage>| text(&rows)[0][0].clone();
+    assert_eq!(
+        count(
+            analyst
+                .simple_query("select count(*) from churn")
+                .await
+                .unwrap()
+        ),
+        "200"
+    );
+    assert_eq!(
+        count(
+            analyst
+                .simple_query("select current_schema()")
+                .await
+                .unwrap()
+        ),
+        "scored"
+    );
+    analyst
+        .simple_query("set search_path to curated")
+        .await
+        .unwrap();
+    assert_eq!(
+        count(
+            analyst
+                .simple_query("select count(*) from customers")
+                .await
+                .unwrap()
+        ),
+        "200"
+    );
+    // churn is no longer on the path: it is looked up in public, which analysts may not
+    // read.
+    let unknown = analyst
+        .simple_query("select count(*) from churn")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        unknown.as_db_error().unwrap().message(),
+        "permission denied for table public.churn"
+    );
+    assert_eq!(
+        text(
+            &analyst
+                .simple_query(
+                    "select current_setting('server_version_num'), current_setting('nope', true) is null"
+                )
+                .await
+                .unwrap()
+        ),
+        [["160006", "t"]]
+    );
+    let unrecognized = analyst
+        .simple_query("select current_setting('nope')")
+        .await
+        .unwrap_err();
+    assert!(
+        unrecognized
+            .as_db_error()
+            .unwrap()
+            .message()
+            .contains("unrecognized configuration parameter \"nope\""),
+        "{unrecognized:?}"
+    );
+
+    // A correlated subquery over lakehouse tables answers as the join does.
+    let correlated = text(
+        &analyst
+            .simple_query(
+                "select c.customer_id, (select max(s.probability) from scored.churn s where s.customer_id = c.customer_id) is not null \
+                 from curated.customers c order by 1 limit 3",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(correlated, [["C0000", "t"], ["C0001", "t"], ["C0002", "t"]]);
+
+    // Cursors page; FETCH of a closed cursor says so.
+    analyst
+        .simple_query(
+            "declare pages cursor for select customer_id from curated.customers order by 1",
+        )
+        .await
+        .unwrap();
+    let first = text(
+        &analyst
+            .simple_query("fetch forward 3 from pages")
+            .await
+            .unwrap(),
+    );
+    assert_eq!(first, [["C0000"], ["C0001"], ["C0002"]]);
+    let next = text(&analyst.simple_query("fetch next from pages").await.unwrap());
+    assert_eq!(next, [["C0003"]]);
+    let rest = analyst.simple_query("fetch all from pages").await.unwrap();
+    assert_eq!(text(&rest).len(), 196);
+    analyst.simple_query("close pages").await.unwrap();
+    let closed = analyst
+        .simple_query("fetch 1 from pages")
+        .await
+        .unwrap_err();
+    assert_eq!(closed.as_db_error().unwrap().code().code(), "34000");
+
+    // COPY through the driver's own copy-out path.
+    let stream = analyst
+        .copy_out("copy (select customer_id from curated.customers order by 1 limit 2) to stdout")
+        .await
+        .unwrap();
+    let chunks: Vec<_> = futures::StreamExt::collect::<Vec<_>>(stream).await;
+    let copied: Vec<u8> = chunks
+        .into_iter()
+        .flat_map(|c| c.unwrap().to_vec())
+        .collect();
+    assert_eq!(String::from_utf8(copied).unwrap(), "C0000\nC0001\n");
+    drop(analyst);
+
+    // Every fetch and copy is audited with its rows.
+    let (workspace, _) = served.stop();
+    let audited = run(
+        &workspace,
+        &[
+            "sql",
+            "select statement, rows from ops.query_log where statement like 'fetch%' or lower(statement) like '%to stdout%' order by started_at",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(
+        audited.contains("fetch forward 3 from pages,3")
+            && audited.contains("fetch all from pages,196")
+            && audited.contains("LIMIT 2) TO STDOUT,2")
+            && audited.contains("\"COPY curated.customers (customer_id, churned) TO STDOUT\",200"),
+        "{audited}"
+    );
+}
