@@ -9,6 +9,43 @@ use std::process::Command;
 
 use crate::serve::{ANALYST_PASSWORD, run, serve_with, text};
 
+/// What Metabase's PostgreSQL driver sends on connect and on sync, before it lists the
+/// tables ([`METABASE_TABLES`]).
+const METABASE_SYNC: [&str; 8] = [
+    "SET extra_float_digits = 2",
+    "SET application_name = 'Metabase v0.55.1 [f8f63fdf-d8f8-4573-86ea-4fe4a9548041]'",
+    "SHOW TRANSACTION ISOLATION LEVEL",
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ UNCOMMITTED",
+    r#"SELECT nspname AS "TABLE_SCHEM", current_database() AS "TABLE_CATALOG" FROM pg_catalog.pg_namespace  WHERE nspname <> 'pg_toast' AND (nspname !~ '^pg_temp_'  OR nspname = (pg_catalog.current_schemas(true))[1]) AND (nspname !~ '^pg_toast_temp_'  OR nspname = replace((pg_catalog.current_schemas(true))[1], 'pg_temp_', 'pg_toast_temp_'))  ORDER BY "TABLE_SCHEM""#,
+    r#"with table_privileges as (
+         select
+           NULL as role,
+           t.schemaname as schema,
+           t.objectname as table,
+           pg_catalog.has_any_column_privilege(current_user, '"' || replace(t.schemaname, '"', '""') || '"' || '.' || '"' || replace(t.objectname, '"', '""') || '"',  'update') as update,
+           pg_catalog.has_any_column_privilege(current_user, '"' || replace(t.schemaname, '"', '""') || '"' || '.' || '"' || replace(t.objectname, '"', '""') || '"',  'select') as select,
+           pg_catalog.has_any_column_privilege(current_user, '"' || replace(t.schemaname, '"', '""') || '"' || '.' || '"' || replace(t.objectname, '"', '""') || '"',  'insert') as insert,
+           pg_catalog.has_table_privilege(     current_user, '"' || replace(t.schemaname, '"', '""') || '"' || '.' || '"' || replace(t.objectname, '"', '""') || '"',  'delete') as delete
+         from (
+           select schemaname, tablename as objectname from pg_catalog.pg_tables
+           union
+           select schemaname, viewname as objectname from pg_catalog.pg_views
+           union
+           select schemaname, matviewname as objectname from pg_catalog.pg_matviews
+         ) t
+         where t.schemaname !~ '^pg_'
+           and t.schemaname <> 'information_schema'
+           and pg_catalog.has_schema_privilege(current_user, t.schemaname, 'usage')
+        )
+        select t.*
+        from table_privileges t"#,
+    "SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL READ COMMITTED",
+    "show timezone",
+];
+
+/// Metabase's table sync of the `curated` schema (its query, with `curated` for `public`).
+const METABASE_TABLES: &str = r#"SELECT "n"."nspname" AS "schema", "c"."relname" AS "name", CASE "c"."relkind" WHEN 'r' THEN 'TABLE' WHEN 'p' THEN 'PARTITIONED TABLE' WHEN 'v' THEN 'VIEW' WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE NULL END AS "type", "d"."description" AS "description", "stat"."n_live_tup" AS "estimated_row_count" FROM "pg_catalog"."pg_class" AS "c" INNER JOIN "pg_catalog"."pg_namespace" AS "n" ON "c"."relnamespace" = "n"."oid" LEFT JOIN "pg_catalog"."pg_description" AS "d" ON ("c"."oid" = "d"."objoid") AND ("d"."objsubid" = '0') AND ("d"."classoid" = 'pg_class'::regclass) LEFT JOIN "pg_stat_user_tables" AS "stat" ON ("n"."nspname" = "stat"."schemaname") AND ("c"."relname" = "stat"."relname") WHERE ("c"."relnamespace" = "n"."oid") AND ("n"."nspname" !~ '^pg_') AND ("n"."nspname" <> 'information_schema') AND c.relkind in ('r', 'p', 'v', 'f', 'm') AND ("n"."nspname" IN ('curated')) ORDER BY "type" ASC, "schema" ASC, "name" ASC"#;
+
 /// The Python with the clients: `LAKESCORE_TEST_CLIENTS_PYTHON` (set by `.ci/run` to its
 /// virtual environment), else `python3`.
 fn clients_python() -> String {
@@ -77,6 +114,55 @@ async fn bi_clients_connect_inspect_page_and_export_as_with_postgresql() {
         copied,
         "customer_id,contract\nC0000,monthly\nC0001,yearly\n"
     );
+
+    // Metabase's connect and sync (its PostgreSQL driver's statements, v0.55).
+    let engineer = served.connect("engineer", "eng1neer-pw").await.unwrap();
+    for statement in METABASE_SYNC {
+        engineer
+            .simple_query(statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e:?}"));
+    }
+    let synced = text(&engineer.simple_query(METABASE_TABLES).await.unwrap());
+    assert_eq!(synced.len(), 1, "{synced:?}");
+    assert_eq!(
+        synced[0][..4],
+        ["curated", "customers", "TABLE", "NULL"],
+        "Metabase's table sync"
+    );
+    // Column types under PostgreSQL's names; dates and numbers in PostgreSQL's patterns.
+    let types = text(
+        &engineer
+            .simple_query(
+                "select column_name, data_type, udt_name from information_schema.columns \
+                 where table_schema = 'scored' and table_name = 'churn' \
+                 and column_name in ('probability', 'top_features', 'model_version', 'scored_at') \
+                 order by column_name",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        types,
+        [
+            ["model_version", "bigint", "int8"],
+            ["probability", "double precision", "float8"],
+            ["scored_at", "timestamp with time zone", "timestamptz"],
+            ["top_features", "json", "json"],
+        ]
+    );
+    let formatted = text(
+        &engineer
+            .simple_query(
+                "select to_char(timestamp '2026-03-07 14:05:09', 'YYYY-MM'), \
+                 to_char(date '2026-03-07', 'IYYY-\"W\"IW'), to_char(1234.5, 'FM999,999.00'), \
+                 count(distinct to_char(scored_at, 'YYYY-MM-DD')) from scored.churn",
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(formatted, [["2026-03", "2026-W10", "1,234.50", "1"]]);
+    drop(engineer);
 
     // tokio-postgres: the role's search path, then the client's own.
     let analyst = served.connect("analyst", ANALYST_PASSWORD).await.unwrap();

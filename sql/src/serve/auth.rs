@@ -32,6 +32,7 @@ use lakescore_engine::config::ServeConfig;
 use lakescore_engine::storage::hashing::{hex, sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::postgres_face::version::server_version;
 use crate::error::{Error, Result};
 
 /// SCRAM iterations of stored and derived passwords.
@@ -336,6 +337,7 @@ impl Login {
         scram.set_iterations(ITERATIONS);
         let mut parameters = DefaultServerParameterProvider::default();
         parameters.scram_iterations = ITERATIONS;
+        parameters.server_version = server_version();
         Self {
             users,
             require_tls,

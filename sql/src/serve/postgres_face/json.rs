@@ -214,7 +214,7 @@ fn json_texts(field: &FieldRef, array: &ArrayRef, options: &EncoderOptions) -> D
 }
 
 /// True for a struct, or a list or map that holds one.
-fn holds_struct(data_type: &DataType) -> bool {
+pub(super) fn holds_struct(data_type: &DataType) -> bool {
     match data_type {
         DataType::Struct(_) => true,
         DataType::List(item)

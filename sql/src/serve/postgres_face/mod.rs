@@ -3,8 +3,10 @@
 //! work unchanged: `version()` in PostgreSQL's form ([`version`]), savepoints as no-ops
 //! ([`savepoints`]), the `pg_catalog` functions they call ([`catalog_functions`]),
 //! `pg_catalog`'s tables with the columns and types clients expect ([`catalog_tables`]),
+//! `information_schema.columns` with PostgreSQL's type names ([`information_schema`]),
 //! the connection's settings and search path ([`settings`]), JSON ([`json`]), which
-//! form of a statement is planned ([`statements`]) and PostgreSQL
+//! form of a statement is planned ([`statements`]) and `to_char` with PostgreSQL's patterns
+//! ([`to_char`]) and PostgreSQL
 //! syntax DataFusion does not plan rewritten into forms it does ([`rewrites`]).
 //!
 //! The general parts follow datafusion-pg-catalog's shapes (scalar functions registered
@@ -12,11 +14,13 @@
 
 pub mod catalog_functions;
 pub mod catalog_tables;
+pub mod information_schema;
 pub mod json;
 pub mod rewrites;
 pub mod savepoints;
 pub mod settings;
 pub mod statements;
+pub mod to_char;
 pub mod version;
 
 use lakescore_engine::datafusion::prelude::SessionContext;
@@ -29,4 +33,6 @@ pub fn register(context: &SessionContext) {
     version::register(context);
     catalog_functions::register(context);
     json::register(context);
+    information_schema::register(context);
+    to_char::register(context);
 }

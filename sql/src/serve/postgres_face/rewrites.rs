@@ -14,8 +14,8 @@
 //!   into the subquery, `(SELECT x FROM t WHERE (w) AND (c))`, NULL exactly when the
 //!   `CASE` was (for subqueries that do not aggregate).
 //!
-//! Catalog queries (those that read `pg_catalog` and `information_schema` alone) also get
-//! datafusion-pg-catalog's answer to correlated subqueries in a select list, NULL, for
+//! Catalog queries (those that read `pg_catalog` and `information_schema` alone) read
+//! `information_schema.columns` with PostgreSQL's type names, and get datafusion-pg-catalog's answer to correlated subqueries in a select list, NULL, for
 //! the ones the `CASE` rewrite brings there: their lookups of column defaults, identity
 //! sequences and collations have nothing to find in a lakehouse. Bound parameters inside
 //! them are kept, as datafusion-postgres types parameters by the ones a plan holds.
@@ -31,6 +31,8 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::{
 };
 use lakescore_engine::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use lakescore_engine::datafusion::sql::sqlparser::parser::Parser;
+
+use super::information_schema::ColumnsWithPostgresTypes;
 
 /// The rewrites every statement gets.
 const EVERY_STATEMENT: [&dyn SqlStatementRewriteRule; 4] = [
@@ -49,7 +51,8 @@ pub fn rewrite(statement: Statement) -> Statement {
 
 /// `statement`, a catalog query, with every rewrite.
 pub fn rewrite_catalog_query(statement: Statement) -> Statement {
-    CorrelatedSelectListSubqueryToNull.rewrite(rewrite(statement))
+    let statement = CorrelatedSelectListSubqueryToNull.rewrite(rewrite(statement));
+    ColumnsWithPostgresTypes.rewrite(statement)
 }
 
 /// Rewrites every expression of `statement` that `replace` gives a replacement for.

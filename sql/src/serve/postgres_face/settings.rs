@@ -33,7 +33,7 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::{
     ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 
-use super::version::POSTGRES_VERSION;
+use super::version::{POSTGRES_VERSION, server_version};
 use crate::serve::auth::user_of;
 use crate::serve::limits::user_error;
 
@@ -83,13 +83,7 @@ impl Settings {
         role_path: Option<&[String]>,
     ) -> Self {
         let mut values: BTreeMap<String, String> = [
-            (
-                "server_version",
-                format!(
-                    "{POSTGRES_VERSION} (lakescore {})",
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ),
+            ("server_version", server_version()),
             ("server_version_num", server_version_num()),
             ("server_encoding", String::from("UTF8")),
             ("client_encoding", String::from("UTF8")),

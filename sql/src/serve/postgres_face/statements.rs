@@ -35,6 +35,10 @@ impl WrittenStatements {
     /// The statements of `sql`; none when it does not parse as written (datafusion-postgres
     /// then reports the error, or handles what only it parses).
     pub fn parse(sql: &str) -> Self {
+        // Without a subquery both forms are the same: spare parsing the text twice.
+        if sql.to_ascii_lowercase().matches("select").count() < 2 {
+            return Self::default();
+        }
         let received = compatibility_parser().parse(sql).unwrap_or_default();
         let written = Parser::parse_sql(&PostgreSqlDialect {}, sql).unwrap_or_default();
         if received.len() != written.len() {

@@ -12,6 +12,15 @@ use lakescore_engine::datafusion::scalar::ScalarValue;
 /// The PostgreSQL release whose catalog and behaviour the server follows.
 pub(super) const POSTGRES_VERSION: &str = "16.6";
 
+/// The `server_version` clients are told on login and by `SHOW server_version`, e.g.
+/// `16.6 (lakescore 0.1.0)`: drivers read the numbers before the first space.
+pub fn server_version() -> String {
+    format!(
+        "{POSTGRES_VERSION} (lakescore {})",
+        env!("CARGO_PKG_VERSION")
+    )
+}
+
 /// What `version()` answers, e.g. `PostgreSQL 16.6 (lakescore 0.1.0, Apache DataFusion
 /// 55.2.0) on x86_64-linux`.
 fn version_text() -> String {
