@@ -744,46 +744,17 @@ impl AuditedService {
             .into_iter()
             .map(|response| match response {
                 Response::Query(mut query) => {
-                    guard.pending.fetch_add(1, Ordering::SeqCst);
-                    let counting = guard.clone();
                     let rows =
                         std::mem::replace(&mut query.data_rows, Box::pin(futures::stream::empty()));
-                    let finished = guard.clone();
-                    query.data_rows = Box::pin(
-                        rows.inspect(move |row| match row {
-                            Ok(_) => {
-                                counting.rows.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Err(error) => counting.failed(error),
-                        })
-                        .chain(futures::stream::poll_fn(move |_| {
-                            finished.stream_done();
-                            std::task::Poll::Ready(None)
-                        })),
-                    );
+                    query.data_rows = guard.counted(rows);
                     Response::Query(query)
                 }
                 Response::CopyOut(mut copy) => {
-                    guard.pending.fetch_add(1, Ordering::SeqCst);
-                    let counting = guard.clone();
-                    let finished = guard.clone();
                     let lines = std::mem::replace(
                         &mut copy.data_stream,
                         Box::pin(futures::stream::empty()),
                     );
-                    copy.data_stream = Box::pin(
-                        lines
-                            .inspect(move |line| match line {
-                                Ok(_) => {
-                                    counting.rows.fetch_add(1, Ordering::Relaxed);
-                                }
-                                Err(error) => counting.failed(error),
-                            })
-                            .chain(futures::stream::poll_fn(move |_| {
-                                finished.stream_done();
-                                std::task::Poll::Ready(None)
-                            })),
-                    );
+                    copy.data_stream = guard.counted(lines);
                     Response::CopyOut(copy)
                 }
                 other => other,
@@ -843,7 +814,31 @@ struct AuditGuard {
     error: Mutex<Option<(&'static str, String)>>,
 }
 
+/// A statement's result stream: rows, or lines of a copy.
+type ResultStream<T> = std::pin::Pin<Box<dyn Stream<Item = PgWireResult<T>> + Send>>;
+
 impl AuditGuard {
+    /// `items` (rows, or lines of a copy), each counted as a row of the statement; the
+    /// entry is recorded when the last of its streams ends.
+    fn counted<T: 'static>(self: &Arc<Self>, items: ResultStream<T>) -> ResultStream<T> {
+        self.pending.fetch_add(1, Ordering::SeqCst);
+        let counting = self.clone();
+        let finished = self.clone();
+        Box::pin(
+            items
+                .inspect(move |item| match item {
+                    Ok(_) => {
+                        counting.rows.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error) => counting.failed(error),
+                })
+                .chain(futures::stream::poll_fn(move |_| {
+                    finished.stream_done();
+                    std::task::Poll::Ready(None)
+                })),
+        )
+    }
+
     fn failed(&self, error: &PgWireError) {
         *self.error.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((status_of(error), describe(error)));
