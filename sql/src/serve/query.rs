@@ -33,8 +33,8 @@ use datafusion_postgres::{DfSessionService, Parser};
 use futures::channel::oneshot;
 use futures::{Sink, Stream, StreamExt};
 use lakescore_engine::datafusion::catalog::SchemaProvider;
-use lakescore_engine::datafusion::common::{DFSchema, ParamValues};
-use lakescore_engine::datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use lakescore_engine::datafusion::common::ParamValues;
+use lakescore_engine::datafusion::logical_expr::LogicalPlan;
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::datafusion::sql::parser::Statement as DfStatement;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
@@ -635,19 +635,14 @@ impl QueryHook for LakescoreQueries {
             // The query is checked now and planned again when the copy runs; a COPY
             // describes no rows of its own.
             Handling::Copy => Some(match CopyOut::parse(statement) {
-                Ok(copy) => self.plan(&copy.query, client).await.map(|_| {
-                    LogicalPlan::EmptyRelation(EmptyRelation {
-                        produce_one_row: false,
-                        schema: Arc::new(DFSchema::empty()),
-                    })
-                }),
+                Ok(copy) => self
+                    .plan(&copy.query, client)
+                    .await
+                    .map(|_| postgres_face::answered_when_executed()),
                 Err(reason) => Err(user_error("25006", reason)),
             }),
             // Cursor statements are planned when they run; they describe no rows.
-            Handling::Cursor => Some(Ok(LogicalPlan::EmptyRelation(EmptyRelation {
-                produce_one_row: false,
-                schema: Arc::new(DFSchema::empty()),
-            }))),
+            Handling::Cursor => Some(Ok(postgres_face::answered_when_executed())),
             Handling::Query => Some(self.plan(statement, client).await.map(|(_, plan)| plan)),
         }
     }

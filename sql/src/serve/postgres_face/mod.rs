@@ -23,6 +23,10 @@ pub mod statements;
 pub mod to_char;
 pub mod version;
 
+use std::sync::Arc;
+
+use lakescore_engine::datafusion::common::DFSchema;
+use lakescore_engine::datafusion::logical_expr::{EmptyRelation, LogicalPlan};
 use lakescore_engine::datafusion::prelude::SessionContext;
 
 pub use self::savepoints::SavepointHook;
@@ -35,4 +39,13 @@ pub fn register(context: &SessionContext) {
     json::register(context);
     information_schema::register(context);
     to_char::register(context);
+}
+
+/// The plan of a statement answered when it is executed, which describes no rows
+/// (savepoints, `COPY`, cursor statements).
+pub fn answered_when_executed() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(DFSchema::empty()),
+    })
 }

@@ -2,16 +2,14 @@
 //! for nested transactions) accepted as no-ops, as `BEGIN` and `COMMIT` are: the server
 //! is read-only, so there is nothing to keep or undo.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use datafusion_postgres::hooks::{HookClient, QueryHook};
 use datafusion_postgres::pgwire::api::ClientInfo;
 use datafusion_postgres::pgwire::api::results::{Response, Tag};
 use datafusion_postgres::pgwire::error::PgWireResult;
 use datafusion_postgres::pgwire::messages::response::TransactionStatus;
-use lakescore_engine::datafusion::common::{DFSchema, ParamValues};
-use lakescore_engine::datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use lakescore_engine::datafusion::common::ParamValues;
+use lakescore_engine::datafusion::logical_expr::LogicalPlan;
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::datafusion::sql::sqlparser::ast::Statement;
 
@@ -74,12 +72,9 @@ impl QueryHook for SavepointHook {
         _client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
         // Nothing to plan: the statement is answered when it is executed.
-        savepoint_tag(statement).is_some().then(|| {
-            Ok(LogicalPlan::EmptyRelation(EmptyRelation {
-                produce_one_row: false,
-                schema: Arc::new(DFSchema::empty()),
-            }))
-        })
+        savepoint_tag(statement)
+            .is_some()
+            .then(|| Ok(super::answered_when_executed()))
     }
 
     async fn handle_extended_query(
