@@ -52,7 +52,8 @@ use super::limits::{
 };
 use super::postgres_face::catalog_tables::CatalogAsClientsExpect;
 use super::postgres_face::json::JsonColumns;
-use super::postgres_face::settings::{Settings, qualify_tables};
+use super::postgres_face::search_path::qualify_tables;
+use super::postgres_face::settings::Settings;
 use super::postgres_face::statements::WrittenStatements;
 use super::{identity, postgres_face, value_size};
 

@@ -4,7 +4,7 @@
 //! ([`savepoints`]), the `pg_catalog` functions they call ([`catalog_functions`]),
 //! `pg_catalog`'s tables with the columns and types clients expect ([`catalog_tables`]),
 //! `information_schema.columns` with PostgreSQL's type names ([`information_schema`]),
-//! the connection's settings and search path ([`settings`]), JSON ([`json`]), which
+//! the connection's settings ([`settings`]) and search path ([`search_path`]), JSON ([`json`]), which
 //! form of a statement is planned ([`statements`]) and `to_char` with PostgreSQL's patterns
 //! ([`to_char`]) and PostgreSQL
 //! syntax DataFusion does not plan rewritten into forms it does ([`rewrites`]).
@@ -18,6 +18,7 @@ pub mod information_schema;
 pub mod json;
 pub mod rewrites;
 pub mod savepoints;
+pub mod search_path;
 pub mod settings;
 pub mod statements;
 pub mod to_char;
