@@ -23,12 +23,14 @@ use std::sync::Arc;
 
 use datafusion_postgres::pgwire::api::Type;
 use lakescore_engine::datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, Int32Array, StringArray, new_null_array,
+    Array, AsArray, BooleanArray, Int32Array, StringArray, new_null_array,
 };
 use lakescore_engine::datafusion::arrow::datatypes::{DataType, Int64Type};
 use lakescore_engine::datafusion::error::{DataFusionError, Result as DfResult};
 use lakescore_engine::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use lakescore_engine::datafusion::prelude::SessionContext;
+
+use super::shaped_like;
 
 /// Registers the functions on `context`.
 pub fn register(context: &SessionContext) {
@@ -85,7 +87,7 @@ pub fn register(context: &SessionContext) {
                 let visible: BooleanArray = (0..oids.len())
                     .map(|row| oids.is_valid(row).then_some(true))
                     .collect();
-                scalar_if_scalar(&args[0], Arc::new(visible))
+                shaped_like(args, Arc::new(visible))
             }),
         ));
     }
@@ -98,7 +100,7 @@ pub fn register(context: &SessionContext) {
             let names = args[0].to_array(1)?;
             let names = names.as_string::<i32>();
             let oids: Int32Array = names.iter().map(|n| n.and_then(type_oid)).collect();
-            scalar_if_scalar(&args[0], Arc::new(oids))
+            shaped_like(args, Arc::new(oids))
         }),
     ));
     context.register_udf(create_udf(
@@ -113,7 +115,7 @@ pub fn register(context: &SessionContext) {
                 .iter()
                 .map(|size| size.map(size_pretty))
                 .collect();
-            scalar_if_scalar(&args[0], Arc::new(pretty))
+            shaped_like(args, Arc::new(pretty))
         }),
     ));
     context.register_udf(create_udf(
@@ -141,10 +143,7 @@ pub fn register(context: &SessionContext) {
                     _ => Ok(None),
                 })
                 .collect::<DfResult<StringArray>>()?;
-            if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
-                return scalar_if_scalar(&args[0], Arc::new(converted));
-            }
-            Ok(ColumnarValue::Array(Arc::new(converted)))
+            shaped_like(args, Arc::new(converted))
         }),
     ));
 }
@@ -173,16 +172,6 @@ fn register_null(
             })
         }),
     ));
-}
-
-/// `result` as a scalar when `input` was one (a function of constants is one).
-fn scalar_if_scalar(input: &ColumnarValue, result: ArrayRef) -> DfResult<ColumnarValue> {
-    Ok(match input {
-        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(
-            lakescore_engine::datafusion::scalar::ScalarValue::try_from_array(&result, 0)?,
-        ),
-        ColumnarValue::Array(_) => ColumnarValue::Array(result),
-    })
 }
 
 /// The oid of the PostgreSQL type `name` (as `to_regtype` reads it: `int4`, `integer`,

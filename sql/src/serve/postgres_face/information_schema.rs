@@ -12,7 +12,7 @@ use std::sync::Arc;
 use datafusion_postgres::arrow_pg::datatypes::into_pg_type;
 use datafusion_postgres::datafusion_pg_catalog::sql::rules::SqlStatementRewriteRule;
 use datafusion_postgres::pgwire::api::Type;
-use lakescore_engine::datafusion::arrow::array::{ArrayRef, AsArray, StringArray};
+use lakescore_engine::datafusion::arrow::array::{AsArray, StringArray};
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::datafusion::logical_expr::{ColumnarValue, Volatility, create_udf};
 use lakescore_engine::datafusion::prelude::SessionContext;
@@ -24,6 +24,7 @@ use lakescore_engine::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use lakescore_engine::datafusion::sql::sqlparser::parser::Parser;
 
 use super::json::holds_struct;
+use super::shaped_like;
 
 /// Registers `pg_data_type(arrow_type, udt)` on `context`: PostgreSQL's name of the type
 /// a column of `arrow_type` is sent as (`udt` true for the short name).
@@ -48,13 +49,7 @@ pub fn register(context: &SessionContext) {
                 .iter()
                 .map(|arrow| arrow.map(|arrow| postgres_type_name(arrow, short)))
                 .collect();
-            let names: ArrayRef = Arc::new(names);
-            Ok(match &args[0] {
-                ColumnarValue::Array(_) => ColumnarValue::Array(names),
-                ColumnarValue::Scalar(_) => {
-                    ColumnarValue::Scalar(ScalarValue::try_from_array(&names, 0)?)
-                }
-            })
+            shaped_like(args, Arc::new(names))
         }),
     ));
 }

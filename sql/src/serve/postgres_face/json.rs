@@ -19,6 +19,8 @@ use lakescore_engine::datafusion::logical_expr::{
 };
 use lakescore_engine::datafusion::prelude::SessionContext;
 
+use super::shaped_like;
+
 /// Registers `json_build_object` on `context`.
 pub fn register(context: &SessionContext) {
     context.register_udf(ScalarUDF::new_from_impl(JsonBuildObject {
@@ -103,16 +105,7 @@ impl ScalarUDFImpl for JsonBuildObject {
             objects.append_value(String::from_utf8_lossy(&object));
         }
         let objects: ArrayRef = Arc::new(objects.finish());
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(
-                lakescore_engine::datafusion::scalar::ScalarValue::try_from_array(&objects, 0)?,
-            ));
-        }
-        Ok(ColumnarValue::Array(objects))
+        shaped_like(&args.args, objects)
     }
 }
 

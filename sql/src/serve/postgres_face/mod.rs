@@ -26,9 +26,11 @@ pub mod version;
 
 use std::sync::Arc;
 
+use lakescore_engine::datafusion::arrow::array::ArrayRef;
 use lakescore_engine::datafusion::common::DFSchema;
-use lakescore_engine::datafusion::logical_expr::{EmptyRelation, LogicalPlan};
+use lakescore_engine::datafusion::logical_expr::{ColumnarValue, EmptyRelation, LogicalPlan};
 use lakescore_engine::datafusion::prelude::SessionContext;
+use lakescore_engine::datafusion::scalar::ScalarValue;
 
 pub use self::savepoints::SavepointHook;
 
@@ -40,6 +42,20 @@ pub fn register(context: &SessionContext) {
     json::register(context);
     information_schema::register(context);
     to_char::register(context);
+}
+
+/// `result` (one value per row) as a function's answer: a scalar when every argument was
+/// one, as a function of constants is, else the array.
+pub(crate) fn shaped_like(
+    args: &[ColumnarValue],
+    result: ArrayRef,
+) -> lakescore_engine::datafusion::error::Result<ColumnarValue> {
+    if args.iter().all(|a| matches!(a, ColumnarValue::Scalar(_))) {
+        return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
+            &result, 0,
+        )?));
+    }
+    Ok(ColumnarValue::Array(result))
 }
 
 /// The plan of a statement answered when it is executed, which describes no rows

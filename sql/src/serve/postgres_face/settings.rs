@@ -32,6 +32,7 @@ use lakescore_engine::datafusion::sql::sqlparser::ast::{
 };
 
 use super::search_path::parse_search_path;
+use super::shaped_like;
 use super::version::{POSTGRES_VERSION, server_version};
 use crate::serve::auth::user_of;
 use crate::serve::limits::user_error;
@@ -381,15 +382,6 @@ impl ScalarUDFImpl for CurrentSetting {
             }
         }
         let answers: ArrayRef = Arc::new(StringArray::from(answers));
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &answers, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(answers))
+        shaped_like(&args.args, answers)
     }
 }

@@ -25,7 +25,8 @@ use lakescore_engine::datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use lakescore_engine::datafusion::prelude::SessionContext;
-use lakescore_engine::datafusion::scalar::ScalarValue;
+
+use super::shaped_like;
 
 /// Registers `to_char` on `context`, replacing DataFusion's.
 pub fn register(context: &SessionContext) {
@@ -141,16 +142,7 @@ impl ScalarUDFImpl for ToChar {
             }
         }
         let formatted: ArrayRef = Arc::new(formatted.finish());
-        if args
-            .args
-            .iter()
-            .all(|a| matches!(a, ColumnarValue::Scalar(_)))
-        {
-            return Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
-                &formatted, 0,
-            )?));
-        }
-        Ok(ColumnarValue::Array(formatted))
+        shaped_like(&args.args, formatted)
     }
 }
 
