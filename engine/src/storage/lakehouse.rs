@@ -221,7 +221,7 @@ impl Lakehouse {
                 _ => Ok(table),
             },
             Err(DeltaTableError::NotATable(_)) => Err(self.unknown_table(name).await),
-            Err(error) if !self.has_delta_log(name).await? => {
+            Err(error) if !self.has_commits(name).await? => {
                 drop(error);
                 Err(self.unknown_table(name).await)
             }
@@ -255,16 +255,24 @@ impl Lakehouse {
         }
     }
 
-    /// True when the table's folder holds a Delta log.
-    async fn has_delta_log(&self, name: &TableName) -> Result<bool> {
+    /// True when the table's Delta log holds a commit or checkpoint. A log folder with
+    /// nothing but a half-written first commit (a job killed while creating the table)
+    /// is no table yet: the rerun creates it.
+    async fn has_commits(&self, name: &TableName) -> Result<bool> {
         let log = StorePath::from_iter([name.schema.as_str(), &name.name, DELTA_LOG]);
         let store = self.store()?;
         let mut entries = store.list(Some(&log));
-        match entries.next().await {
-            Some(Ok(_)) => Ok(true),
-            None | Some(Err(object_store::Error::NotFound { .. })) => Ok(false),
-            Some(Err(error)) => Err(storage_error(&self.root, error)),
+        while let Some(entry) = entries.next().await {
+            match entry {
+                Ok(meta) if meta.location.filename().is_some_and(is_log_entry) => {
+                    return Ok(true);
+                }
+                Ok(_) => {}
+                Err(object_store::Error::NotFound { .. }) => return Ok(false),
+                Err(error) => return Err(storage_error(&self.root, error)),
+            }
         }
+        Ok(false)
     }
 
     async fn version_not_found(
@@ -295,8 +303,8 @@ impl Lakehouse {
         }
     }
 
-    /// Every Delta table under the root, sorted by name. Folders without a `_delta_log`
-    /// (and anything starting with `_` or `.`) are not tables and are skipped.
+    /// Every Delta table under the root, sorted by name. Folders without a commit in a
+    /// `_delta_log` (and anything starting with `_` or `.`) are not tables and are skipped.
     pub async fn list_tables(&self) -> Result<Vec<TableName>> {
         let store = self.store()?;
         let schemas = list_folders(store.as_ref(), None, &self.root).await?;
@@ -311,20 +319,9 @@ impl Lakehouse {
             }
         }
         let mut tables: Vec<TableName> = futures::stream::iter(candidates)
-            .map(|table| {
-                let store = store.clone();
-                async move {
-                    let prefix = StorePath::from_iter([table.schema.as_str(), &table.name]);
-                    let listing = store
-                        .list_with_delimiter(Some(&prefix))
-                        .await
-                        .map_err(|e| storage_error(&self.root, e))?;
-                    let has_log = listing
-                        .common_prefixes
-                        .iter()
-                        .any(|p| p.filename() == Some(DELTA_LOG));
-                    Ok::<_, Error>(has_log.then_some(table))
-                }
+            .map(|table| async move {
+                let exists = self.has_commits(&table).await?;
+                Ok::<_, Error>(exists.then_some(table))
             })
             .buffer_unordered(LISTING_CONCURRENCY)
             .try_filter_map(|t| async move { Ok(t) })
@@ -341,13 +338,26 @@ impl Lakehouse {
     }
 }
 
-/// When the loaded version of `table` was committed.
 /// When `table`'s loaded version was committed.
 pub fn commit_time(table: &DeltaTable) -> Option<DateTime<Utc>> {
     let snapshot = table.snapshot().ok()?;
     snapshot
         .version_timestamp(snapshot.version())
         .and_then(DateTime::from_timestamp_millis)
+}
+
+/// True for a file name of a Delta log that makes a version readable: a commit
+/// (`00000000000000000012.json`), a checkpoint (`….checkpoint.parquet`, multi-part or
+/// v2) or `_last_checkpoint`. Staging and temporary files are not.
+fn is_log_entry(file_name: &str) -> bool {
+    if file_name == "_last_checkpoint" {
+        return true;
+    }
+    let (Some(version), Some(rest)) = (file_name.get(..20), file_name.get(20..)) else {
+        return false;
+    };
+    version.bytes().all(|b| b.is_ascii_digit())
+        && (rest == ".json" || (rest.starts_with(".checkpoint") && rest.ends_with(".parquet")))
 }
 
 /// The names of the folders directly under `prefix`, skipping hidden and `_` folders.
@@ -463,6 +473,44 @@ mod tests {
         );
         assert_eq!(other_schema[0], "raw.erp_invoices");
         assert!(closest_names("zzz.qqq", existing.iter().map(|s| s.to_string())).is_empty());
+    }
+
+    #[test]
+    fn only_commits_and_checkpoints_make_a_version_readable() {
+        for entry in [
+            "00000000000000000000.json",
+            "00000000000000000010.checkpoint.parquet",
+            "00000000000000000010.checkpoint.0000000001.0000000002.parquet",
+            "_last_checkpoint",
+        ] {
+            assert!(is_log_entry(entry), "{entry}");
+        }
+        for staged in [
+            "_commit_5f0c.json.tmp",
+            "00000000000000000000.json#1",
+            ".00000000000000000000.json.crc",
+            "0000000000000000000.json",
+            "00000000000000000é00.json",
+        ] {
+            assert!(!is_log_entry(staged), "{staged}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_table_killed_before_its_first_commit_is_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
+        let log = dir
+            .path()
+            .join("lakehouse/quarantine/raw_customers/_delta_log");
+        std::fs::create_dir_all(&log).unwrap();
+        std::fs::write(log.join("00000000000000000000.json#1"), "{\"proto").unwrap();
+        let name = TableName::parse("quarantine.raw_customers").unwrap();
+
+        assert!(lakehouse.list_tables().await.unwrap().is_empty());
+        assert!(lakehouse.open_if_exists(&name).await.unwrap().is_none());
+        let error = lakehouse.latest_version(&name).await.unwrap_err();
+        assert!(error.to_string().contains("lakescore tables"), "{error}");
     }
 
     #[test]
