@@ -16,6 +16,7 @@ use deltalake::delta_datafusion::create_session_state_with_spill_config;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::writer::{DeltaWriter, RecordBatchWriter, WriteMode};
 use lakescore_engine::Lakehouse;
+use lakescore_engine::storage::descriptions::Descriptions;
 use lakescore_engine::storage::lakehouse::quote_identifier;
 use lakescore_engine::storage::write::{STAGING, delete_folder, merge_frame};
 use url::Url;
@@ -114,7 +115,7 @@ pub async fn merge_staged(
         .sql(&newest_per_key)
         .await
         .map_err(|e| Error::storage(&staged_uri, e))?;
-    let version = merge_frame(target, source, keys, properties)
+    let version = merge_frame(target, source, keys, properties, &Descriptions::default())
         .await
         .map_err(|e| Error::Engine(Box::new(e)))?;
     delete_folder(lakehouse, &staging.folder).await;

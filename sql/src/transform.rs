@@ -29,11 +29,12 @@ use lakescore_engine::storage::commit::{
     COLUMN_DESCRIPTIONS, DESCRIPTION, INPUTS, MATERIALIZED, MODEL, MODEL_FILE, MODEL_SHA256, ROWS,
     commit_metadata, last_commit_info, records,
 };
+use lakescore_engine::storage::descriptions::{Descriptions, describe};
 use lakescore_engine::storage::write::{
     WriteMode, committed_version, delete_folder, merge_frame, staging_table, table_for_write,
     write_frame,
 };
-use lakescore_engine::{Lakehouse, SqlSession, TableName};
+use lakescore_engine::{Lakehouse, SqlSession, TableName, TableVersion};
 use serde_json::{Value, json};
 
 use crate::dag::{ModelGraph, PlannedModel, Selector};
@@ -455,6 +456,7 @@ impl Transform {
                 frame,
                 WriteMode::Overwrite,
                 CommitProperties::default(),
+                &Descriptions::default(),
             )
             .await?;
             let provider = table_provider(&staged).await?;
@@ -470,32 +472,56 @@ impl Transform {
                 return Ok(failed_tests(report));
             }
             let source = session.context().read_table(provider)?;
-            let metadata = commit_metadata(
-                self.cx.run_id(),
-                inputs,
-                [
+            // What this build records; the data commit adds its rows, and a commit that
+            // only changes the descriptions records the same build (so it is up to date).
+            let build = |rows: Option<Value>| {
+                let identity = [
                     (MODEL, json!(model.name)),
                     (MODEL_FILE, json!(model.display_path)),
                     (MODEL_SHA256, json!(model.sha256)),
                     (MATERIALIZED, json!(model.config.materialized.as_str())),
-                    (ROWS, json!(report.rows)),
                     (DESCRIPTION, json!(model.config.description)),
                     (COLUMN_DESCRIPTIONS, json!(model.config.columns)),
-                ],
-            );
-            let properties = CommitProperties::default().with_metadata(metadata);
+                ];
+                let extras = identity.into_iter().chain(rows.map(|rows| (ROWS, rows)));
+                let metadata = commit_metadata(self.cx.run_id(), inputs.clone(), extras);
+                CommitProperties::default().with_metadata(metadata)
+            };
+            let properties = build(Some(json!(report.rows)));
             let target = table_for_write(self.cx.lakehouse(), &model.table).await?;
+            let descriptions = Descriptions {
+                table: model.config.description.clone(),
+                columns: model.config.columns.clone(),
+            };
             lakescore_engine::fault::check("transform-commit")?;
             let version = match model.config.materialized {
                 Materialization::Merge => {
-                    merge_frame(target, source, &model.config.key, properties).await?
+                    merge_frame(target, source, &model.config.key, properties, &descriptions)
+                        .await?
                 }
                 Materialization::Append => committed_version(
-                    &write_frame(target, source, WriteMode::Append, properties).await?,
+                    &write_frame(target, source, WriteMode::Append, properties, &descriptions)
+                        .await?,
                 )?,
                 _ => committed_version(
-                    &write_frame(target, source, WriteMode::Overwrite, properties).await?,
+                    &write_frame(
+                        target,
+                        source,
+                        WriteMode::Overwrite,
+                        properties,
+                        &descriptions,
+                    )
+                    .await?,
                 )?,
+            };
+            let version = if descriptions.is_empty() {
+                version
+            } else {
+                let lakehouse = self.cx.lakehouse();
+                let built = lakehouse
+                    .open_table(&model.table, TableVersion::Version(version))
+                    .await?;
+                describe(&built, &descriptions, build(None)).await?
             };
             Ok(ModelStatus::Built { version })
         }

@@ -25,6 +25,7 @@ use lakescore_sql::engine::datafusion::arrow::datatypes::DataType;
 use lakescore_sql::engine::datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use lakescore_sql::engine::deltalake::kernel::transaction::CommitProperties;
 use lakescore_sql::engine::run::RunContext;
+use lakescore_sql::engine::storage::descriptions::Descriptions;
 use lakescore_sql::engine::storage::write::{WriteMode, table_for_write, write_frame};
 use lakescore_sql::engine::{Lakehouse, Project, SqlSession, TableName};
 use lakescore_sql::lineage::{lineage, render_tree};
@@ -111,6 +112,7 @@ impl LakescoreDb {
             frame,
             WriteMode::Overwrite,
             CommitProperties::default(),
+            &Descriptions::default(),
         )
         .await
         .map_err(failed)?;

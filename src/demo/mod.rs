@@ -154,6 +154,7 @@ comment = "string"
 # Churn risk: learned from the customers whose outcome the CRM knows.
 [[model]]
 name = "churn_risk"
+description = "Risk that a customer cancels, with the features that drove it"
 task = "classification"
 algorithm = "gradient_boosting"
 training_table = "curated.customer_features"

@@ -81,6 +81,12 @@ for dialect in ["psycopg2", "psycopg"]:
         assert inspector.get_unique_constraints("customers", schema="curated") == []
         assert inspector.get_check_constraints("customers", schema="curated") == []
         assert inspector.get_table_comment("customers", schema="curated") == {"text": None}
+        # Descriptions: the [[model]]'s of its scored table, lakescore's of the columns.
+        comment = inspector.get_table_comment("churn", schema="scored")
+        assert comment == {"text": "Churn risk of every customer"}, comment
+        described = {c["name"]: c["comment"] for c in inspector.get_columns("churn", schema="scored")}
+        assert described["prediction_id"].startswith("Stable id of this prediction"), described
+        assert described["customer_id"] == "Key of the scored row in the source table (customer_id)"
 
     @check(f"sqlalchemy+{dialect}: Table autoload and pandas.read_sql_table")
     def autoload_and_pandas(dialect=dialect):

@@ -42,6 +42,7 @@ table = "raw.accounts"
 
 [[model]]
 name = "churn"
+description = "Churn risk of every customer"
 task = "classification"
 algorithm = "logistic_regression"
 training_table = "curated.customers"

@@ -92,6 +92,17 @@ async fn bi_clients_connect_inspect_page_and_export_as_with_postgresql() {
     );
     let tables = psql("\\dt+ curated.*");
     assert!(tables.contains("curated|customers|table"), "{tables}");
+    // Descriptions, from the scored table's Delta metadata.
+    let scored = psql("\\dt+ scored.*");
+    assert!(
+        scored.contains("scored|churn|table") && scored.contains("|Churn risk of every customer"),
+        "{scored}"
+    );
+    let columns = psql("\\d+ scored.churn");
+    assert!(
+        columns.contains("|When the row was scored (UTC)"),
+        "{columns}"
+    );
     let schemas = psql("\\dn+");
     for schema in ["curated", "raw", "scored"] {
         assert!(
@@ -129,6 +140,13 @@ async fn bi_clients_connect_inspect_page_and_export_as_with_postgresql() {
         synced[0][..4],
         ["curated", "customers", "TABLE", "NULL"],
         "Metabase's table sync"
+    );
+    let scored = METABASE_TABLES.replace("IN ('curated')", "IN ('scored')");
+    let synced = text(&engineer.simple_query(&scored).await.unwrap());
+    assert_eq!(
+        synced[0][..4],
+        ["scored", "churn", "TABLE", "Churn risk of every customer"],
+        "Metabase's table sync shows the description"
     );
     // Column types under PostgreSQL's names; dates and numbers in PostgreSQL's patterns.
     let types = text(

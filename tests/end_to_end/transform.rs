@@ -88,6 +88,15 @@ fn project() -> Workspace {
     ws
 }
 
+fn ingest(ws: &Workspace) {
+    crate::support::lakescore_with_env(
+        ws.path(),
+        &["ingest"],
+        &[("LAKESCORE_TEST_SALT", "e2e-salt")],
+    )
+    .ok();
+}
+
 fn transform(ws: &Workspace, args: &[&str]) -> crate::support::Run {
     let mut all = vec!["transform"];
     all.extend_from_slice(args);
@@ -106,12 +115,7 @@ fn sql(ws: &Workspace, query: &str) -> String {
 #[test]
 fn models_build_in_order_with_lineage_and_a_duplicate_id_fails_the_next_run_cleanly() {
     let ws = project();
-    crate::support::lakescore_with_env(
-        ws.path(),
-        &["ingest"],
-        &[("LAKESCORE_TEST_SALT", "e2e-salt")],
-    )
-    .ok();
+    ingest(&ws);
 
     let listed = crate::support::lakescore_with_env(
         ws.path(),
@@ -209,12 +213,7 @@ fn models_build_in_order_with_lineage_and_a_duplicate_id_fails_the_next_run_clea
         "extracts/crm/accounts_2.csv",
         "account_id,name,email,phone\nA-002,Beta Group,bob@beta.example,\nA-004,Delta,dee@delta.example,\n",
     );
-    crate::support::lakescore_with_env(
-        ws.path(),
-        &["ingest"],
-        &[("LAKESCORE_TEST_SALT", "e2e-salt")],
-    )
-    .ok();
+    ingest(&ws);
     let run = transform(&ws, &[]);
     let stdout = run.stdout.clone();
     let stderr = run.fails_with(1);
@@ -339,5 +338,98 @@ amt = "decimal(18,2)"
     assert_eq!(
         ws.csv("SELECT count(*) AS n, sum(amount) AS s FROM curated.ledger"),
         "n,s\n3,3\n"
+    );
+}
+
+/// The newest table description and column comments in the Delta log of table folder
+/// `table` (as `schema/name`), read from the log as any Delta reader reads them.
+fn delta_descriptions(ws: &Workspace, table: &str) -> (String, Vec<(String, String)>) {
+    let log = ws.path().join("lakehouse").join(table).join("_delta_log");
+    let mut commits: Vec<_> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|e| e == "json"))
+        .collect();
+    commits.sort();
+    let metadata = commits
+        .iter()
+        .flat_map(|commit| {
+            let text = std::fs::read_to_string(commit).unwrap();
+            text.lines()
+                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                .filter_map(|action| action.get("metaData").cloned())
+                .collect::<Vec<_>>()
+        })
+        .last()
+        .unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
+    let comments = schema["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|field| {
+            let comment = field["metadata"]["comment"].as_str()?;
+            Some((field["name"].as_str()?.to_string(), comment.to_string()))
+        })
+        .collect();
+    let description = metadata["description"].as_str().unwrap_or_default();
+    (description.to_string(), comments)
+}
+
+#[test]
+fn descriptions_are_delta_metadata_and_follow_the_model_file() {
+    let ws = project();
+    ingest(&ws);
+    transform(&ws, &["customers"]).ok();
+    let described = |text: &str, comment: &str| {
+        (
+            text.to_string(),
+            vec![(String::from("customer_id"), comment.to_string())],
+        )
+    };
+    assert_eq!(
+        delta_descriptions(&ws, "curated/customers"),
+        described(
+            "One row per customer, reconciled across CRM and ERP",
+            "CRM account id"
+        ),
+        "recorded in the commit that created the table"
+    );
+
+    // Edited descriptions rebuild the model and are recorded; the next run is up to date.
+    ws.write_file(
+        "models/customers.sql",
+        &CUSTOMERS
+            .replace("One row per customer", "Every customer")
+            .replace("CRM account id", "The CRM's account id"),
+    );
+    let out = transform(&ws, &["customers"]).ok();
+    assert!(
+        out.contains("✓ customers -> curated.customers: version 2"),
+        "the rebuild (1) and the new descriptions (2):\n{out}"
+    );
+    assert_eq!(
+        delta_descriptions(&ws, "curated/customers"),
+        described(
+            "Every customer, reconciled across CRM and ERP",
+            "The CRM's account id"
+        )
+    );
+    let out = transform(&ws, &["customers"]).ok();
+    assert!(
+        out.contains("= customers -> curated.customers: up to date at version 2"),
+        "{out}"
+    );
+
+    // A column described but not produced is an error naming the file and the column.
+    ws.write_file(
+        "models/customers.sql",
+        &CUSTOMERS.replace("customer_id = \"CRM account id\"", "revenue = \"Yearly\""),
+    );
+    let stdout = transform(&ws, &["customers"]).stdout;
+    assert!(
+        stdout.contains("[columns] describes 'revenue', which the query does not produce"),
+        "{stdout}"
     );
 }

@@ -10,6 +10,8 @@ use serde::Deserialize;
 pub struct ModelConfig {
     /// The model's name, used by `lakescore train NAME` and `predict('NAME', ...)`.
     pub name: String,
+    /// What the model predicts, for people: the description of its scored table.
+    pub description: Option<String>,
     /// What it predicts.
     pub task: Task,
     /// The learning algorithm.

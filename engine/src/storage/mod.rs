@@ -2,7 +2,8 @@
 //!
 //! The lakehouse root, its object stores and table names ([`lakehouse`]); writing query
 //! results into Delta tables ([`write`](mod@write)) with types every Delta reader holds
-//! ([`delta_types`]) and without lossy casts ([`lossless`]); the lineage metadata of every
+//! ([`delta_types`]) and without lossy casts ([`lossless`]); table and column descriptions in
+//! the Delta metadata ([`descriptions`]); the lineage metadata of every
 //! commit ([`commit`]); table listings and history ([`inspect`]); quarantine tables
 //! ([`quarantine`]); the names of the tables lakescore writes ([`system_tables`]); removing
 //! files no version needs ([`vacuum`]); and content hashes
@@ -10,6 +11,7 @@
 
 pub mod commit;
 pub mod delta_types;
+pub mod descriptions;
 pub mod hashing;
 pub mod inspect;
 pub mod lakehouse;

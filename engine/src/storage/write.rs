@@ -30,6 +30,7 @@ use url::Url;
 
 use crate::error::{Error, Result};
 use crate::storage::delta_types::with_delta_types;
+use crate::storage::descriptions::{Descriptions, described_plan};
 use crate::storage::lakehouse::{Lakehouse, TableName};
 use crate::storage::lossless::first_lossy_column;
 
@@ -99,15 +100,19 @@ pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
 }
 
 /// Writes `frame`'s rows into `table` in one commit and returns the table at its new
-/// version.
+/// version. A new table is created with `descriptions`; an existing one keeps its column
+/// descriptions unless `descriptions` declares others ([`describe`](crate::storage::descriptions::describe)
+/// records a change of them).
 pub async fn write_frame(
     table: DeltaTable,
     frame: DataFrame,
     mode: WriteMode,
     properties: CommitProperties,
+    descriptions: &Descriptions,
 ) -> Result<DeltaTable> {
     let uri = table.table_url().to_string();
     let (state, plan) = as_written(frame)?.into_parts();
+    let plan = described_plan(plan, &table, descriptions)?;
     // delta-rs plans its writes with nodes only its own query planner executes.
     let state = SessionStateBuilder::new_from_existing(state)
         .with_query_planner(DeltaPlanner::new())
@@ -127,6 +132,9 @@ pub async fn write_frame(
     };
     let parquet = parquet_properties(plan.schema().as_arrow()).build();
     let mut builder = table.write(Vec::new()).with_writer_properties(parquet);
+    if let (true, Some(description)) = (is_new, &descriptions.table) {
+        builder = builder.with_description(description);
+    }
     if let Some(predicate) = replace_where {
         builder = builder.with_replace_where(predicate);
     }
@@ -153,17 +161,19 @@ pub async fn write_batch(
     let frame = SessionContext::new().read_batch(batch)?;
     let table = table_for_write(lakehouse, name).await?;
     let properties = CommitProperties::default().with_metadata(metadata);
-    let written = write_frame(table, frame, mode, properties).await?;
+    let written = write_frame(table, frame, mode, properties, &Descriptions::default()).await?;
     committed_version(&written)
 }
 
 /// Upserts `source` into `target` on `keys` in one commit: matching rows are updated,
-/// the others inserted, new columns added. `source` must hold each key at most once.
+/// the others inserted, new columns added. `source` must hold each key at most once. A
+/// new table is created with `descriptions`.
 pub async fn merge_frame(
     target: DeltaTable,
     source: DataFrame,
     keys: &[String],
     properties: CommitProperties,
+    descriptions: &Descriptions,
 ) -> Result<u64> {
     let uri = target.table_url().to_string();
     let delta = |source| Error::Delta {
@@ -176,7 +186,8 @@ pub async fn merge_frame(
     };
     if is_empty {
         // Nothing to match against: insert everything.
-        let written = write_frame(target, source, WriteMode::Append, properties).await?;
+        let written =
+            write_frame(target, source, WriteMode::Append, properties, descriptions).await?;
         return committed_version(&written);
     }
     let source = as_written(source)?;

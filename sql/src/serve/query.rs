@@ -51,6 +51,7 @@ use super::limits::{
     HandedCancel, Memory, QUERY_CANCELED, Watch, run_on, statement_timeout, user_error,
 };
 use super::postgres_face::catalog_tables::CatalogAsClientsExpect;
+use super::postgres_face::descriptions::{DescribedObjects, DescribedSlot, asks_for_descriptions};
 use super::postgres_face::json::JsonColumns;
 use super::postgres_face::search_path::qualify_tables;
 use super::postgres_face::settings::Settings;
@@ -303,10 +304,14 @@ impl Shared {
             .context()
             .catalog(CATALOG_NAME)
             .ok_or_else(|| user_error("XX000", String::from("the lakehouse catalog is missing")))?;
+        // Descriptions are looked up by the statements that ask for them.
+        let described = DescribedSlot::default();
+        DescribedObjects::default().register(session.context(), &described);
         let pg_catalog: Arc<dyn SchemaProvider> = Arc::new(CatalogAsClientsExpect::new(
             catalog
                 .schema(PG_CATALOG)
                 .ok_or_else(|| user_error("XX000", String::from("pg_catalog was not set up")))?,
+            described.clone(),
         ));
         catalog
             .register_schema(PG_CATALOG, pg_catalog.clone())
@@ -314,6 +319,7 @@ impl Shared {
         Ok(ConnectionSession {
             session,
             pg_catalog,
+            described,
         })
     }
 }
@@ -322,10 +328,12 @@ impl Shared {
 const PG_CATALOG: &str = "pg_catalog";
 
 /// A connection's session and its `pg_catalog`, which keeps the object ids it handed out
-/// (clients look tables up by oid across statements).
+/// (clients look tables up by oid across statements), and the descriptions of the tables
+/// by those ids.
 struct ConnectionSession {
     session: SqlSession,
     pg_catalog: Arc<dyn SchemaProvider>,
+    described: DescribedSlot,
 }
 
 impl Drop for ConnectionSession {
@@ -416,8 +424,21 @@ impl LakescoreQueries {
             &settings,
             self.state.planned_form(statement),
         );
-        let planned = self.plan_in(&current.session, &role, &statement).await;
         let context = current.session.context().clone();
+        if asks_for_descriptions(&statement.to_string()) {
+            let lakehouse = &self.shared.lakehouse;
+            let looked_up = DescribedObjects::look_up(&context, lakehouse).await;
+            match looked_up {
+                Ok(objects) => objects.register(&context, &current.described),
+                Err(error) => {
+                    *slot = Some(current);
+                    return Err(engine_error(lakescore_engine::Error::from_datafusion(
+                        error,
+                    )));
+                }
+            }
+        }
+        let planned = self.plan_in(&current.session, &role, &statement).await;
         *slot = Some(current);
         planned.map(|plan| (context, plan))
     }

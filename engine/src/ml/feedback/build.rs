@@ -38,6 +38,7 @@ use crate::sql::session::{Pins, SqlSession};
 use crate::storage::commit::{
     FEEDBACK, FEEDBACK_FOR, POLICY, commit_metadata, last_commit_info, records,
 };
+use crate::storage::descriptions::Descriptions;
 use crate::storage::lakehouse::TableName;
 use crate::storage::quarantine::{quarantine_schema, quarantine_table};
 use crate::storage::system_tables::feedback_training_table;
@@ -224,6 +225,7 @@ impl BuildFeedback {
             frame,
             WriteMode::Overwrite,
             CommitProperties::default().with_metadata(metadata),
+            &Descriptions::default(),
         )
         .await?;
         let version = committed_version(&written)?;

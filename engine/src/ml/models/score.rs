@@ -28,11 +28,10 @@ use crate::sql::session::Pins;
 use crate::storage::commit::{
     INPUTS, MODEL_SHA256, SCORED_WITH, TRAINING_TABLE, commit_metadata, last_commit_info, records,
 };
+use crate::storage::descriptions::{Descriptions, describe};
 use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal, table_provider};
 use crate::storage::system_tables::scored_table;
-use crate::storage::write::{
-    WriteMode, added_rows, committed_version, table_for_write, write_frame,
-};
+use crate::storage::write::{WriteMode, added_rows, table_for_write, write_frame};
 
 /// The lineage columns that say which scoring wrote a scored row.
 const LINEAGE_COLUMNS: [&str; 5] = [
@@ -42,6 +41,65 @@ const LINEAGE_COLUMNS: [&str; 5] = [
     "source_table",
     "source_table_version",
 ];
+
+/// The description of each column a scoring writes besides the model's key columns.
+const COLUMN_DESCRIPTIONS: [(&str, &str); 14] = [
+    (
+        "prediction_id",
+        "Stable id of this prediction: SHA-256 of the model name and version, the input table and version and the row's key. Feedback matches predictions by it",
+    ),
+    (
+        "prediction",
+        "The predicted class (classification) or value (regression)",
+    ),
+    (
+        "probability",
+        "Binary classification: probability of the positive class; multiclass: of the predicted class; NULL for regression",
+    ),
+    (
+        "confidence",
+        "Probability of the predicted class; NULL for regression",
+    ),
+    (
+        "top_features",
+        "The features that moved this prediction most from the model's baseline: feature, value and contribution, largest first",
+    ),
+    ("model_name", "The model that made the prediction"),
+    ("model_version", "The model's version in the registry"),
+    ("model_sha256", "SHA-256 of the model artifact"),
+    ("training_table", "The table the model was trained on"),
+    (
+        "training_table_version",
+        "The training table's Delta version the model was trained on",
+    ),
+    ("source_table", "The table whose row was scored"),
+    (
+        "source_table_version",
+        "The source table's Delta version that was scored",
+    ),
+    ("run_id", "The lakescore run that scored the row"),
+    ("scored_at", "When the row was scored (UTC)"),
+];
+
+/// The descriptions of model `model`'s scored table: its `[[model]]` description (or one
+/// saying what the table holds) and every column's.
+fn scored_descriptions(model: &str, description: Option<&str>, key: &[String]) -> Descriptions {
+    let table = description.map_or_else(
+        || format!("Predictions of model {model}, with explanations and lineage"),
+        str::to_string,
+    );
+    let keys = key.iter().map(|column| {
+        let text = format!("Key of the scored row in the source table ({column})");
+        (column.clone(), text)
+    });
+    let columns = COLUMN_DESCRIPTIONS
+        .iter()
+        .map(|(column, text)| (column.to_string(), text.to_string()));
+    Descriptions {
+        table: Some(table),
+        columns: keys.chain(columns).collect(),
+    }
+}
 
 /// What a scoring run did.
 #[derive(Debug, Clone, PartialEq)]
@@ -191,15 +249,20 @@ impl Score {
             ],
         );
         let table = table_for_write(self.cx.lakehouse(), &output).await?;
+        let description = self
+            .cx
+            .project()
+            .config
+            .models
+            .iter()
+            .find(|m| m.name == manifest.name)
+            .and_then(|m| m.description.as_deref());
+        let descriptions = scored_descriptions(&manifest.name, description, &manifest.key);
         crate::fault::check("score-commit")?;
-        let written = write_frame(
-            table,
-            frame,
-            WriteMode::Append,
-            CommitProperties::default().with_metadata(metadata),
-        )
-        .await?;
-        report.version = Some(committed_version(&written)?);
+        let properties = || CommitProperties::default().with_metadata(metadata.clone());
+        let written =
+            write_frame(table, frame, WriteMode::Append, properties(), &descriptions).await?;
+        report.version = Some(describe(&written, &descriptions, properties()).await?);
         report.rows = added_rows(&written).await;
         Ok(report)
     }

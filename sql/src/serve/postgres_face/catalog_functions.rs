@@ -6,8 +6,6 @@
 //! - `to_regtype(name)`: psycopg 3 (and so SQLAlchemy's `postgresql+psycopg`) looks up
 //!   types such as `hstore` on connect; unknown names give NULL, as in PostgreSQL.
 //! - `pg_get_serial_sequence(table, column)`: SQLAlchemy's column reflection; NULL.
-//! - `obj_description(oid, catalog)`, `col_description(oid, column)`: psql's `\dt+`,
-//!   `\dn+` and `\d+`; NULL.
 //! - `pg_size_pretty(bytes)`: psql's `\dt+` and `\l+`, in PostgreSQL's units and rounding.
 //! - `pg_table_size(oid)`, `pg_indexes_size(oid)`: NULL (not known per table here).
 //! - `pg_function_is_visible(oid)` (psql's `\df`), `pg_type_is_visible`,
@@ -42,16 +40,6 @@ pub fn register(context: &SessionContext) {
         (
             "pg_get_serial_sequence",
             vec![text.clone(), text.clone()],
-            text.clone(),
-        ),
-        (
-            "obj_description",
-            vec![number.clone(), text.clone()],
-            text.clone(),
-        ),
-        (
-            "col_description",
-            vec![number.clone(), number.clone()],
             text.clone(),
         ),
         ("pg_table_size", vec![number.clone()], DataType::Int64),

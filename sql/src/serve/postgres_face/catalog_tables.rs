@@ -4,7 +4,8 @@
 //! reflect keys and indexes (`unnest(i.indkey)`, `generate_subscripts(con.conkey, 1)`)
 //! cannot be planned, and it lacks a few columns they select (`pg_class.reloptions`).
 //! [`CatalogAsClientsExpect`] serves those tables as views that split the text into typed
-//! lists and add the missing columns as NULL, and every other table as it is.
+//! lists and add the missing columns as NULL, `pg_description` with the lakehouse's table
+//! and column descriptions ([`super::descriptions`]), and every other table as it is.
 
 use std::sync::Arc;
 
@@ -19,6 +20,8 @@ use lakescore_engine::datafusion::functions::expr_fn::btrim;
 use lakescore_engine::datafusion::functions_nested::expr_fn::string_to_array;
 use lakescore_engine::datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
 use lakescore_engine::datafusion::scalar::ScalarValue;
+
+use super::descriptions::{DescribedSlot, pg_description};
 
 /// How a column's text is written.
 #[derive(Debug, Clone, Copy)]
@@ -54,16 +57,19 @@ fn missing_columns() -> [(&'static str, &'static str, DataType); 1] {
     )]
 }
 
-/// `pg_catalog` with [`ARRAY_COLUMNS`] as lists and [`missing_columns`] added.
+/// `pg_catalog` with [`ARRAY_COLUMNS`] as lists, [`missing_columns`] added and the
+/// descriptions in `pg_description`.
 #[derive(Debug)]
 pub struct CatalogAsClientsExpect {
     inner: Arc<dyn SchemaProvider>,
+    described: DescribedSlot,
 }
 
 impl CatalogAsClientsExpect {
-    /// Wraps datafusion-pg-catalog's `pg_catalog`.
-    pub fn new(inner: Arc<dyn SchemaProvider>) -> Self {
-        Self { inner }
+    /// Wraps datafusion-pg-catalog's `pg_catalog`; `described` holds the connection's
+    /// descriptions.
+    pub fn new(inner: Arc<dyn SchemaProvider>, described: DescribedSlot) -> Self {
+        Self { inner, described }
     }
 }
 
@@ -129,6 +135,9 @@ impl SchemaProvider for CatalogAsClientsExpect {
         };
         if is_reshaped(name) {
             return reshaped(name, table).map(Some);
+        }
+        if name == "pg_description" {
+            return pg_description(table, &self.described).map(Some);
         }
         Ok(Some(table))
     }

@@ -6,7 +6,7 @@
 //! `information_schema.columns` with PostgreSQL's type names ([`information_schema`]),
 //! the connection's settings ([`settings`]) and search path ([`search_path`]), JSON ([`json`]), which
 //! form of a statement is planned ([`statements`]) and `to_char` with PostgreSQL's patterns
-//! ([`to_char`]) and PostgreSQL
+//! ([`to_char`]), table and column descriptions ([`descriptions`]) and PostgreSQL
 //! syntax DataFusion does not plan rewritten into forms it does ([`rewrites`]).
 //!
 //! The general parts follow datafusion-pg-catalog's shapes (scalar functions registered
@@ -14,6 +14,7 @@
 
 pub mod catalog_functions;
 pub mod catalog_tables;
+pub mod descriptions;
 pub mod information_schema;
 pub mod json;
 pub mod rewrites;

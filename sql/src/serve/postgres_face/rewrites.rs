@@ -13,6 +13,9 @@
 //!   DataFusion plans a correlated subquery only outside `CASE`, so the condition moves
 //!   into the subquery, `(SELECT x FROM t WHERE (w) AND (c))`, NULL exactly when the
 //!   `CASE` was (for subqueries that do not aggregate).
+//! - `'pg_class'::regclass` (SQLAlchemy's and Metabase's joins of `pg_description`):
+//!   datafusion-pg-catalog looks an unqualified name up in `current_schema()` alone;
+//!   PostgreSQL looks in `pg_catalog` first, so its lookup also searches `pg_catalog`.
 //!
 //! Catalog queries (those that read `pg_catalog` and `information_schema` alone) read
 //! `information_schema.columns` with PostgreSQL's type names, and get datafusion-pg-catalog's answer to correlated subqueries in a select list, NULL, for
@@ -35,11 +38,12 @@ use lakescore_engine::datafusion::sql::sqlparser::parser::Parser;
 use super::information_schema::ColumnsWithPostgresTypes;
 
 /// The rewrites every statement gets.
-const EVERY_STATEMENT: [&dyn SqlStatementRewriteRule; 4] = [
+const EVERY_STATEMENT: [&dyn SqlStatementRewriteRule; 5] = [
     &LikeEscapeToBackslash,
     &GenerateSubscriptsToUnnest,
     &ArraySubqueryToArrayAgg,
     &ConditionalSubqueryToFiltered,
+    &RegclassSearchesCatalogFirst,
 ];
 
 /// `statement`, which reads lakehouse tables, with the rewrites every statement gets.
@@ -118,6 +122,33 @@ impl SqlStatementRewriteRule for LikeEscapeToBackslash {
                 "({value}) {not}{operator} like_escape({pattern}, {})",
                 escape.value
             ))
+        })
+    }
+}
+
+/// The subquery datafusion-pg-catalog puts for `'name'::regclass`, looking an
+/// unqualified name up in `current_schema()` only.
+#[derive(Debug)]
+pub struct RegclassSearchesCatalogFirst;
+
+/// How that lookup matches an unqualified name's schema, and how it should.
+const UNQUALIFIED_LOOKUP: (&str, &str) = (
+    "array_length(parts, 1) = 1 AND n.nspname = current_schema()",
+    "array_length(parts, 1) = 1 AND n.nspname IN ('pg_catalog', current_schema())",
+);
+
+impl SqlStatementRewriteRule for RegclassSearchesCatalogFirst {
+    fn rewrite(&self, statement: Statement) -> Statement {
+        replace_expressions(statement, |expr| {
+            let Expr::Subquery(query) = expr else {
+                return None;
+            };
+            let text = query.to_string();
+            let (current, searched) = UNQUALIFIED_LOOKUP;
+            if !text.contains("parse_ident(") || !text.contains(current) {
+                return None;
+            }
+            expression(&format!("({})", text.replace(current, searched)))
         })
     }
 }
@@ -492,6 +523,22 @@ mod tests {
                 "SELECT ARRAY(SELECT b.rolname FROM b WHERE b.oid = r.oid) AS memberof FROM r"
             ),
             "SELECT (SELECT array_agg(array_element) FROM (SELECT b.rolname FROM b WHERE b.oid = r.oid) AS array_subquery (array_element)) AS memberof FROM r"
+        );
+        // 'pg_class'::regclass as datafusion-pg-catalog rewrites it.
+        let lookup = |schema: &str| {
+            format!(
+                "(SELECT c.oid FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n ON c.relnamespace = n.oid CROSS JOIN (SELECT parse_ident('pg_class'::TEXT) AS parts) WHERE array_length(parts, 1) IN (1, 2) AND ((array_length(parts, 1) = 1 AND n.nspname {schema}) OR (array_length(parts, 1) = 2 AND n.nspname = parts[1] AND c.relname = parts[2])))"
+            )
+        };
+        assert_eq!(
+            rewritten(&format!(
+                "SELECT 1 WHERE classoid = {}",
+                lookup("= current_schema()")
+            )),
+            format!(
+                "SELECT 1 WHERE classoid = {}",
+                lookup("IN ('pg_catalog', current_schema())")
+            )
         );
     }
 
