@@ -107,10 +107,12 @@ pub fn described_plan(
 }
 
 /// Records `wanted` as `table`'s descriptions in one metadata-only commit with
-/// `properties`, when `wanted` declares any and the table stores others; the table
-/// description and every column's comment become exactly the declared ones. Returns the
-/// table's newest version. A described column the table lacks is an error that names it,
-/// before anything is committed.
+/// `properties`, when `wanted` declares any and the table stores others: the table
+/// description becomes the declared one and each declared column's comment its declared
+/// one; columns `wanted` does not describe keep theirs (a column a query passes through
+/// unchanged brings the description of the column it reads). Returns the table's newest
+/// version. A described column the table lacks is an error that names it, before
+/// anything is committed.
 pub async fn describe(
     table: &DeltaTable,
     wanted: &Descriptions,
@@ -118,7 +120,13 @@ pub async fn describe(
 ) -> Result<u64> {
     let uri = table.table_url().to_string();
     let loaded = table.version().unwrap_or_default();
-    if wanted.is_empty() || Descriptions::stored(table) == *wanted {
+    let stored = Descriptions::stored(table);
+    let recorded = stored.table == wanted.table
+        && wanted
+            .columns
+            .iter()
+            .all(|(column, text)| stored.columns.get(column) == Some(text));
+    if wanted.is_empty() || recorded {
         return Ok(loaded);
     }
     let delta = |source| Error::Delta {
@@ -136,14 +144,16 @@ pub async fn describe(
             "{uri} has no column '{missing}' to describe: describe only the columns the table has"
         )));
     }
-    let fields = schema.fields().map(|field| {
-        let mut metadata = field.metadata().clone();
-        match wanted.columns.get(field.name()) {
-            Some(text) => metadata.insert(COMMENT.to_string(), MetadataValue::String(text.clone())),
-            None => metadata.remove(COMMENT),
-        };
-        field.clone().with_metadata(metadata)
-    });
+    let fields = schema
+        .fields()
+        .map(|field| match wanted.columns.get(field.name()) {
+            Some(text) => {
+                let mut metadata = field.metadata().clone();
+                metadata.insert(COMMENT.to_string(), MetadataValue::String(text.clone()));
+                field.clone().with_metadata(metadata)
+            }
+            None => field.clone(),
+        });
     let schema = StructType::try_new(fields).map_err(|e| delta(e.into()))?;
     let metadata =
         with_descriptions(snapshot.metadata(), wanted.table.as_deref(), &schema).map_err(delta)?;
@@ -248,7 +258,13 @@ mod tests {
             .open_table(&name, TableVersion::Latest)
             .await
             .unwrap();
-        assert_eq!(Descriptions::stored(&newest), changed);
+        let mut expected = changed.clone();
+        expected.columns.extend(wanted.columns.clone());
+        assert_eq!(
+            Descriptions::stored(&newest),
+            expected,
+            "the table's and id's changed, plan's kept"
+        );
         let rows = SessionContext::new()
             .read_table(
                 crate::storage::lakehouse::table_provider(&newest)
