@@ -76,11 +76,20 @@ pub fn new_table_at(lakehouse: &Lakehouse, url: Url) -> Result<DeltaTable> {
         .map_err(|source| Error::Delta { uri, source })
 }
 
-/// How lakescore writes Parquet files of rows with `schema`: Snappy-compressed, and float
+/// The largest dictionary a column chunk keeps before it writes its values plainly. A
+/// column of categories (plans, regions, feature names) fits in a few KiB; one of ids or
+/// formatted numbers would intern every value into a dictionary as large as the data
+/// (Parquet's default allows 1 MiB) and save nothing.
+const DICTIONARY_LIMIT: usize = 64 * 1024;
+
+/// How lakescore writes Parquet files of rows with `schema`: Snappy-compressed, float
 /// columns (nested ones too) without a dictionary, since their values rarely repeat and
-/// interning every value costs more than the rest of the write.
+/// interning every value costs more than the rest of the write, and other columns with
+/// one only while it stays small ([`DICTIONARY_LIMIT`]).
 pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
-    let properties = WriterPropertiesBuilder::default().set_compression(Compression::SNAPPY);
+    let properties = WriterPropertiesBuilder::default()
+        .set_compression(Compression::SNAPPY)
+        .set_dictionary_page_size_limit(DICTIONARY_LIMIT);
     let Ok(leaves) = ArrowSchemaConverter::new().convert(schema) else {
         // A schema Parquet cannot hold fails at the write, with the writer's own error.
         return properties;
