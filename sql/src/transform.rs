@@ -40,7 +40,7 @@ use serde_json::{Value, json};
 use crate::dag::{ModelGraph, PlannedModel, Selector};
 use crate::data_test::{Check, DataTest, Severity};
 use crate::error::Result;
-use crate::model::{Materialization, load_models};
+use crate::model::{Materialization, Model, load_models};
 use crate::testing::{TestOutcome, TestRun, record_results, run_test};
 use lakescore_engine::sql::session::Pins;
 use lakescore_engine::storage::lakehouse::quote_identifier as quote;
@@ -398,13 +398,35 @@ impl Transform {
                 })
                 .collect(),
         );
+        // What this build records; the data commit adds its rows, and a commit that
+        // only changes the descriptions records the same build (so it is up to date).
+        let build = |rows: Option<Value>| {
+            let identity = [
+                (MODEL, json!(model.name)),
+                (MODEL_FILE, json!(model.display_path)),
+                (MODEL_SHA256, json!(model.sha256)),
+                (MATERIALIZED, json!(model.config.materialized.as_str())),
+                (DESCRIPTION, json!(model.config.description)),
+                (COLUMN_DESCRIPTIONS, json!(model.config.columns)),
+            ];
+            let extras = identity.into_iter().chain(rows.map(|rows| (ROWS, rows)));
+            let metadata = commit_metadata(self.cx.run_id(), inputs.clone(), extras);
+            CommitProperties::default().with_metadata(metadata)
+        };
+        let descriptions = Descriptions {
+            table: model.config.description.clone(),
+            columns: model.config.columns.clone(),
+        };
         if !self.force && self.is_up_to_date(planned, &inputs).await? {
-            return Ok(ModelStatus::UpToDate {
-                version: match model.config.materialized {
-                    Materialization::View => None,
-                    _ => Some(self.cx.lakehouse().latest_version(&model.table).await?),
-                },
-            });
+            let version = match model.config.materialized {
+                Materialization::View => None,
+                // A run stopped between the rows and their descriptions describes them now.
+                _ => Some(
+                    self.described(model, None, &descriptions, build(None))
+                        .await?,
+                ),
+            };
+            return Ok(ModelStatus::UpToDate { version });
         }
         let frame = session.plan(planned.statement.clone()).await?;
         let produced: Vec<&str> = frame
@@ -472,27 +494,8 @@ impl Transform {
                 return Ok(failed_tests(report));
             }
             let source = session.context().read_table(provider)?;
-            // What this build records; the data commit adds its rows, and a commit that
-            // only changes the descriptions records the same build (so it is up to date).
-            let build = |rows: Option<Value>| {
-                let identity = [
-                    (MODEL, json!(model.name)),
-                    (MODEL_FILE, json!(model.display_path)),
-                    (MODEL_SHA256, json!(model.sha256)),
-                    (MATERIALIZED, json!(model.config.materialized.as_str())),
-                    (DESCRIPTION, json!(model.config.description)),
-                    (COLUMN_DESCRIPTIONS, json!(model.config.columns)),
-                ];
-                let extras = identity.into_iter().chain(rows.map(|rows| (ROWS, rows)));
-                let metadata = commit_metadata(self.cx.run_id(), inputs.clone(), extras);
-                CommitProperties::default().with_metadata(metadata)
-            };
             let properties = build(Some(json!(report.rows)));
             let target = table_for_write(self.cx.lakehouse(), &model.table).await?;
-            let descriptions = Descriptions {
-                table: model.config.description.clone(),
-                columns: model.config.columns.clone(),
-            };
             lakescore_engine::fault::check("transform-commit")?;
             let version = match model.config.materialized {
                 Materialization::Merge => {
@@ -514,15 +517,9 @@ impl Transform {
                     .await?,
                 )?,
             };
-            let version = if descriptions.is_empty() {
-                version
-            } else {
-                let lakehouse = self.cx.lakehouse();
-                let built = lakehouse
-                    .open_table(&model.table, TableVersion::Version(version))
-                    .await?;
-                describe(&built, &descriptions, build(None)).await?
-            };
+            let version = self
+                .described(model, Some(version), &descriptions, build(None))
+                .await?;
             Ok(ModelStatus::Built { version })
         }
         .await;
@@ -558,6 +555,21 @@ impl Transform {
 
     /// True when the model's table was last written by this very model file from the
     /// same input versions (for views: when the saved definition is this file).
+    /// Records `descriptions` on `model`'s table at `version` (the newest when None) with
+    /// `properties` when it stores others; returns the table's newest version.
+    async fn described(
+        &self,
+        model: &Model,
+        version: Option<u64>,
+        descriptions: &Descriptions,
+        properties: CommitProperties,
+    ) -> Result<u64> {
+        let lakehouse = self.cx.lakehouse();
+        let at = version.map_or(TableVersion::Latest, TableVersion::Version);
+        let table = lakehouse.open_table(&model.table, at).await?;
+        Ok(describe(&table, descriptions, properties).await?)
+    }
+
     async fn is_up_to_date(&self, planned: &PlannedModel, inputs: &Value) -> Result<bool> {
         let model = &planned.model;
         if model.config.materialized == Materialization::View {

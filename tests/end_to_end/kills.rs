@@ -216,6 +216,41 @@ fn score_killed_anywhere_reruns_to_exactly_one_scoring() {
     .kill_and_rerun(&base);
 }
 
+#[test]
+fn descriptions_a_killed_scoring_did_not_record_are_recorded_by_its_rerun() {
+    let ws = shop();
+    let project = std::fs::read_to_string(ws.path().join("lakescore.toml")).unwrap();
+    ws.write_file(
+        "lakescore.toml",
+        &project.replace(
+            "name = \"churn\"\n",
+            "name = \"churn\"\ndescription = \"Customers likely to leave\"\n",
+        ),
+    );
+    second_extract(&ws);
+    ws.run(&["transform"]).ok();
+    let score = ["score", "churn", "--input", "curated.features"];
+    // Killed after the rows' commit, before the one with the changed description.
+    spawn_paused(ws.path(), &score, "describe-commit", None, &[]).kill();
+    let (before, _) = ws.delta_descriptions("scored/churn");
+    assert_eq!(
+        before,
+        "Predictions of model churn, with explanations and lineage"
+    );
+    let rerun = ws.run(&score).ok();
+    assert!(rerun.contains("already scored"), "{rerun}");
+    let (after, columns) = ws.delta_descriptions("scored/churn");
+    assert_eq!(after, "Customers likely to leave");
+    assert_eq!(columns.len(), 15, "{columns:?}");
+    assert_eq!(
+        ws.csv(
+            "SELECT count(*) AS n, count(DISTINCT source_table_version) AS inputs FROM scored.churn"
+        ),
+        "n,inputs\n8000,2\n",
+        "both inputs scored once"
+    );
+}
+
 /// Two days scored, 400 predictions confirmed or corrected by staff and landed.
 fn reviewed() -> Workspace {
     let ws = Workspace::init();

@@ -101,6 +101,42 @@ impl Workspace {
         std::fs::write(file, text).expect("write project file");
     }
 
+    /// The newest table description and column comments in the Delta log of table folder
+    /// `table` (as `schema/name`), read from the log as any Delta reader reads them.
+    pub fn delta_descriptions(&self, table: &str) -> (String, Vec<(String, String)>) {
+        let log = self.path().join("lakehouse").join(table).join("_delta_log");
+        let mut commits: Vec<_> = std::fs::read_dir(&log)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|e| e == "json"))
+            .collect();
+        commits.sort();
+        let metadata = commits
+            .iter()
+            .flat_map(|commit| {
+                let text = std::fs::read_to_string(commit).unwrap();
+                text.lines()
+                    .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+                    .filter_map(|action| action.get("metaData").cloned())
+                    .collect::<Vec<_>>()
+            })
+            .last()
+            .unwrap();
+        let schema: serde_json::Value =
+            serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
+        let comments = schema["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|field| {
+                let comment = field["metadata"]["comment"].as_str()?;
+                Some((field["name"].as_str()?.to_string(), comment.to_string()))
+            })
+            .collect();
+        let description = metadata["description"].as_str().unwrap_or_default();
+        (description.to_string(), comments)
+    }
+
     /// Writes a file under the project folder, creating folders.
     pub fn write_file(&self, relative: &str, contents: &str) {
         let path = self.path().join(relative);

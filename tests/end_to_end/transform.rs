@@ -341,42 +341,6 @@ amt = "decimal(18,2)"
     );
 }
 
-/// The newest table description and column comments in the Delta log of table folder
-/// `table` (as `schema/name`), read from the log as any Delta reader reads them.
-fn delta_descriptions(ws: &Workspace, table: &str) -> (String, Vec<(String, String)>) {
-    let log = ws.path().join("lakehouse").join(table).join("_delta_log");
-    let mut commits: Vec<_> = std::fs::read_dir(&log)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "json"))
-        .collect();
-    commits.sort();
-    let metadata = commits
-        .iter()
-        .flat_map(|commit| {
-            let text = std::fs::read_to_string(commit).unwrap();
-            text.lines()
-                .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-                .filter_map(|action| action.get("metaData").cloned())
-                .collect::<Vec<_>>()
-        })
-        .last()
-        .unwrap();
-    let schema: serde_json::Value =
-        serde_json::from_str(metadata["schemaString"].as_str().unwrap()).unwrap();
-    let comments = schema["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|field| {
-            let comment = field["metadata"]["comment"].as_str()?;
-            Some((field["name"].as_str()?.to_string(), comment.to_string()))
-        })
-        .collect();
-    let description = metadata["description"].as_str().unwrap_or_default();
-    (description.to_string(), comments)
-}
-
 #[test]
 fn descriptions_are_delta_metadata_and_follow_the_model_file() {
     let ws = project();
@@ -389,7 +353,7 @@ fn descriptions_are_delta_metadata_and_follow_the_model_file() {
         )
     };
     assert_eq!(
-        delta_descriptions(&ws, "curated/customers"),
+        ws.delta_descriptions("curated/customers"),
         described(
             "One row per customer, reconciled across CRM and ERP",
             "CRM account id"
@@ -410,7 +374,7 @@ fn descriptions_are_delta_metadata_and_follow_the_model_file() {
         "the rebuild (1) and the new descriptions (2):\n{out}"
     );
     assert_eq!(
-        delta_descriptions(&ws, "curated/customers"),
+        ws.delta_descriptions("curated/customers"),
         described(
             "Every customer, reconciled across CRM and ERP",
             "The CRM's account id"

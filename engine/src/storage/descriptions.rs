@@ -164,6 +164,7 @@ pub async fn describe(
         },
     };
     let log_store = table.log_store();
+    crate::fault::check("describe-commit")?;
     let commit = CommitBuilder::from(properties)
         .with_actions(vec![Action::Metadata(metadata)])
         .build(Some(snapshot), log_store.clone(), operation)

@@ -182,10 +182,39 @@ impl Score {
             elapsed: Duration::ZERO,
         };
         let inputs = json!([{"table": input.to_string(), "version": input_version}]);
+        let metadata = commit_metadata(
+            self.cx.run_id(),
+            inputs.clone(),
+            [
+                (SCORED_WITH, json!(model_text)),
+                (MODEL_SHA256, json!(manifest.artifact_sha256)),
+                (
+                    TRAINING_TABLE,
+                    json!(format!(
+                        "{}@{}",
+                        manifest.training_table, manifest.training_table_version
+                    )),
+                ),
+            ],
+        );
+        let description = self
+            .cx
+            .project()
+            .config
+            .models
+            .iter()
+            .find(|m| m.name == manifest.name)
+            .and_then(|m| m.description.as_deref());
+        let descriptions = scored_descriptions(&manifest.name, description, &manifest.key);
+        let properties = || CommitProperties::default().with_metadata(metadata.clone());
         if self
             .already_scored(&output, &manifest, (&input, input_version), &inputs)
             .await?
         {
+            // A run stopped between its rows and their descriptions describes them now.
+            if let Some(table) = self.cx.lakehouse().open_if_exists(&output).await? {
+                describe(&table, &descriptions, properties()).await?;
+            }
             return Ok(report);
         }
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
@@ -233,33 +262,8 @@ impl Score {
             input_table = input.quoted(),
         );
         let frame = spread_over_cores(session.sql(&sql).await?)?;
-        let metadata = commit_metadata(
-            self.cx.run_id(),
-            inputs,
-            [
-                (SCORED_WITH, json!(model_text)),
-                (MODEL_SHA256, json!(manifest.artifact_sha256)),
-                (
-                    TRAINING_TABLE,
-                    json!(format!(
-                        "{}@{}",
-                        manifest.training_table, manifest.training_table_version
-                    )),
-                ),
-            ],
-        );
         let table = table_for_write(self.cx.lakehouse(), &output).await?;
-        let description = self
-            .cx
-            .project()
-            .config
-            .models
-            .iter()
-            .find(|m| m.name == manifest.name)
-            .and_then(|m| m.description.as_deref());
-        let descriptions = scored_descriptions(&manifest.name, description, &manifest.key);
         crate::fault::check("score-commit")?;
-        let properties = || CommitProperties::default().with_metadata(metadata.clone());
         let written =
             write_frame(table, frame, WriteMode::Append, properties(), &descriptions).await?;
         report.version = Some(describe(&written, &descriptions, properties()).await?);
