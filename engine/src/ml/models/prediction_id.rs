@@ -1,8 +1,11 @@
 //! The `prediction_id` of a scored row, computed in one pass over a batch.
 //!
-//! A prediction id is the hex SHA-256 of `model|version|input table|input version|key…`
-//! (each key as text, NULL as empty), so the same row scored by the same model version
-//! from the same input version always gets the same id, on any machine. The constant
+//! A prediction id is the first 128 bits of the SHA-256 of
+//! `model|version|input table|input version|key…` (each key as text, NULL as empty), as
+//! 32 hex digits, so the same row scored by the same model version from the same input
+//! version always gets the same id, on any machine. 128 bits make a collision among even
+//! billions of predictions vanishingly unlikely, at half the bytes of the full digest
+//! (which was most of a scored table's size: ids do not compress). The constant
 //! prefix is hashed once per batch and each row continues from a copy of that state, and
 //! the hex digits are written straight into the output buffer: no string is built per row.
 
@@ -21,8 +24,8 @@ use sha2::{Digest, Sha256};
 /// The function's name in the scoring statement.
 pub const PREDICTION_ID: &str = "lakescore_prediction_id";
 
-/// `lakescore_prediction_id(prefix, key, ...)`: the hex SHA-256 of the prefix and the
-/// keys, joined by `|`.
+/// `lakescore_prediction_id(prefix, key, ...)`: the first 128 bits of the SHA-256 of the
+/// prefix and the keys, joined by `|`, in hex.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct PredictionId {
     signature: Signature,
@@ -66,8 +69,8 @@ impl ScalarUDFImpl for PredictionId {
         let keys: Vec<&StringArray> = keys.iter().map(|key| key.as_string::<i32>()).collect();
         let mut prefixed = Sha256::new();
         prefixed.update(prefix.as_bytes());
-        let mut ids = StringBuilder::with_capacity(rows, rows * 64);
-        let mut hex = [0u8; 64];
+        let mut ids = StringBuilder::with_capacity(rows, rows * ID_DIGITS);
+        let mut hex = [0u8; ID_DIGITS];
         for row in 0..rows {
             let mut hasher = prefixed.clone();
             for key in &keys {
@@ -76,6 +79,7 @@ impl ScalarUDFImpl for PredictionId {
                     hasher.update(key.value(row).as_bytes());
                 }
             }
+            // Two digits per byte: the digest's first ID_DIGITS / 2 bytes.
             for (pair, byte) in hex.chunks_exact_mut(2).zip(hasher.finalize().iter()) {
                 pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
                 pair[1] = HEX_DIGITS[usize::from(byte & 0xF)];
@@ -89,20 +93,23 @@ impl ScalarUDFImpl for PredictionId {
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
+/// Hex digits of an id: 128 bits.
+const ID_DIGITS: usize = 32;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::prelude::SessionContext;
 
     #[tokio::test]
-    async fn ids_are_the_sha256_of_the_prefix_and_keys_joined_by_bars() {
+    async fn ids_are_the_first_128_bits_of_the_sha256_of_the_prefix_and_keys_joined_by_bars() {
         let context = SessionContext::new();
         context.register_udf(prediction_id_function());
         let frame = context
             .sql(
                 "SELECT lakescore_prediction_id('churn|2|curated.customers|5', id, region) AS fast, \
-                 encode(sha256(concat_ws('|', 'churn', '2', 'curated.customers', '5', \
-                 coalesce(CAST(id AS VARCHAR), ''), coalesce(region, ''))), 'hex') AS reference \
+                 left(encode(sha256(concat_ws('|', 'churn', '2', 'curated.customers', '5', \
+                 coalesce(CAST(id AS VARCHAR), ''), coalesce(region, ''))), 'hex'), 32) AS reference \
                  FROM (VALUES (1, 'north'), (22, NULL), (NULL, 'süd')) AS t(id, region)",
             )
             .await
@@ -117,7 +124,8 @@ mod tests {
         }
         assert_eq!(
             fast.value(0),
-            crate::storage::hashing::sha256_hex(b"churn|2|curated.customers|5|1|north")
+            &crate::storage::hashing::sha256_hex(b"churn|2|curated.customers|5|1|north")[..32]
         );
+        assert_eq!(fast.value(0), "4c39b07fe529553cc29ab1f20cc44d9d");
     }
 }

@@ -3,10 +3,11 @@
 //! carrying its prediction, explanation and lineage.
 //!
 //! The input is read at one pinned version and streamed through DataFusion (`predict`)
-//! into the output table; nothing is collected in memory. `prediction_id` is the SHA-256
-//! of the model name and version, the input table and version and the row's key, so the
-//! same model version scoring the same input version gives the same ids. A run whose model
-//! version and input version were already scored into the output adds nothing.
+//! into the output table; nothing is collected in memory. `prediction_id` is the first 128
+//! bits of the SHA-256 of the model name and version, the input table and version and the
+//! row's key, so the same model version scoring the same input version gives the same ids.
+//! A run whose model version and input version were already scored into the output adds
+//! nothing.
 
 use std::fmt;
 use std::future::IntoFuture;
@@ -46,7 +47,7 @@ const LINEAGE_COLUMNS: [&str; 5] = [
 const COLUMN_DESCRIPTIONS: [(&str, &str); 14] = [
     (
         "prediction_id",
-        "Stable id of this prediction: SHA-256 of the model name and version, the input table and version and the row's key. Feedback matches predictions by it",
+        "Stable id of this prediction: the first 128 bits of the SHA-256 of the model name and version, the input table and version and the row's key, in hex. Feedback matches predictions by it",
     ),
     (
         "prediction",
