@@ -170,9 +170,58 @@ impl Tree {
     }
 }
 
+/// The root-to-leaf path of one row through each tree of a model, as scoring walked it,
+/// so its explanation follows the same paths without walking the trees again.
+#[derive(Debug, Default)]
+pub struct TreePaths {
+    /// Every path's nodes, one path after another.
+    nodes: Vec<u32>,
+    /// Where each tree's path ends in `nodes`.
+    ends: Vec<usize>,
+}
+
+impl TreePaths {
+    /// Forgets the paths, keeping the memory for the next row.
+    pub fn clear(&mut self) {
+        self.nodes.clear();
+        self.ends.clear();
+    }
+
+    /// The nodes of tree `tree`'s path, root first; None when it was not walked.
+    pub fn path(&self, tree: usize) -> Option<&[u32]> {
+        let end = *self.ends.get(tree)?;
+        let start = tree.checked_sub(1).map_or(0, |before| self.ends[before]);
+        self.nodes.get(start..end)
+    }
+
+    /// Walks `tree` (the next one) for `row`, recording the path; returns its leaf.
+    fn walk(&mut self, tree: &Tree, row: &[f64]) -> usize {
+        let mut at = 0;
+        self.nodes.push(0);
+        while let Some(next) = tree.nodes[at].next(row) {
+            at = next;
+            self.nodes.push(at as u32);
+        }
+        self.ends.push(self.nodes.len());
+        at
+    }
+}
+
 impl CompiledModel {
     /// Scores one encoded row.
     pub fn score(&self, row: &[f64]) -> RawOutput {
+        self.score_with(row, |tree, row| tree.leaf_index(row))
+    }
+
+    /// Scores one encoded row and records its path through each tree into `paths`
+    /// (cleared first; nothing for models without trees).
+    pub fn score_recording(&self, row: &[f64], paths: &mut TreePaths) -> RawOutput {
+        paths.clear();
+        self.score_with(row, |tree, row| paths.walk(tree, row))
+    }
+
+    /// Scores one encoded row, finding the leaf of each tree, in order, with `leaf`.
+    fn score_with(&self, row: &[f64], mut leaf: impl FnMut(&Tree, &[f64]) -> usize) -> RawOutput {
         match self {
             CompiledModel::Linear {
                 weights,
@@ -215,7 +264,11 @@ impl CompiledModel {
             } => RawOutput {
                 probabilities: Vec::new(),
                 value: base_score
-                    + learning_rate * trees.iter().map(|t| t.leaf(row).output).sum::<f64>(),
+                    + learning_rate
+                        * trees
+                            .iter()
+                            .map(|t| t.nodes[leaf(t, row)].output)
+                            .sum::<f64>(),
             },
             CompiledModel::BoostedClassifier {
                 trees,
@@ -226,7 +279,7 @@ impl CompiledModel {
                 let mut raw = base_scores.clone();
                 let scores = raw.len().max(1);
                 for (at, tree) in trees.iter().enumerate() {
-                    raw[at % scores] += learning_rate * tree.leaf(row).output;
+                    raw[at % scores] += learning_rate * tree.nodes[leaf(tree, row)].output;
                 }
                 let mut probabilities = vec![0.0; *classes];
                 if scores == 1 {
@@ -244,11 +297,11 @@ impl CompiledModel {
                 let mut probabilities = vec![0.0; *classes];
                 let n = trees.len().max(1) as f64;
                 for tree in trees {
-                    let leaf = tree.leaf_index(row);
+                    let at = leaf(tree, row);
                     if *classes <= 2 {
-                        probabilities[1] += tree.node_values[leaf] / n;
+                        probabilities[1] += tree.node_values[at] / n;
                     } else {
-                        let shares = &tree.node_values[leaf * classes..(leaf + 1) * classes];
+                        let shares = &tree.node_values[at * classes..(at + 1) * classes];
                         for (p, share) in probabilities.iter_mut().zip(shares) {
                             *p += share / n;
                         }
@@ -263,7 +316,7 @@ impl CompiledModel {
                 }
             }
             CompiledModel::Trees { trees, classes: 0 } => {
-                let sum: f64 = trees.iter().map(|t| t.leaf(row).output).sum();
+                let sum: f64 = trees.iter().map(|t| t.nodes[leaf(t, row)].output).sum();
                 RawOutput {
                     probabilities: Vec::new(),
                     value: sum / trees.len() as f64,
@@ -272,7 +325,7 @@ impl CompiledModel {
             CompiledModel::Trees { trees, classes } => {
                 let mut votes = vec![0.0; *classes];
                 for tree in trees {
-                    let class = tree.leaf(row).output as usize;
+                    let class = tree.nodes[leaf(tree, row)].output as usize;
                     if let Some(vote) = votes.get_mut(class) {
                         *vote += 1.0;
                     }

@@ -35,6 +35,7 @@ use datafusion::sql::parser::Statement;
 
 use crate::config::{FeatureKind, FunctionsConfig, Task};
 use crate::error::Result;
+use crate::ml::models::compiled::TreePaths;
 use crate::ml::models::dataset::{Converted, convert};
 use crate::ml::models::explain::explain_into;
 use crate::ml::models::features::RawColumn;
@@ -293,11 +294,12 @@ pub fn score_rows(
     let mut per_column = Vec::new();
     let mut contributions = Vec::new();
     let mut ranked: Vec<usize> = Vec::new();
+    let mut paths = TreePaths::default();
     for row in 0..rows {
         artifact
             .preprocessing
             .encode_row(columns, row, &mut encoded);
-        let output = artifact.compiled.score(&encoded);
+        let output = artifact.compiled.score_recording(&encoded, &mut paths);
         let class = output.value as usize;
         match manifest.task {
             Task::Classification => {
@@ -319,6 +321,7 @@ pub fn score_rows(
             artifact,
             &encoded,
             positive.unwrap_or(class),
+            Some(&paths),
             &mut per_column,
             &mut contributions,
         )
