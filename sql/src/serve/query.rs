@@ -425,7 +425,7 @@ impl LakescoreQueries {
             self.state.planned_form(statement),
         );
         let context = current.session.context().clone();
-        if asks_for_descriptions(&statement.to_string()) {
+        if asks_for_descriptions(&statement) {
             let lakehouse = &self.shared.lakehouse;
             let looked_up = DescribedObjects::look_up(&context, lakehouse).await;
             match looked_up {

@@ -11,6 +11,7 @@
 //! Metabase joins), after PostgreSQL's own descriptions of its built-in objects.
 
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{StreamExt, TryStreamExt};
@@ -28,6 +29,9 @@ use lakescore_engine::datafusion::logical_expr::{
     TypeSignature, Volatility,
 };
 use lakescore_engine::datafusion::prelude::SessionContext;
+use lakescore_engine::datafusion::sql::sqlparser::ast::{
+    Expr, ObjectName, Statement, visit_expressions, visit_relations,
+};
 use lakescore_engine::storage::descriptions::Descriptions;
 use lakescore_engine::{Lakehouse, TableName};
 
@@ -36,12 +40,31 @@ use super::shaped_like;
 /// How many tables are opened at once to read their descriptions.
 const OPENING_CONCURRENCY: usize = 16;
 
-/// True when `sql` may call for descriptions, so they are worth looking up.
-pub fn asks_for_descriptions(sql: &str) -> bool {
-    let sql = sql.to_ascii_lowercase();
-    sql.contains("obj_description")
-        || sql.contains("col_description")
-        || sql.contains("pg_description")
+/// True when `statement` calls `obj_description` or `col_description` or reads
+/// `pg_description` (any qualifier, any case), so descriptions are worth looking up.
+pub fn asks_for_descriptions(statement: &Statement) -> bool {
+    let last_is = |name: &ObjectName, wanted: &[&str]| {
+        name.0
+            .last()
+            .and_then(|part| part.as_ident())
+            .is_some_and(|ident| wanted.iter().any(|w| ident.value.eq_ignore_ascii_case(w)))
+    };
+    let calls = visit_expressions(statement, |expr| match expr {
+        Expr::Function(function)
+            if last_is(&function.name, &["obj_description", "col_description"]) =>
+        {
+            ControlFlow::Break(())
+        }
+        _ => ControlFlow::Continue(()),
+    });
+    let reads = visit_relations(statement, |relation| {
+        if last_is(relation, &["pg_description"]) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    });
+    calls.is_break() || reads.is_break()
 }
 
 /// The descriptions of the tables a connection sees, by the oids its `pg_catalog` gives.
@@ -277,5 +300,40 @@ impl ScalarUDFImpl for DescriptionOf {
             }
         };
         shaped_like(&args.args, Arc::new(descriptions))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lakescore_engine::datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    use lakescore_engine::datafusion::sql::sqlparser::parser::Parser;
+
+    use super::*;
+
+    fn asks(sql: &str) -> bool {
+        let statement = Parser::parse_sql(&PostgreSqlDialect {}, sql)
+            .unwrap()
+            .remove(0);
+        asks_for_descriptions(&statement)
+    }
+
+    #[test]
+    fn only_statements_about_descriptions_look_them_up() {
+        assert!(asks(
+            "SELECT pg_catalog.obj_description(c.oid, 'pg_class') FROM pg_class AS c"
+        ));
+        assert!(asks(
+            "SELECT COL_DESCRIPTION(a.attrelid, a.attnum) FROM pg_attribute AS a"
+        ));
+        assert!(asks(
+            "SELECT c.relname FROM pg_class AS c LEFT JOIN pg_catalog.pg_description AS d ON d.objoid = c.oid"
+        ));
+        assert!(asks(
+            "SELECT x FROM t WHERE x IN (SELECT description FROM pg_description)"
+        ));
+        assert!(!asks(
+            "SELECT description, 'obj_description' FROM curated.customers"
+        ));
+        assert!(!asks("SELECT relname FROM pg_catalog.pg_class"));
     }
 }
