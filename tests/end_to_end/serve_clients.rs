@@ -298,7 +298,31 @@ async fn bi_clients_connect_inspect_page_and_export_as_with_postgresql() {
         .flat_map(|c| c.unwrap().to_vec())
         .collect();
     assert_eq!(String::from_utf8(copied).unwrap(), "C0000\nC0001\n");
-    drop(analyst);
+
+    // The description of a table the analyst may not read stays hidden from them, by
+    // every way a client asks; the engineer sees it.
+    served.workspace().write_file(
+        "models/accounts_audit.sql",
+        "/*\ntable = \"raw.accounts_audit\"\ndescription = \"Secret audit of accounts\"\n\
+         [columns]\naccount_id = \"Secret account id\"\n*/\nSELECT account_id FROM raw.accounts",
+    );
+    run(served.workspace(), &["transform"]);
+    let secrets = "SELECT count(*) FROM pg_catalog.pg_description WHERE description LIKE 'Secret%' \
+         UNION ALL SELECT count(*) FROM pg_catalog.pg_class AS c \
+         WHERE obj_description(c.oid, 'pg_class') LIKE 'Secret%' \
+         UNION ALL SELECT count(*) FROM pg_catalog.pg_attribute AS a \
+         WHERE col_description(a.attrelid, a.attnum) LIKE 'Secret%'";
+    let counts = |rows: Vec<Vec<String>>| {
+        let mut counts: Vec<String> = rows.into_iter().flatten().collect();
+        counts.sort();
+        counts
+    };
+    let hidden = counts(text(&analyst.simple_query(secrets).await.unwrap()));
+    assert_eq!(hidden, ["0", "0", "0"], "what the analyst sees");
+    let engineer = served.connect("engineer", "eng1neer-pw").await.unwrap();
+    let shown = counts(text(&engineer.simple_query(secrets).await.unwrap()));
+    assert_eq!(shown, ["1", "1", "2"], "what the engineer sees");
+    drop((analyst, engineer));
 
     // Every fetch and copy is audited with its rows.
     let (workspace, _) = served.stop();
