@@ -203,27 +203,30 @@ fn date_field(at: &NaiveDateTime, zone: &str, field: &str, fill_mode: bool) -> S
         h => h,
     };
     let afternoon = at.hour() >= 12;
+    // Month and day names take the pattern's case: MONTH, Month or month.
+    let named = |format: &str| {
+        let name = at.format(format).to_string();
+        if field.bytes().all(|b| b.is_ascii_uppercase()) {
+            name.to_uppercase()
+        } else if field.bytes().all(|b| b.is_ascii_lowercase()) {
+            name.to_lowercase()
+        } else {
+            name
+        }
+    };
     match field {
         "YYYY" => number(at.year().max(0) as u32, 4),
         "YY" => number(at.year().rem_euclid(100) as u32, 2),
         "IYYY" => number(at.iso_week().year().max(0) as u32, 4),
         "MM" => number(at.month(), 2),
-        "MONTH" => word(at.format("%B").to_string().to_uppercase()),
-        "Month" => word(at.format("%B").to_string()),
-        "month" => word(at.format("%B").to_string().to_lowercase()),
-        "MON" => at.format("%b").to_string().to_uppercase(),
-        "Mon" => at.format("%b").to_string(),
-        "mon" => at.format("%b").to_string().to_lowercase(),
+        "MONTH" | "Month" | "month" => word(named("%B")),
+        "MON" | "Mon" | "mon" => named("%b"),
         "DD" => number(at.day(), 2),
         "DDD" => number(at.ordinal(), 3),
         "D" => (at.weekday().num_days_from_sunday() + 1).to_string(),
         "ID" => at.weekday().number_from_monday().to_string(),
-        "DAY" => word(at.format("%A").to_string().to_uppercase()),
-        "Day" => word(at.format("%A").to_string()),
-        "day" => word(at.format("%A").to_string().to_lowercase()),
-        "DY" => at.format("%a").to_string().to_uppercase(),
-        "Dy" => at.format("%a").to_string(),
-        "dy" => at.format("%a").to_string().to_lowercase(),
+        "DAY" | "Day" | "day" => word(named("%A")),
+        "DY" | "Dy" | "dy" => named("%a"),
         "HH" | "HH12" => number(hour12, 2),
         "HH24" => number(at.hour(), 2),
         "MI" => number(at.minute(), 2),
@@ -356,6 +359,11 @@ mod tests {
             ("YYYY\"Q\"Q", "2026Q1"),
             ("HH24:MI:SS.MS", "14:05:09.123"),
             ("DDD D ID", "066 7 6"),
+            ("MONTH|month|MON|mon", "MARCH    |march    |MAR|mar"),
+            (
+                "DAY|Day|day|DY|Dy|dy",
+                "SATURDAY |Saturday |saturday |SAT|Sat|sat",
+            ),
         ] {
             assert_eq!(format_datetime(&at, "", pattern), expected, "{pattern}");
         }
