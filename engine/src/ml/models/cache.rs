@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use super::registry::LoadedModel;
+use super::registry::{LoadedModel, ModelRef, Registry};
+use crate::error::Result;
 
 /// The artifact bytes the process keeps loaded (1 GiB).
 pub const MODEL_CACHE_BYTES: u64 = 1 << 30;
@@ -19,6 +20,28 @@ pub type ModelKey = (String, u64, String);
 pub fn models() -> &'static Mutex<Lru<ModelKey, Arc<LoadedModel>>> {
     static CACHE: OnceLock<Mutex<Lru<ModelKey, Arc<LoadedModel>>>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new(Lru::new(MODEL_CACHE_BYTES)))
+}
+
+/// The version `reference` names now (aliases are read each time), loaded through the
+/// process's cache.
+pub async fn load(registry: &Registry, reference: &ModelRef) -> Result<Arc<LoadedModel>> {
+    let manifest = registry.resolve(reference).await?;
+    let key = (
+        manifest.name.clone(),
+        manifest.version,
+        manifest.artifact_sha256.clone(),
+    );
+    let cached = models().lock().unwrap_or_else(|e| e.into_inner()).get(&key);
+    if let Some(loaded) = cached {
+        return Ok(loaded);
+    }
+    let bytes = manifest.artifact_bytes;
+    let loaded = Arc::new(registry.load(manifest).await?);
+    models()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, loaded.clone(), bytes);
+    Ok(loaded)
 }
 
 /// A map bounded by the sizes of its values, evicting the least recently used.

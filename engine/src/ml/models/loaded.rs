@@ -35,28 +35,7 @@ impl SessionModels {
         let registry = Registry::new(lakehouse.clone());
         for text in finder.references {
             let reference = ModelRef::parse(&text?)?;
-            let manifest = registry.resolve(&reference).await?;
-            let key = (
-                manifest.name.clone(),
-                manifest.version,
-                manifest.artifact_sha256.clone(),
-            );
-            let cached = cache::models()
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(&key);
-            let loaded = match cached {
-                Some(loaded) => loaded,
-                None => {
-                    let bytes = manifest.artifact_bytes;
-                    let loaded = Arc::new(registry.load(manifest).await?);
-                    cache::models()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(key, loaded.clone(), bytes);
-                    loaded
-                }
-            };
+            let loaded = cache::load(&registry, &reference).await?;
             self.resolved
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
