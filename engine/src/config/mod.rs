@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 
 mod drift;
 mod feedback;
+mod http;
 mod job;
 mod model;
 mod serve;
@@ -27,6 +28,7 @@ pub use job::{
     StepConfig, TimeZoneName,
 };
 
+pub use http::{HttpConfig, ServeToken};
 pub use model::{Algorithm, FeatureKind, ModelConfig, Task};
 pub use serve::{ServeConfig, ServeRole, ServeUser};
 pub use source::{

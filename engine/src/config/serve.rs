@@ -1,5 +1,6 @@
 //! `[serve]`, `[[serve.user]]` and `[[serve.role]]`: who may connect to `lakescore serve`
-//! over the PostgreSQL wire protocol, how, and which tables each role may read.
+//! over the PostgreSQL wire protocol, how, and which tables each role may read (the HTTP
+//! API's `[serve.http]` and `[[serve.token]]` are in [`super::http`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -7,6 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, de};
 
 use super::EnvString;
+use super::http::{HttpConfig, ServeToken};
 use super::job::{duration_text, optional_duration_text};
 
 /// `[serve]`.
@@ -56,6 +58,11 @@ pub struct ServeConfig {
     /// `[[serve.role]]`.
     #[serde(default, rename = "role")]
     pub roles: Vec<ServeRole>,
+    /// `[serve.http]`: the HTTP scoring API, when present.
+    pub http: Option<HttpConfig>,
+    /// `[[serve.token]]`: the HTTP API's clients.
+    #[serde(default, rename = "token")]
+    pub tokens: Vec<ServeToken>,
 }
 
 impl Default for ServeConfig {
@@ -75,6 +82,8 @@ impl Default for ServeConfig {
             query_memory: default_query_memory(),
             users: Vec::new(),
             roles: Vec::new(),
+            http: None,
+            tokens: Vec::new(),
         }
     }
 }
@@ -255,6 +264,7 @@ impl ServeConfig {
                 "[serve] max_connections and max_pending_logins must be at least 1",
             ));
         }
+        super::http::check(self.http.as_ref(), &self.tokens)?;
         if self.query_memory > self.max_memory {
             return Err(String::from(
                 "[serve] query_memory is larger than max_memory: one query can never hold more than all of them",

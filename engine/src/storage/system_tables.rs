@@ -15,6 +15,8 @@ pub const TEST_RESULTS: &str = "ops.test_results";
 pub const MODEL_VERSIONS: &str = "ops.model_versions";
 /// The statements `lakescore serve` ran, with who ran them.
 pub const QUERY_LOG: &str = "ops.query_log";
+/// The requests `lakescore serve`'s HTTP API answered, with who sent them.
+pub const REQUEST_LOG: &str = "ops.request_log";
 /// Drift metrics per feature and run.
 pub const DRIFT_METRICS: &str = "monitoring.drift_metrics";
 /// Realized metrics per model version and window.
@@ -34,6 +36,15 @@ pub fn system_table(name: &'static str) -> TableName {
 /// Where `lakescore score MODEL` writes by default: `scored.<model>`.
 pub fn scored_table(model: &str) -> String {
     format!("scored.{model}")
+}
+
+/// The table model `model`'s online predictions (`lakescore serve`'s HTTP API) are kept
+/// in: `scored.<model>_online`.
+pub fn online_table(model: &str) -> TableName {
+    TableName {
+        schema: String::from("scored"),
+        name: format!("{model}_online"),
+    }
 }
 
 /// The feedback training set of model `model`: `training.<model>_feedback`.

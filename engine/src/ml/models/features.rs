@@ -139,6 +139,21 @@ impl Encoder {
         }
     }
 
+    /// What scoring uses for a missing value of this feature, in words.
+    pub fn when_missing(&self) -> String {
+        match self {
+            Encoder::Numeric {
+                keeps_missing: true,
+                ..
+            } => String::from(
+                "kept missing: each tree sends it the way it learned for missing values",
+            ),
+            Encoder::Numeric { mean, .. } => format!("the training mean, {mean}"),
+            Encoder::Boolean { fill, .. } => format!("the training majority, {}", *fill != 0.0),
+            Encoder::Categorical { .. } => format!("the category {MISSING}"),
+        }
+    }
+
     /// Appends the encoded value(s) of `value` to `out`.
     pub fn encode(&self, value: RawValue<'_>, out: &mut Vec<f64>) {
         match self {

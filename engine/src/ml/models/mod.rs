@@ -16,6 +16,7 @@ pub mod learner;
 pub mod loaded;
 pub mod logistic;
 pub mod metrics;
+pub mod online;
 pub mod parallel;
 pub mod predict;
 pub mod prediction_id;
