@@ -12,7 +12,8 @@
 //! for every statement, read-only), what one client may take ([`limits`]: timeouts,
 //! cancel requests, memory, rows, a runtime of its own for queries), what clients are
 //! told when something fails ([`errors`]) and the audit log ([`audit`]:
-//! `ops.query_log`).
+//! `ops.query_log`). Next to it, or alone, [`http`] serves on-demand predictions over
+//! HTTP.
 //!
 //! Connections still logging in are counted apart from logged-in ones and closed after
 //! `auth_timeout`; a client that hangs up has its connection, and so its running
@@ -24,6 +25,7 @@ pub mod copy_out;
 pub mod cursors;
 pub mod errors;
 pub mod grants;
+pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod postgres_face;

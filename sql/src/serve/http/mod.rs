@@ -1,0 +1,435 @@
+//! `lakescore serve`'s HTTP scoring API (`[serve.http]`, `--http`): on-demand
+//! predictions from the same registry, with the same explanations and lineage as batch
+//! scoring, for the screens and services that ask about one customer now.
+//!
+//! Built on axum. The routes: lakescore's own API ([`v1`]), the Open Inference Protocol
+//! ([`v2`], what KServe clients send), `GET /healthz`, `GET /readyz` (the champions are
+//! loaded), `GET /metrics` ([`metrics`], Prometheus text) and `GET /v1/openapi.json`
+//! ([`openapi`], generated from the handlers). Who may call it: [`tokens`]; which
+//! version a reference means now: [`models`]; how much work it takes on at once:
+//! [`slots`]; what it keeps: [`online_log`] (every prediction in `scored.<model>_online`,
+//! every request in `ops.request_log`); what a failure answers: [`errors`].
+
+pub mod errors;
+pub mod metrics;
+pub mod models;
+pub mod online_log;
+pub mod openapi;
+pub mod slots;
+pub mod tokens;
+pub mod v1;
+pub mod v2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use lakescore_engine::config::HttpConfig;
+use lakescore_engine::ml::models::online::{
+    OnlineError, OnlineRequest, OnlineScores, score_json_rows,
+};
+use lakescore_engine::ml::models::registry::{LoadedModel, ModelRef};
+use lakescore_engine::storage::system_tables::online_table;
+use lakescore_engine::{Lakehouse, Project};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use self::errors::ApiError;
+use self::metrics::Metrics;
+use self::models::LiveModels;
+use self::online_log::{Flushing, MAX_BACKLOG, OnlineLog, OnlineWriter, RequestEntry};
+use self::slots::Slots;
+use self::tokens::{Client, Tokens};
+use crate::error::{Error, Result};
+
+pub use self::tokens::new_token;
+
+/// The HTTP API to start: build it, [`HttpServer::bind`] it, then [`HttpBound::run`] it.
+pub struct HttpServer {
+    project: Arc<Project>,
+    lakehouse: Arc<Lakehouse>,
+    listen: Option<String>,
+}
+
+impl HttpServer {
+    /// Serves `project`'s models as its `[serve.http]` section says (its defaults when
+    /// the section is absent).
+    pub fn new(project: Arc<Project>, lakehouse: Arc<Lakehouse>) -> Self {
+        Self {
+            project,
+            lakehouse,
+            listen: None,
+        }
+    }
+
+    /// Listens on `address` (`host:port`) instead of `[serve.http] listen`.
+    pub fn with_listen(mut self, address: Option<String>) -> Self {
+        self.listen = address;
+        self
+    }
+
+    /// Checks the tokens and binds the address.
+    pub async fn bind(self) -> Result<HttpBound> {
+        let serve = &self.project.config.serve;
+        let config = serve.http.clone().unwrap_or_default();
+        let tokens = Tokens::new(&serve.tokens, &config);
+        if tokens.admit_no_one() {
+            return Err(Error::Serve(String::from(
+                "no client could call the HTTP API: add a [[serve.token]] (`lakescore serve --new-token` makes one), or set [serve.http] allow_anonymous = true",
+            )));
+        }
+        let listen = self.listen.clone().unwrap_or_else(|| config.listen.clone());
+        let listener = TcpListener::bind(&listen)
+            .await
+            .map_err(|source| Error::Network {
+                what: format!("cannot listen on {listen} (set --http or [serve.http] listen)"),
+                source,
+            })?;
+        let metrics = Arc::new(Metrics::default());
+        let stop_writing = CancellationToken::new();
+        let flushing = Flushing {
+            interval: config.flush_interval,
+            rows: config.flush_rows,
+        };
+        let (online, writer) = OnlineLog::start(
+            self.lakehouse.clone(),
+            flushing,
+            metrics.clone(),
+            stop_writing.clone(),
+        );
+        let api = Arc::new(Api {
+            top_features: self.project.config.functions.top_features,
+            tokens,
+            models: LiveModels::new(self.lakehouse, config.model_refresh, metrics.clone()),
+            slots: Slots::new(config.max_in_flight, config.max_queued),
+            online,
+            metrics,
+            ready: AtomicBool::new(false),
+            config,
+        });
+        Ok(HttpBound {
+            listener,
+            api,
+            writer,
+            stop_writing,
+        })
+    }
+}
+
+/// A bound HTTP API, ready to answer.
+pub struct HttpBound {
+    listener: TcpListener,
+    api: Arc<Api>,
+    writer: OnlineWriter,
+    stop_writing: CancellationToken,
+}
+
+impl HttpBound {
+    /// The address it listens on (the port the system chose for port 0).
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        self.listener.local_addr().map_err(|source| Error::Network {
+            what: String::from("no local address"),
+            source,
+        })
+    }
+
+    /// Answers requests until `shutdown` is cancelled, lets the running ones finish,
+    /// then commits every online prediction and request entry still waiting.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        let api = self.api.clone();
+        tokio::spawn(async move {
+            let loaded = api.models.preload().await;
+            tracing::info!("HTTP API ready; champions loaded: {}", loaded.join(", "));
+            api.ready.store(true, Ordering::Release);
+        });
+        let app = router(self.api.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await;
+        self.stop_writing.cancel();
+        self.writer.flush().await;
+        served.map_err(|source| Error::Network {
+            what: String::from("the HTTP API stopped"),
+            source,
+        })
+    }
+}
+
+fn router(api: Arc<Api>) -> Router {
+    let body_limit = usize::try_from(api.config.max_body).unwrap_or(usize::MAX);
+    Router::new()
+        .route("/v1/models", get(v1::list_models))
+        .route("/v1/models/{reference}/predict", post(v1::predict))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v2", get(v2::server_metadata))
+        .route("/v2/health/live", get(healthz))
+        .route("/v2/health/ready", get(readyz))
+        .route("/v2/models/{name}", get(v2::model_metadata))
+        .route("/v2/models/{name}/ready", get(v2::model_ready))
+        .route("/v2/models/{name}/infer", post(v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(v2::infer_version),
+        )
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(prometheus))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(api.clone(), deadline))
+        .with_state(api)
+}
+
+/// Ends any request, body upload included, that is not answered within
+/// `request_timeout` and a second: a client sending its body slowly cannot hold a
+/// connection (or a stopping server) open. Scoring has its own, shorter deadline, which
+/// answers and audits first.
+async fn deadline(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
+    let limit = api.config.request_timeout + Duration::from_secs(1);
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Unavailable(format!(
+            "the request was not received and answered within {} ([serve.http] request_timeout)",
+            humantime::format_duration(api.config.request_timeout)
+        ))
+        .into_response(),
+    }
+}
+
+/// What every handler shares.
+pub struct Api {
+    config: HttpConfig,
+    top_features: usize,
+    tokens: Tokens,
+    models: LiveModels,
+    slots: Slots,
+    online: OnlineLog,
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+impl Api {
+    /// The client of a request's `Authorization` header.
+    fn client(&self, headers: &HeaderMap, exchange: &mut Exchange) -> Result<Client, ApiError> {
+        let authorization = match headers.get(header::AUTHORIZATION) {
+            None => None,
+            Some(value) => Some(value.to_str().map_err(|_| {
+                ApiError::Unauthorized(String::from("the Authorization header is not text"))
+            })?),
+        };
+        let client = self.tokens.client(authorization)?;
+        exchange.client = client.name.clone();
+        Ok(client)
+    }
+
+    /// Scores the rows `parse` reads from the body with the version `reference` names
+    /// now, keeps the predictions for the online table, and returns them.
+    async fn score(
+        &self,
+        exchange: &mut Exchange,
+        client: &Client,
+        reference: &ModelRef,
+        parse: impl FnOnce() -> Result<Vec<Value>, ApiError> + Send + 'static,
+    ) -> Result<(Arc<LoadedModel>, OnlineScores), ApiError> {
+        if self.online.backlog() > MAX_BACKLOG {
+            return Err(ApiError::Unavailable(String::from(
+                "online predictions cannot be kept right now (the lakehouse is not taking writes); try again later",
+            )));
+        }
+        let timeout = self.config.request_timeout;
+        let work = async {
+            let model = self.models.get(reference).await?;
+            exchange.model = Some(model.clone());
+            let request = OnlineRequest {
+                request_id: exchange.request_id.clone(),
+                client: client.name.clone(),
+                scored_at: Utc::now(),
+                top_features: self.top_features,
+            };
+            let max_rows = self.config.max_rows;
+            let scoring = model.clone();
+            let scores = self
+                .slots
+                .run(move || {
+                    let rows = parse()?;
+                    if rows.is_empty() {
+                        return Err(ApiError::bad_request("no rows to score: send at least one"));
+                    }
+                    if rows.len() > max_rows {
+                        return Err(ApiError::TooLarge(format!(
+                            "{} rows in one request; at most {max_rows} ([serve.http] max_rows): send them in smaller requests",
+                            rows.len()
+                        )));
+                    }
+                    score_json_rows(&scoring, &rows, &request).map_err(|error| {
+                        let message = error.to_string();
+                        match error {
+                            OnlineError::Rows { problems, .. } => {
+                                ApiError::BadRequest { message, problems }
+                            }
+                            OnlineError::Scoring(_) => {
+                                tracing::error!("{message}");
+                                ApiError::Internal(String::from(
+                                    "scoring failed; the server log says why",
+                                ))
+                            }
+                        }
+                    })
+                })
+                .await??;
+            Ok::<_, ApiError>((model, scores))
+        };
+        let (model, scores) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+            ApiError::Unavailable(format!(
+                "the request did not finish within {} ([serve.http] request_timeout); try again, or send fewer rows",
+                humantime::format_duration(timeout)
+            ))
+        })??;
+        exchange.rows = scores.batch.num_rows() as u64;
+        self.online
+            .predictions(online_table(&model.manifest.name), scores.batch.clone());
+        Ok((model, scores))
+    }
+}
+
+/// One request's bookkeeping: its id, who sent it, what it scored, and, when it is
+/// answered, its entry in `ops.request_log` and the metrics.
+pub struct Exchange {
+    request_id: String,
+    endpoint: &'static str,
+    started: Instant,
+    at: DateTime<Utc>,
+    address: SocketAddr,
+    client: String,
+    model: Option<Arc<LoadedModel>>,
+    rows: u64,
+    open_inference: bool,
+}
+
+impl Exchange {
+    /// A request to lakescore's own API.
+    fn new(endpoint: &'static str, address: SocketAddr) -> Self {
+        Self {
+            request_id: uuid::Uuid::now_v7().to_string(),
+            endpoint,
+            started: Instant::now(),
+            at: Utc::now(),
+            address,
+            client: String::new(),
+            model: None,
+            rows: 0,
+            open_inference: false,
+        }
+    }
+
+    /// A request in the Open Inference Protocol, whose failures answer its way.
+    fn v2(endpoint: &'static str, address: SocketAddr) -> Self {
+        Self {
+            open_inference: true,
+            ..Self::new(endpoint, address)
+        }
+    }
+
+    /// The response to send, after logging and counting it.
+    fn finish(self, api: &Api, result: Result<Response, ApiError>) -> Response {
+        let (mut response, error) = match result {
+            Ok(response) => (response, None),
+            Err(error) => {
+                let message = error.to_string();
+                let response = if self.open_inference {
+                    error.into_open_inference_response()
+                } else {
+                    error.into_response()
+                };
+                (response, Some(message))
+            }
+        };
+        if let Ok(id) = HeaderValue::from_str(&self.request_id) {
+            response.headers_mut().insert("x-request-id", id);
+        }
+        let status = response.status().as_u16();
+        let took = self.started.elapsed();
+        let model_name = self.model.as_ref().map(|m| m.manifest.name.as_str());
+        api.metrics
+            .request(self.endpoint, model_name, status, self.rows, took);
+        api.online.request(RequestEntry {
+            request_id: self.request_id,
+            at: self.at,
+            client: self.client,
+            address: self.address.to_string(),
+            endpoint: self.endpoint.to_string(),
+            model: self
+                .model
+                .as_ref()
+                .map(|m| format!("{}:{}", m.manifest.name, m.manifest.version)),
+            rows: self.rows,
+            status,
+            latency: took,
+            error,
+        });
+        response
+    }
+}
+
+/// A model reference from a path, or 400.
+fn model_reference(text: &str) -> Result<ModelRef, ApiError> {
+    ModelRef::parse(text).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// The body, or 413 when it is over `max_body`.
+fn body_bytes(body: Result<Bytes, BytesRejection>, api: &Api) -> Result<Bytes, ApiError> {
+    body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::TooLarge(format!(
+                "the body is larger than {} bytes ([serve.http] max_body): send fewer rows per request",
+                api.config.max_body
+            ))
+        } else {
+            ApiError::bad_request(format!("the body could not be read: {rejection}"))
+        }
+    })
+}
+
+/// `GET /healthz`: the server answers.
+async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: 200 once the champions are loaded, 503 before.
+async fn readyz(State(api): State<Arc<Api>>) -> Response {
+    if api.ready.load(Ordering::Acquire) {
+        Json(json!({"ready": true})).into_response()
+    } else {
+        ApiError::Unavailable(String::from("loading models")).into_response()
+    }
+}
+
+/// `GET /metrics`.
+async fn prometheus(State(api): State<Arc<Api>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        )],
+        api.metrics.render(api.online.backlog()),
+    )
+        .into_response()
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound(String::from(
+        "no such endpoint; GET /v1/openapi.json lists them",
+    ))
+}
