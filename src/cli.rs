@@ -211,20 +211,35 @@ pub enum Command {
         #[arg(long, value_name = "PATH_OR_URI")]
         to: String,
     },
-    /// Serve every table over the PostgreSQL wire protocol, for BI tools, psql and drivers.
+    /// Serve every table over the PostgreSQL wire protocol, for BI tools, psql and
+    /// drivers, and on-demand predictions over HTTP.
     ///
-    /// Users and roles come from [[serve.user]] and [[serve.role]] (SCRAM-SHA-256
+    /// SQL: users and roles come from [[serve.user]] and [[serve.role]] (SCRAM-SHA-256
     /// passwords; each role reads the schemas and tables its `select` names); TLS from
-    /// [serve] tls_cert and tls_key. Every statement is recorded in ops.query_log. Runs
-    /// until Ctrl-C or SIGTERM.
+    /// [serve] tls_cert and tls_key. Every statement is recorded in ops.query_log. The
+    /// SQL listener starts when a [[serve.user]] exists or allow_anonymous is set.
+    ///
+    /// HTTP: starts with [serve.http] or --http; clients call it with a [[serve.token]].
+    /// POST /v1/models/NAME/predict scores JSON rows with explanations and lineage;
+    /// GET /v1/openapi.json describes every endpoint. Every prediction is kept in
+    /// scored.<model>_online, every request in ops.request_log.
+    ///
+    /// Runs until Ctrl-C or SIGTERM.
     Serve {
-        /// Listen on HOST:PORT instead of [serve] listen (default 127.0.0.1:5432).
+        /// Listen for SQL on HOST:PORT instead of [serve] listen (default 127.0.0.1:5432).
         #[arg(long, value_name = "HOST:PORT")]
         listen: Option<String>,
+        /// Serve the HTTP API on HOST:PORT (instead of [serve.http] listen).
+        #[arg(long, value_name = "HOST:PORT")]
+        http: Option<String>,
         /// Read a password from standard input and print its password_hash for
         /// [[serve.user]], instead of serving.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "new_token")]
         hash_password: bool,
+        /// Print a new random API token and its secret_sha256 for [[serve.token]],
+        /// instead of serving.
+        #[arg(long)]
+        new_token: bool,
     },
     /// List, inspect and promote registered model versions.
     Models {

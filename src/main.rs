@@ -171,12 +171,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve {
             listen,
+            http,
             hash_password,
+            new_token,
         } => {
             if *hash_password {
                 return serve::print_password_hash();
             }
-            serve::run(&open()?, listen.clone()).await
+            if *new_token {
+                serve::print_new_token();
+                return Ok(());
+            }
+            serve::run(&open()?, listen.clone(), http.clone()).await
         }
         Command::Models { action } => {
             let cx = open()?;

@@ -8,6 +8,7 @@ mod drift;
 mod feedback;
 mod fixtures;
 mod foundation;
+mod http_api;
 mod ingest;
 mod ingest_integrity;
 mod jobs;

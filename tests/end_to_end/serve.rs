@@ -88,7 +88,10 @@ fn customers(rows: usize) -> String {
 pub struct Served {
     workspace: Option<Workspace>,
     server: Option<Child>,
+    /// The SQL listener's port (0 when it is off).
     pub port: u16,
+    /// The HTTP API's port (0 when it is off).
+    pub http_port: u16,
 }
 
 impl Drop for Served {
@@ -155,20 +158,28 @@ pub fn start(workspace: Workspace) -> Served {
         .spawn()
         .unwrap();
     let mut stdout = BufReader::new(server.stdout.take().unwrap());
-    let mut first = String::new();
-    stdout.read_line(&mut first).unwrap();
+    // The listeners print their addresses, then "Ctrl-C stops".
+    let mut printed = String::new();
+    while !printed.contains("Ctrl-C stops") {
+        if stdout.read_line(&mut printed).unwrap() == 0 {
+            let log = std::fs::read_to_string(workspace.path().join("serve.log")).unwrap();
+            panic!("serve stopped before listening: {printed}{log}");
+        }
+    }
     // Keep reading, so the server never writes into a closed pipe.
     std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-    let port: u16 = first
-        .split("listening on 127.0.0.1:")
-        .nth(1)
-        .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("no address in {first:?}"));
+    let port_after = |marker: &str| -> Option<u16> {
+        printed
+            .split(marker)
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|p| p.parse().ok())
+    };
     Served {
+        port: port_after("SQL on 127.0.0.1:").unwrap_or(0),
+        http_port: port_after("HTTP API on http://127.0.0.1:").unwrap_or(0),
         workspace: Some(workspace),
         server: Some(server),
-        port,
     }
 }
 
@@ -630,4 +641,9 @@ fn export_writes_a_table_version_as_a_file_other_tools_read() {
         refused.contains("use --format csv, json or parquet"),
         "{refused}"
     );
+}
+
+/// The CSV of a query, run in the served project (whose file needs the analyst's password).
+pub fn csv(workspace: &Workspace, sql: &str) -> String {
+    run(workspace, &["sql", sql, "--format", "csv"])
 }

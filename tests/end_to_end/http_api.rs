@@ -1,0 +1,607 @@
+//! `lakescore serve`'s HTTP scoring API end to end, with a real HTTP client: online
+//! predictions equal batch scoring's bit for bit, every prediction lands in the online
+//! table and every request in `ops.request_log`, tokens and scopes hold, bad and
+//! oversized requests get named errors, the Open Inference Protocol works, `/metrics`
+//! parses as Prometheus text, a promotion takes effect under load without one failed
+//! request, and overload is shed with 429.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::serve::{Served, serve};
+use crate::support::lakescore;
+
+/// A new token and its `secret_sha256`, from `lakescore serve --new-token`.
+fn new_token() -> (String, String) {
+    let printed = lakescore(&std::env::temp_dir(), &["serve", "--new-token"]).ok();
+    let token = printed
+        .lines()
+        .find_map(|l| l.split("is not stored): ").nth(1))
+        .unwrap()
+        .trim()
+        .to_string();
+    let hash = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("secret_sha256 = \""))
+        .unwrap()
+        .trim_end_matches('"')
+        .to_string();
+    (token, hash)
+}
+
+/// The tokens of the served project: crm may use churn, reports only ltv, ops every
+/// model.
+struct Tokens {
+    crm: String,
+    reports: String,
+    ops: String,
+}
+
+/// Serves the churn project with the HTTP API (and `http` in `[serve.http]`).
+fn serve_http(http: &str) -> (Served, Tokens) {
+    let (crm, crm_hash) = new_token();
+    let (reports, reports_hash) = new_token();
+    let (ops, ops_hash) = new_token();
+    let served = serve(&format!(
+        r#"
+[serve.http]
+listen = "127.0.0.1:0"
+{http}
+[[serve.token]]
+name = "crm"
+secret_sha256 = "{crm_hash}"
+models = ["churn"]
+[[serve.token]]
+name = "reports"
+secret_sha256 = "{reports_hash}"
+models = ["ltv"]
+[[serve.token]]
+name = "ops"
+secret_sha256 = "{ops_hash}"
+models = ["*"]
+"#
+    ));
+    assert_ne!(served.http_port, 0, "no HTTP address printed");
+    (served, Tokens { crm, reports, ops })
+}
+
+/// An answer: status, `WWW-Authenticate`, body as JSON (or text as a JSON string).
+struct Answer {
+    status: u16,
+    authenticate: Option<String>,
+    body: Value,
+}
+
+async fn call(
+    served: &Served,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> Answer {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}{path}", served.http_port);
+    let mut request = match method {
+        "POST" => client.post(url),
+        _ => client.get(url),
+    };
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body);
+    }
+    let response = request.send().await.unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    let authenticate = header("www-authenticate");
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    Answer {
+        status,
+        authenticate,
+        body,
+    }
+}
+
+async fn predict(served: &Served, reference: &str, token: &str, rows: &Value) -> Answer {
+    call(
+        served,
+        "POST",
+        &format!("/v1/models/{reference}/predict"),
+        Some(token),
+        Some(json!({ "rows": rows }).to_string()),
+    )
+    .await
+}
+
+/// Customer rows as the extract holds them (see serve.rs: logins (i * 7) % 40, contract
+/// monthly for every third).
+fn customer_rows(ids: std::ops::Range<usize>) -> Value {
+    Value::Array(
+        ids.map(|i| {
+            json!({
+                "customer_id": format!("C{i:04}"),
+                "logins": ((i * 7) % 40) as f64,
+                "contract": if i % 3 == 0 { "monthly" } else { "yearly" },
+            })
+        })
+        .collect(),
+    )
+}
+
+/// Rows of a table or query as JSON objects (`lakescore sql --format json`).
+fn json_rows(served: &Served, sql: &str) -> Vec<Value> {
+    let out = crate::serve::run(served.workspace(), &["sql", sql, "--format", "json"]);
+    out.lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+async fn wait_until_ready(served: &Served) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ready = call(served, "GET", "/readyz", None, None).await;
+        if ready.status == 200 {
+            return;
+        }
+        assert_eq!(ready.status, 503, "{}", ready.body);
+        assert!(Instant::now() < deadline, "never ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_lineage() {
+    let (served, tokens) = serve_http("max_rows = 500\nmax_body = \"64KiB\"");
+    wait_until_ready(&served).await;
+    assert_eq!(
+        call(&served, "GET", "/healthz", None, None).await.status,
+        200
+    );
+    crate::serve::run(
+        served.workspace(),
+        &["score", "churn", "--input", "curated.customers"],
+    );
+
+    // The same rows, online and in batch: equal to the last bit.
+    let online = predict(&served, "churn", &tokens.crm, &customer_rows(0..40)).await;
+    assert_eq!(online.status, 200, "{}", online.body);
+    let predictions = online.body["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 40);
+    let batch: BTreeMap<String, Value> = json_rows(
+        &served,
+        "SELECT customer_id, prediction, probability, confidence, top_features, model_version, model_sha256 FROM scored.churn",
+    )
+    .into_iter()
+    .map(|row| (row["customer_id"].as_str().unwrap().to_string(), row))
+    .collect();
+    for prediction in predictions {
+        let id = prediction["key"]["customer_id"].as_str().unwrap();
+        let scored = &batch[id];
+        assert_eq!(prediction["prediction"], scored["prediction"], "{id}");
+        for number in ["probability", "confidence"] {
+            assert_eq!(
+                prediction[number].as_f64().unwrap().to_bits(),
+                scored[number].as_f64().unwrap().to_bits(),
+                "{id} {number}"
+            );
+        }
+        let online_top = prediction["top_features"].as_array().unwrap();
+        let batch_top = scored["top_features"].as_array().unwrap();
+        assert_eq!(online_top.len(), batch_top.len(), "{id}");
+        for (a, b) in online_top.iter().zip(batch_top) {
+            assert_eq!(a["feature"], b["feature"], "{id}");
+            assert_eq!(a["value"], b["value"], "{id}");
+            assert_eq!(
+                a["contribution"].as_f64().unwrap().to_bits(),
+                b["contribution"].as_f64().unwrap().to_bits(),
+                "{id}"
+            );
+        }
+        assert_eq!(prediction["model_name"], "churn");
+        assert_eq!(prediction["model_version"], scored["model_version"]);
+        assert_eq!(prediction["model_sha256"], scored["model_sha256"]);
+        assert_eq!(prediction["training_table"], "curated.customers");
+        assert_eq!(prediction["prediction_id"].as_str().unwrap().len(), 32);
+        assert!(prediction.get("imputed").is_none(), "{prediction}");
+    }
+    let request_id = online.body["request_id"].as_str().unwrap().to_string();
+
+    // A missing feature is imputed as in training, and the answer says with what.
+    let imputed = predict(
+        &served,
+        "churn:1",
+        &tokens.crm,
+        &json!([{"customer_id": "NEW1", "contract": "monthly"}]),
+    )
+    .await;
+    assert_eq!(imputed.status, 200, "{}", imputed.body);
+    let with = &imputed.body["predictions"][0]["imputed"][0];
+    assert_eq!(with["feature"], "logins");
+    assert!(
+        with["with"]
+            .as_str()
+            .unwrap()
+            .starts_with("the training mean, "),
+        "{with}"
+    );
+
+    // Bad rows: every problem named by row and field, nothing scored.
+    let bad = predict(
+        &served,
+        "churn",
+        &tokens.crm,
+        &json!([
+            {"logins": "many", "contract": "monthly"},
+            {"logins": 3, "contract": ["a"], "favourite_colour": "red"},
+            7
+        ]),
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    let problems: Vec<(u64, String)> = bad.body["error"]["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["row"].as_u64().unwrap(),
+                p["field"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            (0, "logins".to_string()),
+            (1, "favourite_colour".to_string()),
+            (1, "contract".to_string()),
+            (2, String::new())
+        ],
+        "{}",
+        bad.body
+    );
+    let message = bad.body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "row 0, field 'logins': the feature is numeric: send a number or null, not text"
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains("reads the features logins, contract"),
+        "{message}"
+    );
+    let not_json = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(String::from("{\"rows\": [")),
+    )
+    .await;
+    assert_eq!(not_json.status, 400);
+    assert!(
+        not_json.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("line 1 column"),
+        "{}",
+        not_json.body
+    );
+    let empty = predict(&served, "churn", &tokens.crm, &json!([])).await;
+    assert_eq!(empty.status, 400, "{}", empty.body);
+
+    // Tokens and scopes.
+    let anonymous = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        None,
+        Some("{}".into()),
+    )
+    .await;
+    assert_eq!(anonymous.status, 401);
+    assert_eq!(anonymous.authenticate.as_deref(), Some("Bearer"));
+    let forged = predict(&served, "churn", "lks_not_a_token", &customer_rows(0..1)).await;
+    assert_eq!(forged.status, 401);
+    let out_of_scope = predict(&served, "churn", &tokens.reports, &customer_rows(0..1)).await;
+    assert_eq!(out_of_scope.status, 403, "{}", out_of_scope.body);
+    assert!(
+        out_of_scope.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("client 'reports' may not use model 'churn'"),
+        "{}",
+        out_of_scope.body
+    );
+    let listed = call(&served, "GET", "/v1/models", Some(&tokens.reports), None).await;
+    assert_eq!(listed.body["models"], json!([]));
+    let listed = call(&served, "GET", "/v1/models", Some(&tokens.crm), None).await;
+    assert_eq!(listed.body["models"][0]["name"], "churn", "{}", listed.body);
+    assert_eq!(listed.body["models"][0]["aliases"]["champion"], 1);
+
+    // Unknown models and versions.
+    let unknown = predict(&served, "ltv", &tokens.ops, &customer_rows(0..1)).await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    let no_version = predict(&served, "churn:9", &tokens.ops, &customer_rows(0..1)).await;
+    assert_eq!(no_version.status, 404, "{}", no_version.body);
+    assert!(
+        no_version.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("has no version 9; it has versions 1"),
+        "{}",
+        no_version.body
+    );
+    let bad_reference = predict(&served, "churn@best", &tokens.ops, &customer_rows(0..1)).await;
+    assert_eq!(bad_reference.status, 400, "{}", bad_reference.body);
+    let no_route = call(&served, "GET", "/v1/nothing", Some(&tokens.ops), None).await;
+    assert_eq!(no_route.status, 404);
+
+    // Over the limits: 413, before any scoring.
+    let too_many = predict(&served, "churn", &tokens.crm, &customer_rows(0..501)).await;
+    assert_eq!(too_many.status, 413, "{}", too_many.body);
+    assert!(
+        too_many.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("501 rows in one request; at most 500"),
+        "{}",
+        too_many.body
+    );
+    let huge = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(format!("{{\"rows\": [{}]}}", "{}, ".repeat(40_000))),
+    )
+    .await;
+    assert_eq!(huge.status, 413, "{}", huge.body);
+
+    // The Open Inference Protocol: the same scores from tensors.
+    let metadata = call(&served, "GET", "/v2/models/churn", Some(&tokens.crm), None).await;
+    assert_eq!(metadata.status, 200, "{}", metadata.body);
+    assert_eq!(
+        metadata.body["inputs"],
+        json!([
+            {"name": "logins", "datatype": "FP64", "shape": [-1]},
+            {"name": "contract", "datatype": "BYTES", "shape": [-1]}
+        ])
+    );
+    let inferred = call(
+        &served,
+        "POST",
+        "/v2/models/churn/infer",
+        Some(&tokens.crm),
+        Some(
+            json!({
+                "id": "ticket-7",
+                "inputs": [
+                    {"name": "customer_id", "shape": [2], "datatype": "BYTES", "data": ["C0000", "C0001"]},
+                    {"name": "logins", "shape": [2, 1], "datatype": "FP64", "data": [[0.0], [7.0]]},
+                    {"name": "contract", "shape": [2], "datatype": "BYTES", "data": ["monthly", "yearly"]}
+                ]
+            })
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(inferred.status, 200, "{}", inferred.body);
+    assert_eq!(inferred.body["id"], "ticket-7");
+    assert_eq!(inferred.body["model_version"], "1");
+    let output = |name: &str| {
+        inferred.body["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap_or_else(|| panic!("no output {name}"))["data"]
+            .clone()
+    };
+    for (row, id) in ["C0000", "C0001"].into_iter().enumerate() {
+        assert_eq!(
+            output("probability")[row].as_f64().unwrap().to_bits(),
+            batch[id]["probability"].as_f64().unwrap().to_bits()
+        );
+        let top: Value =
+            serde_json::from_str(output("top_features")[row].as_str().unwrap()).unwrap();
+        assert_eq!(top[0]["feature"], batch[id]["top_features"][0]["feature"]);
+    }
+    let ragged = call(
+        &served,
+        "POST",
+        "/v2/models/churn/infer",
+        Some(&tokens.crm),
+        Some(
+            json!({"inputs": [
+                {"name": "logins", "shape": [2], "datatype": "FP64", "data": [1.0, 2.0]},
+                {"name": "contract", "shape": [1], "datatype": "BYTES", "data": ["monthly"]}
+            ]})
+            .to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(ragged.status, 400);
+    assert!(
+        ragged.body["error"]
+            .as_str()
+            .unwrap()
+            .contains("input 'contract' has 1 values but the inputs before it have 2"),
+        "{}",
+        ragged.body
+    );
+
+    // The document and the metrics.
+    let document = call(&served, "GET", "/v1/openapi.json", None, None).await;
+    assert!(document.body["paths"]["/v1/models/{reference}/predict"]["post"].is_object());
+    let metrics = call(&served, "GET", "/metrics", None, None).await;
+    let text = metrics.body.as_str().unwrap();
+    let mut samples = BTreeMap::new();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("{line}"));
+        assert!(
+            series.chars().next().unwrap().is_ascii_alphabetic(),
+            "{line}"
+        );
+        samples.insert(series.to_string(), value);
+    }
+    assert_eq!(
+        samples[r#"lakescore_http_requests_total{endpoint="predict",model="churn",status="200"}"#],
+        2.0
+    );
+    assert_eq!(
+        samples[r#"lakescore_rows_scored_total{model="churn"}"#],
+        43.0
+    );
+    assert!(
+        samples.keys().all(|s| !s.contains("ltv")),
+        "an unknown model became a label"
+    );
+
+    // Stopping commits every online prediction and request.
+    let (workspace, log) = served.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    let kept = crate::serve::csv(
+        &workspace,
+        "SELECT run_id, client, source_table, count(*) AS n, count(DISTINCT prediction_id) AS ids \
+         FROM scored.churn_online GROUP BY run_id, client, source_table ORDER BY n DESC",
+    );
+    let mut lines = kept.lines().skip(1);
+    assert_eq!(
+        lines.next().unwrap(),
+        format!("{request_id},crm,online,40,40"),
+        "{kept}"
+    );
+    let rest: Vec<&str> = lines.collect();
+    assert_eq!(rest.len(), 2, "{kept}");
+    let imputed_row = crate::serve::csv(
+        &workspace,
+        "SELECT customer_id, features['logins'] AS logins, features['contract'] AS contract, model_version \
+         FROM scored.churn_online WHERE customer_id = 'NEW1'",
+    );
+    assert_eq!(
+        imputed_row,
+        "customer_id,logins,contract,model_version\nNEW1,,monthly,1\n"
+    );
+    let statuses = crate::serve::csv(
+        &workspace,
+        "SELECT status, count(*) AS n FROM ops.request_log GROUP BY status ORDER BY status",
+    );
+    for expected in ["200,", "400,", "401,", "403,", "404,", "413,"] {
+        assert!(
+            statuses.lines().any(|l| l.starts_with(expected)),
+            "{expected} missing from {statuses}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_promotion_takes_effect_under_load_without_a_failed_request_and_overload_is_shed() {
+    let (served, tokens) = serve_http(
+        "model_refresh = \"200ms\"\nmax_in_flight = 1\nmax_queued = 3\nflush_interval = \"500ms\"",
+    );
+    wait_until_ready(&served).await;
+    crate::serve::run(served.workspace(), &["train", "churn"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for client in 0..2 {
+        let stop = stop.clone();
+        let port = served.http_port;
+        let token = tokens.crm.clone();
+        clients.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut seen = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let response = http
+                    .post(format!("http://127.0.0.1:{port}/v1/models/churn/predict"))
+                    .bearer_auth(&token)
+                    .body(json!({"rows": customer_rows(client..client + 1)}).to_string())
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                seen.push((status, body["predictions"][0]["model_version"].as_u64()));
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    crate::serve::run(served.workspace(), &["models", "promote", "churn", "2"]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for client in clients {
+        let seen = client.await.unwrap();
+        assert!(seen.iter().all(|(status, _)| *status == 200), "{seen:?}");
+        let versions: Vec<u64> = seen.iter().filter_map(|(_, v)| *v).collect();
+        assert_eq!(versions.first(), Some(&1), "{versions:?}");
+        assert_eq!(versions.last(), Some(&2), "{versions:?}");
+        assert!(versions.windows(2).all(|w| w[0] <= w[1]), "{versions:?}");
+    }
+
+    // Far more requests than slots and queue: the rest are refused at once with 429.
+    let mut refused = 0;
+    for _ in 0..5 {
+        let burst: Vec<_> = (0..24)
+            .map(|_| {
+                let port = served.http_port;
+                let token = tokens.crm.clone();
+                tokio::spawn(async move {
+                    reqwest::Client::new()
+                        .post(format!("http://127.0.0.1:{port}/v1/models/churn/predict"))
+                        .bearer_auth(token)
+                        .body(json!({"rows": customer_rows(0..2000)}).to_string())
+                        .send()
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for response in burst {
+            let response = response.await.unwrap();
+            match response.status().as_u16() {
+                200 => {}
+                429 => {
+                    refused += 1;
+                    assert_eq!(response.headers()["retry-after"], "1");
+                }
+                other => panic!("status {other}: {}", response.text().await.unwrap()),
+            }
+        }
+        if refused > 0 {
+            break;
+        }
+    }
+    assert!(refused > 0, "no request was refused");
+    let after = predict(&served, "churn", &tokens.crm, &customer_rows(0..1)).await;
+    assert_eq!(after.status, 200, "{}", after.body);
+    let metrics = call(&served, "GET", "/metrics", None, None).await;
+    assert!(
+        metrics
+            .body
+            .as_str()
+            .unwrap()
+            .contains("lakescore_model_reloads_total{model=\"churn\"} 1"),
+        "{}",
+        metrics.body
+    );
+    let (workspace, _) = served.stop();
+    let versions = crate::serve::csv(
+        &workspace,
+        "SELECT model_version, count(*) > 0 AS scored FROM scored.churn_online GROUP BY model_version ORDER BY model_version",
+    );
+    assert_eq!(versions, "model_version,scored\n1,true\n2,true\n");
+}
