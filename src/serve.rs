@@ -61,8 +61,9 @@ pub async fn run(
             .await?;
         let address = api.local_addr()?;
         let clients: Vec<String> = config.tokens.iter().map(|t| t.name.clone()).collect();
+        let scheme = if api.has_tls() { "https" } else { "http" };
         println!(
-            "lakescore serve: HTTP API on http://{address}; clients: {}",
+            "lakescore serve: HTTP API on {scheme}://{address}; clients: {}",
             if clients.is_empty() {
                 String::from("anonymous only")
             } else {
@@ -70,7 +71,7 @@ pub async fn run(
             }
         );
         println!(
-            "score with: curl -H \"Authorization: Bearer TOKEN\" -d '{{\"rows\": [...]}}' http://{address}/v1/models/MODEL/predict"
+            "score with: curl -H \"Authorization: Bearer TOKEN\" -d '{{\"rows\": [...]}}' {scheme}://{address}/v1/models/MODEL/predict"
         );
         let stop = shutdown.clone();
         running.spawn(async move { api.run(stop).await });

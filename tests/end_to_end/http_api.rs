@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::serve::{Served, serve};
+use crate::serve::{Served, serve_configured};
 use crate::support::lakescore;
 
 /// A new token and its `secret_sha256`, from `lakescore serve --new-token`.
@@ -41,11 +41,18 @@ struct Tokens {
 
 /// Serves the churn project with the HTTP API (and `http` in `[serve.http]`).
 fn serve_http(http: &str) -> (Served, Tokens) {
+    serve_http_with("", http, "")
+}
+
+/// Serves the churn project with `serve` in `[serve]`, `http` in `[serve.http]` and
+/// `model` in the churn model's sections.
+fn serve_http_with(serve_settings: &str, http: &str, model: &str) -> (Served, Tokens) {
     let (crm, crm_hash) = new_token();
     let (reports, reports_hash) = new_token();
     let (ops, ops_hash) = new_token();
-    let served = serve(&format!(
-        r#"
+    let served = serve_configured(
+        &format!(
+            r#"{serve_settings}
 [serve.http]
 listen = "127.0.0.1:0"
 {http}
@@ -62,7 +69,10 @@ name = "ops"
 secret_sha256 = "{ops_hash}"
 models = ["*"]
 "#
-    ));
+        ),
+        "",
+        model,
+    );
     assert_ne!(served.http_port, 0, "no HTTP address printed");
     (served, Tokens { crm, reports, ops })
 }
@@ -604,4 +614,178 @@ async fn a_promotion_takes_effect_under_load_without_a_failed_request_and_overlo
         "SELECT model_version, count(*) > 0 AS scored FROM scored.churn_online GROUP BY model_version ORDER BY model_version",
     );
     assert_eq!(versions, "model_version,scored\n1,true\n2,true\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_api_speaks_https_with_the_servers_certificate_and_a_silent_client_holds_up_no_one() {
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/tls");
+    let (served, tokens) = serve_http_with(
+        &format!(
+            "tls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            data.join("server.pem").display(),
+            data.join("server.key").display()
+        ),
+        "",
+        "",
+    );
+    // A client that connects and never starts its handshake.
+    let _silent = tokio::net::TcpStream::connect(("127.0.0.1", served.http_port))
+        .await
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let answer = client
+        .post(format!(
+            "https://127.0.0.1:{}/v1/models/churn/predict",
+            served.http_port
+        ))
+        .bearer_auth(&tokens.crm)
+        .body(json!({"rows": customer_rows(0..3)}).to_string())
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status().as_u16(), 200);
+    let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+    assert_eq!(body["predictions"].as_array().unwrap().len(), 3);
+    let plain = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", served.http_port))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(plain.is_err(), "plain HTTP was answered: {plain:?}");
+    served.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_are_scored_from_the_feature_tables_newest_version_as_batch_scores_them() {
+    let (served, tokens) = serve_http_with(
+        "",
+        "model_refresh = \"200ms\"",
+        "[model.online]\nfeatures = \"curated.customers\"\n",
+    );
+    wait_until_ready(&served).await;
+    crate::serve::run(
+        served.workspace(),
+        &["score", "churn", "--input", "curated.customers"],
+    );
+    let batch: BTreeMap<String, Value> = json_rows(
+        &served,
+        "SELECT customer_id, probability, top_features, source_table_version FROM scored.churn",
+    )
+    .into_iter()
+    .map(|row| (row["customer_id"].as_str().unwrap().to_string(), row))
+    .collect();
+    let keyed = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(json!({"keys": ["C0003", {"customer_id": "C0010"}]}).to_string()),
+    )
+    .await;
+    assert_eq!(keyed.status, 200, "{}", keyed.body);
+    assert_eq!(keyed.body["features_table"], "curated.customers");
+    let version = keyed.body["features_table_version"].as_u64().unwrap();
+    assert_eq!(json!(version), batch["C0003"]["source_table_version"]);
+    for (prediction, id) in keyed.body["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["C0003", "C0010"])
+    {
+        assert_eq!(prediction["key"]["customer_id"], id);
+        assert_eq!(
+            prediction["probability"].as_f64().unwrap().to_bits(),
+            batch[id]["probability"].as_f64().unwrap().to_bits(),
+            "{id}"
+        );
+        assert_eq!(
+            prediction["top_features"][0]["value"],
+            batch[id]["top_features"][0]["value"]
+        );
+    }
+    let unknown = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(json!({"keys": ["C0003", "NOPE"]}).to_string()),
+    )
+    .await;
+    assert_eq!(unknown.status, 404, "{}", unknown.body);
+    assert!(
+        unknown.body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!(
+                "1 of the keys is not in curated.customers@{version}: \"NOPE\""
+            )),
+        "{}",
+        unknown.body
+    );
+    let both = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(json!({"keys": ["C0003"], "rows": []}).to_string()),
+    )
+    .await;
+    assert_eq!(both.status, 400, "{}", both.body);
+
+    // A new version of the feature table is picked up: C0003 now logs in often.
+    served.workspace().write_file(
+        "extracts/customers_2.csv",
+        "customer_id,logins,contract,churned\nC0003,39,yearly,false\n",
+    );
+    crate::serve::run(served.workspace(), &["ingest"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let refreshed = loop {
+        let answer = call(
+            &served,
+            "POST",
+            "/v1/models/churn/predict",
+            Some(&tokens.crm),
+            Some(json!({"keys": ["C0003"]}).to_string()),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        if answer.body["features_table_version"].as_u64() != Some(version) {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new version was never picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        refreshed.body["features_table_version"].as_u64(),
+        Some(version + 1)
+    );
+    assert_eq!(
+        refreshed.body["predictions"][0]["top_features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["feature"] == "logins")
+            .unwrap()["value"],
+        "39"
+    );
+    let (workspace, _) = served.stop();
+    let lineage = crate::serve::csv(
+        &workspace,
+        "SELECT DISTINCT source_table, source_table_version FROM scored.churn_online \
+         ORDER BY source_table_version",
+    );
+    assert_eq!(
+        lineage,
+        format!(
+            "source_table,source_table_version\ncurated.customers,{version}\ncurated.customers,{}\n",
+            version + 1
+        )
+    );
 }

@@ -109,6 +109,12 @@ pub fn serve(extra: &str) -> Served {
 
 /// Serves the test project with `extra` in `[serve]` and `analyst` in the analyst's role.
 pub fn serve_with(extra: &str, analyst: &str) -> Served {
+    serve_configured(extra, analyst, "")
+}
+
+/// Serves the test project with `extra` in `[serve]`, `analyst` in the analyst's role and
+/// `model` after the churn model's features (its other sections).
+pub fn serve_configured(extra: &str, analyst: &str, model: &str) -> Served {
     let workspace = Workspace::init();
     let hash = lakescore_with_input(
         workspace.path(),
@@ -129,6 +135,10 @@ pub fn serve_with(extra: &str, analyst: &str) -> Served {
             .replace(
                 "select = [\"curated\", \"scored\"]\n",
                 &format!("select = [\"curated\", \"scored\"]\n{analyst}"),
+            )
+            .replace(
+                "contract = \"categorical\"\n",
+                &format!("contract = \"categorical\"\n{model}"),
             ),
     );
     workspace.write_file("extracts/customers_1.csv", &customers(200));
@@ -177,7 +187,9 @@ pub fn start(workspace: Workspace) -> Served {
     };
     Served {
         port: port_after("SQL on 127.0.0.1:").unwrap_or(0),
-        http_port: port_after("HTTP API on http://127.0.0.1:").unwrap_or(0),
+        http_port: port_after("HTTP API on http://127.0.0.1:")
+            .or_else(|| port_after("HTTP API on https://127.0.0.1:"))
+            .unwrap_or(0),
         workspace: Some(workspace),
         server: Some(server),
     }

@@ -29,7 +29,7 @@ pub use job::{
 };
 
 pub use http::{HttpConfig, ServeToken};
-pub use model::{Algorithm, FeatureKind, ModelConfig, Task};
+pub use model::{Algorithm, FeatureKind, ModelConfig, OnlineConfig, Task};
 pub use serve::{ServeConfig, ServeRole, ServeUser};
 pub use source::{
     BadRowLimit, ColumnSpec, ColumnType, DialectSettings, LandingMode, SourceConfig, SourceFormat,

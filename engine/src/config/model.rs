@@ -56,6 +56,17 @@ pub struct ModelConfig {
     /// `[model.monitoring]`: realized-metric windows and the floors that request retraining.
     #[serde(default)]
     pub monitoring: super::MonitoringConfig,
+    /// `[model.online]`: how the HTTP API finds a row's features from its key.
+    pub online: Option<OnlineConfig>,
+}
+
+/// `[model.online]` of a `[[model]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OnlineConfig {
+    /// The table holding each key's current features (`schema.name`), held in memory by
+    /// `lakescore serve` and refreshed when a new version is committed.
+    pub features: String,
 }
 
 /// What a model predicts.
@@ -170,6 +181,10 @@ impl ModelConfig {
             ))
         } else if self.max_training_rows == 0 {
             Some(String::from("max_training_rows must be positive"))
+        } else if self.online.is_some() && self.key.is_empty() {
+            Some(String::from(
+                "[model.online] features looks rows up by the model's key: set key = [\"...\"]",
+            ))
         } else {
             self.drift
                 .check(&self.features)

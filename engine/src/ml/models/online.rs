@@ -96,6 +96,9 @@ pub struct OnlineRequest {
     pub scored_at: DateTime<Utc>,
     /// How many features each explanation names.
     pub top_features: usize,
+    /// The table version the rows' features were read from, when they were looked up by
+    /// key (else the rows came in the request, and `source_table` says `online`).
+    pub source: Option<(String, u64)>,
 }
 
 /// A request's scored rows.
@@ -303,7 +306,8 @@ fn imputations(model: &LoadedModel, features: &[RawColumn], rows: usize) -> Vec<
 /// The scored rows in the online table's layout: `prediction_id`, the key columns (as
 /// text), `prediction`, `probability`, `confidence`, `top_features`, `features` (a struct
 /// of the values scored), then the lineage columns of a batch scoring (`source_table` is
-/// `online`, `source_table_version` NULL, `run_id` the request's id) and `client`.
+/// the feature table and version the rows were looked up in, or `online` with a NULL
+/// version for rows sent in the request; `run_id` is the request's id) and `client`.
 fn online_batch(
     model: &LoadedModel,
     read: &ReadRows,
@@ -360,8 +364,17 @@ fn online_batch(
             "training_table_version",
             Some(manifest.training_table_version),
         ),
-        text("source_table", ONLINE_SOURCE),
-        number("source_table_version", None),
+        text(
+            "source_table",
+            request
+                .source
+                .as_ref()
+                .map_or(ONLINE_SOURCE, |(table, _)| table),
+        ),
+        number(
+            "source_table_version",
+            request.source.as_ref().map(|(_, version)| *version),
+        ),
         text("run_id", &request.request_id),
         text("client", &request.client),
         (

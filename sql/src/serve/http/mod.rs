@@ -11,11 +11,13 @@
 //! every request in `ops.request_log`); what a failure answers: [`errors`].
 
 pub mod errors;
+pub mod features;
 pub mod metrics;
 pub mod models;
 pub mod online_log;
 pub mod openapi;
 pub mod slots;
+pub mod tls_listener;
 pub mod tokens;
 pub mod v1;
 pub mod v2;
@@ -27,14 +29,17 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
+use axum::extract::connect_info::Connected;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use lakescore_engine::config::HttpConfig;
 use lakescore_engine::ml::models::online::{
     OnlineError, OnlineRequest, OnlineScores, score_json_rows,
@@ -47,10 +52,12 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use self::errors::ApiError;
+use self::features::FeatureTables;
 use self::metrics::Metrics;
 use self::models::LiveModels;
 use self::online_log::{Flushing, MAX_BACKLOG, OnlineLog, OnlineWriter, RequestEntry};
 use self::slots::Slots;
+use self::tls_listener::TlsListener;
 use self::tokens::{Client, Tokens};
 use crate::error::{Error, Result};
 
@@ -97,6 +104,13 @@ impl HttpServer {
                 what: format!("cannot listen on {listen} (set --http or [serve.http] listen)"),
                 source,
             })?;
+        let tls = match (&serve.tls_cert, &serve.tls_key) {
+            (Some(cert), Some(key)) => Some(super::tls::acceptor(
+                &self.project.dir.join(cert),
+                &self.project.dir.join(key),
+            )?),
+            _ => None,
+        };
         let metrics = Arc::new(Metrics::default());
         let stop_writing = CancellationToken::new();
         let flushing = Flushing {
@@ -112,6 +126,9 @@ impl HttpServer {
         let api = Arc::new(Api {
             top_features: self.project.config.functions.top_features,
             tokens,
+            features: Arc::new(
+                FeatureTables::new(&self.project, self.lakehouse.clone()).map_err(Error::Serve)?,
+            ),
             models: LiveModels::new(self.lakehouse, config.model_refresh, metrics.clone()),
             slots: Slots::new(config.max_in_flight, config.max_queued),
             online,
@@ -121,6 +138,7 @@ impl HttpServer {
         });
         Ok(HttpBound {
             listener,
+            tls,
             api,
             writer,
             stop_writing,
@@ -131,12 +149,18 @@ impl HttpServer {
 /// A bound HTTP API, ready to answer.
 pub struct HttpBound {
     listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     api: Arc<Api>,
     writer: OnlineWriter,
     stop_writing: CancellationToken,
 }
 
 impl HttpBound {
+    /// True when requests come over TLS (HTTPS).
+    pub fn has_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// The address it listens on (the port the system chose for port 0).
     pub fn local_addr(&self) -> Result<SocketAddr> {
         self.listener.local_addr().map_err(|source| Error::Network {
@@ -149,15 +173,31 @@ impl HttpBound {
     /// then commits every online prediction and request entry still waiting.
     pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
         let api = self.api.clone();
+        let refreshing = self.stop_writing.child_token();
         tokio::spawn(async move {
             let loaded = api.models.preload().await;
+            api.features.refresh().await;
             tracing::info!("HTTP API ready; champions loaded: {}", loaded.join(", "));
             api.ready.store(true, Ordering::Release);
+            let features = api.features.clone();
+            let refresh = api.config.model_refresh;
+            drop(api);
+            features.keep_current(refresh, refreshing).await;
         });
-        let app = router(self.api.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
+        let app = router(self.api.clone());
+        let served = match self.tls {
+            None => {
+                let listener = self.listener.tap_io(|socket| {
+                    let _ = socket.set_nodelay(true);
+                });
+                serve(listener, app, shutdown).await
+            }
+            Some(acceptor) => match TlsListener::new(self.listener, acceptor) {
+                // The connections' own options were set before their handshakes.
+                Ok(listener) => serve(listener.tap_io(|_| {}), app, shutdown).await,
+                Err(error) => Err(error),
+            },
+        };
         self.stop_writing.cancel();
         self.writer.flush().await;
         served.map_err(|source| Error::Network {
@@ -165,6 +205,20 @@ impl HttpBound {
             source,
         })
     }
+}
+
+/// Answers on `listener` until `shutdown`, then lets running requests finish.
+async fn serve<L>(listener: L, app: Router, shutdown: CancellationToken) -> std::io::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+    for<'a> SocketAddr: Connected<IncomingStream<'a, L>>,
+{
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await
 }
 
 fn router(api: Arc<Api>) -> Router {
@@ -214,6 +268,7 @@ pub struct Api {
     top_features: usize,
     tokens: Tokens,
     models: LiveModels,
+    features: Arc<FeatureTables>,
     slots: Slots,
     online: OnlineLog,
     metrics: Arc<Metrics>,
@@ -234,15 +289,15 @@ impl Api {
         Ok(client)
     }
 
-    /// Scores the rows `parse` reads from the body with the version `reference` names
-    /// now, keeps the predictions for the online table, and returns them.
+    /// Scores the rows `parse` reads from the body (given the version `reference` names
+    /// now), keeps the predictions for the online table, and returns them.
     async fn score(
         &self,
         exchange: &mut Exchange,
         client: &Client,
         reference: &ModelRef,
-        parse: impl FnOnce() -> Result<Vec<Value>, ApiError> + Send + 'static,
-    ) -> Result<(Arc<LoadedModel>, OnlineScores), ApiError> {
+        parse: impl FnOnce(&LoadedModel) -> Result<Parsed, ApiError> + Send + 'static,
+    ) -> Result<Scored, ApiError> {
         if self.online.backlog() > MAX_BACKLOG {
             return Err(ApiError::Unavailable(String::from(
                 "online predictions cannot be kept right now (the lakehouse is not taking writes); try again later",
@@ -252,18 +307,19 @@ impl Api {
         let work = async {
             let model = self.models.get(reference).await?;
             exchange.model = Some(model.clone());
-            let request = OnlineRequest {
+            let mut request = OnlineRequest {
                 request_id: exchange.request_id.clone(),
                 client: client.name.clone(),
                 scored_at: Utc::now(),
                 top_features: self.top_features,
+                source: None,
             };
             let max_rows = self.config.max_rows;
             let scoring = model.clone();
-            let scores = self
+            let (scores, source) = self
                 .slots
                 .run(move || {
-                    let rows = parse()?;
+                    let Parsed { rows, source } = parse(&scoring)?;
                     if rows.is_empty() {
                         return Err(ApiError::bad_request("no rows to score: send at least one"));
                     }
@@ -273,7 +329,8 @@ impl Api {
                             rows.len()
                         )));
                     }
-                    score_json_rows(&scoring, &rows, &request).map_err(|error| {
+                    request.source = source.clone();
+                    let scores = score_json_rows(&scoring, &rows, &request).map_err(|error| {
                         let message = error.to_string();
                         match error {
                             OnlineError::Rows { problems, .. } => {
@@ -286,22 +343,47 @@ impl Api {
                                 ))
                             }
                         }
-                    })
+                    })?;
+                    Ok((scores, source))
                 })
                 .await??;
-            Ok::<_, ApiError>((model, scores))
+            Ok::<_, ApiError>(Scored {
+                model,
+                scores,
+                source,
+            })
         };
-        let (model, scores) = tokio::time::timeout(timeout, work).await.map_err(|_| {
+        let scored = tokio::time::timeout(timeout, work).await.map_err(|_| {
             ApiError::Unavailable(format!(
                 "the request did not finish within {} ([serve.http] request_timeout); try again, or send fewer rows",
                 humantime::format_duration(timeout)
             ))
         })??;
-        exchange.rows = scores.batch.num_rows() as u64;
-        self.online
-            .predictions(online_table(&model.manifest.name), scores.batch.clone());
-        Ok((model, scores))
+        exchange.rows = scored.scores.batch.num_rows() as u64;
+        self.online.predictions(
+            online_table(&scored.model.manifest.name),
+            scored.scores.batch.clone(),
+        );
+        Ok(scored)
     }
+}
+
+/// The rows a request sends or names, and the table version they were looked up in.
+pub struct Parsed {
+    /// Feature (and key) values, one object per row.
+    pub rows: Vec<Value>,
+    /// The feature table and version, when the rows were looked up by key.
+    pub source: Option<(String, u64)>,
+}
+
+/// A request's scored rows.
+pub struct Scored {
+    /// The version that scored them.
+    pub model: Arc<LoadedModel>,
+    /// The rows, in the online table's layout.
+    pub scores: OnlineScores,
+    /// The feature table and version, when the rows were looked up by key.
+    pub source: Option<(String, u64)>,
 }
 
 /// One request's bookkeeping: its id, who sent it, what it scored, and, when it is

@@ -23,9 +23,9 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::{Api, Exchange, body_bytes, model_reference};
+use super::{Api, Exchange, Parsed, body_bytes, model_reference};
 
-/// What `POST /v1/models/{reference}/predict` takes.
+/// What `POST /v1/models/{reference}/predict` takes: `rows`, or `keys`.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictRequest {
@@ -33,8 +33,12 @@ pub struct PredictRequest {
     /// true/false for boolean ones, text for categorical ones), and optionally the
     /// model's key columns, which are echoed back and kept with the prediction. A
     /// missing or null feature is imputed as in training, and the answer says how.
-    #[schema(value_type = Vec<Object>)]
-    pub rows: Vec<Value>,
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub rows: Option<Vec<Value>>,
+    /// Keys whose features are looked up in the model's `[model.online] features`
+    /// table: key values, or objects of the key columns for a composite key.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub keys: Option<Vec<Value>>,
 }
 
 /// What `POST /v1/models/{reference}/predict` answers.
@@ -42,6 +46,12 @@ pub struct PredictRequest {
 pub struct PredictResponse {
     /// The request's id: the `run_id` of its rows in the online table.
     pub request_id: String,
+    /// The table the keys' features were read from (requests with `keys`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features_table: Option<String>,
+    /// Its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features_table_version: Option<u64>,
     /// One per row, in order.
     pub predictions: Vec<Prediction>,
 }
@@ -133,18 +143,34 @@ pub async fn predict(
         let reference = model_reference(&reference)?;
         client.check(&reference.name)?;
         let body = body_bytes(body, &api)?;
-        let parse = move || {
+        let lookup = api.features.current(&reference.name);
+        let parse = move |model: &LoadedModel| {
             let request: PredictRequest = serde_json::from_slice(&body).map_err(|error| {
                 ApiError::bad_request(format!(
-                    "the body is not a predict request: {error}; send {{\"rows\": [{{\"feature\": value, ...}}]}}"
+                    "the body is not a predict request: {error}; send {{\"rows\": [{{\"feature\": value, ...}}]}} or {{\"keys\": [...]}}"
                 ))
             })?;
-            Ok(request.rows)
+            match (request.rows, request.keys) {
+                (Some(rows), None) => Ok(Parsed { rows, source: None }),
+                (None, Some(keys)) => {
+                    let snapshot = lookup?;
+                    Ok(Parsed {
+                        rows: snapshot.rows(model, &keys)?,
+                        source: Some((snapshot.table.to_string(), snapshot.version)),
+                    })
+                }
+                _ => Err(ApiError::bad_request(
+                    "send either \"rows\" (feature values) or \"keys\" (looked up in the model's [model.online] features table)",
+                )),
+            }
         };
-        let (model, scores) = api.score(&mut exchange, &client, &reference, parse).await?;
-        let predictions = predictions(&model, &scores)?;
+        let scored = api.score(&mut exchange, &client, &reference, parse).await?;
+        let predictions = predictions(&scored.model, &scored.scores)?;
+        let (features_table, features_table_version) = scored.source.unzip();
         Ok(Json(PredictResponse {
             request_id: exchange.request_id.clone(),
+            features_table,
+            features_table_version,
             predictions,
         })
         .into_response())

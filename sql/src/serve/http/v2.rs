@@ -15,14 +15,14 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use lakescore_engine::config::{FeatureKind, Task};
-use lakescore_engine::ml::models::registry::{ModelRef, VersionSelector};
+use lakescore_engine::ml::models::registry::{LoadedModel, ModelRef, VersionSelector};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::v1::{Prediction, predictions};
-use super::{Api, Exchange, body_bytes};
+use super::{Api, Exchange, Parsed, body_bytes};
 
 /// An inference request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -186,10 +186,15 @@ async fn infer_with(
         let wanted = wanted_outputs(request.outputs.as_deref())?;
         let id = request.id.clone();
         let inputs = request.inputs;
-        let (model, scores) = api
-            .score(&mut exchange, &client, &reference, move || rows(inputs))
-            .await?;
-        let predictions = predictions(&model, &scores)?;
+        let parse = move |_: &LoadedModel| {
+            Ok(Parsed {
+                rows: rows(inputs)?,
+                source: None,
+            })
+        };
+        let scored = api.score(&mut exchange, &client, &reference, parse).await?;
+        let model = scored.model.clone();
+        let predictions = predictions(&model, &scored.scores)?;
         let outputs = outputs(model.manifest.task, &predictions, wanted.as_deref())?;
         Ok(Json(InferResponse {
             model_name: model.manifest.name.clone(),
