@@ -520,10 +520,13 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_promotion_takes_effect_under_load_without_a_failed_request_and_overload_is_shed() {
-    let (served, tokens) = serve_http(
+    let (served, tokens) = serve_http_with(
+        "[[job]]\nname = \"nightly\"\nsteps = [{ score = \"churn\", input = \"curated.customers\" }]\n",
         "model_refresh = \"200ms\"\nmax_in_flight = 1\nmax_queued = 3\nflush_interval = \"500ms\"",
+        "",
     );
     wait_until_ready(&served).await;
+    crate::serve::run(served.workspace(), &["run", "nightly"]);
     crate::serve::run(served.workspace(), &["train", "churn"]);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
@@ -599,15 +602,17 @@ async fn a_promotion_takes_effect_under_load_without_a_failed_request_and_overlo
     let after = predict(&served, "churn", &tokens.crm, &customer_rows(0..1)).await;
     assert_eq!(after.status, 200, "{}", after.body);
     let metrics = call(&served, "GET", "/metrics", None, None).await;
-    assert!(
-        metrics
-            .body
-            .as_str()
-            .unwrap()
-            .contains("lakescore_model_reloads_total{model=\"churn\"} 1"),
-        "{}",
-        metrics.body
-    );
+    let text = metrics.body.as_str().unwrap();
+    for line in [
+        "lakescore_model_reloads_total{model=\"churn\"} 1",
+        "lakescore_job_last_run_succeeded{job=\"nightly\"} 1",
+        "lakescore_job_last_run_rows_written{job=\"nightly\"} 200",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
     let (workspace, _) = served.stop();
     let versions = crate::serve::csv(
         &workspace,

@@ -1,6 +1,7 @@
 //! `GET /metrics`: the HTTP API's figures in Prometheus' text format: requests by
 //! endpoint, model and status, latency histograms per model, rows scored, model
-//! reloads (a promotion taking effect) and the online tables' commits and backlog.
+//! reloads (a promotion taking effect), the online tables' commits and backlog, and each
+//! job's last run ([`super::job_figures`]).
 //!
 //! Labels only ever name models that were loaded, so requests for made-up model names
 //! cannot grow the figures without bound.
@@ -10,6 +11,8 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+
+use super::job_figures::LastRun;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -93,8 +96,9 @@ impl Metrics {
         self.figures.lock().online_commit_failures += 1;
     }
 
-    /// The figures in Prometheus' text format (0.0.4), with `backlog` rows waiting.
-    pub fn render(&self, backlog: usize) -> String {
+    /// The figures in Prometheus' text format (0.0.4), with `backlog` rows waiting and
+    /// the jobs' `last_runs`.
+    pub fn render(&self, backlog: usize, last_runs: &[LastRun]) -> String {
         let figures = self.figures.lock();
         let mut out = String::new();
         header(
@@ -190,6 +194,40 @@ impl Metrics {
             header(&mut out, name, kind, help);
             let _ = writeln!(out, "{name} {value}");
         }
+        type Figure = fn(&LastRun) -> f64;
+        let job_figures: [(&str, &str, Figure); 4] = [
+            (
+                "lakescore_job_last_run_finished_timestamp_seconds",
+                "When each job's last run ended (Unix time).",
+                |run| run.finished_at,
+            ),
+            (
+                "lakescore_job_last_run_succeeded",
+                "1 when each job's last run succeeded, else 0.",
+                |run| f64::from(u8::from(run.succeeded)),
+            ),
+            (
+                "lakescore_job_last_run_duration_seconds",
+                "How long each job's last run took.",
+                |run| run.seconds,
+            ),
+            (
+                "lakescore_job_last_run_rows_written",
+                "Rows each job's last run wrote.",
+                |run| run.rows_written as f64,
+            ),
+        ];
+        for (name, help, figure) in job_figures {
+            header(&mut out, name, "gauge", help);
+            for run in last_runs {
+                let _ = writeln!(
+                    out,
+                    "{name}{{job=\"{}\"}} {}",
+                    escape(&run.job),
+                    figure(run)
+                );
+            }
+        }
         out
     }
 }
@@ -218,7 +256,14 @@ mod tests {
         metrics.request("predict", Some("churn"), 200, 1, Duration::from_millis(40));
         metrics.request("predict", None, 404, 0, Duration::from_micros(100));
         metrics.reload("churn");
-        let text = metrics.render(7);
+        let nightly = LastRun {
+            job: String::from("nightly"),
+            finished_at: 1_700_000_000.0,
+            succeeded: true,
+            seconds: 12.5,
+            rows_written: 300,
+        };
+        let text = metrics.render(7, &[nightly]);
         for line in [
             "lakescore_http_requests_total{endpoint=\"predict\",model=\"churn\",status=\"200\"} 2",
             "lakescore_http_requests_total{endpoint=\"predict\",model=\"\",status=\"404\"} 1",
@@ -229,6 +274,10 @@ mod tests {
             "lakescore_rows_scored_total{model=\"churn\"} 4",
             "lakescore_model_reloads_total{model=\"churn\"} 1",
             "lakescore_online_backlog_rows 7",
+            "lakescore_job_last_run_finished_timestamp_seconds{job=\"nightly\"} 1700000000",
+            "lakescore_job_last_run_succeeded{job=\"nightly\"} 1",
+            "lakescore_job_last_run_duration_seconds{job=\"nightly\"} 12.5",
+            "lakescore_job_last_run_rows_written{job=\"nightly\"} 300",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

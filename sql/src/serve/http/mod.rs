@@ -12,6 +12,7 @@
 
 pub mod errors;
 pub mod features;
+pub mod job_figures;
 pub mod metrics;
 pub mod models;
 pub mod online_log;
@@ -53,6 +54,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::errors::ApiError;
 use self::features::FeatureTables;
+use self::job_figures::JobFigures;
 use self::metrics::Metrics;
 use self::models::LiveModels;
 use self::online_log::{Flushing, MAX_BACKLOG, OnlineLog, OnlineWriter, RequestEntry};
@@ -129,6 +131,7 @@ impl HttpServer {
             features: Arc::new(
                 FeatureTables::new(&self.project, self.lakehouse.clone()).map_err(Error::Serve)?,
             ),
+            jobs: JobFigures::new(self.lakehouse.clone()),
             models: LiveModels::new(self.lakehouse, config.model_refresh, metrics.clone()),
             slots: Slots::new(config.max_in_flight, config.max_queued),
             online,
@@ -269,6 +272,7 @@ pub struct Api {
     tokens: Tokens,
     models: LiveModels,
     features: Arc<FeatureTables>,
+    jobs: JobFigures,
     slots: Slots,
     online: OnlineLog,
     metrics: Arc<Metrics>,
@@ -505,7 +509,8 @@ async fn prometheus(State(api): State<Arc<Api>>) -> Response {
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        api.metrics.render(api.online.backlog()),
+        api.metrics
+            .render(api.online.backlog(), &api.jobs.last_runs().await),
     )
         .into_response()
 }
