@@ -668,10 +668,31 @@ async fn the_api_speaks_https_with_the_servers_certificate_and_a_silent_client_h
 async fn keys_are_scored_from_the_feature_tables_newest_version_as_batch_scores_them() {
     let (served, tokens) = serve_http_with(
         "",
-        "model_refresh = \"200ms\"",
+        "model_refresh = \"200ms\"\nrequest_timeout = \"1s\"",
         "[model.online]\nfeatures = \"curated.customers\"\n",
     );
     wait_until_ready(&served).await;
+    // A client that sends its headers and then its body slowly is answered and cut off
+    // at the deadline, while others are served.
+    let slow = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", served.http_port))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST /v1/models/churn/predict HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"keys\": [",
+            tokens.crm
+        );
+        socket.write_all(head.as_bytes()).await.unwrap();
+        tokio::spawn(async move {
+            let mut answer = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer))
+                    .await;
+            (read.is_ok(), String::from_utf8_lossy(&answer).to_string())
+        })
+    };
     crate::serve::run(
         served.workspace(),
         &["score", "churn", "--input", "curated.customers"],
@@ -712,6 +733,13 @@ async fn keys_are_scored_from_the_feature_tables_newest_version_as_batch_scores_
             batch[id]["top_features"][0]["value"]
         );
     }
+    let (closed, answer) = slow.await.unwrap();
+    assert!(closed, "the slow client was never cut off");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(
+        answer.contains("was not received and answered within 1s"),
+        "{answer}"
+    );
     let unknown = call(
         &served,
         "POST",
