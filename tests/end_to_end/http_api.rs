@@ -822,3 +822,45 @@ async fn keys_are_scored_from_the_feature_tables_newest_version_as_batch_scores_
         )
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_past_the_limit_are_refused_and_idle_ones_closed() {
+    use tokio::io::AsyncReadExt;
+    let (served, _tokens) =
+        serve_http("max_connections = 3\nrequest_timeout = \"1s\"\nidle_timeout = \"2s\"");
+    wait_until_ready(&served).await;
+    // The readiness checks' connections close first.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        idle.push(
+            tokio::net::TcpStream::connect(("127.0.0.1", served.http_port))
+                .await
+                .unwrap(),
+        );
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{}/healthz", served.http_port))
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await;
+    assert!(
+        refused.is_err(),
+        "a fourth connection was served: {refused:?}"
+    );
+    // The idle connections are closed by the server, then others are served again.
+    for socket in &mut idle {
+        let mut byte = [0u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut byte)).await;
+        assert!(
+            matches!(read, Ok(Ok(0)) | Ok(Err(_))),
+            "an idle connection stayed open: {read:?}"
+        );
+    }
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served_again = call(&served, "GET", "/healthz", None, None).await;
+    assert_eq!(served_again.status, 200);
+    served.stop();
+}

@@ -35,6 +35,13 @@ pub struct HttpConfig {
     /// The longest a request may wait and score together; then it fails with 503.
     #[serde(default = "default_request_timeout", with = "duration_text")]
     pub request_timeout: Duration,
+    /// Most connections open at once; more are closed as soon as they are accepted.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with nothing read or written for this long is closed (longer than
+    /// `request_timeout`).
+    #[serde(default = "default_idle_timeout", with = "duration_text")]
+    pub idle_timeout: Duration,
     /// How often `name` and `name@alias` are looked up again, so a promotion takes effect
     /// within this time.
     #[serde(default = "default_model_refresh", with = "duration_text")]
@@ -59,6 +66,8 @@ impl Default for HttpConfig {
             max_in_flight: default_max_in_flight(),
             max_queued: default_max_queued(),
             request_timeout: default_request_timeout(),
+            max_connections: default_max_connections(),
+            idle_timeout: default_idle_timeout(),
             model_refresh: default_model_refresh(),
             flush_interval: default_flush_interval(),
             flush_rows: default_flush_rows(),
@@ -127,12 +136,21 @@ pub(super) fn check(http: Option<&HttpConfig>, tokens: &[ServeToken]) -> Result<
             ));
         }
     }
-    if let Some(http) = http
-        && (http.max_in_flight == 0 || http.max_rows == 0 || http.max_body == 0)
-    {
-        return Err(String::from(
-            "[serve.http] max_in_flight, max_rows and max_body must be at least 1",
-        ));
+    if let Some(http) = http {
+        if http.max_in_flight == 0
+            || http.max_rows == 0
+            || http.max_body == 0
+            || http.max_connections == 0
+        {
+            return Err(String::from(
+                "[serve.http] max_in_flight, max_rows, max_body and max_connections must be at least 1",
+            ));
+        }
+        if http.idle_timeout <= http.request_timeout {
+            return Err(String::from(
+                "[serve.http] idle_timeout must be longer than request_timeout, or a connection waiting for its answer would be closed",
+            ));
+        }
     }
     Ok(())
 }
@@ -159,6 +177,14 @@ fn default_max_queued() -> usize {
 
 fn default_request_timeout() -> Duration {
     Duration::from_secs(10)
+}
+
+fn default_max_connections() -> usize {
+    1024
+}
+
+fn default_idle_timeout() -> Duration {
+    Duration::from_secs(30)
 }
 
 fn default_model_refresh() -> Duration {

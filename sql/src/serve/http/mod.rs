@@ -7,9 +7,11 @@
 //! loaded), `GET /metrics` ([`metrics`], Prometheus text) and `GET /v1/openapi.json`
 //! ([`openapi`], generated from the handlers). Who may call it: [`tokens`]; which
 //! version a reference means now: [`models`]; how much work it takes on at once:
-//! [`slots`]; what it keeps: [`online_log`] (every prediction in `scored.<model>_online`,
+//! [`slots`]; how many connections it holds and for how long: [`connections`]; what it
+//! keeps: [`online_log`] (every prediction in `scored.<model>_online`,
 //! every request in `ops.request_log`); what a failure answers: [`errors`].
 
+pub mod connections;
 pub mod errors;
 pub mod features;
 pub mod job_figures;
@@ -52,6 +54,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use self::connections::Guarded;
 use self::errors::ApiError;
 use self::features::FeatureTables;
 use self::job_figures::JobFigures;
@@ -188,16 +191,25 @@ impl HttpBound {
             features.keep_current(refresh, refreshing).await;
         });
         let app = router(self.api.clone());
+        let (most, idle) = (
+            self.api.config.max_connections,
+            self.api.config.idle_timeout,
+        );
+        // tap_io outermost: it gives handlers the client's address.
         let served = match self.tls {
             None => {
                 let listener = self.listener.tap_io(|socket| {
                     let _ = socket.set_nodelay(true);
                 });
+                let listener = Guarded::new(listener, most, idle).tap_io(|_| {});
                 serve(listener, app, shutdown).await
             }
             Some(acceptor) => match TlsListener::new(self.listener, acceptor) {
                 // The connections' own options were set before their handshakes.
-                Ok(listener) => serve(listener.tap_io(|_| {}), app, shutdown).await,
+                Ok(listener) => {
+                    let listener = Guarded::new(listener, most, idle).tap_io(|_| {});
+                    serve(listener, app, shutdown).await
+                }
                 Err(error) => Err(error),
             },
         };

@@ -1,22 +1,27 @@
 //! HTTPS: connections on the API's port complete a TLS handshake (with `[serve]`'s
 //! certificate and key, as the SQL listener) before any request is read. Handshakes run
-//! side by side, each within [`HANDSHAKE_TIMEOUT`], so a client that connects and stays
-//! silent holds up no one; a failed handshake closes only its own connection.
+//! side by side, each within [`HANDSHAKE_TIMEOUT`] and at most [`HANDSHAKING`] at once,
+//! so a client that connects and stays silent holds up no one; a failed handshake closes
+//! only its own connection.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::serve::Listener;
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use datafusion_postgres::pgwire::tokio::tokio_rustls::server::TlsStream;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 
 /// The longest a TLS handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Handshaken connections waiting to be served, at most.
 const WAITING: usize = 64;
+
+/// Handshakes under way at once, at most; connections past them are closed at once.
+const HANDSHAKING: usize = 256;
 
 /// A listener whose connections are TLS streams.
 pub struct TlsListener {
@@ -31,6 +36,7 @@ impl TlsListener {
     pub fn new(listener: TcpListener, acceptor: TlsAcceptor) -> std::io::Result<Self> {
         let local = listener.local_addr()?;
         let (sender, handshaken) = mpsc::channel(WAITING);
+        let handshaking = Arc::new(Semaphore::new(HANDSHAKING));
         let accepting = tokio::spawn(async move {
             loop {
                 let (socket, address) = match listener.accept().await {
@@ -41,11 +47,18 @@ impl TlsListener {
                         continue;
                     }
                 };
+                let Ok(turn) = handshaking.clone().try_acquire_owned() else {
+                    tracing::warn!(client = %address, "HTTPS connection refused: {HANDSHAKING} handshakes under way");
+                    continue;
+                };
                 let _ = socket.set_nodelay(true);
                 let acceptor = acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
-                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await {
+                    let handshake =
+                        tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(socket)).await;
+                    drop(turn);
+                    match handshake {
                         Ok(Ok(stream)) => {
                             let _ = sender.send((stream, address)).await;
                         }
