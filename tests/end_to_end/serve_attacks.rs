@@ -656,7 +656,8 @@ async fn a_broken_table_is_reported_on_its_own_and_hides_nothing_else() {
 }
 
 /// Resident memory of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> u64 {
+/// The resident memory of process `pid`, in MiB.
+pub fn rss_mib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
     status
         .lines()
