@@ -3,7 +3,7 @@
 
 Lands --rows generated rows (the 20-feature extract of benches/models.py), trains its
 logistic regression and random forest, starts `lakescore serve` with the HTTP API on
-loopback, and drives it with the load client (benches/http_load.rs) for each model:
+loopback, and drives it with the load client (benches/http_load) for each model:
 
 - single rows at a fixed rate (open loop, --rate requests/s; latency counted from when each
   request was due, so queueing shows);
@@ -15,7 +15,7 @@ Every request asks for explanations (the API always gives them). Prints one tabl
 answered per second, rows per second, p50/p99/p99.9 latency, statuses, and the server's
 resident memory before and after each load.
 
-    cargo build --release && cargo build --release --example http_load
+    cargo build --release && cargo build --release -p http-load
     python3 benches/http_api.py                 # 10 s per load
     python3 benches/http_api.py --seconds 30 --rate 1000
 """
@@ -37,7 +37,7 @@ from models import NUMERIC, project, write_csv
 
 
 def load_client() -> str:
-    return os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "examples", "http_load")
+    return os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "http-load")
 
 
 def free_port() -> int:
@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--client", default=load_client())
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
     options = parser.parse_args()
-    for path, build in [(options.binary, "cargo build --release"), (options.client, "cargo build --release --example http_load")]:
+    for path, build in [(options.binary, "cargo build --release"), (options.client, "cargo build --release -p http-load")]:
         if not os.path.exists(path):
             sys.exit(f"{path} not found: run `{build}` first")
     with scratch_folder("lakescore-bench-http-", options.keep) as scratch:

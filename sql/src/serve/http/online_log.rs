@@ -5,13 +5,15 @@
 //! everything gathered is committed when the server stops. A commit that fails is tried
 //! again at the next flush; the rows stay in memory until then (their number is
 //! [`OnlineLog::backlog`], and the API refuses new predictions while it is over
-//! [`MAX_BACKLOG`] rather than lose any). When the server stops, the last commits are
+//! [`MAX_BACKLOG`] rather than lose any). Under a flood of refused requests, once more
+//! than [`MAX_REQUESTS_WAITING`] entries wait, each further refusal (429) is counted
+//! instead of kept, and the count is written as one entry. When the server stops, the last commits are
 //! tried four times over about four seconds. A crash loses at most what was not yet
 //! committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -34,6 +36,15 @@ use super::metrics::Metrics;
 
 /// Rows waiting to be committed above which predictions are refused (503).
 pub const MAX_BACKLOG: usize = 1_000_000;
+
+/// Request entries waiting above which refused (429) requests are no longer kept one by
+/// one but counted, and written as one summary entry: a flood of refusals cannot grow
+/// memory while the log catches up.
+pub const MAX_REQUESTS_WAITING: usize = 100_000;
+
+/// Small batches of one table gathered into one once this many wait, so thousands of
+/// one-row requests do not each keep their own arrays and schema.
+const COMPACT_AT: usize = 256;
 
 /// Waits before each further try of the last commits when the server stops.
 const FINAL_RETRIES: [Duration; 3] = [
@@ -77,6 +88,8 @@ enum Kept {
 pub struct OnlineLog {
     sender: mpsc::UnboundedSender<Kept>,
     backlog: Arc<AtomicUsize>,
+    requests_waiting: Arc<AtomicUsize>,
+    refusals_counted: Arc<AtomicU64>,
 }
 
 /// The task that commits; await [`OnlineWriter::flush`] after the last [`OnlineLog`] is
@@ -111,15 +124,25 @@ impl OnlineLog {
     ) -> (OnlineLog, OnlineWriter) {
         let (sender, receiver) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
+        let requests_waiting = Arc::new(AtomicUsize::new(0));
+        let refusals_counted = Arc::new(AtomicU64::new(0));
         let pending = Pending {
             lakehouse,
             flushing,
             metrics,
             backlog: backlog.clone(),
+            requests_waiting: requests_waiting.clone(),
+            refusals_counted: refusals_counted.clone(),
             tables: BTreeMap::new(),
         };
         let task = tokio::spawn(pending.run(receiver, stop));
-        (OnlineLog { sender, backlog }, OnlineWriter { task })
+        let log = OnlineLog {
+            sender,
+            backlog,
+            requests_waiting,
+            refusals_counted,
+        };
+        (log, OnlineWriter { task })
     }
 
     /// Keeps `batch` (online predictions) for `table`.
@@ -130,7 +153,13 @@ impl OnlineLog {
 
     /// Keeps a request's audit entry.
     pub fn request(&self, entry: RequestEntry) {
+        let behind = self.requests_waiting.load(Ordering::Relaxed) > MAX_REQUESTS_WAITING;
+        if behind && entry.status == 429 {
+            self.refusals_counted.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
         self.backlog.fetch_add(1, Ordering::Relaxed);
+        self.requests_waiting.fetch_add(1, Ordering::Relaxed);
         let _ = self.sender.send(Kept::Request(entry));
     }
 
@@ -146,12 +175,15 @@ struct Pending {
     flushing: Flushing,
     metrics: Arc<Metrics>,
     backlog: Arc<AtomicUsize>,
+    requests_waiting: Arc<AtomicUsize>,
+    refusals_counted: Arc<AtomicU64>,
     tables: BTreeMap<TableName, Waiting>,
 }
 
 #[derive(Default)]
 struct Waiting {
     batches: Vec<RecordBatch>,
+    requests: Vec<RequestEntry>,
     rows: usize,
     since: Option<tokio::time::Instant>,
 }
@@ -196,21 +228,18 @@ impl Pending {
                 let rows = batch.num_rows();
                 let waiting = self.tables.entry(table.clone()).or_default();
                 waiting.batches.push(batch);
+                if waiting.batches.len() >= COMPACT_AT {
+                    waiting.batches = compacted(std::mem::take(&mut waiting.batches));
+                }
                 (table, rows)
             }
             Kept::Request(entry) => {
                 let table = system_table(REQUEST_LOG);
-                match request_batch(std::slice::from_ref(&entry)) {
-                    Ok(batch) => self
-                        .tables
-                        .entry(table.clone())
-                        .or_default()
-                        .batches
-                        .push(batch),
-                    Err(error) => {
-                        tracing::error!("request {} not logged: {error}", entry.request_id)
-                    }
-                }
+                self.tables
+                    .entry(table.clone())
+                    .or_default()
+                    .requests
+                    .push(entry);
                 (table, 1)
             }
         };
@@ -224,6 +253,12 @@ impl Pending {
 
     /// Commits every table whose rows waited `interval` (every table, when `all`).
     async fn flush(&mut self, all: bool) {
+        let refused = self.refusals_counted.swap(0, Ordering::Relaxed);
+        if refused > 0 {
+            let waiting = self.tables.entry(system_table(REQUEST_LOG)).or_default();
+            waiting.requests.push(refusals_summary(refused));
+            waiting.since.get_or_insert_with(tokio::time::Instant::now);
+        }
         let due: Vec<TableName> = self
             .tables
             .iter()
@@ -244,11 +279,21 @@ impl Pending {
             return;
         };
         let batches = std::mem::take(&mut waiting.batches);
+        let requests = std::mem::take(&mut waiting.requests);
         let rows = waiting.rows;
-        match commit(&self.lakehouse, table, &batches).await {
+        let mut writing = batches.clone();
+        if !requests.is_empty() {
+            match request_batch(&requests) {
+                Ok(batch) => writing.push(batch),
+                Err(error) => tracing::error!("request entries not logged: {error}"),
+            }
+        }
+        match commit(&self.lakehouse, table, writing).await {
             Ok(()) => {
                 self.tables.remove(table);
                 self.backlog.fetch_sub(rows, Ordering::Relaxed);
+                let logged = requests.iter().filter(|r| !r.request_id.is_empty()).count();
+                self.requests_waiting.fetch_sub(logged, Ordering::Relaxed);
                 self.metrics.online_committed(rows);
             }
             Err(error) => {
@@ -258,10 +303,48 @@ impl Pending {
                 self.metrics.online_commit_failed();
                 if let Some(waiting) = self.tables.get_mut(table) {
                     waiting.batches = batches;
+                    waiting.requests = requests;
                     waiting.since = Some(tokio::time::Instant::now());
                 }
             }
         }
+    }
+}
+
+/// `batches` gathered into one per run of equal schemas.
+fn compacted(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
+    let mut gathered = Vec::new();
+    let mut start = 0;
+    while start < batches.len() {
+        let schema = batches[start].schema();
+        let end = batches[start..]
+            .iter()
+            .position(|b| b.schema() != schema)
+            .map_or(batches.len(), |offset| start + offset);
+        match concat_batches(&schema, &batches[start..end]) {
+            Ok(batch) => gathered.push(batch),
+            Err(_) => gathered.extend_from_slice(&batches[start..end]),
+        }
+        start = end;
+    }
+    gathered
+}
+
+/// The entry standing for `count` refused requests not kept one by one.
+fn refusals_summary(count: u64) -> RequestEntry {
+    RequestEntry {
+        request_id: String::new(),
+        at: Utc::now(),
+        client: String::new(),
+        address: String::new(),
+        endpoint: String::from("(refused while the log was behind)"),
+        model: None,
+        rows: count,
+        status: 429,
+        latency: Duration::ZERO,
+        error: Some(format!(
+            "{count} requests refused with 429 while more than {MAX_REQUESTS_WAITING} entries waited; counted here (rows), not logged one by one"
+        )),
     }
 }
 
@@ -270,23 +353,15 @@ impl Pending {
 async fn commit(
     lakehouse: &Lakehouse,
     table: &TableName,
-    batches: &[RecordBatch],
+    batches: Vec<RecordBatch>,
 ) -> lakescore_engine::Result<()> {
-    let mut start = 0;
-    while start < batches.len() {
-        let schema = batches[start].schema();
-        let end = batches[start..]
-            .iter()
-            .position(|b| b.schema() != schema)
-            .map_or(batches.len(), |offset| start + offset);
-        let batch = concat_batches(&schema, &batches[start..end])?;
+    for batch in compacted(batches) {
         let metadata = commit_metadata(
             &new_run_id(),
             json!([]),
             [(ENTRIES, json!(batch.num_rows()))],
         );
         write_batch(lakehouse, table, batch, WriteMode::Append, metadata).await?;
-        start = end;
     }
     Ok(())
 }
@@ -358,4 +433,48 @@ fn request_batch(entries: &[RequestEntry]) -> Result<RecordBatch, ArrowError> {
     .into_iter()
     .unzip();
     RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(column: &str, values: &[i64]) -> RecordBatch {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            column,
+            DataType::Int64,
+            false,
+        )]));
+        RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(values.to_vec()))]).unwrap()
+    }
+
+    #[test]
+    fn small_batches_are_gathered_per_run_of_one_schema_in_order() {
+        let gathered = compacted(vec![
+            batch("a", &[1]),
+            batch("a", &[2, 3]),
+            batch("b", &[4]),
+            batch("a", &[5]),
+        ]);
+        let runs: Vec<(String, usize)> = gathered
+            .iter()
+            .map(|b| (b.schema().field(0).name().clone(), b.num_rows()))
+            .collect();
+        assert_eq!(runs, [("a".into(), 3), ("b".into(), 1), ("a".into(), 1)]);
+        let values = gathered[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap();
+        assert_eq!(values.values().to_vec(), [1, 2, 3]);
+    }
+
+    #[test]
+    fn refusals_not_kept_one_by_one_are_one_entry_with_their_count() {
+        let summary = refusals_summary(1234);
+        assert_eq!((summary.status, summary.rows), (429, 1234));
+        assert!(summary.request_id.is_empty());
+        let batch = request_batch(&[summary]).unwrap();
+        assert_eq!(batch.num_rows(), 1);
+    }
 }

@@ -5,8 +5,8 @@
 //! bounded time, and prints one JSON line: requests, statuses, throughput and latency
 //! percentiles.
 //!
-//!     cargo build --release --example http_load
-//!     http_load --url URL --token TOKEN --body FILE [--rate 1000 | --connections 4] [--seconds 10]
+//!     cargo build --release -p http-load
+//!     http-load --url URL --token TOKEN --body FILE [--rate 1000 | --connections 4] [--seconds 10]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,7 +55,7 @@ fn options() -> Result<Options, String> {
     }
     if options.url.is_empty() {
         return Err(String::from(
-            "usage: http_load --url URL --token TOKEN --body FILE [--rate R | --connections C] [--seconds S]",
+            "usage: http-load --url URL --token TOKEN --body FILE [--rate R | --connections C] [--seconds S]",
         ));
     }
     Ok(options)
