@@ -127,7 +127,12 @@ impl HttpServer {
             flushing,
             metrics.clone(),
             stop_writing.clone(),
-        );
+        )
+        .map_err(|error| {
+            Error::Serve(format!(
+                "cannot start the thread that writes online predictions: {error}"
+            ))
+        })?;
         let api = Arc::new(Api {
             top_features: self.project.config.functions.top_features,
             tokens,

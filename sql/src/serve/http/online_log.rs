@@ -29,7 +29,7 @@ use lakescore_engine::storage::system_tables::{REQUEST_LOG, system_table};
 use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
@@ -95,13 +95,13 @@ pub struct OnlineLog {
 /// The task that commits; await [`OnlineWriter::flush`] after the last [`OnlineLog`] is
 /// dropped.
 pub struct OnlineWriter {
-    task: tokio::task::JoinHandle<()>,
+    done: oneshot::Receiver<()>,
 }
 
 impl OnlineWriter {
     /// Waits until everything sent is committed (or given up on, and logged).
     pub async fn flush(self) {
-        let _ = self.task.await;
+        let _ = self.done.await;
     }
 }
 
@@ -115,13 +115,13 @@ pub struct Flushing {
 }
 
 impl OnlineLog {
-    /// Starts the writer.
+    /// Starts the writer, on a thread of its own.
     pub fn start(
         lakehouse: Arc<Lakehouse>,
         flushing: Flushing,
         metrics: Arc<Metrics>,
         stop: CancellationToken,
-    ) -> (OnlineLog, OnlineWriter) {
+    ) -> std::io::Result<(OnlineLog, OnlineWriter)> {
         let (sender, receiver) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         let requests_waiting = Arc::new(AtomicUsize::new(0));
@@ -135,14 +135,25 @@ impl OnlineLog {
             refusals_counted: refusals_counted.clone(),
             tables: BTreeMap::new(),
         };
-        let task = tokio::spawn(pending.run(receiver, stop));
+        // Commits encode Parquet: on a thread of their own, they never hold up the
+        // threads that answer requests.
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let (finished, done) = oneshot::channel();
+        std::thread::Builder::new()
+            .name(String::from("lakescore-online-log"))
+            .spawn(move || {
+                runtime.block_on(pending.run(receiver, stop));
+                let _ = finished.send(());
+            })?;
         let log = OnlineLog {
             sender,
             backlog,
             requests_waiting,
             refusals_counted,
         };
-        (log, OnlineWriter { task })
+        Ok((log, OnlineWriter { done }))
     }
 
     /// Keeps `batch` (online predictions) for `table`.
