@@ -767,6 +767,15 @@ async fn keys_are_scored_from_the_feature_tables_newest_version_as_batch_scores_
         "{}",
         unknown.body
     );
+    let too_many_keys = call(
+        &served,
+        "POST",
+        "/v1/models/churn/predict",
+        Some(&tokens.crm),
+        Some(json!({"keys": vec!["C0003"; 10_001]}).to_string()),
+    )
+    .await;
+    assert_eq!(too_many_keys.status, 413, "{}", too_many_keys.body);
     let both = call(
         &served,
         "POST",

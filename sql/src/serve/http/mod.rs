@@ -345,10 +345,7 @@ impl Api {
                         return Err(ApiError::bad_request("no rows to score: send at least one"));
                     }
                     if rows.len() > max_rows {
-                        return Err(ApiError::TooLarge(format!(
-                            "{} rows in one request; at most {max_rows} ([serve.http] max_rows): send them in smaller requests",
-                            rows.len()
-                        )));
+                        return Err(too_many_rows(rows.len(), max_rows));
                     }
                     request.source = source.clone();
                     let scores = score_json_rows(&scoring, &rows, &request).map_err(|error| {
@@ -484,6 +481,13 @@ impl Exchange {
         });
         response
     }
+}
+
+/// The 413 for a request of `rows` rows or keys.
+fn too_many_rows(rows: usize, max_rows: usize) -> ApiError {
+    ApiError::TooLarge(format!(
+        "{rows} rows in one request; at most {max_rows} ([serve.http] max_rows): send them in smaller requests"
+    ))
 }
 
 /// A model reference from a path, or 400.

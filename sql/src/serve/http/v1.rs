@@ -23,7 +23,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::{Api, Exchange, Parsed, body_bytes, model_reference};
+use super::{Api, Exchange, Parsed, body_bytes, model_reference, too_many_rows};
 
 /// What `POST /v1/models/{reference}/predict` takes: `rows`, or `keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -144,6 +144,7 @@ pub async fn predict(
         client.check(&reference.name)?;
         let body = body_bytes(body, &api)?;
         let lookup = api.features.current(&reference.name);
+        let max_rows = api.config.max_rows;
         let parse = move |model: &LoadedModel| {
             let request: PredictRequest = serde_json::from_slice(&body).map_err(|error| {
                 ApiError::bad_request(format!(
@@ -153,6 +154,10 @@ pub async fn predict(
             match (request.rows, request.keys) {
                 (Some(rows), None) => Ok(Parsed { rows, source: None }),
                 (None, Some(keys)) => {
+                    // Refused before any lookup work.
+                    if keys.len() > max_rows {
+                        return Err(too_many_rows(keys.len(), max_rows));
+                    }
                     let snapshot = lookup?;
                     Ok(Parsed {
                         rows: snapshot.rows(model, &keys)?,
