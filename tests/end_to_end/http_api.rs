@@ -380,6 +380,26 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
     )
     .await;
     assert_eq!(huge.status, 413, "{}", huge.body);
+    // The same without a Content-Length (chunked): found while reading.
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", served.http_port))
+            .await
+            .unwrap();
+        let chunk = "{}, ".repeat(20_000);
+        let request = format!(
+            "POST /v1/models/churn/predict HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {}\r\n\
+             Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            tokens.crm,
+            chunk.len()
+        );
+        socket.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    }
 
     // The Open Inference Protocol: the same scores from tensors.
     let metadata = call(&served, "GET", "/v2/models/churn", Some(&tokens.crm), None).await;

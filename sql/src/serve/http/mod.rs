@@ -30,12 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::DefaultBodyLimit;
+use axum::body::{Body, Bytes};
 use axum::extract::connect_info::Connected;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -43,6 +41,7 @@ use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
+use http_body_util::LengthLimitError;
 use lakescore_engine::config::HttpConfig;
 use lakescore_engine::ml::models::online::{
     OnlineError, OnlineRequest, OnlineScores, score_json_rows,
@@ -61,7 +60,7 @@ use self::job_figures::JobFigures;
 use self::metrics::Metrics;
 use self::models::LiveModels;
 use self::online_log::{Flushing, MAX_BACKLOG, OnlineLog, OnlineWriter, RequestEntry};
-use self::slots::Slots;
+use self::slots::{Place, Slots};
 use self::tls_listener::TlsListener;
 use self::tokens::{Client, Tokens};
 use crate::error::{Error, Result};
@@ -242,7 +241,6 @@ where
 }
 
 fn router(api: Arc<Api>) -> Router {
-    let body_limit = usize::try_from(api.config.max_body).unwrap_or(usize::MAX);
     Router::new()
         .route("/v1/models", get(v1::list_models))
         .route("/v1/models/{reference}/predict", post(v1::predict))
@@ -261,7 +259,6 @@ fn router(api: Arc<Api>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(prometheus))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(api.clone(), deadline))
         .with_state(api)
 }
@@ -317,6 +314,7 @@ impl Api {
         exchange: &mut Exchange,
         client: &Client,
         reference: &ModelRef,
+        place: Place<'_>,
         parse: impl FnOnce(&LoadedModel) -> Result<Parsed, ApiError> + Send + 'static,
     ) -> Result<Scored, ApiError> {
         if self.online.backlog() > MAX_BACKLOG {
@@ -339,7 +337,7 @@ impl Api {
             let scoring = model.clone();
             let (scores, source) = self
                 .slots
-                .run(move || {
+                .run(place, move || {
                     let Parsed { rows, source } = parse(&scoring)?;
                     if rows.is_empty() {
                         return Err(ApiError::bad_request("no rows to score: send at least one"));
@@ -495,16 +493,29 @@ fn model_reference(text: &str) -> Result<ModelRef, ApiError> {
     ModelRef::parse(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
-/// The body, or 413 when it is over `max_body`.
-fn body_bytes(body: Result<Bytes, BytesRejection>, api: &Api) -> Result<Bytes, ApiError> {
-    body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::TooLarge(format!(
-                "the body is larger than {} bytes ([serve.http] max_body): send fewer rows per request",
-                api.config.max_body
-            ))
+/// The body, read once the request has its place in the queue; 413 when it is over
+/// `max_body` (said by its `Content-Length` or found while reading).
+async fn read_body(api: &Api, headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let limit = usize::try_from(api.config.max_body).unwrap_or(usize::MAX);
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "the body is larger than {} bytes ([serve.http] max_body): send fewer rows per request",
+            api.config.max_body
+        ))
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > api.config.max_body) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let error = error.into_inner();
+        if error.downcast_ref::<LengthLimitError>().is_some() {
+            too_large()
         } else {
-            ApiError::bad_request(format!("the body could not be read: {rejection}"))
+            ApiError::bad_request(format!("the body could not be read: {error}"))
         }
     })
 }

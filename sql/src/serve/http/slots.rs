@@ -21,8 +21,9 @@ pub struct Slots {
     running: Arc<Semaphore>,
 }
 
-/// A request's place, given back when it ends (answered, failed or abandoned).
-struct Place<'a>(&'a AtomicUsize);
+/// A request's place in the queue, given back when it ends (answered, failed or
+/// abandoned).
+pub struct Place<'a>(&'a AtomicUsize);
 
 impl Drop for Place<'_> {
     fn drop(&mut self) {
@@ -40,14 +41,12 @@ impl Slots {
         }
     }
 
-    /// Runs `work` in a slot, or refuses with 429 when every slot is busy and the queue
-    /// is full.
-    pub async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, ApiError> {
+    /// A place in the queue, or 429 when every slot is busy and the queue is full. A
+    /// request takes its place before its body is read, so refused requests never hold
+    /// a body.
+    pub fn admit(&self) -> Result<Place<'_>, ApiError> {
         let admitted = self.admitted.fetch_add(1, Ordering::AcqRel);
-        let _place = Place(&self.admitted);
+        let place = Place(&self.admitted);
         if admitted >= self.most_admitted {
             return Err(ApiError::Overloaded {
                 message: format!(
@@ -57,6 +56,16 @@ impl Slots {
                 retry_after: RETRY_AFTER_SECONDS,
             });
         }
+        Ok(place)
+    }
+
+    /// Runs `work` in a slot once one is free, holding `place` until it ends.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        place: Place<'_>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _place = place;
         let slot = self
             .running
             .clone()
@@ -91,8 +100,9 @@ mod tests {
             let slots = slots.clone();
             let gate = gate.clone();
             running.push(tokio::spawn(async move {
+                let place = slots.admit().unwrap();
                 slots
-                    .run(move || {
+                    .run(place, move || {
                         let _ = gate.lock().map(|g| g.recv_timeout(Duration::from_secs(10)));
                         7
                     })
@@ -103,7 +113,7 @@ mod tests {
         while slots.admitted.load(Ordering::Acquire) < 3 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let refused = slots.run(|| 0).await.unwrap_err();
+        let refused = slots.admit().err().unwrap();
         assert!(
             matches!(refused, ApiError::Overloaded { retry_after: 1, .. }),
             "{refused}"
@@ -115,6 +125,7 @@ mod tests {
             assert_eq!(task.await.unwrap().unwrap(), 7);
         }
         assert_eq!(slots.admitted.load(Ordering::Acquire), 0);
-        assert_eq!(slots.run(|| 1).await.unwrap(), 1);
+        let place = slots.admit().unwrap();
+        assert_eq!(slots.run(place, || 1).await.unwrap(), 1);
     }
 }

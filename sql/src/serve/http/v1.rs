@@ -7,8 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -23,7 +22,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::{Api, Exchange, Parsed, body_bytes, model_reference, too_many_rows};
+use super::{Api, Exchange, Parsed, model_reference, read_body, too_many_rows};
 
 /// What `POST /v1/models/{reference}/predict` takes: `rows`, or `keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -135,14 +134,15 @@ pub async fn predict(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(reference): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let mut exchange = Exchange::new("predict", address);
     let result = async {
         let client = api.client(&headers, &mut exchange)?;
         let reference = model_reference(&reference)?;
         client.check(&reference.name)?;
-        let body = body_bytes(body, &api)?;
+        let place = api.slots.admit()?;
+        let body = read_body(&api, &headers, body).await?;
         let lookup = api.features.current(&reference.name);
         let max_rows = api.config.max_rows;
         let parse = move |model: &LoadedModel| {
@@ -169,7 +169,9 @@ pub async fn predict(
                 )),
             }
         };
-        let scored = api.score(&mut exchange, &client, &reference, parse).await?;
+        let scored = api
+            .score(&mut exchange, &client, &reference, place, parse)
+            .await?;
         let predictions = predictions(&scored.model, &scored.scores)?;
         let (features_table, features_table_version) = scored.source.unzip();
         Ok(Json(PredictResponse {

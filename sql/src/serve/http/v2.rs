@@ -9,8 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -22,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::v1::{Prediction, predictions};
-use super::{Api, Exchange, Parsed, body_bytes};
+use super::{Api, Exchange, Parsed, read_body};
 
 /// An inference request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -138,7 +137,7 @@ pub async fn infer(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path(name): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let reference = ModelRef {
         name,
@@ -153,7 +152,7 @@ pub async fn infer_version(
     ConnectInfo(address): ConnectInfo<SocketAddr>,
     Path((name, version)): Path<(String, String)>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let Ok(version) = version.parse() else {
         let refused = ApiError::NotFound(format!("model '{name}' has no version '{version}'"));
@@ -171,13 +170,14 @@ async fn infer_with(
     address: SocketAddr,
     reference: ModelRef,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Response {
     let mut exchange = Exchange::v2("infer", address);
     let result = async {
         let client = api.client(&headers, &mut exchange)?;
         client.check(&reference.name)?;
-        let body = body_bytes(body, &api)?;
+        let place = api.slots.admit()?;
+        let body = read_body(&api, &headers, body).await?;
         let request: InferRequest = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
                 "the body is not an inference request: {error}; send {{\"inputs\": [{{\"name\": FEATURE, \"shape\": [ROWS], \"datatype\": \"FP64\", \"data\": [...]}}]}}"
@@ -192,7 +192,9 @@ async fn infer_with(
                 source: None,
             })
         };
-        let scored = api.score(&mut exchange, &client, &reference, parse).await?;
+        let scored = api
+            .score(&mut exchange, &client, &reference, place, parse)
+            .await?;
         let model = scored.model.clone();
         let predictions = predictions(&model, &scored.scores)?;
         let outputs = outputs(model.manifest.task, &predictions, wanted.as_deref())?;
