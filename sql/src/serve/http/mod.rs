@@ -41,7 +41,7 @@ use axum::serve::{IncomingStream, Listener, ListenerExt};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use datafusion_postgres::pgwire::tokio::TlsAcceptor;
-use http_body_util::LengthLimitError;
+use http_body_util::{BodyExt, LengthLimitError};
 use lakescore_engine::config::HttpConfig;
 use lakescore_engine::ml::models::online::{
     OnlineError, OnlineRequest, OnlineScores, score_json_rows,
@@ -491,6 +491,27 @@ fn too_many_rows(rows: usize, max_rows: usize) -> ApiError {
 /// A model reference from a path, or 400.
 fn model_reference(text: &str) -> Result<ModelRef, ApiError> {
     ModelRef::parse(text).map_err(|error| ApiError::bad_request(error.to_string()))
+}
+
+/// Takes a queue place for a scoring request, or refuses it with 429 after reading and
+/// discarding its body (up to `max_body`, never held): a server that answered before
+/// reading would close the connection on unread bytes and the client would see a reset
+/// instead of the 429.
+async fn admit<'a>(api: &'a Api, body: &mut Body) -> Result<Place<'a>, ApiError> {
+    match api.slots.admit() {
+        Ok(place) => Ok(place),
+        Err(refused) => {
+            let mut left = api.config.max_body;
+            while let Some(Ok(frame)) = body.frame().await {
+                let read = frame.data_ref().map_or(0, |data| data.len() as u64);
+                left = left.saturating_sub(read);
+                if left == 0 {
+                    break;
+                }
+            }
+            Err(refused)
+        }
+    }
 }
 
 /// The body, read once the request has its place in the queue; 413 when it is over

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::{Api, Exchange, Parsed, model_reference, read_body, too_many_rows};
+use super::{Api, Exchange, Parsed, admit, model_reference, read_body, too_many_rows};
 
 /// What `POST /v1/models/{reference}/predict` takes: `rows`, or `keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -141,7 +141,8 @@ pub async fn predict(
         let client = api.client(&headers, &mut exchange)?;
         let reference = model_reference(&reference)?;
         client.check(&reference.name)?;
-        let place = api.slots.admit()?;
+        let mut body = body;
+        let place = admit(&api, &mut body).await?;
         let body = read_body(&api, &headers, body).await?;
         let lookup = api.features.current(&reference.name);
         let max_rows = api.config.max_rows;

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::v1::{Prediction, predictions};
-use super::{Api, Exchange, Parsed, read_body};
+use super::{Api, Exchange, Parsed, admit, read_body};
 
 /// An inference request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -176,7 +176,8 @@ async fn infer_with(
     let result = async {
         let client = api.client(&headers, &mut exchange)?;
         client.check(&reference.name)?;
-        let place = api.slots.admit()?;
+        let mut body = body;
+        let place = admit(&api, &mut body).await?;
         let body = read_body(&api, &headers, body).await?;
         let request: InferRequest = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
