@@ -3,7 +3,8 @@
 //! micro-batches: a table's rows are committed once `flush_rows` have gathered or
 //! `flush_interval` has passed since the first of them, whichever comes first, and
 //! everything gathered is committed when the server stops. A commit that fails is tried
-//! again at the next flush; the rows stay in memory until then (their number is
+//! again at the next flush (only what did not commit: rows of two schemas are two
+//! commits, and the first is never appended twice); the rows stay in memory until then (their number is
 //! [`OnlineLog::backlog`], and the API refuses new predictions while it is over
 //! [`MAX_BACKLOG`] rather than lose any). Under a flood of refused requests, once more
 //! than [`MAX_REQUESTS_WAITING`] entries wait, each further refusal (429) is counted
@@ -285,38 +286,47 @@ impl Pending {
         }
     }
 
+    /// Commits what waits for `table`. Each run of one schema is its own commit; when one
+    /// fails, the runs committed before it are done and only the rest waits for the next
+    /// flush, so no row is appended twice.
     async fn flush_table(&mut self, table: &TableName) {
         let Some(waiting) = self.tables.get_mut(table) else {
             return;
         };
-        let batches = std::mem::take(&mut waiting.batches);
+        let mut writing = compacted(std::mem::take(&mut waiting.batches));
+        let predictions = writing.len();
         let requests = std::mem::take(&mut waiting.requests);
-        let rows = waiting.rows;
-        let mut writing = batches.clone();
         if !requests.is_empty() {
             match request_batch(&requests) {
                 Ok(batch) => writing.push(batch),
                 Err(error) => tracing::error!("request entries not logged: {error}"),
             }
         }
-        match commit(&self.lakehouse, table, writing).await {
+        match commit(&self.lakehouse, table, &writing).await {
             Ok(()) => {
+                let rows = waiting.rows;
                 self.tables.remove(table);
                 self.backlog.fetch_sub(rows, Ordering::Relaxed);
                 let logged = requests.iter().filter(|r| !r.request_id.is_empty()).count();
                 self.requests_waiting.fetch_sub(logged, Ordering::Relaxed);
                 self.metrics.online_committed(rows);
             }
-            Err(error) => {
-                tracing::error!(
-                    "could not append {rows} rows to {table}, trying again at the next flush: {error}"
-                );
+            Err((done, error)) => {
+                // The request entries' batch is the last: a failure comes at or before it.
+                writing.truncate(predictions);
+                let left = writing.split_off(done.min(predictions));
+                let rows_done: usize = writing.iter().map(RecordBatch::num_rows).sum();
+                self.backlog.fetch_sub(rows_done, Ordering::Relaxed);
+                self.metrics.online_committed(rows_done);
                 self.metrics.online_commit_failed();
-                if let Some(waiting) = self.tables.get_mut(table) {
-                    waiting.batches = batches;
-                    waiting.requests = requests;
-                    waiting.since = Some(tokio::time::Instant::now());
-                }
+                waiting.rows -= rows_done;
+                tracing::error!(
+                    "could not append {} rows to {table}, trying again at the next flush: {error}",
+                    waiting.rows
+                );
+                waiting.batches = left;
+                waiting.requests = requests;
+                waiting.since = Some(tokio::time::Instant::now());
             }
         }
     }
@@ -359,20 +369,23 @@ fn refusals_summary(count: u64) -> RequestEntry {
     }
 }
 
-/// Appends `batches` to `table`: one commit per run of batches of the same schema (a
-/// new model version may read other features).
+/// Appends `batches` to `table`, one commit each (they are runs of different schemas: a
+/// new model version may read other features); on a failure, how many were committed
+/// before it.
 async fn commit(
     lakehouse: &Lakehouse,
     table: &TableName,
-    batches: Vec<RecordBatch>,
-) -> lakescore_engine::Result<()> {
-    for batch in compacted(batches) {
+    batches: &[RecordBatch],
+) -> Result<(), (usize, lakescore_engine::Error)> {
+    for (done, batch) in batches.iter().enumerate() {
         let metadata = commit_metadata(
             &new_run_id(),
             json!([]),
             [(ENTRIES, json!(batch.num_rows()))],
         );
-        write_batch(lakehouse, table, batch, WriteMode::Append, metadata).await?;
+        write_batch(lakehouse, table, batch.clone(), WriteMode::Append, metadata)
+            .await
+            .map_err(|error| (done, error))?;
     }
     Ok(())
 }
@@ -478,6 +491,54 @@ mod tests {
             .downcast_ref::<Int64Array>()
             .unwrap();
         assert_eq!(values.values().to_vec(), [1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn a_run_committed_before_a_failing_one_is_not_appended_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = lakescore_engine::config::LakehouseConfig::default();
+        let lakehouse = Arc::new(Lakehouse::new(&config, dir.path()).unwrap());
+        let table = TableName::parse("scored.churn_online").unwrap();
+        let backlog = Arc::new(AtomicUsize::new(3));
+        let mut pending = Pending {
+            lakehouse: lakehouse.clone(),
+            flushing: Flushing {
+                interval: Duration::from_secs(60),
+                rows: 1_000,
+            },
+            metrics: Arc::new(Metrics::default()),
+            backlog: backlog.clone(),
+            requests_waiting: Arc::default(),
+            refusals_counted: Arc::default(),
+            tables: BTreeMap::new(),
+        };
+        // The second run's column is text where the table's is a number: it cannot be
+        // appended, the first can.
+        let text = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![Field::new("a", DataType::Utf8, false)])),
+            vec![Arc::new(StringArray::from(vec!["x"]))],
+        )
+        .unwrap();
+        pending.tables.insert(
+            table.clone(),
+            Waiting {
+                batches: vec![batch("a", &[1, 2]), text],
+                requests: Vec::new(),
+                rows: 3,
+                since: Some(tokio::time::Instant::now()),
+            },
+        );
+        for _ in 0..3 {
+            pending.flush(true).await;
+            let session = lakescore_engine::SqlSession::builder(lakehouse.clone())
+                .build()
+                .await
+                .unwrap();
+            assert_eq!(session.count_rows(&table.quoted()).await.unwrap(), 2);
+            assert_eq!(backlog.load(Ordering::Relaxed), 1);
+            assert_eq!(pending.tables[&table].rows, 1);
+            assert_eq!(pending.tables[&table].batches.len(), 1);
+        }
     }
 
     #[test]
