@@ -144,11 +144,6 @@ impl FeatureTables {
             .read_table(provider)
             .map_err(|e| e.to_string())?;
         let schema = frame.schema().clone();
-        for column in key {
-            if schema.field_with_unqualified_name(column).is_err() {
-                return Err(format!("{table} has no key column '{column}'"));
-            }
-        }
         let batches = frame.collect().await.map_err(|e| e.to_string())?;
         let columns = concat_batches(&Arc::new(schema.as_arrow().clone()), &batches)
             .map_err(|e| e.to_string())?;
