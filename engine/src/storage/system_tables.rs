@@ -47,6 +47,10 @@ pub fn online_table(model: &str) -> TableName {
     }
 }
 
+/// The online table's column holding the features each prediction was scored with (a
+/// struct of one field per feature the serving model version read).
+pub const ONLINE_FEATURES: &str = "features";
+
 /// The feedback training set of model `model`: `training.<model>_feedback`.
 pub fn feedback_training_table(model: &str) -> TableName {
     TableName {

@@ -3,9 +3,11 @@
 //! that cannot be used into the feedback table's quarantine.
 //!
 //! One DataFusion plan does the work (built as DataFrames in [`super::plan`]): the
-//! feedback table at one version, the scored table at one version, and the feature rows
-//! each prediction was computed from, read at `source_table_version` so no value written
-//! after the prediction leaks into its training row. A correction names its prediction by
+//! feedback table at one version, the scored table and the online table
+//! (`scored.<model>_online`, the HTTP API's predictions) at one version each, and the
+//! feature rows each batch prediction was computed from, read at `source_table_version`
+//! so no value written after the prediction leaks into its training row. An online
+//! prediction brings the values it was scored with. A correction names its prediction by
 //! `prediction_id`, or by the model's key columns, in which case it corrects the newest
 //! prediction for that key scored at or before `corrected_at`.
 //!
@@ -41,7 +43,7 @@ use crate::storage::commit::{
 use crate::storage::descriptions::Descriptions;
 use crate::storage::lakehouse::TableName;
 use crate::storage::quarantine::{quarantine_schema, quarantine_table};
-use crate::storage::system_tables::feedback_training_table;
+use crate::storage::system_tables::{feedback_training_table, online_table};
 use crate::storage::write::{
     WriteMode, added_rows, committed_version, table_for_write, write_batch, write_frame,
 };
@@ -61,8 +63,9 @@ pub struct FeedbackReport {
     /// The feedback table and the version read (None: the table does not exist yet, so
     /// there is nothing to do until corrections are landed).
     pub feedback: (TableName, Option<u64>),
-    /// The scored table and the version read.
-    pub scored: (TableName, u64),
+    /// The prediction tables read (the scored table, the online table) and their
+    /// versions: those that exist.
+    pub predictions: Vec<(TableName, u64)>,
     /// The training set written.
     pub output: TableName,
     /// Its new version, or None when it was already built from this feedback version.
@@ -122,12 +125,35 @@ impl BuildFeedback {
             .lakehouse()
             .latest_version_if_exists(&feedback)
             .await?;
-        let scored_version = self.scored_version(&scored, config).await?;
+        let online = online_table(&config.name);
+        let scored_version = self
+            .cx
+            .lakehouse()
+            .latest_version_if_exists(&scored)
+            .await?;
+        let online_version = self
+            .cx
+            .lakehouse()
+            .latest_version_if_exists(&online)
+            .await?;
+        let predictions: Vec<(TableName, u64)> = [
+            (scored.clone(), scored_version),
+            (online.clone(), online_version),
+        ]
+        .into_iter()
+        .filter_map(|(table, version)| Some((table, version?)))
+        .collect();
+        if predictions.is_empty() {
+            return Err(Error::Usage(format!(
+                "model '{}' has no predictions to correct: neither {scored} nor {online} exists. Score a table first (lakescore score {} --input TABLE) or serve the model over HTTP (lakescore serve --http)",
+                config.name, config.name
+            )));
+        }
         let output = feedback_training_table(&config.name);
         let mut report = FeedbackReport {
             model: config.name.clone(),
             feedback: (feedback.clone(), feedback_version),
-            scored: (scored.clone(), scored_version),
+            predictions: predictions.clone(),
             output: output.clone(),
             version: None,
             corrections: 0,
@@ -151,10 +177,13 @@ impl BuildFeedback {
             .await?;
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
             .functions(self.cx.project().config.functions.clone())
-            .pins(Pins::from([
-                (feedback.clone(), feedback_version),
-                (scored.clone(), scored_version),
-            ]))
+            .pins(
+                predictions
+                    .iter()
+                    .cloned()
+                    .chain([(feedback.clone(), feedback_version)])
+                    .collect::<Pins>(),
+            )
             .build()
             .await?;
         let columns = feedback_columns(&session, &feedback).await?;
@@ -168,15 +197,23 @@ impl BuildFeedback {
                 config.key.join(", ")
             )));
         }
-        let plan = FeedbackPlan::new(config, &champion.classes, &feedback, &scored, &columns)?;
+        let tables: Vec<TableName> = predictions.iter().map(|(t, _)| t.clone()).collect();
+        let plan = FeedbackPlan::new(config, &champion.classes, &feedback, &tables, &columns)?;
         report.corrections = session.count_rows(&feedback.quoted()).await?;
         let parse_timestamp = session
             .context()
             .udf(PARSE_TIMESTAMP_ANY)
             .map_err(Error::from)?;
         let corrections = plan.corrections(session.table(&feedback).await?, &parse_timestamp)?;
-        let predictions = plan.predictions(session.table(&scored).await?)?;
-        let matched = plan.matched(corrections, predictions)?;
+        let batch = match scored_version {
+            Some(_) => Some(session.table(&scored).await?),
+            None => None,
+        };
+        let served = match online_version {
+            Some(_) => Some(session.table(&online).await?),
+            None => None,
+        };
+        let matched = plan.matched(corrections, plan.predictions(batch, served)?)?;
         let sources = source_versions(plan.sources(matched.clone())?).await?;
         let mut features = plan.no_features(session.context().read_empty()?)?;
         for (table, version) in &sources {
@@ -198,17 +235,20 @@ impl BuildFeedback {
             .await?;
 
         let frame = plan.resolved(classified, policy, feedback_version)?;
-        let inputs: Vec<Value> = [
-            json!({"table": feedback.to_string(), "version": feedback_version}),
-            json!({"table": scored.to_string(), "version": scored_version}),
-        ]
-        .into_iter()
-        .chain(
-            sources
-                .iter()
-                .map(|(table, version)| json!({"table": table, "version": version})),
-        )
-        .collect();
+        let inputs: Vec<Value> = [(feedback.to_string(), feedback_version)]
+            .into_iter()
+            .chain(
+                predictions
+                    .iter()
+                    .map(|(table, version)| (table.to_string(), *version)),
+            )
+            .map(|(table, version)| json!({"table": table, "version": version}))
+            .chain(
+                sources
+                    .iter()
+                    .map(|(table, version)| json!({"table": table, "version": version})),
+            )
+            .collect();
         let metadata = commit_metadata(
             self.cx.run_id(),
             Value::Array(inputs),
@@ -237,20 +277,6 @@ impl BuildFeedback {
                 .await?,
         );
         Ok(report)
-    }
-
-    /// The latest version of the scored table, or an error saying how to create it.
-    async fn scored_version(&self, scored: &TableName, config: &ModelConfig) -> Result<u64> {
-        self.cx
-            .lakehouse()
-            .latest_version_if_exists(scored)
-            .await?
-            .ok_or_else(|| {
-                Error::Usage(format!(
-                    "model '{}' has no predictions to correct: {scored} does not exist. Score a table first (lakescore score {} --input TABLE)",
-                    config.name, config.name
-                ))
-            })
     }
 
     /// True when `output`'s latest commit was built from `marker` with `policy`.
@@ -348,14 +374,18 @@ impl Report for FeedbackReport {
         let Some(feedback_version) = feedback_version else {
             return DataMoved::default();
         };
-        let (scored, scored_version) = &self.scored;
         DataMoved {
             rows_read: self.corrections,
             rows_written: self.rows + self.quarantined,
-            tables_read: vec![
-                format!("{feedback}@{feedback_version}"),
-                format!("{scored}@{scored_version}"),
-            ],
+            tables_read: [(feedback, feedback_version)]
+                .into_iter()
+                .chain(
+                    self.predictions
+                        .iter()
+                        .map(|(table, version)| (table, version)),
+                )
+                .map(|(table, version)| format!("{table}@{version}"))
+                .collect(),
             tables_written: self
                 .version
                 .map(|v| format!("{}@{v}", self.output))

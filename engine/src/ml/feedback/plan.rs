@@ -3,12 +3,14 @@
 //!
 //! 1. [`FeedbackPlan::corrections`]: the feedback table's rows with their file and line,
 //!    the raw text kept for quarantine, and the columns that name a prediction;
-//! 2. [`FeedbackPlan::predictions`]: the model's scored rows;
+//! 2. [`FeedbackPlan::predictions`]: the model's scored rows, batch and online (the
+//!    online ones carry the features they were scored with);
 //! 3. [`FeedbackPlan::matched`]: each correction with the prediction it names, by
 //!    `prediction_id`, or by key (the newest prediction scored at or before
 //!    `corrected_at`);
-//! 4. [`FeedbackPlan::features`]: the features of the matched predictions, read from
-//!    each source table at the version the prediction was scored from;
+//! 4. [`FeedbackPlan::features`]: the features of the matched batch predictions, read
+//!    from each source table at the version the prediction was scored from (online
+//!    predictions bring their own);
 //! 5. [`FeedbackPlan::classified`]: the corrected label as a class (or number) and why a
 //!    correction cannot be used (`error`, NULL when it can);
 //! 6. [`FeedbackPlan::quarantined`] and [`FeedbackPlan::resolved`]: the unusable
@@ -20,6 +22,7 @@ use chrono::Utc;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::dataframe::DataFrame;
+use datafusion::functions::core::expr_ext::FieldAccessor;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::max_udaf;
 use datafusion::functions_window::expr_fn::row_number;
@@ -36,6 +39,7 @@ use crate::config::{CorrectionPolicy, FeatureKind, ModelConfig, Task};
 use crate::error::{Error, Result};
 use crate::storage::lakehouse::TableName;
 use crate::storage::quarantine::{SOURCE_FILE, SOURCE_ROW};
+use crate::storage::system_tables::ONLINE_FEATURES;
 
 /// The columns of the corrected prediction that [`FeedbackPlan::predictions`] reads from
 /// the scored table, carried through the match into the training set.
@@ -87,7 +91,9 @@ fn newest_first(column: &str) -> SortExpr {
 pub(super) struct FeedbackPlan<'a> {
     config: &'a ModelConfig,
     feedback: &'a TableName,
-    scored: &'a TableName,
+    /// The prediction tables read (the scored table and the online table, those that
+    /// exist), for messages.
+    predictions: &'a [TableName],
     /// The feedback table has `prediction_id`: rows that fill it match on it.
     by_id: bool,
     /// The feedback table has the key columns: rows without an id match the newest
@@ -101,12 +107,13 @@ pub(super) struct FeedbackPlan<'a> {
 
 impl<'a> FeedbackPlan<'a> {
     /// Checks the feedback table (of `columns`) has what corrections need; `classes` are
-    /// the champion's classes the corrected labels must be one of.
+    /// the champion's classes the corrected labels must be one of, `predictions` the
+    /// tables of the predictions they correct.
     pub(super) fn new(
         config: &'a ModelConfig,
         classes: &[String],
         feedback: &'a TableName,
-        scored: &'a TableName,
+        predictions: &'a [TableName],
         columns: &[(String, DataType)],
     ) -> Result<Self> {
         let has = |name: &str| columns.iter().any(|(c, _)| c == name);
@@ -132,7 +139,7 @@ impl<'a> FeedbackPlan<'a> {
         Ok(Self {
             config,
             feedback,
-            scored,
+            predictions,
             by_id,
             by_key,
             classes: classes.to_vec(),
@@ -233,8 +240,68 @@ impl<'a> FeedbackPlan<'a> {
         Ok(feedback.select(columns)?)
     }
 
-    /// Step 2, over the scored table: the model's predictions.
-    pub(super) fn predictions(&self, scored: DataFrame) -> Result<DataFrame> {
+    /// Step 2: the model's predictions, from the batch scored table and from the online
+    /// table (`lakescore serve`'s HTTP API), whichever exist. Online rows carry the
+    /// features they were scored with in their `features` struct (`o_x<i>`, NULL for a
+    /// feature the serving model version did not read); batch rows read theirs from the
+    /// source table in step 4.
+    pub(super) fn predictions(
+        &self,
+        scored: Option<DataFrame>,
+        online: Option<DataFrame>,
+    ) -> Result<DataFrame> {
+        let null = |kind: FeatureKind| cast(lit(ScalarValue::Null), feature_type(kind));
+        let mut parts = Vec::new();
+        if let Some(scored) = scored {
+            let features = self.config.features.values().map(|kind| null(*kind));
+            parts.push(self.prediction_rows(scored, false, features.collect())?);
+        }
+        if let Some(online) = online {
+            let carried = struct_fields(&online, ONLINE_FEATURES);
+            let features = self.config.features.iter().map(|(name, kind)| {
+                if carried.contains(name) {
+                    cast(
+                        ident(ONLINE_FEATURES).field(name.as_str()),
+                        feature_type(*kind),
+                    )
+                } else {
+                    null(*kind)
+                }
+            });
+            parts.push(self.prediction_rows(online, true, features.collect())?);
+        }
+        let mut parts = parts.into_iter();
+        let first = parts.next().ok_or_else(|| {
+            Error::Usage(format!(
+                "model '{}' has no predictions to correct: no scored or online table was read",
+                self.config.name
+            ))
+        })?;
+        parts.try_fold(first, |all, part| Ok(all.union(part)?))
+    }
+
+    /// `"<table> has no"`, or `"neither <scored> nor <online> has a"`, for messages.
+    fn none_has(&self) -> String {
+        match self.predictions {
+            [one] => format!("{one} has no"),
+            tables => format!(
+                "neither {} has a",
+                tables
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" nor ")
+            ),
+        }
+    }
+
+    /// The model's rows of one prediction table, with `features` as `o_x<i>`.
+    fn prediction_rows(
+        &self,
+        predictions: DataFrame,
+        online: bool,
+        features: Vec<Expr>,
+    ) -> Result<DataFrame> {
         let mut columns = vec![text(col("prediction_id")).alias("s_prediction_id")];
         columns.extend(
             self.config
@@ -251,8 +318,15 @@ impl<'a> FeedbackPlan<'a> {
             text(col("source_table")).alias("source_table"),
             cast(col("source_table_version"), DataType::Int64).alias("source_table_version"),
             cast(col("scored_at"), utc_micros()).alias("scored_at"),
+            lit(online).alias("s_online"),
         ]);
-        Ok(scored
+        columns.extend(
+            features
+                .into_iter()
+                .enumerate()
+                .map(|(i, feature)| feature.alias(format!("o_x{i}"))),
+        );
+        Ok(predictions
             .filter(col("model_name").eq(lit(self.config.name.clone())))?
             .select(columns)?)
     }
@@ -284,6 +358,8 @@ impl<'a> FeedbackPlan<'a> {
         )
         .chain(keys("s"))
         .chain(PREDICTION_COLUMNS.map(col))
+        .chain([col("s_online")])
+        .chain((0..self.config.features.len()).map(|i| col(format!("o_x{i}"))))
         .collect()
     }
 
@@ -339,11 +415,15 @@ impl<'a> FeedbackPlan<'a> {
         parts.try_fold(first, |all, part| Ok(all.union(part)?))
     }
 
-    /// The scored predictions' source table versions the matched corrections need
+    /// The batch predictions' source table versions the matched corrections need
     /// features from, as a frame of `source_table`, `source_table_version`.
     pub(super) fn sources(&self, matched: DataFrame) -> Result<DataFrame> {
         Ok(matched
-            .filter(col("s_prediction_id").is_not_null())?
+            .filter(
+                col("s_prediction_id")
+                    .is_not_null()
+                    .and(col("s_online").is_not_true()),
+            )?
             .select(vec![col("source_table"), col("source_table_version")])?
             .distinct()?
             .sort(vec![
@@ -396,17 +476,24 @@ impl<'a> FeedbackPlan<'a> {
         Ok(empty.select(columns)?.filter(lit(false))?)
     }
 
-    /// Step 5: the matched corrections with their features, label and verdict.
+    /// Step 5: the matched corrections with their features (read from the source table
+    /// for batch predictions, carried for online ones), label and verdict.
     pub(super) fn classified(&self, matched: DataFrame, features: DataFrame) -> Result<DataFrame> {
         let on: Vec<Expr> = [
             col("source_table").eq(col("f_source_table")),
             col("source_table_version").eq(col("f_source_version")),
+            col("s_online").is_not_true(),
         ]
         .into_iter()
         .chain((0..self.key_count()).map(|i| col(format!("s_k{i}")).eq(col(format!("f_k{i}")))))
         .collect();
-        Ok(matched
-            .join_on(features, JoinType::Left, on)?
+        let mut joined = matched.join_on(features, JoinType::Left, on)?;
+        for i in 0..self.config.features.len() {
+            let feature = when(col("s_online").is_true(), col(format!("o_x{i}")))
+                .otherwise(col(format!("x{i}")))?;
+            joined = joined.with_column(&format!("x{i}"), feature)?;
+        }
+        Ok(joined
             .with_column("label_value", self.label_value()?)?
             .with_column("error", self.error()?)?
             .with_column("error_column", self.error_column()?)?)
@@ -485,16 +572,25 @@ impl<'a> FeedbackPlan<'a> {
             Self::has_id(),
             concat(vec![
                 lit(format!(
-                    "unknown prediction_id: {} has no prediction of {} with id ",
-                    self.scored, config.name
+                    "unknown prediction_id: {} prediction of {} with id ",
+                    self.none_has(),
+                    config.name
                 )),
                 col("fb_prediction_id"),
-                lit(format!("; check the id against {}", self.scored)),
+                lit(format!(
+                    "; check the id against {}",
+                    self.predictions
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(" and ")
+                )),
             ]),
         )
         .otherwise(lit(format!(
-            "unknown key: {} has no prediction of {} for this {key_text} scored at or before corrected_at",
-            self.scored, config.name
+            "unknown key: {} prediction of {} for this {key_text} scored at or before corrected_at",
+            self.none_has(),
+            config.name
         )))?;
         let label_column = &config.feedback.label_column;
         let wrong_label = match config.task {
@@ -529,7 +625,9 @@ impl<'a> FeedbackPlan<'a> {
                 lit("corrected_by is empty: every correction names who made it"),
             )
             .when(
-                col("f_source_table").is_null(),
+                col("f_source_table")
+                    .is_null()
+                    .and(col("s_online").is_not_true()),
                 concat(vec![
                     lit("the features of this prediction are not in "),
                     col("source_table"),
@@ -681,6 +779,19 @@ impl<'a> FeedbackPlan<'a> {
     }
 }
 
+/// The names of the fields of struct column `column` of `frame` (none when it is not a
+/// struct).
+fn struct_fields(frame: &DataFrame, column: &str) -> Vec<String> {
+    match frame
+        .schema()
+        .field_with_unqualified_name(column)
+        .map(|field| field.data_type())
+    {
+        Ok(DataType::Struct(fields)) => fields.iter().map(|f| f.name().clone()).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// The feature kinds' types in the training set.
 fn feature_type(kind: FeatureKind) -> DataType {
     match kind {
@@ -708,7 +819,7 @@ fn missing_columns(
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::{
-        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray,
+        Array, ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, StructArray,
         TimestampMicrosecondArray,
     };
     use datafusion::arrow::compute::cast as cast_array;
@@ -720,6 +831,7 @@ mod tests {
     use crate::sql::functions::{FunctionWarnings, ParseTimestampAny};
 
     const SCORED: &str = "scored.churn";
+    const ONLINE: &str = "scored.churn_online";
     const FEEDBACK: &str = "feedback.churn";
 
     fn model() -> ModelConfig {
@@ -816,6 +928,49 @@ features = { tenure = "numeric", plan = "categorical" }
         )
     }
 
+    /// Two online predictions of model churn on day 6: o1 for c1 from the features sent
+    /// in the request, o2 for c2 looked up in curated.customers@1; their `features`
+    /// struct has `plan` only when `with_plan` (a model version that did not read it).
+    fn online(ctx: &SessionContext, with_plan: bool) -> DataFrame {
+        let mut fields: Vec<(Arc<Field>, ArrayRef)> = vec![(
+            Arc::new(Field::new("tenure", DataType::Float64, true)),
+            Arc::new(Float64Array::from(vec![99.5, 21.0])),
+        )];
+        if with_plan {
+            fields.push((
+                Arc::new(Field::new("plan", DataType::Utf8, true)),
+                texts(&[Some("gold"), Some("pro")]),
+            ));
+        }
+        let day6 = micros("2026-11-06T00:00:00Z");
+        frame(
+            ctx,
+            vec![
+                ("prediction_id", texts(&[Some("o1"), Some("o2")])),
+                ("customer_id", texts(&[Some("c1"), Some("c2")])),
+                ("prediction", texts(&[Some("true"), Some("false")])),
+                ("probability", Arc::new(Float64Array::from(vec![0.8, 0.1]))),
+                ("model_name", texts(&[Some("churn"), Some("churn")])),
+                ("model_version", Arc::new(Int64Array::from(vec![2, 2]))),
+                (
+                    "source_table",
+                    texts(&[Some("online"), Some("curated.customers")]),
+                ),
+                (
+                    "source_table_version",
+                    Arc::new(Int64Array::from(vec![None, Some(1)])),
+                ),
+                ("features", Arc::new(StructArray::from(fields)) as ArrayRef),
+                (
+                    "scored_at",
+                    Arc::new(
+                        TimestampMicrosecondArray::from(vec![day6, day6]).with_timezone("UTC"),
+                    ),
+                ),
+            ],
+        )
+    }
+
     struct Correction<'a> {
         id: Option<&'a str>,
         key: Option<&'a str>,
@@ -885,7 +1040,7 @@ features = { tenure = "numeric", plan = "categorical" }
         ctx: SessionContext,
         config: ModelConfig,
         feedback: TableName,
-        scored: TableName,
+        predictions: Vec<TableName>,
         classes: Vec<String>,
     }
 
@@ -895,7 +1050,7 @@ features = { tenure = "numeric", plan = "categorical" }
                 ctx: context(),
                 config: model(),
                 feedback: table(FEEDBACK),
-                scored: table(SCORED),
+                predictions: vec![table(SCORED), table(ONLINE)],
                 classes: vec![String::from("false"), String::from("true")],
             }
         }
@@ -906,7 +1061,7 @@ features = { tenure = "numeric", plan = "categorical" }
                 &self.config,
                 &self.classes,
                 &self.feedback,
-                &self.scored,
+                &self.predictions,
                 &columns_of(raw),
             )
             .expect("plan")
@@ -921,7 +1076,8 @@ features = { tenure = "numeric", plan = "categorical" }
             let matched = plan
                 .matched(
                     plan.corrections(raw, &parse).expect("corrections"),
-                    plan.predictions(predictions(ctx)).expect("predictions"),
+                    plan.predictions(Some(predictions(ctx)), Some(online(ctx, true)))
+                        .expect("predictions"),
                 )
                 .expect("matched");
             let source = |version: i64| {
@@ -997,6 +1153,77 @@ features = { tenure = "numeric", plan = "categorical" }
     }
 
     #[tokio::test]
+    async fn online_predictions_are_corrected_with_the_features_they_were_scored_with() {
+        let fixture = Fixture::new();
+        let rows = [
+            ok(Some("o1"), None, "false", "2026-11-07T00:00:00Z"),
+            // After day 6 the newest prediction of c2 is the online one.
+            ok(None, Some("c2"), "true", "2026-11-07T00:00:00Z"),
+        ];
+        let frame = fixture
+            .classified(&rows)
+            .await
+            .sort(vec![col("fb_row").sort(true, false)])
+            .expect("sort");
+        let values = |v: [&str; 2]| v.map(|v| Some(v.to_string()));
+        assert_eq!(
+            column(frame.clone(), "s_prediction_id").await,
+            values(["o1", "o2"])
+        );
+        // The values sent (o1) or looked up when it was scored (o2), not the source
+        // table's: curated.customers@1 has tenure 21 and plan pro for c2 as well, but
+        // 11 and basic for c1.
+        assert_eq!(column(frame.clone(), "x0").await, values(["99.5", "21.0"]));
+        assert_eq!(column(frame.clone(), "x1").await, values(["gold", "pro"]));
+        assert_eq!(
+            column(frame.clone(), "source_table").await,
+            values(["online", "curated.customers"])
+        );
+        assert_eq!(column(frame, "error").await, [None, None]);
+    }
+
+    #[tokio::test]
+    async fn a_feature_the_serving_version_did_not_read_is_missing_in_its_training_row() {
+        let fixture = Fixture::new();
+        let ctx = &fixture.ctx;
+        let raw = corrections(
+            ctx,
+            &[ok(Some("o1"), None, "false", "2026-11-07T00:00:00Z")],
+        );
+        let plan = fixture.plan(&raw);
+        let parse = ctx.udf("parse_timestamp_any").expect("udf");
+        let matched = plan
+            .matched(
+                plan.corrections(raw, &parse).expect("corrections"),
+                plan.predictions(None, Some(online(ctx, false)))
+                    .expect("predictions"),
+            )
+            .expect("matched");
+        let features = plan
+            .no_features(ctx.read_empty().expect("empty"))
+            .expect("no features");
+        let frame = plan.classified(matched, features).expect("classified");
+        assert_eq!(column(frame.clone(), "x0").await, [Some("99.5".into())]);
+        assert_eq!(column(frame.clone(), "x1").await, [None]);
+        assert_eq!(column(frame, "error").await, [None]);
+    }
+
+    #[test]
+    fn a_model_without_any_prediction_table_is_refused() {
+        let fixture = Fixture::new();
+        let raw = corrections(&fixture.ctx, &[]);
+        let error = fixture
+            .plan(&raw)
+            .predictions(None, None)
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            error.contains("model 'churn' has no predictions to correct"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
     async fn unusable_corrections_say_what_is_wrong_and_in_which_column() {
         let fixture = Fixture::new();
         let rows = [
@@ -1021,8 +1248,8 @@ features = { tenure = "numeric", plan = "categorical" }
             .expect("sort");
         let errors = column(frame.clone(), "error").await;
         let expected = [
-            "unknown prediction_id: scored.churn has no prediction of churn with id p404; check the id against scored.churn",
-            "unknown key: scored.churn has no prediction of churn for this customer_id scored at or before corrected_at",
+            "unknown prediction_id: neither scored.churn nor scored.churn_online has a prediction of churn with id p404; check the id against scored.churn and scored.churn_online",
+            "unknown key: neither scored.churn nor scored.churn_online has a prediction of churn for this customer_id scored at or before corrected_at",
             "corrected_label 'maybe' is not a class of churn (false, true)",
             "corrected_by is empty: every correction names who made it",
             "corrected_at is empty or not a timestamp (write e.g. 2026-11-20T09:30:00Z)",
@@ -1125,7 +1352,7 @@ features = { tenure = "numeric", plan = "categorical" }
     #[test]
     fn a_feedback_table_without_a_label_column_is_refused_with_what_it_needs() {
         let config = model();
-        let (feedback, scored) = (table(FEEDBACK), table(SCORED));
+        let (feedback, scored) = (table(FEEDBACK), [table(SCORED)]);
         let columns = vec![
             (String::from("prediction_id"), DataType::Utf8),
             (String::from("corrected_by"), DataType::Utf8),

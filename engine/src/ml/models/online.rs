@@ -30,6 +30,7 @@ use super::registry::LoadedModel;
 use crate::config::FeatureKind;
 use crate::storage::hashing::sha256_hex;
 use crate::storage::quarantine::timestamp_type;
+use crate::storage::system_tables::ONLINE_FEATURES;
 
 /// What `source_table` says of an online prediction.
 pub const ONLINE_SOURCE: &str = "online";
@@ -338,7 +339,11 @@ fn online_batch(
         columns.push(column.clone());
     }
     let features = feature_struct(model, &read.features);
-    fields.push(Field::new("features", features.data_type().clone(), false));
+    fields.push(Field::new(
+        ONLINE_FEATURES,
+        features.data_type().clone(),
+        false,
+    ));
     columns.push(Arc::new(features));
     let text = |name: &str, value: &str| {
         (
