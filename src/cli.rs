@@ -153,7 +153,8 @@ pub enum Command {
     Drift {
         /// NAME (the champion), NAME@challenger or NAME:VERSION.
         model: String,
-        /// The current data: schema.name (newest version) or schema.name@VERSION.
+        /// The current data: schema.name (newest version) or schema.name@VERSION. The
+        /// model's online table (scored.NAME_online) compares the HTTP API's traffic.
         #[arg(long, value_name = "TABLE")]
         table: String,
         /// Only the rows whose time column is later than this version's commit.
@@ -162,9 +163,10 @@ pub enum Command {
         /// Only the rows whose time column falls in this recent window, e.g. 7d or 36h.
         #[arg(long, value_name = "DURATION")]
         window: Option<String>,
-        /// The timestamp column --since and --window filter on.
-        #[arg(long, default_value = "_ingested_at", value_name = "COLUMN")]
-        time_column: String,
+        /// The timestamp column --since and --window filter on [default: _ingested_at, or
+        /// scored_at on the model's online table].
+        #[arg(long, value_name = "COLUMN")]
+        time_column: Option<String>,
         /// Also write the HTML report to this file.
         #[arg(long, value_name = "PATH")]
         report: Option<PathBuf>,

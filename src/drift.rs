@@ -16,8 +16,8 @@ pub struct DriftRequest {
     pub since: Option<u64>,
     /// Only rows of this recent window, e.g. `7d`.
     pub window: Option<String>,
-    /// The timestamp column of `since` and `window`.
-    pub time_column: String,
+    /// The timestamp column of `since` and `window` (None: the table's default).
+    pub time_column: Option<String>,
     /// Where to write the HTML report too.
     pub report: Option<PathBuf>,
 }

@@ -420,7 +420,7 @@ pub async fn run(options: &DemoOptions) -> anyhow::Result<()> {
                 table: SCORED_INPUT.to_string(),
                 since: None,
                 window: None,
-                time_column: String::from("_ingested_at"),
+                time_column: None,
                 report: None,
             };
             crate::drift::run(&cx.next_run(), drift).await?;

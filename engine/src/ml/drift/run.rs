@@ -3,7 +3,9 @@
 //!
 //! The baseline is the model version's training table at the version it was trained on.
 //! The current data is a table version, the rows after a version (by a time column), or a
-//! time window. Results go to `monitoring.drift_metrics` (one commit per run), a triggered
+//! time window. It may be the model's online table (`scored.<model>_online`, the HTTP
+//! API's traffic): its features are read from each prediction's `features` struct, its
+//! time column is `scored_at`, and its own predictions are the output compared. Results go to `monitoring.drift_metrics` (one commit per run), a triggered
 //! retrain to `monitoring.retrain_requests`, and the HTML report to
 //! `<root>/_reports/drift/<model>/<run id>.html`.
 
@@ -33,7 +35,7 @@ use crate::sql::session::Pins;
 use crate::storage::lakehouse::{
     TableName, TableVersion, commit_time, quote_identifier, quote_literal,
 };
-use crate::storage::system_tables::scored_table;
+use crate::storage::system_tables::{ONLINE_FEATURES, online_table, scored_table};
 
 /// Which rows of the table are "current".
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -87,8 +89,17 @@ pub struct Drift {
     model: String,
     table: String,
     window: Window,
-    time_column: String,
+    time_column: Option<String>,
     report_path: Option<PathBuf>,
+}
+
+/// Where the current rows are: a table of features, or the model's online table.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Traffic {
+    /// A table with the features as columns, scored into the model's scored table.
+    Batch,
+    /// The model's online table: features in the `features` struct, predictions beside.
+    Online,
 }
 
 /// A feature as profiled: its column and how it is read.
@@ -120,7 +131,7 @@ impl RunContext {
             model: model.into(),
             table: table.into(),
             window: Window::Version(None),
-            time_column: String::from("_ingested_at"),
+            time_column: None,
             report_path: None,
         }
     }
@@ -133,9 +144,10 @@ impl Drift {
         self
     }
 
-    /// The timestamp column `Since` and `Last` windows filter on (default `_ingested_at`).
-    pub fn with_time_column(mut self, column: impl Into<String>) -> Self {
-        self.time_column = column.into();
+    /// The timestamp column `Since` and `Last` windows filter on (default `_ingested_at`,
+    /// or `scored_at` on the model's online table).
+    pub fn with_time_column(mut self, column: Option<String>) -> Self {
+        self.time_column = column;
         self
     }
 
@@ -175,12 +187,23 @@ impl Drift {
         let baseline_table = TableName::parse(&manifest.training_table)?;
         let baseline_version = manifest.training_table_version;
         let baseline = self
-            .profile(&baseline_table, baseline_version, &columns, None)
+            .profile(
+                &baseline_table,
+                baseline_version,
+                &columns,
+                None,
+                Traffic::Batch,
+            )
             .await?;
         let (table, pinned) = TableName::parse_at(&self.table)?;
-        let (version, filter, current_text) = self.current_rows(&table, pinned).await?;
+        let traffic = if table == online_table(&manifest.name) {
+            Traffic::Online
+        } else {
+            Traffic::Batch
+        };
+        let (version, filter, current_text) = self.current_rows(&table, pinned, traffic).await?;
         let current = self
-            .profile(&table, version, &columns, filter.as_deref())
+            .profile(&table, version, &columns, filter.as_deref(), traffic)
             .await?;
         if current.first().is_some_and(|sketch| sketch.rows() == 0) {
             return Err(Error::Usage(format!(
@@ -210,9 +233,19 @@ impl Drift {
             });
         }
         features.sort_by_key(|f| !f.drifted);
-        let prediction = self
-            .prediction_drift(&manifest, &scored, &table, pinned.map(|_| version), &config)
-            .await?;
+        let outputs = match traffic {
+            Traffic::Batch => Outputs::ScoredFrom {
+                scored: &scored,
+                table: &table,
+                version: pinned.map(|_| version),
+            },
+            Traffic::Online => Outputs::Online {
+                table: &table,
+                version,
+                filter: filter.as_deref(),
+            },
+        };
+        let prediction = self.prediction_drift(&manifest, outputs, &config).await?;
         let retrain_reason = retrain_reason(&features, prediction.as_ref(), &config);
         let mut report = DriftReport {
             model: format!("{}:{}", manifest.name, manifest.version),
@@ -238,9 +271,14 @@ impl Drift {
         &self,
         table: &TableName,
         pinned: Option<u64>,
+        traffic: Traffic,
     ) -> Result<(u64, Option<String>, String)> {
         let latest = self.cx.lakehouse().latest_version(table).await?;
-        let column = quote_identifier(&self.time_column);
+        let time_column = self.time_column.as_deref().unwrap_or(match traffic {
+            Traffic::Batch => "_ingested_at",
+            Traffic::Online => "scored_at",
+        });
+        let column = quote_identifier(time_column);
         let after = |time: DateTime<Utc>| {
             format!(
                 "{column} > TIMESTAMP '{}'",
@@ -266,10 +304,7 @@ impl Drift {
                 Ok((
                     latest,
                     Some(after(time)),
-                    format!(
-                        "{table}@{latest}, rows with {} after version {since}",
-                        self.time_column
-                    ),
+                    format!("{table}@{latest}, rows with {time_column} after version {since}"),
                 ))
             }
             Window::Last(window) => {
@@ -279,8 +314,7 @@ impl Drift {
                     latest,
                     Some(after(start)),
                     format!(
-                        "{table}@{latest}, rows with {} in the last {}",
-                        self.time_column,
+                        "{table}@{latest}, rows with {time_column} in the last {}",
                         humantime::format_duration(window)
                     ),
                 ))
@@ -295,6 +329,7 @@ impl Drift {
         version: u64,
         columns: &[Column],
         filter: Option<&str>,
+        traffic: Traffic,
     ) -> Result<Vec<Sketch>> {
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
             .pins(Pins::from([(table.clone(), version)]))
@@ -303,7 +338,12 @@ impl Drift {
         let expressions: Vec<String> = columns
             .iter()
             .map(|c| {
-                let name = quote_identifier(&c.name);
+                let name = match traffic {
+                    Traffic::Batch => quote_identifier(&c.name),
+                    Traffic::Online => {
+                        format!("{ONLINE_FEATURES}[{}]", quote_literal(&c.name))
+                    }
+                };
                 match c.kind {
                     FeatureKind::Numeric => format!("TRY_CAST({name} AS DOUBLE)"),
                     FeatureKind::Categorical => format!("CAST({name} AS VARCHAR)"),
@@ -334,14 +374,12 @@ impl Drift {
         Ok(sketches)
     }
 
-    /// The output distribution of this model version on the rows of `table` it scored
-    /// into `scored`.
+    /// The output distribution of this model version on the current rows: those of a
+    /// table it scored into its scored table, or its online predictions.
     async fn prediction_drift(
         &self,
         manifest: &Manifest,
-        scored: &TableName,
-        table: &TableName,
-        version: Option<u64>,
+        outputs: Outputs<'_>,
         config: &DriftConfig,
     ) -> Result<Option<ColumnDrift>> {
         let ColumnProfile::Numeric {
@@ -353,23 +391,41 @@ impl Drift {
         else {
             return Ok(None);
         };
-        let Some(scored_version) = self.cx.lakehouse().latest_version_if_exists(scored).await?
-        else {
-            return Ok(None);
+        let (predictions, version, filter) = match outputs {
+            Outputs::ScoredFrom {
+                scored,
+                table,
+                version,
+            } => {
+                let Some(scored_version) =
+                    self.cx.lakehouse().latest_version_if_exists(scored).await?
+                else {
+                    return Ok(None);
+                };
+                let filter = format!(
+                    "source_table = {}{}",
+                    quote_literal(&table.to_string()),
+                    version
+                        .map(|v| format!(" AND source_table_version = {v}"))
+                        .unwrap_or_default()
+                );
+                (scored, scored_version, filter)
+            }
+            Outputs::Online {
+                table,
+                version,
+                filter,
+            } => (table, version, filter.unwrap_or("TRUE").to_string()),
         };
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
-            .pins(Pins::from([(scored.clone(), scored_version)]))
+            .pins(Pins::from([(predictions.clone(), version)]))
             .build()
             .await?;
         let sql = format!(
             "SELECT coalesce(probability, TRY_CAST(prediction AS DOUBLE)) FROM {} \
-             WHERE model_version = {} AND source_table = {}{}",
-            scored.quoted(),
+             WHERE model_version = {} AND {filter}",
+            predictions.quoted(),
             manifest.version,
-            quote_literal(&table.to_string()),
-            version
-                .map(|v| format!(" AND source_table_version = {v}"))
-                .unwrap_or_default()
         );
         let mut sketch = vec![Sketch::Numeric(NumericSketch::default())];
         let mut stream = session.sql(&sql).await?.execute_stream().await?;
@@ -432,6 +488,22 @@ impl IntoFuture for Drift {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// The predictions the output distribution is read from.
+enum Outputs<'a> {
+    /// The rows of `table` (at `version`, or any) the model scored into `scored`.
+    ScoredFrom {
+        scored: &'a TableName,
+        table: &'a TableName,
+        version: Option<u64>,
+    },
+    /// The online table itself at `version`, its rows passing `filter`.
+    Online {
+        table: &'a TableName,
+        version: u64,
+        filter: Option<&'a str>,
+    },
 }
 
 /// Adds a batch's columns (in feature order) to the sketches.
