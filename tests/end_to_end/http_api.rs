@@ -502,6 +502,20 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
         "an unknown model became a label"
     );
 
+    // An online prediction from values no table holds, corrected below.
+    let sent = predict(
+        &served,
+        "churn",
+        &tokens.crm,
+        &json!([{"customer_id": "C0001", "logins": 33.5, "contract": "monthly"}]),
+    )
+    .await;
+    assert_eq!(sent.status, 200, "{}", sent.body);
+    let sent_id = sent.body["predictions"][0]["prediction_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
     // Stopping commits every online prediction and request.
     let (workspace, log) = served.stop();
     assert!(!log.contains("panicked"), "{log}");
@@ -517,7 +531,7 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
         "{kept}"
     );
     let rest: Vec<&str> = lines.collect();
-    assert_eq!(rest.len(), 2, "{kept}");
+    assert_eq!(rest.len(), 3, "{kept}");
     let imputed_row = crate::serve::csv(
         &workspace,
         "SELECT customer_id, features['logins'] AS logins, features['contract'] AS contract, model_version \
@@ -537,6 +551,150 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
             "{expected} missing from {statuses}"
         );
     }
+
+    // Staff correct online predictions as they correct batch ones: by prediction_id, or
+    // by key (the newest prediction of NEW1 is its online one). Each training row holds
+    // the values its prediction was scored with: the ones sent, NULL where one was
+    // missing (curated.customers has neither these values nor NEW1).
+    workspace.append_to_project(
+        r#"
+[[source]]
+name = "corrections"
+path = "extracts/corrections_*.csv"
+format = "csv"
+table = "feedback.churn"
+[source.schema]
+prediction_id = "string"
+customer_id = "string"
+corrected_label = "string"
+corrected_by = "string"
+corrected_at = "timestamp"
+"#,
+    );
+    let now = chrono::Utc::now().to_rfc3339();
+    workspace.write_file(
+        "extracts/corrections_1.csv",
+        &format!(
+            "prediction_id,customer_id,corrected_label,corrected_by,corrected_at\n\
+             {sent_id},,true,ana,{now}\n,NEW1,false,ana,{now}\n"
+        ),
+    );
+    crate::serve::run(&workspace, &["ingest"]);
+    let built = crate::serve::run(&workspace, &["feedback", "churn"]);
+    assert!(
+        built.contains(": 2 corrected predictions from 2 corrections in feedback.churn@"),
+        "{built}"
+    );
+    assert_eq!(
+        crate::serve::csv(
+            &workspace,
+            "SELECT prediction_id, customer_id, logins, contract, churned, source_table, \
+             corrected_by FROM training.churn_feedback ORDER BY customer_id",
+        ),
+        format!(
+            "prediction_id,customer_id,logins,contract,churned,source_table,corrected_by\n\
+             {sent_id},C0001,33.5,monthly,true,online,ana\n{},NEW1,,monthly,false,online,ana\n",
+            imputed.body["predictions"][0]["prediction_id"]
+                .as_str()
+                .unwrap()
+        )
+    );
+
+    // Drift compares the online traffic with the training data: features from each
+    // prediction's struct, outputs from the online rows themselves, by scored_at.
+    let drift = crate::serve::run(
+        &workspace,
+        &[
+            "drift",
+            "churn",
+            "--table",
+            "scored.churn_online",
+            "--window",
+            "1h",
+        ],
+    );
+    assert!(
+        drift.starts_with("churn:1 on scored.churn_online@")
+            && drift.contains(
+                ", rows with scored_at in the last 1h against its training data curated.customers@"
+            ),
+        "{drift}"
+    );
+    assert_eq!(
+        crate::serve::csv(
+            &workspace,
+            "SELECT DISTINCT column_name, current_rows FROM monitoring.drift_metrics \
+             WHERE current_table = 'scored.churn_online' ORDER BY column_name",
+        ),
+        "column_name,current_rows\ncontract,44\nlogins,44\nprediction,44\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_server_killed_while_it_flushes_keeps_whole_requests_and_a_restart_goes_on() {
+    let (served, tokens) = serve_http("flush_interval = \"20ms\"\nflush_rows = 30");
+    wait_until_ready(&served).await;
+    // Three-row requests one after another, the server killed (SIGKILL) while they run
+    // and its writer commits every 20 ms or 30 rows.
+    let url = format!(
+        "http://127.0.0.1:{}/v1/models/churn/predict",
+        served.http_port
+    );
+    let body = json!({ "rows": customer_rows(0..3) }).to_string();
+    let token = tokens.crm.clone();
+    let load = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let mut answered = 0_u64;
+        loop {
+            let sent = client
+                .post(&url)
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            match sent {
+                Ok(answer) if answer.status() == 200 => answered += 1,
+                Ok(answer) => panic!("answered {}", answer.status()),
+                Err(_) => return answered,
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let workspace = served.kill();
+    let answered = load.await.unwrap();
+    let committed = |workspace: &crate::support::Workspace| {
+        crate::serve::csv(
+            workspace,
+            "SELECT count(DISTINCT run_id) AS requests, count(*) AS rows, \
+             count(DISTINCT prediction_id) AS ids FROM scored.churn_online",
+        )
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .map(|n| n.parse::<u64>().unwrap())
+        .collect::<Vec<_>>()
+    };
+    // Every committed request is whole, none twice; what was not committed is lost,
+    // at most the last flush_interval of answers (plus the one in flight, committed
+    // before its answer reached the client).
+    let [requests, rows, ids] = committed(&workspace)[..] else {
+        panic!("three numbers")
+    };
+    assert!(
+        requests > 0 && requests <= answered + 1,
+        "{requests} of {answered}"
+    );
+    assert_eq!((rows, ids), (requests * 3, requests * 3));
+    // A restarted server appends after what was committed.
+    let served = crate::serve::start(workspace);
+    wait_until_ready(&served).await;
+    let again = predict(&served, "churn", &tokens.crm, &customer_rows(0..3)).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let (workspace, log) = served.stop();
+    assert!(!log.contains("panicked"), "{log}");
+    assert_eq!(committed(&workspace), [requests + 1, rows + 3, ids + 3]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

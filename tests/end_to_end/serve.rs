@@ -223,6 +223,14 @@ impl Served {
         self.workspace.as_ref().unwrap()
     }
 
+    /// Kills the server with SIGKILL, so nothing is flushed, and returns its project.
+    pub fn kill(mut self) -> Workspace {
+        let mut server = self.server.take().unwrap();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        self.workspace.take().unwrap()
+    }
+
     /// Stops the server (flushing the audit log) and returns its log.
     pub fn stop(mut self) -> (Workspace, String) {
         let mut server = self.server.take().unwrap();
