@@ -6,15 +6,16 @@
 //! again at the next flush (only what did not commit: rows of two schemas are two
 //! commits, and the first is never appended twice); the rows stay in memory until then (their number is
 //! [`OnlineLog::backlog`], and the API refuses new predictions while it is over
-//! [`MAX_BACKLOG`] rather than lose any). Under a flood of refused requests, once more
-//! than [`MAX_REQUESTS_WAITING`] entries wait, each further refusal (429) is counted
-//! instead of kept, and the count is written as one entry. When the server stops, the last commits are
+//! [`MAX_BACKLOG`] rather than lose any). Under a flood of failed requests, once more
+//! than [`MAX_REQUESTS_WAITING`] entries wait, each further failure (any status from 400:
+//! refusals, bad tokens, bad bodies) is counted by status instead of kept, and each count
+//! is written as one entry. When the server stops, the last commits are
 //! tried four times over about four seconds. A crash loses at most what was not yet
 //! committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -29,6 +30,7 @@ use lakescore_engine::storage::quarantine::timestamp_type;
 use lakescore_engine::storage::system_tables::{REQUEST_LOG, system_table};
 use lakescore_engine::storage::write::{WriteMode, write_batch};
 use lakescore_engine::{Lakehouse, TableName};
+use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -38,9 +40,9 @@ use super::metrics::Metrics;
 /// Rows waiting to be committed above which predictions are refused (503).
 pub const MAX_BACKLOG: usize = 1_000_000;
 
-/// Request entries waiting above which refused (429) requests are no longer kept one by
-/// one but counted, and written as one summary entry: a flood of refusals cannot grow
-/// memory while the log catches up.
+/// Request entries waiting above which failed requests (status 400 and up) are no longer
+/// kept one by one but counted per status, and written as one summary entry each: a flood
+/// of refused or forged requests cannot grow memory while the log catches up.
 pub const MAX_REQUESTS_WAITING: usize = 100_000;
 
 /// Small batches of one table gathered into one once this many wait, so thousands of
@@ -90,8 +92,11 @@ pub struct OnlineLog {
     sender: mpsc::UnboundedSender<Kept>,
     backlog: Arc<AtomicUsize>,
     requests_waiting: Arc<AtomicUsize>,
-    refusals_counted: Arc<AtomicU64>,
+    failures_counted: FailuresCounted,
 }
+
+/// Failed requests counted instead of kept, by status.
+type FailuresCounted = Arc<Mutex<BTreeMap<u16, u64>>>;
 
 /// The task that commits; await [`OnlineWriter::flush`] after the last [`OnlineLog`] is
 /// dropped.
@@ -126,14 +131,14 @@ impl OnlineLog {
         let (sender, receiver) = mpsc::unbounded_channel();
         let backlog = Arc::new(AtomicUsize::new(0));
         let requests_waiting = Arc::new(AtomicUsize::new(0));
-        let refusals_counted = Arc::new(AtomicU64::new(0));
+        let failures_counted = FailuresCounted::default();
         let pending = Pending {
             lakehouse,
             flushing,
             metrics,
             backlog: backlog.clone(),
             requests_waiting: requests_waiting.clone(),
-            refusals_counted: refusals_counted.clone(),
+            failures_counted: failures_counted.clone(),
             tables: BTreeMap::new(),
         };
         // Commits encode Parquet: on a thread of their own, they never hold up the
@@ -152,7 +157,7 @@ impl OnlineLog {
             sender,
             backlog,
             requests_waiting,
-            refusals_counted,
+            failures_counted,
         };
         Ok((log, OnlineWriter { done }))
     }
@@ -166,8 +171,12 @@ impl OnlineLog {
     /// Keeps a request's audit entry.
     pub fn request(&self, entry: RequestEntry) {
         let behind = self.requests_waiting.load(Ordering::Relaxed) > MAX_REQUESTS_WAITING;
-        if behind && entry.status == 429 {
-            self.refusals_counted.fetch_add(1, Ordering::Relaxed);
+        if behind && entry.status >= 400 {
+            *self
+                .failures_counted
+                .lock()
+                .entry(entry.status)
+                .or_default() += 1;
             return;
         }
         self.backlog.fetch_add(1, Ordering::Relaxed);
@@ -188,7 +197,7 @@ struct Pending {
     metrics: Arc<Metrics>,
     backlog: Arc<AtomicUsize>,
     requests_waiting: Arc<AtomicUsize>,
-    refusals_counted: Arc<AtomicU64>,
+    failures_counted: FailuresCounted,
     tables: BTreeMap<TableName, Waiting>,
 }
 
@@ -265,10 +274,14 @@ impl Pending {
 
     /// Commits every table whose rows waited `interval` (every table, when `all`).
     async fn flush(&mut self, all: bool) {
-        let refused = self.refusals_counted.swap(0, Ordering::Relaxed);
-        if refused > 0 {
+        let failed = std::mem::take(&mut *self.failures_counted.lock());
+        if !failed.is_empty() {
             let waiting = self.tables.entry(system_table(REQUEST_LOG)).or_default();
-            waiting.requests.push(refusals_summary(refused));
+            waiting.requests.extend(
+                failed
+                    .into_iter()
+                    .map(|(status, count)| failures_summary(status, count)),
+            );
             waiting.since.get_or_insert_with(tokio::time::Instant::now);
         }
         let due: Vec<TableName> = self
@@ -351,8 +364,8 @@ fn compacted(batches: Vec<RecordBatch>) -> Vec<RecordBatch> {
     gathered
 }
 
-/// The entry standing for `count` refused requests not kept one by one.
-fn refusals_summary(count: u64) -> RequestEntry {
+/// The entry standing for `count` requests answered `status` not kept one by one.
+fn failures_summary(status: u16, count: u64) -> RequestEntry {
     RequestEntry {
         request_id: String::new(),
         at: Utc::now(),
@@ -361,10 +374,10 @@ fn refusals_summary(count: u64) -> RequestEntry {
         endpoint: String::from("(refused while the log was behind)"),
         model: None,
         rows: count,
-        status: 429,
+        status,
         latency: Duration::ZERO,
         error: Some(format!(
-            "{count} requests refused with 429 while more than {MAX_REQUESTS_WAITING} entries waited; counted here (rows), not logged one by one"
+            "{count} requests answered {status} while more than {MAX_REQUESTS_WAITING} entries waited; counted here (rows), not logged one by one"
         )),
     }
 }
@@ -509,7 +522,7 @@ mod tests {
             metrics: Arc::new(Metrics::default()),
             backlog: backlog.clone(),
             requests_waiting: Arc::default(),
-            refusals_counted: Arc::default(),
+            failures_counted: FailuresCounted::default(),
             tables: BTreeMap::new(),
         };
         // The second run's column is text where the table's is a number: it cannot be
@@ -542,9 +555,38 @@ mod tests {
     }
 
     #[test]
-    fn refusals_not_kept_one_by_one_are_one_entry_with_their_count() {
-        let summary = refusals_summary(1234);
-        assert_eq!((summary.status, summary.rows), (429, 1234));
+    fn failures_past_the_limit_are_counted_by_status_and_written_as_one_entry_each() {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let log = OnlineLog {
+            sender,
+            backlog: Arc::default(),
+            requests_waiting: Arc::new(AtomicUsize::new(MAX_REQUESTS_WAITING + 1)),
+            failures_counted: FailuresCounted::default(),
+        };
+        let entry = |status| RequestEntry {
+            request_id: String::from("r"),
+            at: Utc::now(),
+            client: String::new(),
+            address: String::from("127.0.0.1:9"),
+            endpoint: String::from("POST /v1/models/{reference}/predict"),
+            model: None,
+            rows: 0,
+            status,
+            latency: Duration::ZERO,
+            error: None,
+        };
+        for status in [401, 401, 429, 200, 401] {
+            log.request(entry(status));
+        }
+        // The answered request is kept; the failures are counted.
+        assert!(matches!(receiver.try_recv(), Ok(Kept::Request(e)) if e.status == 200));
+        assert!(receiver.try_recv().is_err());
+        assert_eq!(
+            *log.failures_counted.lock(),
+            BTreeMap::from([(401, 3), (429, 1)])
+        );
+        let summary = failures_summary(401, 3);
+        assert_eq!((summary.status, summary.rows), (401, 3));
         assert!(summary.request_id.is_empty());
         let batch = request_batch(&[summary]).unwrap();
         assert_eq!(batch.num_rows(), 1);
