@@ -211,8 +211,9 @@ impl<'a> FeedbackPlan<'a> {
             file.alias("fb_file"),
             row.alias("fb_row"),
             concat_ws(lit(", "), raw).alias("fb_raw"),
+            // Ids are hex: spaces around one are an export's, not the id's.
             if self.by_id {
-                text(ident(PREDICTION_ID))
+                trim(vec![text(ident(PREDICTION_ID))])
             } else {
                 null_text()
             }
@@ -1125,7 +1126,7 @@ features = { tenure = "numeric", plan = "categorical" }
     async fn corrections_match_by_id_or_by_the_newest_prediction_of_their_key() {
         let fixture = Fixture::new();
         let rows = [
-            ok(Some("p2"), None, "false", "2026-11-05T00:00:00Z"),
+            ok(Some(" p2 "), None, "false", "2026-11-05T00:00:00Z"),
             // Key c1 corrected on day 2: the day-1 prediction, not the later day-3 one.
             ok(None, Some("c1"), "yes", "2026-11-02T12:00:00Z"),
             // Key c1 corrected after day 3: the day-3 prediction.
