@@ -120,27 +120,33 @@ pub struct Imputed {
     pub with: String,
 }
 
-/// The rows' values, read under the model's feature kinds.
-struct ReadRows {
-    features: Vec<RawColumn>,
-    keys: Vec<Vec<Option<String>>>,
+/// A request's rows as the model reads them: one column per feature, in the model's
+/// order, and one per key column (as text).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OnlineRows {
+    /// How many rows.
+    pub rows: usize,
+    /// The feature values.
+    pub features: Vec<RawColumn>,
+    /// The key values.
+    pub keys: Vec<Vec<Option<String>>>,
 }
 
-/// Scores `rows` (JSON objects of feature and key values) with `model`.
-pub fn score_json_rows(
+/// Scores `rows` with `model`.
+pub fn score_online_rows(
     model: &LoadedModel,
-    rows: &[Value],
+    rows: &OnlineRows,
     request: &OnlineRequest,
 ) -> Result<OnlineScores, OnlineError> {
-    let read = read_rows(model, rows)?;
-    let scored = score_rows(model, &read.features, rows.len(), request.top_features)?;
-    let imputed = imputations(model, &read.features, rows.len());
-    let batch = online_batch(model, &read, scored, request)?;
+    let scored = score_rows(model, &rows.features, rows.rows, request.top_features)?;
+    let imputed = imputations(model, &rows.features, rows.rows);
+    let batch = online_batch(model, rows, scored, request)?;
     Ok(OnlineScores { batch, imputed })
 }
 
-/// Reads every row, collecting every problem.
-fn read_rows(model: &LoadedModel, rows: &[Value]) -> Result<ReadRows, OnlineError> {
+/// Reads `rows` (JSON objects of feature and key values) under the model's feature
+/// kinds, collecting every problem.
+pub fn read_json_rows(model: &LoadedModel, rows: &[Value]) -> Result<OnlineRows, OnlineError> {
     let manifest = &model.manifest;
     let mut features: Vec<RawColumn> = manifest
         .features
@@ -151,16 +157,14 @@ fn read_rows(model: &LoadedModel, rows: &[Value]) -> Result<ReadRows, OnlineErro
         })
         .collect();
     let mut keys = vec![Vec::with_capacity(rows.len()); manifest.key.len()];
-    let mut problems = Vec::new();
+    let mut problems = Problems::default();
     for (row, value) in rows.iter().enumerate() {
         let Some(object) = value.as_object() else {
-            problems.push(RowProblem {
-                row,
-                field: None,
-                message: format!(
+            problems.add(row, None, || {
+                format!(
                     "a row is an object of feature values, not {}",
                     json_type(value)
-                ),
+                )
             });
             continue;
         };
@@ -168,41 +172,56 @@ fn read_rows(model: &LoadedModel, rows: &[Value]) -> Result<ReadRows, OnlineErro
             let known =
                 manifest.features.iter().any(|f| &f.name == field) || manifest.key.contains(field);
             if !known {
-                problems.push(RowProblem {
-                    row,
-                    field: Some(field.clone()),
-                    message: format!("unknown field; {}", expected_fields(model)),
+                problems.add(row, Some(field), || {
+                    format!("unknown field; {}", expected_fields(model))
                 });
             }
         }
         for (feature, column) in manifest.features.iter().zip(&mut features) {
             let value = object.get(&feature.name).unwrap_or(&Value::Null);
-            let read = read_feature(feature.kind, value, column);
-            if let Err(message) = read {
-                problems.push(RowProblem {
-                    row,
-                    field: Some(feature.name.clone()),
-                    message,
-                });
+            if let Err(message) = read_feature(feature.kind, value, column) {
+                problems.add(row, Some(&feature.name), || message);
             }
         }
         for (key, values) in manifest.key.iter().zip(&mut keys) {
             match object.get(key).map_or(Ok(None), scalar_text) {
                 Ok(text) => values.push(text),
-                Err(message) => problems.push(RowProblem {
-                    row,
-                    field: Some(key.clone()),
-                    message,
-                }),
+                Err(message) => problems.add(row, Some(key), || message),
             }
         }
     }
-    if problems.is_empty() {
-        return Ok(ReadRows { features, keys });
+    if problems.total == 0 {
+        return Ok(OnlineRows {
+            rows: rows.len(),
+            features,
+            keys,
+        });
     }
-    let total = problems.len();
-    problems.truncate(PROBLEMS_LISTED);
-    Err(OnlineError::Rows { problems, total })
+    Err(OnlineError::Rows {
+        problems: problems.listed,
+        total: problems.total,
+    })
+}
+
+/// The problems of a request's rows: the first [`PROBLEMS_LISTED`] with their messages,
+/// the rest only counted (a row of a million unknown fields builds twenty messages).
+#[derive(Default)]
+struct Problems {
+    listed: Vec<RowProblem>,
+    total: usize,
+}
+
+impl Problems {
+    fn add(&mut self, row: usize, field: Option<&str>, message: impl FnOnce() -> String) {
+        self.total += 1;
+        if self.listed.len() < PROBLEMS_LISTED {
+            self.listed.push(RowProblem {
+                row,
+                field: field.map(str::to_string),
+                message: message(),
+            });
+        }
+    }
 }
 
 /// Appends `value` to `column` as a feature of `kind` reads it, or says why it cannot.
@@ -311,7 +330,7 @@ fn imputations(model: &LoadedModel, features: &[RawColumn], rows: usize) -> Vec<
 /// version for rows sent in the request; `run_id` is the request's id) and `client`.
 fn online_batch(
     model: &LoadedModel,
-    read: &ReadRows,
+    read: &OnlineRows,
     scored: ArrayRef,
     request: &OnlineRequest,
 ) -> Result<RecordBatch, DataFusionError> {
@@ -495,6 +514,20 @@ mod tests {
         let refused =
             read_feature(FeatureKind::Categorical, &json!({"a": 1}), &mut texts).unwrap_err();
         assert!(refused.ends_with("not an object"), "{refused}");
+    }
+
+    #[test]
+    fn problems_past_the_listed_ones_are_counted_without_building_their_messages() {
+        let mut problems = Problems::default();
+        for row in 0..100_000 {
+            problems.add(row, Some("colour"), || {
+                assert!(row < PROBLEMS_LISTED, "message of problem {row} built");
+                format!("problem {row}")
+            });
+        }
+        assert_eq!(problems.total, 100_000);
+        assert_eq!(problems.listed.len(), PROBLEMS_LISTED);
+        assert_eq!(problems.listed[19].message, "problem 19");
     }
 
     #[test]

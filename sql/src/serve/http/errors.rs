@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lakescore_engine::ml::models::online::RowProblem;
+use lakescore_engine::ml::models::online::{OnlineError, RowProblem};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -46,6 +46,21 @@ pub enum ApiError {
     /// lakescore failed (500).
     #[error("{0}")]
     Internal(String),
+}
+
+impl From<OnlineError> for ApiError {
+    /// Bad rows are the client's (400, every problem listed); a scoring failure is
+    /// lakescore's (500, the details in the server log only).
+    fn from(error: OnlineError) -> Self {
+        let message = error.to_string();
+        match error {
+            OnlineError::Rows { problems, .. } => ApiError::BadRequest { message, problems },
+            OnlineError::Scoring(_) => {
+                tracing::error!("{message}");
+                ApiError::Internal(String::from("scoring failed; the server log says why"))
+            }
+        }
+    }
 }
 
 impl ApiError {

@@ -18,12 +18,14 @@ use lakescore_engine::datafusion::arrow::compute::{cast, concat_batches, take};
 use lakescore_engine::datafusion::arrow::datatypes::DataType;
 use lakescore_engine::datafusion::prelude::SessionContext;
 use lakescore_engine::ml::models::dataset::{Converted, convert};
+use lakescore_engine::ml::models::features::RawColumn;
+use lakescore_engine::ml::models::online::OnlineRows;
 use lakescore_engine::ml::models::registry::LoadedModel;
 use lakescore_engine::storage::lakehouse::table_provider;
 use lakescore_engine::storage::write::committed_version;
 use lakescore_engine::{Lakehouse, Project, TableName};
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::errors::ApiError;
@@ -193,10 +195,10 @@ impl FeatureTables {
 }
 
 impl FeatureSnapshot {
-    /// The rows of `keys` (each a key value, or an object of the key columns), with the
-    /// features `model` reads converted as batch scoring converts a table's columns, and
-    /// the key columns; 404 names the keys the table does not hold.
-    pub fn rows(&self, model: &LoadedModel, keys: &[Value]) -> Result<Vec<Value>, ApiError> {
+    /// The rows of `keys` (each a key value, or an object of the key columns): the
+    /// features `model` reads, converted as batch scoring converts a table's columns, and
+    /// the key columns as text; 404 names the keys the table does not hold.
+    pub fn rows(&self, model: &LoadedModel, keys: &[Value]) -> Result<OnlineRows, ApiError> {
         let key_columns = &model.manifest.key;
         let mut indices = Vec::with_capacity(keys.len());
         let mut unknown = Vec::new();
@@ -222,42 +224,31 @@ impl FeatureSnapshot {
             )));
         }
         let indices = UInt32Array::from(indices);
-        let mut rows = vec![Map::new(); keys.len()];
+        let mut key_values = Vec::with_capacity(key_columns.len());
         for column in key_columns {
             let values = self.taken(column, &indices)?;
             let values = cast(&values, &DataType::Utf8).map_err(internal)?;
             let texts = values.as_string::<i32>();
-            for (row, object) in rows.iter_mut().enumerate() {
-                let value = if texts.is_valid(row) {
-                    Value::from(texts.value(row))
-                } else {
-                    keys[row].get(column).cloned().unwrap_or(Value::Null)
-                };
-                object.insert(column.clone(), value);
-            }
+            key_values.push(texts.iter().map(|text| text.map(str::to_string)).collect());
         }
+        let mut features = Vec::with_capacity(model.manifest.features.len());
         for feature in &model.manifest.features {
             let values = self.taken(&feature.name, &indices)?;
             let converted = convert(&feature.name, feature.kind, &values).map_err(|error| {
                 ApiError::Unavailable(format!("{}@{}: {error}", self.table, self.version))
             })?;
-            for (row, object) in rows.iter_mut().enumerate() {
-                let value = match &converted {
-                    Converted::Numbers(numbers) if numbers.is_valid(row) => {
-                        let number = numbers.value(row);
-                        if feature.kind == lakescore_engine::config::FeatureKind::Boolean {
-                            Value::from(number != 0.0)
-                        } else {
-                            serde_json::Number::from_f64(number).map_or(Value::Null, Value::Number)
-                        }
-                    }
-                    Converted::Texts(texts) if texts.is_valid(row) => Value::from(texts.value(row)),
-                    _ => Value::Null,
-                };
-                object.insert(feature.name.clone(), value);
-            }
+            features.push(match converted {
+                Converted::Numbers(numbers) => RawColumn::Numbers(numbers.iter().collect()),
+                Converted::Texts(texts) => {
+                    RawColumn::Texts(texts.iter().map(|t| t.map(str::to_string)).collect())
+                }
+            });
         }
-        Ok(rows.into_iter().map(Value::Object).collect())
+        Ok(OnlineRows {
+            rows: keys.len(),
+            features,
+            keys: key_values,
+        })
     }
 
     /// The values of `column` at `indices`; 503 when the table lacks the column.

@@ -44,7 +44,7 @@ use datafusion_postgres::pgwire::tokio::TlsAcceptor;
 use http_body_util::{BodyExt, LengthLimitError};
 use lakescore_engine::config::HttpConfig;
 use lakescore_engine::ml::models::online::{
-    OnlineError, OnlineRequest, OnlineScores, score_json_rows,
+    OnlineRequest, OnlineRows, OnlineScores, read_json_rows, score_online_rows,
 };
 use lakescore_engine::ml::models::registry::{LoadedModel, ModelRef};
 use lakescore_engine::storage::system_tables::online_table;
@@ -339,27 +339,22 @@ impl Api {
                 .slots
                 .run(place, move || {
                     let Parsed { rows, source } = parse(&scoring)?;
-                    if rows.is_empty() {
+                    let count = match &rows {
+                        ParsedRows::Sent(rows) => rows.len(),
+                        ParsedRows::LookedUp(rows) => rows.rows,
+                    };
+                    if count == 0 {
                         return Err(ApiError::bad_request("no rows to score: send at least one"));
                     }
-                    if rows.len() > max_rows {
-                        return Err(too_many_rows(rows.len(), max_rows));
+                    if count > max_rows {
+                        return Err(too_many_rows(count, max_rows));
                     }
+                    let rows = match rows {
+                        ParsedRows::Sent(rows) => read_json_rows(&scoring, &rows)?,
+                        ParsedRows::LookedUp(rows) => rows,
+                    };
                     request.source = source.clone();
-                    let scores = score_json_rows(&scoring, &rows, &request).map_err(|error| {
-                        let message = error.to_string();
-                        match error {
-                            OnlineError::Rows { problems, .. } => {
-                                ApiError::BadRequest { message, problems }
-                            }
-                            OnlineError::Scoring(_) => {
-                                tracing::error!("{message}");
-                                ApiError::Internal(String::from(
-                                    "scoring failed; the server log says why",
-                                ))
-                            }
-                        }
-                    })?;
+                    let scores = score_online_rows(&scoring, &rows, &request)?;
                     Ok((scores, source))
                 })
                 .await??;
@@ -386,10 +381,18 @@ impl Api {
 
 /// The rows a request sends or names, and the table version they were looked up in.
 pub struct Parsed {
-    /// Feature (and key) values, one object per row.
-    pub rows: Vec<Value>,
+    /// The rows.
+    pub rows: ParsedRows,
     /// The feature table and version, when the rows were looked up by key.
     pub source: Option<(String, u64)>,
+}
+
+/// A request's rows: sent in its body, or looked up by key in a feature table.
+pub enum ParsedRows {
+    /// Feature (and key) values, one JSON object per row, read strictly when scored.
+    Sent(Vec<Value>),
+    /// Values read from the feature table as batch scoring reads them.
+    LookedUp(OnlineRows),
 }
 
 /// A request's scored rows.

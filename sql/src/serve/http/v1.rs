@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::errors::{ApiError, ErrorBody};
-use super::{Api, Exchange, Parsed, admit, model_reference, read_body, too_many_rows};
+use super::{Api, Exchange, Parsed, ParsedRows, admit, model_reference, read_body, too_many_rows};
 
 /// What `POST /v1/models/{reference}/predict` takes: `rows`, or `keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -153,7 +153,10 @@ pub async fn predict(
                 ))
             })?;
             match (request.rows, request.keys) {
-                (Some(rows), None) => Ok(Parsed { rows, source: None }),
+                (Some(rows), None) => Ok(Parsed {
+                    rows: ParsedRows::Sent(rows),
+                    source: None,
+                }),
                 (None, Some(keys)) => {
                     // Refused before any lookup work.
                     if keys.len() > max_rows {
@@ -161,7 +164,7 @@ pub async fn predict(
                     }
                     let snapshot = lookup?;
                     Ok(Parsed {
-                        rows: snapshot.rows(model, &keys)?,
+                        rows: ParsedRows::LookedUp(snapshot.rows(model, &keys)?),
                         source: Some((snapshot.table.to_string(), snapshot.version)),
                     })
                 }

@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 use super::errors::ApiError;
 use super::v1::{Prediction, predictions};
-use super::{Api, Exchange, Parsed, admit, read_body};
+use super::{Api, Exchange, Parsed, ParsedRows, admit, read_body};
 
 /// An inference request.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -189,7 +189,7 @@ async fn infer_with(
         let inputs = request.inputs;
         let parse = move |_: &LoadedModel| {
             Ok(Parsed {
-                rows: rows(inputs)?,
+                rows: ParsedRows::Sent(rows(inputs)?),
                 source: None,
             })
         };
