@@ -698,6 +698,55 @@ async fn a_server_killed_while_it_flushes_keeps_whole_requests_and_a_restart_goe
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_servers_of_one_project_keep_every_prediction_of_both() {
+    // Two replicas behind a load balancer: their writers commit to the same online table
+    // and request log every 20 ms, racing each other.
+    let (served, tokens) = serve_http("flush_interval = \"20ms\"");
+    let replica = served.replica();
+    wait_until_ready(&served).await;
+    wait_until_ready(&replica).await;
+    let send = |port: u16, token: String| async move {
+        let client = reqwest::Client::new();
+        let body = json!({ "rows": customer_rows(0..3) }).to_string();
+        for _ in 0..40 {
+            let answer = client
+                .post(format!("http://127.0.0.1:{port}/v1/models/churn/predict"))
+                .bearer_auth(&token)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(answer.status(), 200);
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::join!(
+        send(served.http_port, tokens.crm.clone()),
+        send(replica.http_port, tokens.crm.clone())
+    );
+    replica.stop_replica();
+    let (workspace, log) = served.stop();
+    assert!(!log.contains("lost"), "{log}");
+    assert_eq!(
+        crate::serve::csv(
+            &workspace,
+            "SELECT count(DISTINCT run_id) AS requests, count(*) AS rows, \
+             count(DISTINCT prediction_id) AS ids FROM scored.churn_online",
+        ),
+        "requests,rows,ids\n80,240,240\n"
+    );
+    assert_eq!(
+        crate::serve::csv(
+            &workspace,
+            "SELECT count(*) AS answered FROM ops.request_log \
+             WHERE status = 200 AND endpoint = 'predict'",
+        ),
+        "answered\n80\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_promotion_takes_effect_under_load_without_a_failed_request_and_overload_is_shed() {
     let (served, tokens) = serve_http_with(
         "[[job]]\nname = \"nightly\"\nsteps = [{ score = \"churn\", input = \"curated.customers\" }]\n",

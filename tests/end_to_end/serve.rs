@@ -153,15 +153,27 @@ pub fn serve_configured(extra: &str, analyst: &str, model: &str) -> Served {
 
 /// Starts `lakescore serve` in `workspace`, logging to `serve.log` (appended to).
 pub fn start(workspace: Workspace) -> Served {
+    let (server, port, http_port) = spawn_server(workspace.path());
+    Served {
+        port,
+        http_port,
+        workspace: Some(workspace),
+        server: Some(server),
+    }
+}
+
+/// Starts `lakescore serve` in the project folder `dir` and waits until it listens:
+/// the process and its SQL and HTTP ports (0 when off).
+fn spawn_server(dir: &std::path::Path) -> (Child, u16, u16) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(workspace.path().join("serve.log"))
+        .open(dir.join("serve.log"))
         .unwrap();
     // The password reaches the server through its environment only.
     let mut server = Command::new(env!("CARGO_BIN_EXE_lakescore"))
         .args(["serve"])
-        .current_dir(workspace.path())
+        .current_dir(dir)
         .env("LAKESCORE_TEST_ANALYST_PASSWORD", ANALYST_PASSWORD)
         .stdout(std::process::Stdio::piped())
         .stderr(log)
@@ -172,7 +184,7 @@ pub fn start(workspace: Workspace) -> Served {
     let mut printed = String::new();
     while !printed.contains("Ctrl-C stops") {
         if stdout.read_line(&mut printed).unwrap() == 0 {
-            let log = std::fs::read_to_string(workspace.path().join("serve.log")).unwrap();
+            let log = std::fs::read_to_string(dir.join("serve.log")).unwrap();
             panic!("serve stopped before listening: {printed}{log}");
         }
     }
@@ -185,14 +197,14 @@ pub fn start(workspace: Workspace) -> Served {
             .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
             .and_then(|p| p.parse().ok())
     };
-    Served {
-        port: port_after("SQL on 127.0.0.1:").unwrap_or(0),
-        http_port: port_after("HTTP API on http://127.0.0.1:")
-            .or_else(|| port_after("HTTP API on https://127.0.0.1:"))
-            .unwrap_or(0),
-        workspace: Some(workspace),
-        server: Some(server),
-    }
+    let http_port = port_after("HTTP API on http://127.0.0.1:")
+        .or_else(|| port_after("HTTP API on https://127.0.0.1:"))
+        .unwrap_or(0);
+    (
+        server,
+        port_after("SQL on 127.0.0.1:").unwrap_or(0),
+        http_port,
+    )
 }
 
 impl Served {
@@ -221,6 +233,25 @@ impl Served {
     /// The served project.
     pub fn workspace(&self) -> &Workspace {
         self.workspace.as_ref().unwrap()
+    }
+
+    /// A second server of the same project and lakehouse (a replica behind a load
+    /// balancer); stop it with [`Served::stop_replica`].
+    pub fn replica(&self) -> Served {
+        let (server, port, http_port) = spawn_server(self.workspace().path());
+        Served {
+            port,
+            http_port,
+            workspace: None,
+            server: Some(server),
+        }
+    }
+
+    /// Stops a replica (flushing what it keeps); it must exit cleanly.
+    pub fn stop_replica(mut self) {
+        let mut server = self.server.take().unwrap();
+        terminate(&server);
+        assert!(server.wait().unwrap().success());
     }
 
     /// Kills the server with SIGKILL, so nothing is flushed, and returns its project.

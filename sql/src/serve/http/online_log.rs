@@ -568,7 +568,7 @@ mod tests {
             at: Utc::now(),
             client: String::new(),
             address: String::from("127.0.0.1:9"),
-            endpoint: String::from("POST /v1/models/{reference}/predict"),
+            endpoint: String::from("predict"),
             model: None,
             rows: 0,
             status,
