@@ -28,6 +28,7 @@ pub mod grants;
 pub mod http;
 pub mod identity;
 pub mod limits;
+pub mod listening;
 pub mod postgres_face;
 pub mod query;
 pub mod tls;
@@ -48,7 +49,6 @@ use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryH
 use datafusion_postgres::pgwire::api::{ConnectionManager, PgWireServerHandlers};
 use datafusion_postgres::pgwire::tokio::{TlsAcceptor, process_socket};
 use lakescore_engine::datafusion::prelude::SessionContext;
-use lakescore_engine::{Lakehouse, Project};
 use tokio::io::Interest;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -66,31 +66,18 @@ use self::query::{AuditedService, ClientState, LakescoreQueries, Shared};
 use crate::error::{Error, Result};
 
 pub use self::auth::hash_password;
+pub use self::listening::Listening;
 pub use lakescore_engine::storage::system_tables::QUERY_LOG;
 
-/// A server to start: build it, [`Server::bind`] it, then [`Bound::run`] it.
-pub struct Server {
-    project: Arc<Project>,
-    lakehouse: Arc<Lakehouse>,
-    listen: Option<String>,
-}
+/// The PostgreSQL wire protocol, as `[serve]` configures it.
+pub struct Postgres;
+
+/// The PostgreSQL listener to start: build it ([`Listening::new`], and
+/// [`Listening::with_listen`] instead of `[serve] listen`), [`Server::bind`] it, then
+/// [`Bound::run`] it.
+pub type Server = Listening<Postgres>;
 
 impl Server {
-    /// Serves `project`'s lakehouse as its `[serve]` section says.
-    pub fn new(project: Arc<Project>, lakehouse: Arc<Lakehouse>) -> Self {
-        Self {
-            project,
-            lakehouse,
-            listen: None,
-        }
-    }
-
-    /// Listens on `address` (`host:port`) instead of `[serve] listen`.
-    pub fn with_listen(mut self, address: Option<String>) -> Self {
-        self.listen = address;
-        self
-    }
-
     /// Checks the users and TLS files and binds the address.
     pub async fn bind(self) -> Result<Bound> {
         let config = &self.project.config.serve;
@@ -107,7 +94,7 @@ impl Server {
             )?),
             _ => None,
         };
-        let listen = self.listen.clone().unwrap_or_else(|| config.listen.clone());
+        let listen = self.address(&config.listen);
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|source| Error::Network {

@@ -48,7 +48,6 @@ use lakescore_engine::ml::models::online::{
 };
 use lakescore_engine::ml::models::registry::{LoadedModel, ModelRef};
 use lakescore_engine::storage::system_tables::online_table;
-use lakescore_engine::{Lakehouse, Project};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -63,34 +62,19 @@ use self::online_log::{Flushing, MAX_BACKLOG, OnlineLog, OnlineWriter, RequestEn
 use self::slots::{Place, Slots};
 use self::tls_listener::TlsListener;
 use self::tokens::{Client, Tokens};
+use super::Listening;
 use crate::error::{Error, Result};
 
 pub use self::tokens::new_token;
 
-/// The HTTP API to start: build it, [`HttpServer::bind`] it, then [`HttpBound::run`] it.
-pub struct HttpServer {
-    project: Arc<Project>,
-    lakehouse: Arc<Lakehouse>,
-    listen: Option<String>,
-}
+/// HTTP, as `[serve.http]` configures it (its defaults when the section is absent).
+pub struct Http;
+
+/// The HTTP API to start: build it ([`Listening::new`], and [`Listening::with_listen`]
+/// instead of `[serve.http] listen`), [`HttpServer::bind`] it, then [`HttpBound::run`] it.
+pub type HttpServer = Listening<Http>;
 
 impl HttpServer {
-    /// Serves `project`'s models as its `[serve.http]` section says (its defaults when
-    /// the section is absent).
-    pub fn new(project: Arc<Project>, lakehouse: Arc<Lakehouse>) -> Self {
-        Self {
-            project,
-            lakehouse,
-            listen: None,
-        }
-    }
-
-    /// Listens on `address` (`host:port`) instead of `[serve.http] listen`.
-    pub fn with_listen(mut self, address: Option<String>) -> Self {
-        self.listen = address;
-        self
-    }
-
     /// Checks the tokens and binds the address.
     pub async fn bind(self) -> Result<HttpBound> {
         let serve = &self.project.config.serve;
@@ -101,7 +85,7 @@ impl HttpServer {
                 "no client could call the HTTP API: add a [[serve.token]] (`lakescore serve --new-token` makes one), or set [serve.http] allow_anonymous = true",
             )));
         }
-        let listen = self.listen.clone().unwrap_or_else(|| config.listen.clone());
+        let listen = self.address(&config.listen);
         let listener = TcpListener::bind(&listen)
             .await
             .map_err(|source| Error::Network {
