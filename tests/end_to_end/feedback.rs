@@ -35,7 +35,7 @@ fn project() -> ProjectFile {
 }
 
 /// The corrections staff export from the CRM.
-const CORRECTIONS: &str = r#"
+pub const CORRECTIONS: &str = r#"
 [[source]]
 name = "corrections"
 path = "extracts/corrections_*.csv"

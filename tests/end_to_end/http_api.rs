@@ -556,27 +556,13 @@ async fn online_predictions_equal_batch_scores_and_every_one_is_kept_with_its_li
     // by key (the newest prediction of NEW1 is its online one). Each training row holds
     // the values its prediction was scored with: the ones sent, NULL where one was
     // missing (curated.customers has neither these values nor NEW1).
-    workspace.append_to_project(
-        r#"
-[[source]]
-name = "corrections"
-path = "extracts/corrections_*.csv"
-format = "csv"
-table = "feedback.churn"
-[source.schema]
-prediction_id = "string"
-customer_id = "string"
-corrected_label = "string"
-corrected_by = "string"
-corrected_at = "timestamp"
-"#,
-    );
+    workspace.append_to_project(crate::feedback::CORRECTIONS);
     let now = chrono::Utc::now().to_rfc3339();
     workspace.write_file(
         "extracts/corrections_1.csv",
         &format!(
-            "prediction_id,customer_id,corrected_label,corrected_by,corrected_at\n\
-             {sent_id},,true,ana,{now}\n,NEW1,false,ana,{now}\n"
+            "prediction_id,customer_id,corrected_label,corrected_by,corrected_at,comment\n\
+             {sent_id},,true,ana,{now},\n,NEW1,false,ana,{now},\n"
         ),
     );
     crate::serve::run(&workspace, &["ingest"]);

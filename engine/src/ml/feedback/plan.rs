@@ -1068,6 +1068,14 @@ features = { tenure = "numeric", plan = "categorical" }
             .expect("plan")
         }
 
+        /// [`Self::classified`] in the order of `rows`.
+        async fn classified_in_order(&self, rows: &[Correction<'_>]) -> DataFrame {
+            self.classified(rows)
+                .await
+                .sort(vec![col("fb_row").sort(true, false)])
+                .expect("sort")
+        }
+
         /// The classified corrections of `rows`, with features for every source version.
         async fn classified(&self, rows: &[Correction<'_>]) -> DataFrame {
             let ctx = &self.ctx;
@@ -1132,11 +1140,7 @@ features = { tenure = "numeric", plan = "categorical" }
             // Key c1 corrected after day 3: the day-3 prediction.
             ok(None, Some("c1"), "1", "2026-11-04T00:00:00Z"),
         ];
-        let frame = fixture
-            .classified(&rows)
-            .await
-            .sort(vec![col("fb_row").sort(true, false)])
-            .expect("sort");
+        let frame = fixture.classified_in_order(&rows).await;
         assert_eq!(
             column(frame.clone(), "s_prediction_id").await,
             [Some("p2"), Some("p1"), Some("p3")].map(|v| v.map(String::from))
@@ -1161,11 +1165,7 @@ features = { tenure = "numeric", plan = "categorical" }
             // After day 6 the newest prediction of c2 is the online one.
             ok(None, Some("c2"), "true", "2026-11-07T00:00:00Z"),
         ];
-        let frame = fixture
-            .classified(&rows)
-            .await
-            .sort(vec![col("fb_row").sort(true, false)])
-            .expect("sort");
+        let frame = fixture.classified_in_order(&rows).await;
         let values = |v: [&str; 2]| v.map(|v| Some(v.to_string()));
         assert_eq!(
             column(frame.clone(), "s_prediction_id").await,
@@ -1242,11 +1242,7 @@ features = { tenure = "numeric", plan = "categorical" }
                 ..ok(None, None, "true", "2026-11-05T00:00:00Z")
             },
         ];
-        let frame = fixture
-            .classified(&rows)
-            .await
-            .sort(vec![col("fb_row").sort(true, false)])
-            .expect("sort");
+        let frame = fixture.classified_in_order(&rows).await;
         let errors = column(frame.clone(), "error").await;
         let expected = [
             "unknown prediction_id: neither scored.churn nor scored.churn_online has a prediction of churn with id p404; check the id against scored.churn and scored.churn_online",
