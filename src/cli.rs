@@ -177,8 +177,9 @@ pub enum Command {
     /// Reads the feedback table ([model.feedback] table, default feedback.MODEL): one row
     /// per correction with prediction_id (or the model's key columns), the corrected label
     /// (default column corrected_label), corrected_by, corrected_at and optionally comment.
-    /// Corrections that name no known prediction go to quarantine.feedback_MODEL with the
-    /// reason. Realized metrics per window go to monitoring.model_performance; a metric
+    /// The predictions corrected are those of scored.MODEL (batch) and scored.MODEL_online
+    /// (the HTTP API). Corrections that name no known prediction go to
+    /// quarantine.feedback_MODEL with the reason. Realized metrics per window go to monitoring.model_performance; a metric
     /// below its [model.monitoring] floor requests retraining.
     Feedback {
         /// The model's name in lakescore.toml.
