@@ -33,11 +33,12 @@ fn new_token() -> (String, String) {
 }
 
 /// The tokens of the served project: crm may use churn, reports only ltv, ops every
-/// model.
+/// model, trickle churn at one request every two seconds (two at once).
 struct Tokens {
     crm: String,
     reports: String,
     ops: String,
+    trickle: String,
 }
 
 /// Serves the churn project with the HTTP API (and `http` in `[serve.http]`).
@@ -51,6 +52,7 @@ fn serve_http_with(serve_settings: &str, http: &str, model: &str) -> (Served, To
     let (crm, crm_hash) = new_token();
     let (reports, reports_hash) = new_token();
     let (ops, ops_hash) = new_token();
+    let (trickle, trickle_hash) = new_token();
     let served = serve_configured(
         &format!(
             r#"{serve_settings}
@@ -69,13 +71,27 @@ models = ["ltv"]
 name = "ops"
 secret_sha256 = "{ops_hash}"
 models = ["*"]
+[[serve.token]]
+name = "trickle"
+secret_sha256 = "{trickle_hash}"
+models = ["churn"]
+requests_per_second = 0.5
+burst = 2
 "#
         ),
         "",
         model,
     );
     assert_ne!(served.http_port, 0, "no HTTP address printed");
-    (served, Tokens { crm, reports, ops })
+    (
+        served,
+        Tokens {
+            crm,
+            reports,
+            ops,
+            trickle,
+        },
+    )
 }
 
 /// An answer: status, `WWW-Authenticate`, body as JSON (or text as a JSON string).
@@ -681,6 +697,62 @@ async fn a_server_killed_while_it_flushes_keeps_whole_requests_and_a_restart_goe
     let (workspace, log) = served.stop();
     assert!(!log.contains("panicked"), "{log}");
     assert_eq!(committed(&workspace), [requests + 1, rows + 3, ids + 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_client_over_its_rate_is_refused_while_others_are_served() {
+    let (served, tokens) = serve_http("");
+    wait_until_ready(&served).await;
+    let rows = customer_rows(0..2);
+    // A burst of two, then 429 with when to come back, body read and the connection kept.
+    let client = reqwest::Client::new();
+    let url = format!(
+        "http://127.0.0.1:{}/v1/models/churn/predict",
+        served.http_port
+    );
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let answer = client
+            .post(&url)
+            .bearer_auth(&tokens.trickle)
+            .header("content-type", "application/json")
+            .body(json!({ "rows": rows }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        if status == 429 {
+            assert_eq!(answer.headers()["retry-after"], "2");
+            let body: Value = serde_json::from_str(&answer.text().await.unwrap()).unwrap();
+            let message = body["error"]["message"].as_str().unwrap();
+            assert!(
+                message.starts_with(
+                    "client 'trickle' is over its rate of 0.5 requests a second (burst 2;"
+                ),
+                "{message}"
+            );
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses, [200, 200, 429, 429, 429]);
+    // Another client is not held back by it.
+    for _ in 0..5 {
+        let crm = predict(&served, "churn", &tokens.crm, &rows).await;
+        assert_eq!(crm.status, 200, "{}", crm.body);
+    }
+    // Two seconds later the client may score again.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let again = predict(&served, "churn", &tokens.trickle, &rows).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    let (workspace, _) = served.stop();
+    assert_eq!(
+        crate::serve::csv(
+            &workspace,
+            "SELECT client, status, count(*) AS n FROM ops.request_log \
+             WHERE endpoint = 'predict' GROUP BY client, status ORDER BY client, status",
+        ),
+        "client,status,n\ncrm,200,5\ntrickle,200,3\ntrickle,429,3\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

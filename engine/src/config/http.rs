@@ -87,6 +87,13 @@ pub struct ServeToken {
     pub secret_sha256: Option<String>,
     /// The models it may score and list: names, or `"*"` for every model.
     pub models: Vec<String>,
+    /// Scoring requests a second it may send on average (no limit when absent).
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// Scoring requests it may send at once within that rate (default: the rate, at
+    /// least one).
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 impl ServeToken {
@@ -126,6 +133,26 @@ pub(super) fn check(http: Option<&HttpConfig>, tokens: &[ServeToken]) -> Result<
         {
             return Err(format!(
                 "[[serve.token]] '{}': secret_sha256 must be 64 hex digits (from `lakescore serve --new-token`)",
+                token.name
+            ));
+        }
+        if let Some(rate) = token.requests_per_second
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(format!(
+                "[[serve.token]] '{}': requests_per_second must be a number above 0 (e.g. 50 or 0.5); leave it out for no limit",
+                token.name
+            ));
+        }
+        if token.burst.is_some() && token.requests_per_second.is_none() {
+            return Err(format!(
+                "[[serve.token]] '{}': burst needs requests_per_second, the rate it bursts above",
+                token.name
+            ));
+        }
+        if token.burst == Some(0) {
+            return Err(format!(
+                "[[serve.token]] '{}': burst must be at least 1",
                 token.name
             ));
         }

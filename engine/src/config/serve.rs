@@ -334,6 +334,9 @@ mod tests {
         assert!(error.contains("\"lots\" is not a size"), "{error}");
     }
 
+    /// A valid HTTP API token, its table open for more settings.
+    const TOKEN: &str = "[[serve.token]]\nname = \"crm\"\nsecret_sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\nmodels = [\"*\"]\n";
+
     #[test]
     fn settings_that_cannot_work_are_refused_with_the_fix() {
         let cases = [
@@ -365,6 +368,18 @@ mod tests {
             (
                 "[serve]\nquery_memory = \"2GiB\"\nmax_memory = \"1GiB\"\n".to_string(),
                 "query_memory is larger than max_memory",
+            ),
+            (
+                format!("{TOKEN}requests_per_second = 0\n"),
+                "[[serve.token]] 'crm': requests_per_second must be a number above 0",
+            ),
+            (
+                format!("{TOKEN}burst = 5\n"),
+                "[[serve.token]] 'crm': burst needs requests_per_second",
+            ),
+            (
+                format!("{TOKEN}requests_per_second = 10\nburst = 0\n"),
+                "[[serve.token]] 'crm': burst must be at least 1",
             ),
         ];
         for (text, expected) in cases {

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod models;
 pub mod online_log;
 pub mod openapi;
+pub mod quota;
 pub mod slots;
 pub mod tls_listener;
 pub mod tokens;
@@ -480,12 +481,13 @@ fn model_reference(text: &str) -> Result<ModelRef, ApiError> {
     ModelRef::parse(text).map_err(|error| ApiError::bad_request(error.to_string()))
 }
 
-/// Takes a queue place for a scoring request, or refuses it with 429 after reading and
+/// Takes a queue place for `client`'s scoring request, or refuses it with 429 (the client
+/// is over its `requests_per_second`, or the queue is full) after reading and
 /// discarding its body (up to `max_body`, never held): a server that answered before
 /// reading would close the connection on unread bytes and the client would see a reset
 /// instead of the 429.
-async fn admit<'a>(api: &'a Api, body: &mut Body) -> Result<Place<'a>, ApiError> {
-    match api.slots.admit() {
+async fn admit<'a>(api: &'a Api, client: &Client, body: &mut Body) -> Result<Place<'a>, ApiError> {
+    match client.take_request().and_then(|()| api.slots.admit()) {
         Ok(place) => Ok(place),
         Err(refused) => {
             let mut left = api.config.max_body;

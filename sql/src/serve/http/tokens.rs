@@ -1,11 +1,15 @@
 //! Who calls the HTTP API: `Authorization: Bearer TOKEN`, checked against the SHA-256 of
 //! each `[[serve.token]]` (in constant time, so timing tells nothing about a near
-//! miss), and which models that client may use.
+//! miss), which models that client may use, and at what rate it may score.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use lakescore_engine::config::{HttpConfig, ServeToken};
 use sha2::{Digest, Sha256};
 
 use super::errors::ApiError;
+use super::quota::Quota;
 
 /// The name requests without a token go by when `[serve.http] allow_anonymous` is set.
 pub const ANONYMOUS: &str = "anonymous";
@@ -16,12 +20,21 @@ pub struct Client {
     /// Its name.
     pub name: String,
     models: Vec<String>,
+    /// Its request rate, shared by every request it sends.
+    quota: Option<Arc<Quota>>,
 }
 
 impl Client {
     /// True when the client may score and list model `name`.
     pub fn may_use(&self, name: &str) -> bool {
         self.models.iter().any(|m| m == "*" || m == name)
+    }
+
+    /// Counts one scoring request against the client's rate; 429 when it is over it.
+    pub fn take_request(&self) -> Result<(), ApiError> {
+        self.quota
+            .as_ref()
+            .map_or(Ok(()), |quota| quota.take(Instant::now()))
     }
 
     /// Refuses with 403 when the client may not use model `name`.
@@ -57,6 +70,9 @@ impl Tokens {
                 let client = Client {
                     name: token.name.clone(),
                     models: token.models.clone(),
+                    quota: token
+                        .requests_per_second
+                        .map(|rate| Arc::new(Quota::new(&token.name, rate, token.burst))),
                 };
                 Some((digest, client))
             })
@@ -64,6 +80,7 @@ impl Tokens {
         let anonymous = http.allow_anonymous.then(|| Client {
             name: String::from(ANONYMOUS),
             models: vec![String::from("*")],
+            quota: None,
         });
         Self { known, anonymous }
     }
@@ -141,6 +158,8 @@ mod tests {
             secret: Some(EnvString(secret.to_string())),
             secret_sha256: None,
             models: models.iter().map(|m| m.to_string()).collect(),
+            requests_per_second: None,
+            burst: None,
         }
     }
 
@@ -152,6 +171,8 @@ mod tests {
             secret: None,
             secret_sha256: Some(hash),
             models: vec![String::from("churn_risk")],
+            requests_per_second: Some(1.0),
+            burst: None,
         };
         let tokens = Tokens::new(
             &[hashed, token("bi", "0123456789abcdef-bi", &["*"])],
@@ -159,11 +180,19 @@ mod tests {
         );
         let crm = tokens.client(Some(&format!("Bearer {secret}"))).unwrap();
         assert_eq!(crm.name, "crm");
+        // One request a second, shared by every request the token sends.
+        assert!(crm.take_request().is_ok());
+        let again = tokens.client(Some(&format!("Bearer {secret}"))).unwrap();
+        assert!(matches!(
+            again.take_request(),
+            Err(ApiError::Overloaded { .. })
+        ));
         assert!(crm.check("churn_risk").is_ok());
         let refused = crm.check("ltv").unwrap_err().to_string();
         assert!(refused.contains("may not use model 'ltv'"), "{refused}");
         let bi = tokens.client(Some("Bearer 0123456789abcdef-bi")).unwrap();
         assert!(bi.may_use("ltv"));
+        assert!((0..100).all(|_| bi.take_request().is_ok()));
         for wrong in [None, Some("Bearer nope"), Some("Basic abc"), Some("")] {
             assert!(matches!(
                 tokens.client(wrong),

@@ -142,7 +142,7 @@ pub async fn predict(
         let reference = model_reference(&reference)?;
         client.check(&reference.name)?;
         let mut body = body;
-        let place = admit(&api, &mut body).await?;
+        let place = admit(&api, &client, &mut body).await?;
         let body = read_body(&api, &headers, body).await?;
         let lookup = api.features.current(&reference.name);
         let max_rows = api.config.max_rows;

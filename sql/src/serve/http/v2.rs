@@ -177,7 +177,7 @@ async fn infer_with(
         let client = api.client(&headers, &mut exchange)?;
         client.check(&reference.name)?;
         let mut body = body;
-        let place = admit(&api, &mut body).await?;
+        let place = admit(&api, &client, &mut body).await?;
         let body = read_body(&api, &headers, body).await?;
         let request: InferRequest = serde_json::from_slice(&body).map_err(|error| {
             ApiError::bad_request(format!(
