@@ -5,8 +5,9 @@
 //! The current data is a table version, the rows after a version (by a time column), or a
 //! time window. It may be the model's online table (`scored.<model>_online`, the HTTP
 //! API's traffic): its features are read from each prediction's `features` struct, its
-//! time column is `scored_at`, and its own predictions are the output compared. Results go to `monitoring.drift_metrics` (one commit per run), a triggered
-//! retrain to `monitoring.retrain_requests`, and the HTML report to
+//! time column is `scored_at`, and its own predictions are the output compared. Results
+//! go to `monitoring.drift_metrics` (one commit per run), a triggered retrain to
+//! `monitoring.retrain_requests`, and the HTML report to
 //! `<root>/_reports/drift/<model>/<run id>.html`.
 
 use std::fmt;

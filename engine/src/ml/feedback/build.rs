@@ -131,11 +131,15 @@ impl BuildFeedback {
             .lakehouse()
             .latest_version_if_exists(&scored)
             .await?;
-        let online_version = self
-            .cx
-            .lakehouse()
-            .latest_version_if_exists(&online)
-            .await?;
+        // A scored table declared as the online table is read once.
+        let online_version = if online == scored {
+            None
+        } else {
+            self.cx
+                .lakehouse()
+                .latest_version_if_exists(&online)
+                .await?
+        };
         let predictions: Vec<(TableName, u64)> = [
             (scored.clone(), scored_version),
             (online.clone(), online_version),

@@ -2,16 +2,17 @@
 //! online table (`scored.<model>_online`) and every request to `ops.request_log`, in
 //! micro-batches: a table's rows are committed once `flush_rows` have gathered or
 //! `flush_interval` has passed since the first of them, whichever comes first, and
-//! everything gathered is committed when the server stops. A commit that fails is tried
-//! again at the next flush (only what did not commit: rows of two schemas are two
-//! commits, and the first is never appended twice); the rows stay in memory until then (their number is
-//! [`OnlineLog::backlog`], and the API refuses new predictions while it is over
-//! [`MAX_BACKLOG`] rather than lose any). Under a flood of failed requests, once more
-//! than [`MAX_REQUESTS_WAITING`] entries wait, each further failure (any status from 400:
-//! refusals, bad tokens, bad bodies) is counted by status instead of kept, and each count
-//! is written as one entry. When the server stops, the last commits are
-//! tried four times over about four seconds. A crash loses at most what was not yet
-//! committed.
+//! everything gathered is committed when the server stops.
+//!
+//! A commit that fails is tried again at the next flush, and only what did not commit
+//! (rows of two schemas are two commits; the first is never appended twice). The rows
+//! stay in memory until then (their number is [`OnlineLog::backlog`]), and the API
+//! refuses new predictions while it is over [`MAX_BACKLOG`] rather than lose any. Under a
+//! flood of failed requests, once more than [`MAX_REQUESTS_WAITING`] entries wait, each
+//! further failure (any status from 400: refusals, bad tokens, bad bodies) is counted by
+//! status instead of kept, and each count is written as one entry. When the server stops,
+//! the last commits are tried four times over about four seconds. A crash loses at most
+//! what was not yet committed.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
