@@ -17,6 +17,19 @@ use crate::error::{Error, Result};
 
 /// The acceptor for `cert` and `key` (PEM files).
 pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    Ok(TlsAcceptor::from(Arc::new(server_config(cert, key)?)))
+}
+
+/// The acceptor for `cert` and `key` that offers HTTP/2 and HTTP/1.1 by ALPN, for the
+/// HTTP API (the PostgreSQL listener's acceptor offers no application protocol).
+pub fn http_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let mut config = server_config(cert, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The server configuration of `cert` and `key` (PEM files).
+fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig> {
     let unusable = |what: &str, path: &Path, cause: String| {
         Error::Serve(format!(
             "{what} {}: {cause}; give a PEM file in [serve] {}",
@@ -53,5 +66,5 @@ pub fn acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
                 key.display()
             ))
         })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
+    Ok(config)
 }

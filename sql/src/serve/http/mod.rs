@@ -2,14 +2,16 @@
 //! predictions from the same registry, with the same explanations and lineage as batch
 //! scoring, for the screens and services that ask about one customer now.
 //!
-//! Built on axum. The routes: lakescore's own API ([`v1`]), the Open Inference Protocol
-//! ([`v2`], what KServe clients send), `GET /healthz`, `GET /readyz` (the champions are
-//! loaded), `GET /metrics` ([`metrics`], Prometheus text) and `GET /v1/openapi.json`
-//! ([`openapi`], generated from the handlers). Who may call it: [`tokens`]; which
-//! version a reference means now: [`models`]; how much work it takes on at once:
-//! [`slots`]; how many connections it holds and for how long: [`connections`]; what it
-//! keeps: [`online_log`] (every prediction in `scored.<model>_online`,
-//! every request in `ops.request_log`); what a failure answers: [`errors`].
+//! Built on axum, speaking HTTP/1.1 and HTTP/2 (`h2` chosen by ALPN over TLS, `h2c` with
+//! prior knowledge in plaintext). The routes: lakescore's own API ([`v1`]), the Open
+//! Inference Protocol ([`v2`], what KServe clients send), `GET /healthz`, `GET /readyz`
+//! (the champions are loaded), `GET /metrics` ([`metrics`], Prometheus text) and
+//! `GET /v1/openapi.json` ([`openapi`], generated from the handlers). Who may call it:
+//! [`tokens`]; which version a reference means now: [`models`]; how much work it takes on
+//! at once: [`slots`], and from one client: [`quota`]; how many connections it holds and
+//! for how long: [`connections`]; what it keeps: [`online_log`] (every prediction in
+//! `scored.<model>_online`, every request in `ops.request_log`); what a failure answers:
+//! [`errors`].
 
 pub mod connections;
 pub mod errors;
@@ -94,7 +96,7 @@ impl HttpServer {
                 source,
             })?;
         let tls = match (&serve.tls_cert, &serve.tls_key) {
-            (Some(cert), Some(key)) => Some(super::tls::acceptor(
+            (Some(cert), Some(key)) => Some(super::tls::http_acceptor(
                 &self.project.dir.join(cert),
                 &self.project.dir.join(key),
             )?),
