@@ -100,6 +100,19 @@ mod tests {
     }
 
     #[test]
+    fn requests_racing_on_many_threads_get_exactly_the_burst() {
+        let quota = Quota::new("crm", 1.0, Some(50));
+        let now = Instant::now();
+        let admitted: usize = std::thread::scope(|scope| {
+            let threads: Vec<_> = (0..8)
+                .map(|_| scope.spawn(|| (0..100).filter(|_| quota.take(now).is_ok()).count()))
+                .collect();
+            threads.into_iter().map(|t| t.join().unwrap()).sum()
+        });
+        assert_eq!(admitted, 50);
+    }
+
+    #[test]
     fn a_slow_rate_says_how_long_to_wait() {
         let quota = Quota::new("batch", 0.1, None);
         let start = Instant::now();
