@@ -1,10 +1,13 @@
 //! The command line's grammar: every command, argument and help text, as clap reads
 //! them. What each command does is in the module named after it; `main` dispatches.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lakescore_engine::config::CorrectionPolicy;
+use lakescore_engine::config::{CorrectionPolicy, EngineMode, SchedulerAddress};
 use lakescore_engine::sql::output::{Destination, OutputFormat};
 
 use crate::logging;
@@ -32,6 +35,16 @@ pub struct Cli {
     /// LAKESCORE_LOG=debug).
     #[arg(long, global = true, value_enum, default_value_t = logging::LogFormat::Text)]
     pub log_format: logging::LogFormat,
+
+    /// Where transforms and scoring run: `local` (this process) or `ballista` (the
+    /// cluster at --scheduler or [engine] scheduler). Overrides [engine] mode.
+    #[arg(long, global = true, value_name = "MODE", value_parser = EngineMode::from_str)]
+    pub engine: Option<EngineMode>,
+
+    /// The Ballista scheduler, as df://HOST:PORT (or `standalone` for an in-process
+    /// cluster). Overrides [engine] scheduler.
+    #[arg(long, global = true, value_name = "URL", value_parser = SchedulerAddress::from_str)]
+    pub scheduler: Option<SchedulerAddress>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -267,6 +280,16 @@ pub enum Command {
     /// makes sure each fire runs once and runs of a job never overlap. The first signal
     /// lets running steps finish; a second cancels them.
     Scheduler,
+    /// Run a process of a Ballista cluster that runs transforms and scoring
+    /// (`--engine ballista`): a scheduler, or an executor.
+    ///
+    /// Start every process with the same project file (and the same lakescore version):
+    /// they read the lakehouse it names, and know lakescore's functions and models.
+    /// Ballista has no authentication: keep its ports on a private network.
+    Ballista {
+        #[command(subcommand)]
+        action: BallistaAction,
+    },
     /// List job runs from ops.job_runs, newest first, or the step attempts of one run.
     Runs {
         /// Only this job.
@@ -304,7 +327,7 @@ pub enum Command {
         tables: Vec<String>,
         /// Keep files younger than this (at least 1h).
         #[arg(long, value_name = "DURATION", default_value = "7d", value_parser = humantime::parse_duration)]
-        retain: std::time::Duration,
+        retain: Duration,
         /// Only list what would be deleted.
         #[arg(long)]
         dry_run: bool,
@@ -318,6 +341,44 @@ pub enum Command {
         limit: Option<usize>,
         #[command(flatten)]
         output: OutputArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BallistaAction {
+    /// Start a scheduler: drivers (`--engine ballista`) send it plans, and it splits them
+    /// into tasks for its executors. Runs until Ctrl-C or SIGTERM.
+    Scheduler {
+        /// Listen on HOST:PORT (0.0.0.0:50050 to accept executors from other machines).
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50050")]
+        listen: SocketAddr,
+        /// The host name drivers and executors reach this scheduler by.
+        #[arg(long, value_name = "HOST", default_value = "localhost")]
+        external_host: String,
+        /// How long an executor may stay silent before it counts as lost and its tasks
+        /// run on the others.
+        #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+        executor_timeout: Duration,
+    },
+    /// Start an executor for the scheduler at --scheduler (or [engine] scheduler): it runs
+    /// tasks and serves their results. Runs until Ctrl-C or SIGTERM.
+    Executor {
+        /// Serve results (Arrow Flight) on HOST:PORT.
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:50051")]
+        listen: SocketAddr,
+        /// The port of the executor's task service.
+        #[arg(long, value_name = "PORT", default_value_t = 50052)]
+        grpc_port: u16,
+        /// The host name the scheduler and other executors reach this one by (default:
+        /// the listen address).
+        #[arg(long, value_name = "HOST")]
+        external_host: Option<String>,
+        /// Tasks run at once (default: one per core).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        concurrent_tasks: Option<u32>,
+        /// How often to tell the scheduler this executor is alive.
+        #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+        heartbeat: Duration,
     },
 }
 

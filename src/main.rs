@@ -2,6 +2,7 @@
 //! its lakehouse once, and dispatches to the module of each command, which runs the
 //! operation and prints its report.
 
+mod ballista;
 mod cli;
 mod demo;
 mod drift;
@@ -73,7 +74,15 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let open = || -> anyhow::Result<RunContext> {
         let cwd = std::env::current_dir()?;
-        let project = Project::discover(cli.project.as_deref(), &cwd)?;
+        let mut project = Project::discover(cli.project.as_deref(), &cwd)?;
+        let engine = &mut project.config.engine;
+        if let Some(mode) = cli.engine {
+            engine.mode = mode;
+        }
+        if let Some(scheduler) = &cli.scheduler {
+            engine.scheduler = Some(scheduler.clone());
+        }
+        engine.check().map_err(lakescore_engine::Error::Usage)?;
         let lakehouse = Arc::new(Lakehouse::for_project(&project)?);
         Ok(RunContext::new(Arc::new(project), lakehouse))
     };
@@ -198,6 +207,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ModelsAction::Rollback { model } => models::rollback(lakehouse, model).await,
             }
         }
+        Command::Ballista { action } => ballista::run(&open()?, action).await,
         Command::Run { job, from } => jobs::run(&open()?, job, from.clone()).await,
         Command::Scheduler => jobs::scheduler(&open()?).await,
         Command::Runs {

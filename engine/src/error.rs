@@ -67,6 +67,10 @@ pub enum Error {
         cause: String,
     },
 
+    /// Work cannot run on the Ballista cluster, or the cluster cannot be reached.
+    #[error("cluster engine: {0}")]
+    Cluster(String),
+
     /// The storage under the lakehouse root could not be reached or read.
     #[error("cannot read storage at {uri}: {cause}")]
     Storage {

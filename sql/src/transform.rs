@@ -44,7 +44,6 @@ use crate::model::{Materialization, Model, load_models};
 use crate::testing::{TestOutcome, TestRun, record_results, run_test};
 use lakescore_engine::sql::session::Pins;
 use lakescore_engine::storage::lakehouse::quote_identifier as quote;
-use lakescore_engine::storage::lakehouse::table_provider;
 
 /// The catalog that holds a model's result while its tests run.
 const RUN_CATALOG: &str = "lakescore_run";
@@ -386,6 +385,7 @@ impl Transform {
         let session = lakescore_engine::ml::sql_session(self.cx.lakehouse().clone())
             .functions(self.cx.project().config.functions.clone())
             .pins(pins.clone())
+            .engine(self.cx.project().config.engine.clone())
             .build()
             .await?;
         let inputs = Value::Array(
@@ -475,13 +475,13 @@ impl Transform {
         let result = async {
             let staged = write_frame(
                 staging,
-                frame,
+                session.for_write(frame).await?,
                 WriteMode::Overwrite,
                 CommitProperties::default(),
                 &Descriptions::default(),
             )
             .await?;
-            let provider = table_provider(&staged).await?;
+            let provider = session.provider(&staged).await?;
             report.rows = Some(
                 session
                     .context()
@@ -493,7 +493,9 @@ impl Transform {
             if !self.test(&session, &tests, &relation, report).await? {
                 return Ok(failed_tests(report));
             }
-            let source = session.context().read_table(provider)?;
+            let source = session
+                .for_write(session.context().read_table(provider)?)
+                .await?;
             let properties = build(Some(json!(report.rows)));
             let target = table_for_write(self.cx.lakehouse(), &model.table).await?;
             lakescore_engine::fault::check("transform-commit")?;

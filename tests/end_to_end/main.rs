@@ -3,6 +3,7 @@
 // A failed unwrap in a test harness is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
 
+mod cluster;
 mod demo;
 mod drift;
 mod feedback;

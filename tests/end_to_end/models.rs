@@ -121,7 +121,7 @@ key = ["customer_id"]
 logins = "numeric"
 "#;
 
-fn project() -> Workspace {
+pub(crate) fn project() -> Workspace {
     let ws = Workspace::init();
     ProjectFile::default()
         .source(

@@ -13,10 +13,10 @@ use tokio::sync::oneshot;
 use crate::support::{Workspace, lakescore_with_env, spawn_paused};
 
 const ACCESS_KEY: &str = "lakescore-test";
-const SECRET_KEY: &str = "lakescore-test-secret";
+pub(crate) const SECRET_KEY: &str = "lakescore-test-secret";
 
 /// An S3-compatible server serving the folders under a temporary root as buckets.
-struct S3Server {
+pub(crate) struct S3Server {
     address: SocketAddr,
     root: tempfile::TempDir,
     stop: Option<oneshot::Sender<()>>,
@@ -24,7 +24,7 @@ struct S3Server {
 }
 
 impl S3Server {
-    fn start(buckets: &[&str]) -> Self {
+    pub(crate) fn start(buckets: &[&str]) -> Self {
         let root = tempfile::tempdir().unwrap();
         for bucket in buckets {
             std::fs::create_dir_all(root.path().join(bucket)).unwrap();
@@ -69,12 +69,12 @@ impl S3Server {
     }
 
     /// Where bucket `bucket`'s objects live on disk.
-    fn bucket_dir(&self, bucket: &str) -> PathBuf {
+    pub(crate) fn bucket_dir(&self, bucket: &str) -> PathBuf {
         self.root.path().join(bucket)
     }
 
     /// The `[lakehouse.storage]` settings that reach this server.
-    fn storage_settings(&self) -> String {
+    pub(crate) fn storage_settings(&self) -> String {
         format!(
             "[lakehouse.storage]\nendpoint = \"http://{}\"\nregion = \"us-east-1\"\nallow_http = true\n\
              access_key_id = \"{ACCESS_KEY}\"\nsecret_access_key = \"${{LAKESCORE_TEST_S3_SECRET}}\"\n",

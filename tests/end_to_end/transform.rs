@@ -67,7 +67,7 @@ const LARGE: &str = r#"/* materialized = "view" */
 SELECT customer_id, name FROM curated.customers WHERE revenue_eur >= 1000
 "#;
 
-fn project() -> Workspace {
+pub(crate) fn project() -> Workspace {
     let ws = Workspace::init();
     ws.append_to_project(SOURCES);
     ws.write_file(
@@ -88,7 +88,7 @@ fn project() -> Workspace {
     ws
 }
 
-fn ingest(ws: &Workspace) {
+pub(crate) fn ingest(ws: &Workspace) {
     crate::support::lakescore_with_env(
         ws.path(),
         &["ingest"],
@@ -97,13 +97,13 @@ fn ingest(ws: &Workspace) {
     .ok();
 }
 
-fn transform(ws: &Workspace, args: &[&str]) -> crate::support::Run {
+pub(crate) fn transform(ws: &Workspace, args: &[&str]) -> crate::support::Run {
     let mut all = vec!["transform"];
     all.extend_from_slice(args);
     crate::support::lakescore_with_env(ws.path(), &all, &[("LAKESCORE_TEST_SALT", "e2e-salt")])
 }
 
-fn sql(ws: &Workspace, query: &str) -> String {
+pub(crate) fn sql(ws: &Workspace, query: &str) -> String {
     crate::support::lakescore_with_env(
         ws.path(),
         &["sql", query, "--format", "csv"],

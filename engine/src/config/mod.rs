@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer};
 use crate::error::{Error, Result};
 
 mod drift;
+mod engine;
 mod feedback;
 mod http;
 mod job;
@@ -22,6 +23,7 @@ mod serve;
 mod source;
 
 pub use drift::{DriftConfig, ThresholdOverrides, Thresholds};
+pub use engine::{DEFAULT_SCHEDULER_PORT, EngineConfig, EngineMode, SchedulerAddress};
 pub use feedback::{CorrectionPolicy, FeedbackConfig, Floor, MonitoringConfig, RetrainConfig};
 pub use job::{
     AlertConfig, FreshnessConfig, FreshnessRule, JobConfig, Schedule, SchedulerConfig, StepAction,
@@ -88,6 +90,9 @@ pub struct ProjectConfig {
     /// `[serve]`: the PostgreSQL-wire server's address, users, roles and TLS.
     #[serde(default)]
     pub serve: ServeConfig,
+    /// `[engine]`: where transforms and scoring run (this process or a Ballista cluster).
+    #[serde(default)]
+    pub engine: EngineConfig,
 }
 
 /// The `[functions]` section: settings the SQL functions read.
@@ -423,6 +428,7 @@ impl ProjectConfig {
         config.check_models()?;
         job::check_jobs(&config.jobs, &config.alerts, &config.freshness)?;
         config.serve.check()?;
+        config.engine.check()?;
         Ok(config)
     }
 

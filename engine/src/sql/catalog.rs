@@ -22,10 +22,10 @@ use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionState;
 
 use crate::error::{Error, Result};
-use crate::sql::read_only::ReadOnlyTable;
+use crate::sql::cluster::TableReads;
 use crate::sql::session::{Pins, Visibility};
 use crate::sql::views::{list_views, read_view};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
 
 /// The session a catalog belongs to, for planning views; set once the session exists.
 type SessionSlot = Arc<OnceLock<Weak<RwLock<SessionState>>>>;
@@ -38,6 +38,7 @@ pub struct LakehouseCatalog {
     lakehouse: Arc<Lakehouse>,
     listed: BTreeMap<String, Vec<String>>,
     pins: Arc<Pins>,
+    reads: TableReads,
     session: SessionSlot,
     schemas: Mutex<HashMap<String, Arc<LakehouseSchema>>>,
     /// Schemas registered by the session (the PostgreSQL server's `pg_catalog`).
@@ -59,6 +60,7 @@ impl LakehouseCatalog {
         lakehouse: Arc<Lakehouse>,
         pins: Arc<Pins>,
         visible: Option<Visibility>,
+        reads: TableReads,
     ) -> Result<Self> {
         let mut listed: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let shown = |table: &TableName| visible.as_ref().is_none_or(|visible| visible(table));
@@ -77,6 +79,7 @@ impl LakehouseCatalog {
             lakehouse,
             listed,
             pins,
+            reads,
             session: SessionSlot::default(),
             schemas: Mutex::new(HashMap::new()),
             registered: Mutex::new(HashMap::new()),
@@ -111,6 +114,7 @@ impl LakehouseCatalog {
                     schema: schema.to_string(),
                     listed: self.listed.get(schema).cloned().unwrap_or_default(),
                     pins: self.pins.clone(),
+                    reads: self.reads,
                     session: self.session.clone(),
                     opened: Mutex::new(HashMap::new()),
                 })
@@ -155,6 +159,7 @@ struct LakehouseSchema {
     schema: String,
     listed: Vec<String>,
     pins: Arc<Pins>,
+    reads: TableReads,
     session: SessionSlot,
     opened: Mutex<HashMap<String, Arc<dyn TableProvider>>>,
 }
@@ -193,7 +198,7 @@ impl LakehouseSchema {
             }
             Err(other) => return Err(other),
         };
-        let provider = ReadOnlyTable::wrap(table_provider(&delta).await?);
+        let provider = self.reads.provider(&delta).await?;
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }
@@ -216,7 +221,9 @@ impl LakehouseSchema {
                 e.strip_backtrace()
             ))
         })?;
-        let provider = ReadOnlyTable::wrap(Arc::new(ViewTable::new(plan, Some(sql))));
+        let provider = self
+            .reads
+            .read_only(Arc::new(ViewTable::new(plan, Some(sql))));
         let mut opened = self.opened.lock().unwrap_or_else(|e| e.into_inner());
         Ok(opened.entry(table.to_string()).or_insert(provider).clone())
     }

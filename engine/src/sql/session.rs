@@ -10,6 +10,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::dataframe::DataFrame;
 use datafusion::error::DataFusionError;
@@ -19,13 +20,16 @@ use datafusion::logical_expr::{LogicalPlan, ScalarUDF};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParser, Statement};
 
-use crate::config::FunctionsConfig;
+use crate::config::{EngineConfig, FunctionsConfig};
 use crate::error::{Error, Result};
 use crate::sql::catalog::{CATALOG_NAME, LakehouseCatalog};
+use crate::sql::cluster::{
+    ClusterCodec, ClusterProcess, FunctionCodec, TableReads, cluster_context, run_on_cluster,
+};
 use crate::sql::functions::{FunctionWarning, FunctionWarnings, all_functions};
-use crate::sql::read_only::{ReadOnlyTable, refuse_write_statement, refuse_writes};
+use crate::sql::read_only::{refuse_write_statement, refuse_writes};
 use crate::sql::time_travel::{TABLE_AT, TimeTravel, tables_at_versions};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
 
 /// The schema unqualified table names resolve to; tables are normally named `schema.name`.
 pub const DEFAULT_SCHEMA: &str = "public";
@@ -47,6 +51,7 @@ pub struct SqlSession {
     visible: Option<Visibility>,
     warnings: FunctionWarnings,
     extensions: Vec<Arc<dyn SessionExtension>>,
+    reads: TableReads,
 }
 
 /// What a session learns from outside the SQL layer, so the core session knows no model
@@ -59,6 +64,21 @@ pub trait SessionExtension: Send + Sync {
 
     /// Runs before `statement` is planned; an error refuses the statement.
     async fn prepare(&self, lakehouse: &Arc<Lakehouse>, statement: &Statement) -> Result<()>;
+
+    /// Functions the operations of this extension register on the sessions they use (not
+    /// on every session), which a cluster's processes must know too.
+    fn operation_functions(&self) -> Vec<ScalarUDF> {
+        Vec::new()
+    }
+
+    /// How the functions of this extension that hold state travel to a cluster.
+    fn function_codecs(
+        &self,
+        _lakehouse: &Arc<Lakehouse>,
+        _config: &FunctionsConfig,
+    ) -> Vec<Arc<dyn FunctionCodec>> {
+        Vec::new()
+    }
 }
 
 /// Which lakehouse tables a session lists (in `information_schema`, `SHOW TABLES` and
@@ -74,6 +94,7 @@ pub struct SessionBuilder {
     runtime: Option<Arc<RuntimeEnv>>,
     visible: Option<Visibility>,
     extensions: Vec<Arc<dyn SessionExtension>>,
+    engine: EngineConfig,
 }
 
 impl SessionBuilder {
@@ -108,6 +129,47 @@ impl SessionBuilder {
         self
     }
 
+    /// Runs queries where `engine` says: in this process, or on a Ballista cluster.
+    pub fn engine(mut self, engine: EngineConfig) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// A scheduler or executor process of a cluster that runs this builder's sessions: it
+    /// knows the same functions.
+    pub fn cluster_process(self) -> ClusterProcess {
+        let warnings = FunctionWarnings::default();
+        let (functions, codec) = self.cluster_functions(&warnings);
+        ClusterProcess::new(self.lakehouse, functions, codec)
+    }
+
+    /// Every function a session or a cluster process knows, and the codec that sends them.
+    fn cluster_functions(&self, warnings: &FunctionWarnings) -> (Vec<ScalarUDF>, ClusterCodec) {
+        let functions: Vec<ScalarUDF> = self.session_functions(warnings).collect();
+        let operation_functions = self
+            .extensions
+            .iter()
+            .flat_map(|extension| extension.operation_functions());
+        let codecs = self
+            .extensions
+            .iter()
+            .flat_map(|extension| extension.function_codecs(&self.lakehouse, &self.functions));
+        let codec = ClusterCodec::new(functions.iter().cloned().chain(operation_functions), codecs);
+        (functions, codec)
+    }
+
+    /// The functions every session registers.
+    fn session_functions<'a>(
+        &'a self,
+        warnings: &'a FunctionWarnings,
+    ) -> impl Iterator<Item = ScalarUDF> + 'a {
+        let extension_functions = self
+            .extensions
+            .iter()
+            .flat_map(|extension| extension.functions(&self.functions));
+        all_functions(&self.functions, warnings).chain(extension_functions)
+    }
+
     /// Lists only the tables `visible` accepts.
     pub fn visible(mut self, visible: Visibility) -> Self {
         self.visible = Some(visible);
@@ -118,24 +180,46 @@ impl SessionBuilder {
     pub async fn build(self) -> Result<SqlSession> {
         let config = self
             .config
+            .clone()
             .with_information_schema(true)
             .with_create_default_catalog_and_schema(false)
             .with_default_catalog_and_schema(CATALOG_NAME, DEFAULT_SCHEMA);
-        let ctx = match self.runtime {
-            Some(runtime) => SessionContext::new_with_config_rt(config, runtime),
-            None => SessionContext::new_with_config(config),
-        };
         let warnings = FunctionWarnings::default();
-        let extension_functions = self
-            .extensions
-            .iter()
-            .flat_map(|extension| extension.functions(&self.functions));
-        for function in all_functions(&self.functions, &warnings).chain(extension_functions) {
+        let (ctx, functions, reads) = match self.engine.cluster() {
+            None => {
+                let ctx = match self.runtime.clone() {
+                    Some(runtime) => SessionContext::new_with_config_rt(config, runtime),
+                    None => SessionContext::new_with_config(config),
+                };
+                let functions: Vec<ScalarUDF> = self.session_functions(&warnings).collect();
+                (ctx, functions, TableReads::Delta)
+            }
+            Some(scheduler) => {
+                let (functions, codec) = self.cluster_functions(&warnings);
+                let runtime = self.runtime.clone().unwrap_or_default();
+                let config = match self.engine.partitions {
+                    Some(partitions) => config.with_target_partitions(partitions),
+                    None => config,
+                };
+                let ctx = cluster_context(
+                    scheduler,
+                    config,
+                    runtime,
+                    &self.lakehouse,
+                    functions.clone(),
+                    Arc::new(codec),
+                )
+                .await?;
+                (ctx, functions, TableReads::Listing)
+            }
+        };
+        // Registered after a cluster context is made: making one replaces the functions.
+        for function in functions {
             ctx.register_udf(function);
         }
         let pins = Arc::new(self.pins);
         let (catalog, time_travel) =
-            attach_lakehouse(&ctx, &self.lakehouse, &pins, &self.visible).await?;
+            attach_lakehouse(&ctx, &self.lakehouse, &pins, &self.visible, reads).await?;
         Ok(SqlSession {
             ctx,
             lakehouse: self.lakehouse,
@@ -145,6 +229,7 @@ impl SessionBuilder {
             visible: self.visible,
             warnings,
             extensions: self.extensions,
+            reads,
         })
     }
 }
@@ -160,14 +245,21 @@ impl SqlSession {
             runtime: None,
             visible: None,
             extensions: Vec::new(),
+            engine: EngineConfig::default(),
         }
     }
 
     /// Forgets the tables opened so far and lists the lakehouse again, so the next
     /// statement reads every unpinned table at its newest version. Settings are kept.
     pub async fn refresh(&mut self) -> Result<()> {
-        (self.catalog, self.time_travel) =
-            attach_lakehouse(&self.ctx, &self.lakehouse, &self.pins, &self.visible).await?;
+        (self.catalog, self.time_travel) = attach_lakehouse(
+            &self.ctx,
+            &self.lakehouse,
+            &self.pins,
+            &self.visible,
+            self.reads,
+        )
+        .await?;
         Ok(())
     }
 
@@ -244,9 +336,27 @@ impl SqlSession {
             .lakehouse
             .open_table(name, TableVersion::Version(version))
             .await?;
-        Ok(self
-            .ctx
-            .read_table(ReadOnlyTable::wrap(table_provider(&table).await?))?)
+        Ok(self.ctx.read_table(self.provider(&table).await?)?)
+    }
+
+    /// `table` (at the version it was opened at) as this session reads tables.
+    pub async fn provider(&self, table: &deltalake::DeltaTable) -> Result<Arc<dyn TableProvider>> {
+        self.reads.provider(table).await
+    }
+
+    /// True when this session's queries run on a cluster.
+    pub fn runs_on_cluster(&self) -> bool {
+        self.reads == TableReads::Listing
+    }
+
+    /// `frame` as the input of a Delta write in this process: itself in local mode; on a
+    /// cluster, a frame reading the result of the job that runs it there.
+    pub async fn for_write(&self, frame: DataFrame) -> Result<DataFrame> {
+        if self.runs_on_cluster() {
+            run_on_cluster(frame).await
+        } else {
+            Ok(frame)
+        }
     }
 
     /// Rows of `table` (a quoted name) as the session's pins and versions see it.
@@ -357,13 +467,14 @@ async fn attach_lakehouse(
     lakehouse: &Arc<Lakehouse>,
     pins: &Arc<Pins>,
     visible: &Option<Visibility>,
+    reads: TableReads,
 ) -> Result<(Arc<LakehouseCatalog>, Arc<TimeTravel>)> {
     let catalog = Arc::new(
-        LakehouseCatalog::discover(lakehouse.clone(), pins.clone(), visible.clone()).await?,
+        LakehouseCatalog::discover(lakehouse.clone(), pins.clone(), visible.clone(), reads).await?,
     );
     catalog.attach_session(ctx.state_weak_ref());
     ctx.register_catalog(CATALOG_NAME, catalog.clone());
-    let time_travel = Arc::new(TimeTravel::default());
+    let time_travel = Arc::new(TimeTravel::new(reads));
     ctx.register_udtf(TABLE_AT, time_travel.clone());
     Ok((catalog, time_travel))
 }

@@ -27,7 +27,8 @@ use datafusion::sql::sqlparser::ast::{
 };
 
 use crate::error::{Error, Result};
-use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion, table_provider};
+use crate::sql::cluster::TableReads;
+use crate::storage::lakehouse::{Lakehouse, TableName, TableVersion};
 
 /// The SQL name of the time-travel table function.
 pub const TABLE_AT: &str = "table_at";
@@ -43,9 +44,18 @@ struct Pin {
 #[derive(Debug, Default)]
 pub struct TimeTravel {
     resolved: Mutex<HashMap<Pin, Arc<dyn TableProvider>>>,
+    reads: TableReads,
 }
 
 impl TimeTravel {
+    /// The function of a session that reads tables as `reads` says.
+    pub fn new(reads: TableReads) -> Self {
+        Self {
+            resolved: Mutex::default(),
+            reads,
+        }
+    }
+
     /// Opens every table version that `statement` asks for with `table_at`, so planning
     /// can hand them out.
     pub async fn resolve(&self, lakehouse: &Lakehouse, statement: &DfStatement) -> Result<()> {
@@ -54,7 +64,7 @@ impl TimeTravel {
                 continue;
             }
             let table = lakehouse.open_table(&pin.table, pin.version).await?;
-            let provider = table_provider(&table).await?;
+            let provider = self.reads.provider(&table).await?;
             let mut resolved = self.resolved.lock().unwrap_or_else(|e| e.into_inner());
             resolved.insert(pin, provider);
         }

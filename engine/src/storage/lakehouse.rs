@@ -193,6 +193,23 @@ impl Lakehouse {
         Ok(log_store.object_store(None))
     }
 
+    /// The object store that reads this lakehouse's file URLs, and the URL (scheme and
+    /// bucket) a query engine registers it under; None for a local folder, which
+    /// DataFusion reads without one.
+    pub fn bucket_store(&self) -> Result<Option<(Url, Arc<dyn ObjectStore>)>> {
+        if self.root.scheme() == "file" {
+            return Ok(None);
+        }
+        let uri = self.root.to_string();
+        let mut bucket = self.root.clone();
+        bucket.set_path("/");
+        let log_store = self
+            .builder(self.root.clone())?
+            .build_storage()
+            .map_err(|e| storage_error(&uri, e))?;
+        Ok(Some((bucket, log_store.root_object_store(None))))
+    }
+
     /// Opens table `name` at `version`. A missing table is [`Error::UnknownTable`] with
     /// the closest existing names; a version the history lacks is [`Error::VersionNotFound`].
     pub async fn open_table(&self, name: &TableName, version: TableVersion) -> Result<DeltaTable> {

@@ -44,6 +44,24 @@ impl SessionModels {
         Ok(())
     }
 
+    /// Records that `reference` (as written in SQL) resolves to `loaded`.
+    pub fn insert(&self, reference: &str, loaded: Arc<LoadedModel>) {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(reference.to_string(), loaded);
+    }
+
+    /// Every reference resolved so far (in the normalized spelling) and its model.
+    pub fn entries(&self) -> Vec<(String, Arc<LoadedModel>)> {
+        self.resolved
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(reference, loaded)| (reference.clone(), loaded.clone()))
+            .collect()
+    }
+
     /// The model `reference` (as written in SQL) was resolved to.
     pub fn get(&self, reference: &str) -> Option<Arc<LoadedModel>> {
         let key = ModelRef::parse(reference).ok()?.to_string();

@@ -3,7 +3,7 @@
 //! ([`features`]), training ([`learner`]: lakescore's own [`logistic`] regression and
 //! histogram [`trees`], smartcore for linear and ridge regression), lakescore's compiled
 //! view of a trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
-//! ([`predict`]) and the models a session's `predict` calls use ([`loaded`]), holdout
+//! ([`predict`]) and how it travels to a cluster ([`predict_codec`]) and the models a session's `predict` calls use ([`loaded`]), holdout
 //! metrics ([`metrics`]), work spread over the cores in a fixed order ([`parallel`]), the training-time profile ([`profile`]), the versioned registry
 //! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
 
@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod online;
 pub mod parallel;
 pub mod predict;
+pub mod predict_codec;
 pub mod prediction_id;
 pub mod profile;
 pub mod registry;

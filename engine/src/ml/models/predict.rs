@@ -40,7 +40,10 @@ use crate::ml::models::dataset::{Converted, convert};
 use crate::ml::models::explain::explain_into;
 use crate::ml::models::features::RawColumn;
 use crate::ml::models::loaded::{PREDICT, SessionModels};
+use crate::ml::models::predict_codec::PredictCodec;
+use crate::ml::models::prediction_id::prediction_id_function;
 use crate::ml::models::registry::LoadedModel;
+use crate::sql::cluster::FunctionCodec;
 use crate::sql::session::{SessionBuilder, SessionExtension, SqlSession};
 use crate::storage::lakehouse::Lakehouse;
 
@@ -68,6 +71,18 @@ impl SessionExtension for ModelScoring {
 
     async fn prepare(&self, lakehouse: &Arc<Lakehouse>, statement: &Statement) -> Result<()> {
         self.models.resolve(lakehouse, statement).await
+    }
+
+    fn operation_functions(&self) -> Vec<ScalarUDF> {
+        vec![prediction_id_function()]
+    }
+
+    fn function_codecs(
+        &self,
+        lakehouse: &Arc<Lakehouse>,
+        _config: &FunctionsConfig,
+    ) -> Vec<Arc<dyn FunctionCodec>> {
+        vec![Arc::new(PredictCodec::new(lakehouse.clone()))]
     }
 }
 
@@ -102,6 +117,16 @@ impl Predict {
             models,
             top_features,
         }
+    }
+
+    /// The models resolved for this function's session.
+    pub fn models(&self) -> &Arc<SessionModels> {
+        &self.models
+    }
+
+    /// How many features each row's explanation lists.
+    pub fn top_features(&self) -> usize {
+        self.top_features
     }
 
     fn model(&self, reference: Option<&ScalarValue>) -> DfResult<Arc<LoadedModel>> {

@@ -221,6 +221,7 @@ impl Score {
         let session = crate::ml::sql_session(self.cx.lakehouse().clone())
             .functions(self.cx.project().config.functions.clone())
             .pins(Pins::from([(input.clone(), input_version)]))
+            .engine(self.cx.project().config.engine.clone())
             .build()
             .await?;
         let quote = quote_identifier;
@@ -262,7 +263,13 @@ impl Score {
             features = features.join(", "),
             input_table = input.quoted(),
         );
-        let frame = spread_over_cores(session.sql(&sql).await?)?;
+        let frame = session.sql(&sql).await?;
+        let frame = if session.runs_on_cluster() {
+            // The cluster spreads the table's files over its executors' tasks.
+            session.for_write(frame).await?
+        } else {
+            spread_over_cores(frame)?
+        };
         let table = table_for_write(self.cx.lakehouse(), &output).await?;
         crate::fault::check("score-commit")?;
         let written =

@@ -1,0 +1,150 @@
+//! `lakescore ballista scheduler` and `lakescore ballista executor`: Ballista's scheduler
+//! and executor, built from its libraries, knowing lakescore's functions, its codec and
+//! the lakehouse's object store. The stock Ballista binaries know none of them, so they
+//! cannot run a plan that calls `predict` or the normalization functions.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use ballista_core::RuntimeProducer;
+use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::utils::default_session_builder;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+use ballista_scheduler::scheduler_server::SessionBuilder;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::logical_expr::ScalarUDF;
+
+use super::codec::ClusterCodec;
+use super::register_bucket;
+use crate::error::{Error, Result};
+use crate::storage::lakehouse::Lakehouse;
+
+/// One scheduler or executor process of a cluster over a lakehouse.
+pub struct ClusterProcess {
+    lakehouse: Arc<Lakehouse>,
+    functions: Vec<ScalarUDF>,
+    codec: Arc<ClusterCodec>,
+}
+
+/// Where an executor listens and which scheduler it serves.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// The scheduler's host and port.
+    pub scheduler: (String, u16),
+    /// The address to listen on for Arrow Flight (results and shuffles).
+    pub bind: SocketAddr,
+    /// The port of the executor's gRPC service.
+    pub grpc_port: u16,
+    /// The host name the scheduler and other executors reach this one by.
+    pub external_host: Option<String>,
+    /// How many tasks run at once.
+    pub concurrent_tasks: usize,
+    /// How often the executor tells the scheduler it is alive, in seconds.
+    pub heartbeat_seconds: u64,
+}
+
+/// How a scheduler listens and when it gives up on an executor.
+#[derive(Debug, Clone)]
+pub struct SchedulerOptions {
+    /// The address to listen on.
+    pub bind: SocketAddr,
+    /// The host name executors and drivers reach the scheduler by.
+    pub external_host: String,
+    /// Seconds without a heartbeat after which an executor is dead and its tasks rerun.
+    pub executor_timeout_seconds: u64,
+}
+
+impl ClusterProcess {
+    /// A process over `lakehouse` knowing `functions`, which `codec` sends and receives.
+    pub fn new(lakehouse: Arc<Lakehouse>, functions: Vec<ScalarUDF>, codec: ClusterCodec) -> Self {
+        Self {
+            lakehouse,
+            functions,
+            codec: Arc::new(codec),
+        }
+    }
+
+    fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
+        let runtime = RuntimeEnvBuilder::new().build()?;
+        register_bucket(&runtime, &self.lakehouse)?;
+        Ok(Arc::new(runtime))
+    }
+
+    /// Runs a scheduler until the process is stopped.
+    pub async fn scheduler(&self, options: SchedulerOptions) -> Result<()> {
+        let runtime = self.runtime()?;
+        let functions: Vec<Arc<ScalarUDF>> = self.functions.iter().cloned().map(Arc::new).collect();
+        let session_builder: SessionBuilder = Arc::new(move |session_config| {
+            let state = default_session_builder(session_config)?;
+            let mut all: Vec<Arc<ScalarUDF>> = state.scalar_functions().values().cloned().collect();
+            all.extend(functions.iter().cloned());
+            Ok(SessionStateBuilder::new_from_existing(state)
+                .with_runtime_env(runtime.clone())
+                .with_scalar_functions(all)
+                .build())
+        });
+        let config = SchedulerConfig {
+            bind_host: options.bind.ip().to_string(),
+            bind_port: options.bind.port(),
+            external_host: options.external_host,
+            executor_timeout_seconds: options.executor_timeout_seconds,
+            no_executors_grace_period_seconds: options.executor_timeout_seconds,
+            expire_dead_executor_interval_seconds: options.executor_timeout_seconds.min(15),
+            override_logical_codec: Some(self.codec.clone()),
+            override_physical_codec: Some(self.codec.clone()),
+            override_session_builder: Some(session_builder),
+            ..SchedulerConfig::default()
+        };
+        let cluster = BallistaCluster::new_from_config(&config)
+            .await
+            .map_err(ballista_error)?;
+        start_server(cluster, options.bind, Arc::new(config))
+            .await
+            .map_err(ballista_error)
+    }
+
+    /// Runs an executor until the process is stopped (or the scheduler stops it).
+    pub async fn executor(&self, options: ExecutorOptions) -> Result<()> {
+        let lakehouse = self.lakehouse.clone();
+        let mut registry = BallistaFunctionRegistry::default();
+        for function in &self.functions {
+            registry
+                .scalar_functions
+                .insert(function.name().to_string(), Arc::new(function.clone()));
+        }
+        let runtime_producer: RuntimeProducer = Arc::new(move |_| {
+            let runtime = RuntimeEnvBuilder::new().build()?;
+            register_bucket(&runtime, &lakehouse)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+            Ok(Arc::new(runtime))
+        });
+        let (scheduler_host, scheduler_port) = options.scheduler;
+        let config = ExecutorProcessConfig {
+            bind_host: options.bind.ip().to_string(),
+            port: options.bind.port(),
+            grpc_port: options.grpc_port,
+            external_host: options.external_host,
+            scheduler_host,
+            scheduler_port,
+            vcores: options.concurrent_tasks,
+            executor_heartbeat_interval_seconds: options.heartbeat_seconds,
+            print_thread_info: false,
+            override_function_registry: Some(Arc::new(registry)),
+            override_logical_codec: Some(self.codec.clone()),
+            override_physical_codec: Some(self.codec.clone()),
+            override_runtime_producer: Some(runtime_producer),
+            ..ExecutorProcessConfig::default()
+        };
+        start_executor_process(Arc::new(config))
+            .await
+            .map_err(ballista_error)
+    }
+}
+
+fn ballista_error(error: ballista_core::error::BallistaError) -> Error {
+    Error::Cluster(error.to_string())
+}
