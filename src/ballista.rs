@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use lakescore_engine::Error;
 use lakescore_engine::config::SchedulerAddress;
 use lakescore_engine::run::RunContext;
 use lakescore_engine::sql::cluster::process::{ExecutorOptions, SchedulerOptions};
@@ -23,7 +24,7 @@ pub async fn run(cx: &RunContext, action: &BallistaAction) -> anyhow::Result<()>
                 executor_timeout,
             } => {
                 println!(
-                    "Ballista scheduler for {} listening on {listen}; drivers connect with --engine ballista --scheduler df://{external_host}:{}",
+                    "Starting a Ballista scheduler for {} on {listen}; drivers connect with --engine ballista --scheduler df://{external_host}:{}",
                     cx.lakehouse().root(),
                     listen.port()
                 );
@@ -47,7 +48,7 @@ pub async fn run(cx: &RunContext, action: &BallistaAction) -> anyhow::Result<()>
                     None => std::thread::available_parallelism().map_or(1, |n| n.get()),
                 };
                 println!(
-                    "Ballista executor for {} on {listen} ({concurrent_tasks} tasks at once), serving scheduler {}:{}",
+                    "Starting a Ballista executor for {} on {listen} ({concurrent_tasks} tasks at once), serving the scheduler at {}:{}",
                     cx.lakehouse().root(),
                     scheduler.0,
                     scheduler.1
@@ -81,11 +82,13 @@ fn scheduler_of(cx: &RunContext) -> anyhow::Result<(String, u16)> {
                 .context("a scheduler address has a port")?;
             Ok((host.to_string(), port.parse()?))
         }
-        Some(SchedulerAddress::Standalone) => anyhow::bail!(
-            "an executor serves a running scheduler: give --scheduler df://HOST:PORT (a standalone cluster runs inside the driver)"
-        ),
-        None => anyhow::bail!(
-            "which scheduler? give --scheduler df://HOST:PORT or set [engine] scheduler in lakescore.toml"
-        ),
+        Some(SchedulerAddress::Standalone) => Err(Error::Usage(String::from(
+            "an executor serves a running scheduler: give --scheduler df://HOST:PORT (a standalone cluster runs inside the driver)",
+        ))
+        .into()),
+        None => Err(Error::Usage(String::from(
+            "which scheduler? give --scheduler df://HOST:PORT or set [engine] scheduler in lakescore.toml",
+        ))
+        .into()),
     }
 }

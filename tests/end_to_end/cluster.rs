@@ -128,15 +128,46 @@ fn a_cluster_that_cannot_be_reached_or_is_not_named_is_an_error_that_says_what_t
         "{malformed}"
     );
 
+    let lonely = ws.run(&["ballista", "executor"]).fails_with(1);
+    assert!(
+        lonely
+            .contains("which scheduler? give --scheduler df://HOST:PORT or set [engine] scheduler"),
+        "{lonely}"
+    );
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let busy = ws
+        .run(&["ballista", "scheduler", "--listen", &taken_address])
+        .fails_with(2);
+    assert!(
+        busy.contains(&format!(
+            "cannot listen on {taken_address}: Address already in use"
+        )),
+        "{busy}"
+    );
+    let orphan = ws
+        .run(&[
+            "ballista",
+            "executor",
+            "--scheduler",
+            &format!("df://127.0.0.1:{}", free_port()),
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--grpc-port",
+            &free_port().to_string(),
+        ])
+        .fails_with(2);
+    assert!(
+        orphan.contains(
+            "Could not connect to scheduler; start it first (`lakescore ballista scheduler`)"
+        ),
+        "{orphan}"
+    );
+
     let ws = crate::models::project();
     ws.run(&["train", "churn"]).ok();
     // A port nothing listens on: bound, then released.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let scheduler = format!("df://127.0.0.1:{port}");
+    let scheduler = format!("df://127.0.0.1:{}", free_port());
     let unreachable = ws
         .run(&[
             "score",

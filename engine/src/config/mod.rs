@@ -512,6 +512,13 @@ root = "./lakehouse"
 # base = "EUR"
 # rates = {{ USD = 1.08, GBP = 0.86 }}
 
+# Where transforms and scoring run: this process, or a Ballista cluster started with
+# `lakescore ballista scheduler` and `lakescore ballista executor` (--engine overrides).
+# [engine]
+# mode = "ballista"                          # default "local"
+# scheduler = "df://scheduler.internal:50050" # or "standalone": an in-process cluster
+# partitions = 32                            # tasks per table scan; default: this machine's cores
+
 # Machine-learning models: `lakescore train NAME`, then predict('NAME', ...) in SQL or
 # `lakescore score NAME --input TABLE`.
 # [[model]]
@@ -698,6 +705,47 @@ aws_virtual_hosted_style_request = "false"
         assert_eq!(config.jobs[0].steps.len(), 7);
         assert_eq!(config.freshness.tables.len(), 2);
         assert_eq!(config.alerts[0].name, "ops");
+    }
+
+    #[test]
+    fn the_engine_section_names_a_scheduler_for_ballista_and_is_local_without_one() {
+        let template = project_template("demo");
+        let (head, rest) = template.split_at(template.find("# [engine]").unwrap());
+        let block: String = rest
+            .lines()
+            .take_while(|line| !line.is_empty())
+            .map(|line| format!("{}\n", line.strip_prefix("# ").unwrap_or(line)))
+            .collect();
+        let config = ProjectConfig::parse(&format!("{head}{block}")).unwrap();
+        assert_eq!(config.engine.mode, EngineMode::Ballista);
+        assert_eq!(
+            config.engine.cluster(),
+            Some(&SchedulerAddress::Remote(
+                "df://scheduler.internal:50050".into()
+            ))
+        );
+        assert_eq!(config.engine.partitions, Some(32));
+        let local = ProjectConfig::parse(&template).unwrap();
+        assert_eq!(local.engine, EngineConfig::default());
+        assert_eq!(local.engine.cluster(), None);
+
+        let unnamed = "[project]\nname = \"p\"\n[engine]\nmode = \"ballista\"\n";
+        let error = ProjectConfig::parse(unnamed).unwrap_err();
+        assert!(
+            error.contains("needs scheduler = \"df://host:50050\""),
+            "{error}"
+        );
+        let wrong =
+            "[project]\nname = \"p\"\n[engine]\nmode = \"ballista\"\nscheduler = \"sched:50050\"\n";
+        let error = ProjectConfig::parse(wrong).unwrap_err();
+        assert!(
+            error.contains("line 5")
+                && error.contains("scheduler 'sched:50050' is not a Ballista address"),
+            "{error}"
+        );
+        let typo = "[project]\nname = \"p\"\n[engine]\nmode = \"spark\"\n";
+        let error = ProjectConfig::parse(typo).unwrap_err();
+        assert!(error.contains("unknown variant `spark`"), "{error}");
     }
 
     #[test]

@@ -76,6 +76,7 @@ impl ClusterProcess {
 
     /// Runs a scheduler until the process is stopped.
     pub async fn scheduler(&self, options: SchedulerOptions) -> Result<()> {
+        ensure_free(options.bind)?;
         let runtime = self.runtime()?;
         let functions: Vec<Arc<ScalarUDF>> = self.functions.iter().cloned().map(Arc::new).collect();
         let session_builder: SessionBuilder = Arc::new(move |session_config| {
@@ -109,6 +110,9 @@ impl ClusterProcess {
 
     /// Runs an executor until the process is stopped (or the scheduler stops it).
     pub async fn executor(&self, options: ExecutorOptions) -> Result<()> {
+        ensure_free(options.bind)?;
+        ensure_free(SocketAddr::new(options.bind.ip(), options.grpc_port))?;
+        let (host, port) = options.scheduler.clone();
         let lakehouse = self.lakehouse.clone();
         let mut registry = BallistaFunctionRegistry::default();
         for function in &self.functions {
@@ -141,8 +145,25 @@ impl ClusterProcess {
         };
         start_executor_process(Arc::new(config))
             .await
-            .map_err(ballista_error)
+            .map_err(|error| {
+                let hint = if error.to_string().contains("connect") {
+                    "; start it first (`lakescore ballista scheduler`) and check --scheduler"
+                } else {
+                    ""
+                };
+                Error::Cluster(format!(
+                    "executor of the scheduler at {host}:{port}: {error}{hint}"
+                ))
+            })
     }
+}
+
+/// Fails naming `address` when something already listens there (Ballista would report
+/// only "address in use", after saying it started).
+fn ensure_free(address: SocketAddr) -> Result<()> {
+    std::net::TcpListener::bind(address)
+        .map(drop)
+        .map_err(|e| Error::Cluster(format!("cannot listen on {address}: {e}")))
 }
 
 fn ballista_error(error: ballista_core::error::BallistaError) -> Error {
