@@ -79,9 +79,13 @@ pub async fn cluster_context(
     codec: Arc<ClusterCodec>,
 ) -> Result<SessionContext> {
     register_bucket(&runtime, lakehouse)?;
+    // Ballista's own defaults first: naming the job before would mark the config as
+    // already set up for Ballista and skip them.
     let config = config
+        .upgrade_for_ballista()
         .with_ballista_logical_extension_codec(codec.clone())
-        .with_ballista_physical_extension_codec(codec);
+        .with_ballista_physical_extension_codec(codec)
+        .with_ballista_job_name(&job_name());
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
@@ -105,6 +109,12 @@ pub async fn cluster_context(
             e.strip_backtrace()
         ))
     })
+}
+
+/// The name of every job a lakescore driver submits: `lakescore VERSION`, which the
+/// scheduler checks against its own version.
+pub fn job_name() -> String {
+    format!("lakescore {LAKESCORE_VERSION}")
 }
 
 /// Registers the object store of the lakehouse's bucket in `runtime`, so plans can read

@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ballista_core::RuntimeProducer;
+use ballista_core::config::BALLISTA_JOB_NAME;
+use ballista_core::extension::SessionConfigExt;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::utils::default_session_builder;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -14,11 +16,14 @@ use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
 use ballista_scheduler::scheduler_server::SessionBuilder;
+use datafusion::common::plan_err;
+use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::logical_expr::ScalarUDF;
+use datafusion::prelude::SessionConfig;
 
-use super::codec::ClusterCodec;
+use super::codec::{ClusterCodec, LAKESCORE_VERSION};
 use super::register_bucket;
 use crate::error::{Error, Result};
 use crate::storage::lakehouse::Lakehouse;
@@ -80,6 +85,7 @@ impl ClusterProcess {
         let runtime = self.runtime()?;
         let functions: Vec<Arc<ScalarUDF>> = self.functions.iter().cloned().map(Arc::new).collect();
         let session_builder: SessionBuilder = Arc::new(move |session_config| {
+            check_driver(&session_config)?;
             let state = default_session_builder(session_config)?;
             let mut all: Vec<Arc<ScalarUDF>> = state.scalar_functions().values().cloned().collect();
             all.extend(functions.iter().cloned());
@@ -158,6 +164,26 @@ impl ClusterProcess {
     }
 }
 
+/// Refuses the session of a driver of another lakescore version, or of another program,
+/// before any of its plans is decoded.
+fn check_driver(config: &SessionConfig) -> DfResult<()> {
+    let settings = config.ballista_config();
+    let name = settings
+        .settings()
+        .get(BALLISTA_JOB_NAME)
+        .map(String::as_str)
+        .unwrap_or_default();
+    match name.strip_prefix("lakescore ") {
+        Some(version) if version == LAKESCORE_VERSION => Ok(()),
+        Some(version) => plan_err!(
+            "version mismatch: this scheduler runs lakescore {LAKESCORE_VERSION} but the driver runs lakescore {version}: run one lakescore version on the driver, the scheduler and every executor"
+        ),
+        None => plan_err!(
+            "this scheduler runs lakescore's plans only: submit them with `lakescore transform|score --engine ballista` (the job is named '{name}')"
+        ),
+    }
+}
+
 /// Fails naming `address` when something already listens there (Ballista would report
 /// only "address in use", after saying it started).
 fn ensure_free(address: SocketAddr) -> Result<()> {
@@ -168,4 +194,67 @@ fn ensure_free(address: SocketAddr) -> Result<()> {
 
 fn ballista_error(error: ballista_core::error::BallistaError) -> Error {
     Error::Cluster(error.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use ballista::extension::SessionContextExt;
+    use datafusion::execution::context::SessionContext;
+
+    use super::*;
+    use crate::config::LakehouseConfig;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_scheduler_refuses_drivers_of_another_version_or_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Arc::new(Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap());
+        let process = ClusterProcess::new(lakehouse, Vec::new(), ClusterCodec::new([], []));
+        let bind: SocketAddr = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap()
+        };
+        let options = SchedulerOptions {
+            bind,
+            external_host: String::from("localhost"),
+            executor_timeout_seconds: 5,
+        };
+        let scheduler = tokio::spawn(async move { process.scheduler(options).await });
+        while tokio::net::TcpStream::connect(bind).await.is_err() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let refusals = [
+            (
+                String::from("lakescore 0.0.1"),
+                format!(
+                    "version mismatch: this scheduler runs lakescore {LAKESCORE_VERSION} but the driver runs lakescore 0.0.1"
+                ),
+            ),
+            (
+                String::from("nightly report"),
+                String::from("this scheduler runs lakescore's plans only"),
+            ),
+        ];
+        for (job, expected) in refusals {
+            let config = SessionConfig::new_with_ballista().with_ballista_job_name(&job);
+            let state = SessionStateBuilder::new()
+                .with_config(config)
+                .with_default_features()
+                .build();
+            let driver = SessionContext::remote_with_state(&format!("df://{bind}"), state)
+                .await
+                .unwrap();
+            let error = driver
+                .sql("SELECT 1")
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&expected), "{job}: {error}");
+        }
+        scheduler.abort();
+    }
 }
