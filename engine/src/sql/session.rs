@@ -5,7 +5,8 @@
 //! session here, so they all see the same tables and functions. A session can pin tables
 //! to versions, so a model run reads one consistent snapshot. Statements go through
 //! [`SqlSession::plan`], which opens the table versions `table_at` asks for, turns a
-//! reference to a missing table into an error listing the closest names, and plans.
+//! reference to a missing table into an error listing the closest names, and plans. With
+//! `[engine] mode = "ballista"` the session's queries run on a cluster ([`crate::sql::cluster`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
