@@ -168,18 +168,7 @@ fn a_cluster_that_cannot_be_reached_or_is_not_named_is_an_error_that_says_what_t
     ws.run(&["train", "churn"]).ok();
     // A port nothing listens on: bound, then released.
     let scheduler = format!("df://127.0.0.1:{}", free_port());
-    let unreachable = ws
-        .run(&[
-            "score",
-            "churn",
-            "--input",
-            "curated.customers",
-            "--engine",
-            "ballista",
-            "--scheduler",
-            &scheduler,
-        ])
-        .fails_with(2);
+    let unreachable = ws.run(&score_on(&scheduler)).fails_with(2);
     assert!(
         unreachable.contains(&format!(
             "cannot reach the Ballista scheduler at {scheduler}"
@@ -190,6 +179,20 @@ fn a_cluster_that_cannot_be_reached_or_is_not_named_is_an_error_that_says_what_t
         !ws.lakehouse().join("scored/churn").exists(),
         "nothing was written"
     );
+}
+
+/// `lakescore score churn --input curated.customers` on the cluster at `scheduler`.
+fn score_on(scheduler: &str) -> [&str; 8] {
+    [
+        "score",
+        "churn",
+        "--input",
+        "curated.customers",
+        "--engine",
+        "ballista",
+        "--scheduler",
+        scheduler,
+    ]
 }
 
 /// `count` customers from number `from` on, as the customer source reads them; churn
@@ -344,16 +347,7 @@ fn a_cluster_over_s3_finishes_or_fails_cleanly_when_an_executor_is_killed_and_re
     };
     let mut executors = vec![executor("executor-1"), executor("executor-2")];
 
-    let score = [
-        "score",
-        "churn",
-        "--input",
-        "curated.customers",
-        "--engine",
-        "ballista",
-        "--scheduler",
-        &scheduler,
-    ];
+    let score = score_on(&scheduler);
     let mut job = Command::new(env!("CARGO_BIN_EXE_lakescore"))
         .args(score)
         .current_dir(ws.path())
