@@ -1,8 +1,9 @@
 //! Transforms and scoring on an Apache DataFusion Ballista cluster: an in-process
 //! standalone cluster gives the same rows, versions and lineage as local mode; a cluster
 //! of separate processes over a lakehouse on S3 finishes a scoring job when an executor
-//! is killed under it, or fails and leaves the table untouched, and a rerun scores each
-//! row exactly once; a driver that cannot reach its scheduler says so.
+//! is killed under it, or fails and leaves the table untouched, a rerun scores each row
+//! exactly once, and a driver killed mid-job leaves no table version; a driver that
+//! cannot reach its scheduler says so.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -106,16 +107,8 @@ fn scoring_on_a_standalone_cluster_matches_local_mode_and_commits_once() {
 #[test]
 fn a_cluster_that_cannot_be_reached_or_is_not_named_is_an_error_that_says_what_to_do() {
     let ws = Workspace::init();
-    let unnamed = ws
-        .run(&[
-            "score",
-            "churn",
-            "--input",
-            "curated.customers",
-            "--engine",
-            "ballista",
-        ])
-        .fails_with(1);
+    // The scoring command without --scheduler, and none in the project file.
+    let unnamed = ws.run(&score_on("")[..6]).fails_with(1);
     assert!(
         unnamed.contains("[engine] mode = \"ballista\" needs scheduler = \"df://host:50050\""),
         "{unnamed}"
@@ -272,7 +265,7 @@ fn wait_for_port(port: u16, what: &str) {
 }
 
 #[test]
-fn a_cluster_over_s3_finishes_or_fails_cleanly_when_an_executor_is_killed_and_reruns_score_once() {
+fn a_cluster_over_s3_outlives_a_killed_executor_or_driver_and_scores_each_row_once() {
     let server = S3Server::start(&["lake"]);
     let ws = Workspace::init();
     std::fs::write(
@@ -348,14 +341,7 @@ fn a_cluster_over_s3_finishes_or_fails_cleanly_when_an_executor_is_killed_and_re
     let mut executors = vec![executor("executor-1"), executor("executor-2")];
 
     let score = score_on(&scheduler);
-    let mut job = Command::new(env!("CARGO_BIN_EXE_lakescore"))
-        .args(score)
-        .current_dir(ws.path())
-        .env("LAKESCORE_TEST_S3_SECRET", SECRET_KEY)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut job = spawn_job(ws.path(), &score);
     // Kill the first executor that received a task, while the job runs.
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut killed = None;
@@ -421,4 +407,42 @@ fn a_cluster_over_s3_finishes_or_fails_cleanly_when_an_executor_is_killed_and_re
         .ok(),
         format!("n,ids,customers\n{rows},{rows},{rows}\n")
     );
+
+    // A driver killed while its job runs on the cluster commits nothing.
+    let survivor = &executors[0];
+    let seen = survivor.log().len();
+    let mut driver = spawn_job(
+        ws.path(),
+        &[&score[..], &["--output", "scored.churn_again"]].concat(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !survivor.log()[seen..].contains("task  : [TID ") {
+        assert!(Instant::now() < deadline, "the executor received no task");
+        assert!(
+            driver.try_wait().unwrap().is_none(),
+            "the job ended before the driver was killed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    driver.kill().unwrap();
+    driver.wait().unwrap();
+    let again = server
+        .bucket_dir("lake")
+        .join("warehouse/scored/churn_again/_delta_log");
+    assert!(
+        !again.join(format!("{:020}.json", 0)).exists(),
+        "a killed driver leaves no table version"
+    );
+}
+
+/// Starts the lakescore command `args` in `dir` with the test server's secret.
+fn spawn_job(dir: &Path, args: &[&str]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_lakescore"))
+        .args(args)
+        .current_dir(dir)
+        .env("LAKESCORE_TEST_S3_SECRET", SECRET_KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
