@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use lakescore_engine::Error;
 use lakescore_engine::config::SchedulerAddress;
 use lakescore_engine::run::RunContext;
@@ -75,13 +74,7 @@ pub async fn run(cx: &RunContext, action: &BallistaAction) -> anyhow::Result<()>
 /// The scheduler an executor serves: --scheduler or [engine] scheduler, as host and port.
 fn scheduler_of(cx: &RunContext) -> anyhow::Result<(String, u16)> {
     match &cx.project().config.engine.scheduler {
-        Some(SchedulerAddress::Remote(address)) => {
-            let host_port = address.trim_start_matches("df://");
-            let (host, port) = host_port
-                .rsplit_once(':')
-                .context("a scheduler address has a port")?;
-            Ok((host.to_string(), port.parse()?))
-        }
+        Some(SchedulerAddress::Remote { host, port }) => Ok((host.clone(), *port)),
         Some(SchedulerAddress::Standalone) => Err(Error::Usage(String::from(
             "an executor serves a running scheduler: give --scheduler df://HOST:PORT (a standalone cluster runs inside the driver)",
         ))

@@ -52,8 +52,13 @@ impl FromStr for EngineMode {
 pub enum SchedulerAddress {
     /// A scheduler and executor started inside this process.
     Standalone,
-    /// A running scheduler, as `df://host:port`.
-    Remote(String),
+    /// A running scheduler, written `df://host:port`.
+    Remote {
+        /// Its host name or address.
+        host: String,
+        /// Its port.
+        port: u16,
+    },
 }
 
 /// The port a Ballista scheduler listens on unless told otherwise.
@@ -86,7 +91,10 @@ impl FromStr for SchedulerAddress {
         if host.is_empty() || host.contains('/') {
             return Err(format!("scheduler '{text}' names no host: {usage}"));
         }
-        Ok(Self::Remote(format!("df://{host}:{port}")))
+        Ok(Self::Remote {
+            host: host.to_string(),
+            port,
+        })
     }
 }
 
@@ -94,7 +102,7 @@ impl fmt::Display for SchedulerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Standalone => f.write_str("standalone"),
-            Self::Remote(address) => f.write_str(address),
+            Self::Remote { host, port } => write!(f, "df://{host}:{port}"),
         }
     }
 }
@@ -139,13 +147,21 @@ mod tests {
     fn scheduler_addresses_are_read_with_a_default_port() {
         assert_eq!(
             "df://sched:7000".parse(),
-            Ok(SchedulerAddress::Remote("df://sched:7000".into()))
+            Ok(SchedulerAddress::Remote {
+                host: "sched".into(),
+                port: 7000
+            })
         );
         assert_eq!(
             "df://sched".parse(),
-            Ok(SchedulerAddress::Remote("df://sched:50050".into()))
+            Ok(SchedulerAddress::Remote {
+                host: "sched".into(),
+                port: DEFAULT_SCHEDULER_PORT
+            })
         );
         assert_eq!("standalone".parse(), Ok(SchedulerAddress::Standalone));
+        let address: SchedulerAddress = "df://sched".parse().unwrap();
+        assert_eq!(address.to_string(), "df://sched:50050");
         let error = "http://sched:50050"
             .parse::<SchedulerAddress>()
             .unwrap_err();

@@ -720,9 +720,10 @@ aws_virtual_hosted_style_request = "false"
         assert_eq!(config.engine.mode, EngineMode::Ballista);
         assert_eq!(
             config.engine.cluster(),
-            Some(&SchedulerAddress::Remote(
-                "df://scheduler.internal:50050".into()
-            ))
+            Some(&SchedulerAddress::Remote {
+                host: "scheduler.internal".into(),
+                port: 50050
+            })
         );
         assert_eq!(config.engine.partitions, Some(32));
         let local = ProjectConfig::parse(&template).unwrap();

@@ -98,9 +98,9 @@ pub async fn cluster_context(
     }
     let context = match scheduler {
         SchedulerAddress::Standalone => SessionContext::standalone_with_state(state).await,
-        SchedulerAddress::Remote(address) => {
-            check_reachable(address).await?;
-            SessionContext::remote_with_state(address, state).await
+        SchedulerAddress::Remote { host, port } => {
+            check_reachable(scheduler, (host, *port)).await?;
+            SessionContext::remote_with_state(&scheduler.to_string(), state).await
         }
     };
     context.map_err(|e| {
@@ -126,10 +126,9 @@ pub fn register_bucket(runtime: &RuntimeEnv, lakehouse: &Lakehouse) -> Result<()
     Ok(())
 }
 
-/// Fails with what to do when nothing listens at `address` (`df://host:port`), rather than
-/// at the first query with a transport error.
-async fn check_reachable(address: &str) -> Result<()> {
-    let host_port = address.trim_start_matches("df://");
+/// Fails with what to do when nothing listens at `address` (`host_port`), rather than at
+/// the first query with a transport error.
+async fn check_reachable(address: &SchedulerAddress, host_port: (&str, u16)) -> Result<()> {
     match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(host_port)).await {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => Err(Error::Cluster(format!(
