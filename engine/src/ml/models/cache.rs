@@ -31,8 +31,7 @@ pub async fn load(registry: &Registry, reference: &ModelRef) -> Result<Arc<Loade
         manifest.version,
         manifest.artifact_sha256.clone(),
     );
-    let cached = models().lock().unwrap_or_else(|e| e.into_inner()).get(&key);
-    if let Some(loaded) = cached {
+    if let Some(loaded) = cached(&key) {
         return Ok(loaded);
     }
     let bytes = manifest.artifact_bytes;
@@ -42,6 +41,11 @@ pub async fn load(registry: &Registry, reference: &ModelRef) -> Result<Arc<Loade
         .unwrap_or_else(|e| e.into_inner())
         .insert(key, loaded.clone(), bytes);
     Ok(loaded)
+}
+
+/// The model version `key` names if the process has it loaded: no read of the registry.
+pub fn cached(key: &ModelKey) -> Option<Arc<LoadedModel>> {
+    models().lock().unwrap_or_else(|e| e.into_inner()).get(key)
 }
 
 /// A map bounded by the sizes of its values, evicting the least recently used.

@@ -89,6 +89,13 @@ impl FunctionCodec for PredictCodec {
             let registry = Registry::new(lakehouse);
             let models = SessionModels::default();
             for (reference, model) in sent.models {
+                // Every task of a job decodes its plan: after the first, the model comes
+                // from the cache, with no read of the registry.
+                let key = (model.name.clone(), model.version, model.sha256.clone());
+                if let Some(loaded) = cache::cached(&key) {
+                    models.insert(&reference, loaded);
+                    continue;
+                }
                 let exact = ModelRef {
                     name: model.name.clone(),
                     selector: VersionSelector::Number(model.version),

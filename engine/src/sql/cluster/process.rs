@@ -73,16 +73,10 @@ impl ClusterProcess {
         }
     }
 
-    fn runtime(&self) -> Result<Arc<RuntimeEnv>> {
-        let runtime = RuntimeEnvBuilder::new().build()?;
-        register_bucket(&runtime, &self.lakehouse)?;
-        Ok(Arc::new(runtime))
-    }
-
     /// Runs a scheduler until the process is stopped.
     pub async fn scheduler(&self, options: SchedulerOptions) -> Result<()> {
         ensure_free(options.bind)?;
-        let runtime = self.runtime()?;
+        let runtime = bucket_runtime(&self.lakehouse)?;
         let functions: Vec<Arc<ScalarUDF>> = self.functions.iter().cloned().map(Arc::new).collect();
         let session_builder: SessionBuilder = Arc::new(move |session_config| {
             check_driver(&session_config)?;
@@ -118,7 +112,6 @@ impl ClusterProcess {
     pub async fn executor(&self, options: ExecutorOptions) -> Result<()> {
         ensure_free(options.bind)?;
         ensure_free(SocketAddr::new(options.bind.ip(), options.grpc_port))?;
-        let (host, port) = options.scheduler.clone();
         let lakehouse = self.lakehouse.clone();
         let mut registry = BallistaFunctionRegistry::default();
         for function in &self.functions {
@@ -127,12 +120,10 @@ impl ClusterProcess {
                 .insert(function.name().to_string(), Arc::new(function.clone()));
         }
         let runtime_producer: RuntimeProducer = Arc::new(move |_| {
-            let runtime = RuntimeEnvBuilder::new().build()?;
-            register_bucket(&runtime, &lakehouse)
-                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-            Ok(Arc::new(runtime))
+            bucket_runtime(&lakehouse)
+                .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
         });
-        let (scheduler_host, scheduler_port) = options.scheduler;
+        let (scheduler_host, scheduler_port) = options.scheduler.clone();
         let config = ExecutorProcessConfig {
             bind_host: options.bind.ip().to_string(),
             port: options.bind.port(),
@@ -157,11 +148,19 @@ impl ClusterProcess {
                 } else {
                     ""
                 };
+                let (host, port) = &options.scheduler;
                 Error::Cluster(format!(
                     "executor of the scheduler at {host}:{port}: {error}{hint}"
                 ))
             })
     }
+}
+
+/// A runtime that reads the lakehouse's bucket by URL.
+fn bucket_runtime(lakehouse: &Lakehouse) -> Result<Arc<RuntimeEnv>> {
+    let runtime = RuntimeEnvBuilder::new().build()?;
+    register_bucket(&runtime, lakehouse)?;
+    Ok(Arc::new(runtime))
 }
 
 /// Refuses the session of a driver of another lakescore version, or of another program,
