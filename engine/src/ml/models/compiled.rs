@@ -170,32 +170,46 @@ impl Tree {
     }
 }
 
-/// The root-to-leaf path of one row through each tree of a model, as scoring walked it,
-/// so its explanation follows the same paths without walking the trees again.
+/// The root-to-leaf paths of a block of rows through each tree of a model. They are
+/// walked one tree at a time over the whole block, so a tree's nodes stay in cache while
+/// every row crosses it, and explanations follow them without walking the trees again.
 #[derive(Debug, Default)]
 pub struct TreePaths {
-    /// Every path's nodes, one path after another.
+    /// Every path's nodes: tree after tree, and within a tree row after row.
     nodes: Vec<u32>,
-    /// Where each tree's path ends in `nodes`.
+    /// Where the path of (tree, row) ends in `nodes`, at index `tree × rows + row`.
     ends: Vec<usize>,
+    /// Rows in the block.
+    rows: usize,
 }
 
 impl TreePaths {
-    /// Forgets the paths, keeping the memory for the next row.
-    pub fn clear(&mut self) {
-        self.nodes.clear();
-        self.ends.clear();
-    }
-
-    /// The nodes of tree `tree`'s path, root first; None when it was not walked.
-    pub fn path(&self, tree: usize) -> Option<&[u32]> {
-        let end = *self.ends.get(tree)?;
-        let start = tree.checked_sub(1).map_or(0, |before| self.ends[before]);
+    /// The nodes of tree `tree`'s path for row `row` of the block, root first; None when
+    /// it was not walked.
+    pub fn path(&self, tree: usize, row: usize) -> Option<&[u32]> {
+        if row >= self.rows {
+            return None;
+        }
+        let at = tree * self.rows + row;
+        let end = *self.ends.get(at)?;
+        let start = at.checked_sub(1).map_or(0, |before| self.ends[before]);
         self.nodes.get(start..end)
     }
 
-    /// Walks `tree` (the next one) for `row`, recording the path; returns its leaf.
-    fn walk(&mut self, tree: &Tree, row: &[f64]) -> usize {
+    /// Row `row`'s paths.
+    pub fn row(&self, row: usize) -> RowPaths<'_> {
+        RowPaths { paths: self, row }
+    }
+
+    /// The leaf tree `tree`'s path for row `row` ends in.
+    fn leaf(&self, tree: usize, row: usize) -> usize {
+        self.path(tree, row)
+            .and_then(<[u32]>::last)
+            .map_or(0, |&leaf| leaf as usize)
+    }
+
+    /// Walks `tree` (the next one) for `row`, recording the path.
+    fn walk(&mut self, tree: &Tree, row: &[f64]) {
         let mut at = 0;
         self.nodes.push(0);
         while let Some(next) = tree.nodes[at].next(row) {
@@ -203,25 +217,82 @@ impl TreePaths {
             self.nodes.push(at as u32);
         }
         self.ends.push(self.nodes.len());
-        at
+    }
+}
+
+/// One row's paths within a walked block.
+#[derive(Debug, Clone, Copy)]
+pub struct RowPaths<'a> {
+    paths: &'a TreePaths,
+    row: usize,
+}
+
+impl<'a> RowPaths<'a> {
+    /// The nodes of tree `tree`'s path, root first; None when it was not walked.
+    pub fn path(self, tree: usize) -> Option<&'a [u32]> {
+        self.paths.path(tree, self.row)
     }
 }
 
 impl CompiledModel {
     /// Scores one encoded row.
     pub fn score(&self, row: &[f64]) -> RawOutput {
-        self.score_with(row, |tree, row| tree.leaf_index(row))
+        let mut probabilities = Vec::new();
+        let value = self.score_with(row, |_, tree, row| tree.leaf_index(row), &mut probabilities);
+        RawOutput {
+            probabilities,
+            value,
+        }
     }
 
-    /// Scores one encoded row and records its path through each tree into `paths`
-    /// (cleared first; nothing for models without trees).
-    pub fn score_recording(&self, row: &[f64], paths: &mut TreePaths) -> RawOutput {
-        paths.clear();
-        self.score_with(row, |tree, row| paths.walk(tree, row))
+    /// The trees, for the models made of them.
+    fn trees(&self) -> Option<&[Tree]> {
+        match self {
+            CompiledModel::Linear { .. } | CompiledModel::Softmax { .. } => None,
+            CompiledModel::Boosted { trees, .. }
+            | CompiledModel::BoostedClassifier { trees, .. }
+            | CompiledModel::Forest { trees, .. }
+            | CompiledModel::Trees { trees, .. } => Some(trees),
+        }
     }
 
-    /// Scores one encoded row, finding the leaf of each tree, in order, with `leaf`.
-    fn score_with(&self, row: &[f64], mut leaf: impl FnMut(&Tree, &[f64]) -> usize) -> RawOutput {
+    /// Walks every tree for each row of `block` (encoded rows of `width` values, one after
+    /// another), one tree at a time, recording the paths into `paths` (cleared first;
+    /// nothing for models without trees). [`score_walked`](Self::score_walked) then
+    /// scores each row from them.
+    pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
+        paths.nodes.clear();
+        paths.ends.clear();
+        paths.rows = block.len().checked_div(width).unwrap_or(0);
+        for tree in self.trees().unwrap_or_default() {
+            for row in block.chunks_exact(width) {
+                paths.walk(tree, row);
+            }
+        }
+    }
+
+    /// Scores encoded row `row` of the block whose paths [`walk_block`](Self::walk_block)
+    /// recorded: the probabilities into `probabilities` (cleared first; empty for
+    /// regressors), and returns the value (the winning class index for classifiers).
+    pub fn score_walked(
+        &self,
+        encoded: &[f64],
+        paths: &TreePaths,
+        row: usize,
+        probabilities: &mut Vec<f64>,
+    ) -> f64 {
+        self.score_with(encoded, |tree, _, _| paths.leaf(tree, row), probabilities)
+    }
+
+    /// Scores one encoded row, finding the leaf of each tree (with its index), in order,
+    /// with `leaf`; the probabilities go into `probabilities` (cleared first).
+    fn score_with(
+        &self,
+        row: &[f64],
+        mut leaf: impl FnMut(usize, &Tree, &[f64]) -> usize,
+        probabilities: &mut Vec<f64>,
+    ) -> f64 {
+        probabilities.clear();
         match self {
             CompiledModel::Linear {
                 weights,
@@ -231,73 +302,61 @@ impl CompiledModel {
                 let linear = intercept + dot(weights, row);
                 if *logistic {
                     let positive = sigmoid(linear);
-                    RawOutput {
-                        probabilities: vec![1.0 - positive, positive],
-                        value: f64::from(u8::from(positive > 0.5)),
-                    }
+                    probabilities.extend([1.0 - positive, positive]);
+                    f64::from(u8::from(positive > 0.5))
                 } else {
-                    RawOutput {
-                        probabilities: Vec::new(),
-                        value: linear,
-                    }
+                    linear
                 }
             }
             CompiledModel::Softmax {
                 weights,
                 intercepts,
             } => {
-                let scores: Vec<f64> = weights
-                    .iter()
-                    .zip(intercepts)
-                    .map(|(w, b)| b + dot(w, row))
-                    .collect();
-                let probabilities = softmax(&scores);
-                RawOutput {
-                    value: argmax(&probabilities) as f64,
-                    probabilities,
-                }
+                probabilities.extend(weights.iter().zip(intercepts).map(|(w, b)| b + dot(w, row)));
+                softmax_in_place(probabilities);
+                argmax(probabilities) as f64
             }
             CompiledModel::Boosted {
                 trees,
                 base_score,
                 learning_rate,
-            } => RawOutput {
-                probabilities: Vec::new(),
-                value: base_score
+            } => {
+                base_score
                     + learning_rate
                         * trees
                             .iter()
-                            .map(|t| t.nodes[leaf(t, row)].output)
-                            .sum::<f64>(),
-            },
+                            .enumerate()
+                            .map(|(at, t)| t.nodes[leaf(at, t, row)].output)
+                            .sum::<f64>()
+            }
             CompiledModel::BoostedClassifier {
                 trees,
                 classes,
                 base_scores,
                 learning_rate,
             } => {
-                let mut raw = base_scores.clone();
-                let scores = raw.len().max(1);
+                probabilities.extend_from_slice(base_scores);
+                let scores = probabilities.len().max(1);
                 for (at, tree) in trees.iter().enumerate() {
-                    raw[at % scores] += learning_rate * tree.nodes[leaf(tree, row)].output;
+                    if let Some(raw) = probabilities.get_mut(at % scores) {
+                        *raw += learning_rate * tree.nodes[leaf(at, tree, row)].output;
+                    }
                 }
-                let mut probabilities = vec![0.0; *classes];
                 if scores == 1 {
-                    let positive = sigmoid(raw[0]);
-                    probabilities = vec![1.0 - positive, positive];
+                    let positive = sigmoid(probabilities.first().copied().unwrap_or(0.0));
+                    probabilities.clear();
+                    probabilities.extend([1.0 - positive, positive]);
                 } else {
-                    softmax_into(&raw, &mut probabilities);
+                    probabilities.resize(*classes, 0.0);
+                    softmax_in_place(probabilities);
                 }
-                RawOutput {
-                    value: argmax(&probabilities) as f64,
-                    probabilities,
-                }
+                argmax(probabilities) as f64
             }
             CompiledModel::Forest { trees, classes } => {
-                let mut probabilities = vec![0.0; *classes];
+                probabilities.resize((*classes).max(2), 0.0);
                 let n = trees.len().max(1) as f64;
-                for tree in trees {
-                    let at = leaf(tree, row);
+                for (index, tree) in trees.iter().enumerate() {
+                    let at = leaf(index, tree, row);
                     if *classes <= 2 {
                         probabilities[1] += tree.node_values[at] / n;
                     } else {
@@ -310,32 +369,27 @@ impl CompiledModel {
                 if *classes <= 2 {
                     probabilities[0] = 1.0 - probabilities[1];
                 }
-                RawOutput {
-                    value: argmax(&probabilities) as f64,
-                    probabilities,
-                }
+                argmax(probabilities) as f64
             }
             CompiledModel::Trees { trees, classes: 0 } => {
-                let sum: f64 = trees.iter().map(|t| t.nodes[leaf(t, row)].output).sum();
-                RawOutput {
-                    probabilities: Vec::new(),
-                    value: sum / trees.len() as f64,
-                }
+                let sum: f64 = trees
+                    .iter()
+                    .enumerate()
+                    .map(|(at, t)| t.nodes[leaf(at, t, row)].output)
+                    .sum();
+                sum / trees.len() as f64
             }
             CompiledModel::Trees { trees, classes } => {
-                let mut votes = vec![0.0; *classes];
-                for tree in trees {
-                    let class = tree.nodes[leaf(tree, row)].output as usize;
-                    if let Some(vote) = votes.get_mut(class) {
+                probabilities.resize(*classes, 0.0);
+                for (at, tree) in trees.iter().enumerate() {
+                    let class = tree.nodes[leaf(at, tree, row)].output as usize;
+                    if let Some(vote) = probabilities.get_mut(class) {
                         *vote += 1.0;
                     }
                 }
-                let probabilities: Vec<f64> =
-                    votes.iter().map(|v| v / trees.len() as f64).collect();
-                RawOutput {
-                    value: argmax(&probabilities) as f64,
-                    probabilities,
-                }
+                let n = trees.len() as f64;
+                probabilities.iter_mut().for_each(|vote| *vote /= n);
+                argmax(probabilities) as f64
             }
         }
     }
@@ -350,10 +404,12 @@ pub fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
 
-fn softmax(scores: &[f64]) -> Vec<f64> {
-    let mut probabilities = vec![0.0; scores.len()];
-    softmax_into(scores, &mut probabilities);
-    probabilities
+/// Replaces `scores` by their softmax.
+fn softmax_in_place(scores: &mut [f64]) {
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    scores.iter_mut().for_each(|s| *s = (*s - max).exp());
+    let total: f64 = scores.iter().sum();
+    scores.iter_mut().for_each(|p| *p /= total);
 }
 
 /// The softmax of `scores` into `probabilities` (the same length).

@@ -15,7 +15,7 @@ use datafusion::arrow::datatypes::DataType;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::features::RawColumn;
+use super::features::{FeatureArray, RawColumn};
 use crate::config::{FeatureKind, ModelConfig, Task};
 use crate::error::{Error, Result};
 use crate::sql::session::SqlSession;
@@ -209,6 +209,27 @@ pub enum Converted {
     Numbers(Float64Array),
     /// Text.
     Texts(StringArray),
+}
+
+impl Converted {
+    /// The column as scoring reads it.
+    pub fn feature_array(&self) -> FeatureArray<'_> {
+        match self {
+            Converted::Numbers(array) => FeatureArray::Numbers(array),
+            Converted::Texts(array) => FeatureArray::Texts(array),
+        }
+    }
+}
+
+impl From<&RawColumn> for Converted {
+    fn from(column: &RawColumn) -> Self {
+        match column {
+            RawColumn::Numbers(values) => Converted::Numbers(values.iter().collect()),
+            RawColumn::Texts(values) => {
+                Converted::Texts(values.iter().map(Option::as_deref).collect())
+            }
+        }
+    }
 }
 
 /// Converts a feature column per its kind; a column that cannot be read that way is an

@@ -24,7 +24,7 @@
 //!
 //! One-hot columns of a categorical feature are summed into that feature.
 
-use super::compiled::{CompiledModel, Tree, TreePaths};
+use super::compiled::{CompiledModel, RowPaths, Tree};
 use super::registry::Artifact;
 
 /// A prediction's explanation, per feature in the model's feature order.
@@ -64,13 +64,14 @@ pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Exp
 
 /// [`explain`] into buffers a caller reuses across rows: `per_column` (scratch, one value
 /// per encoded column) and `contributions` (per feature, in the model's feature order).
-/// `paths`, when scoring recorded them for this row, spare walking the trees again.
+/// `paths`, when scoring recorded this row's (see
+/// [`CompiledModel::walk_block`]), spare walking the trees again.
 /// Returns the baseline; None when the model kind has no explanation.
 pub fn explain_into(
     artifact: &Artifact,
     encoded: &[f64],
     class: usize,
-    paths: Option<&TreePaths>,
+    paths: Option<RowPaths<'_>>,
     per_column: &mut Vec<f64>,
     contributions: &mut Vec<f64>,
 ) -> Option<f64> {
@@ -194,7 +195,7 @@ impl Measure {
 #[derive(Clone, Copy)]
 struct ExplainedRow<'a> {
     encoded: &'a [f64],
-    paths: Option<&'a TreePaths>,
+    paths: Option<RowPaths<'a>>,
 }
 
 /// Summed over the trees (with their index in the model) into `per_column`: each encoded
@@ -450,7 +451,7 @@ mod tests {
 mod learned_model_tests {
     use super::*;
     use crate::config::FeatureKind;
-    use crate::ml::models::compiled::sigmoid;
+    use crate::ml::models::compiled::{TreePaths, sigmoid};
     use crate::ml::models::features::{NumericEncoding, Preprocessor, RawColumn};
     use crate::ml::models::learner::Labels;
     use crate::ml::models::trees::bins::BinnedColumns;
@@ -505,7 +506,13 @@ mod learned_model_tests {
             },
             2,
         ));
-        for row in values.chunks(2).take(300) {
+        // Scoring walks the trees a block of rows at a time.
+        let block = &values[..600];
+        let (mut forest_paths, mut boosted_paths) = (TreePaths::default(), TreePaths::default());
+        forest.compiled.walk_block(block, 2, &mut forest_paths);
+        boosted.compiled.walk_block(block, 2, &mut boosted_paths);
+        let mut probabilities = Vec::new();
+        for (index, row) in block.chunks(2).enumerate() {
             let probability = forest.compiled.score(row).probabilities;
             for class in [0, 1] {
                 let explained = explain(&forest, row, class).unwrap().output();
@@ -517,17 +524,26 @@ mod learned_model_tests {
             let against = explain(&boosted, row, 0).unwrap().output();
             assert!((against + log_odds).abs() < 1e-9);
             // Following the paths scoring recorded gives the very same explanation, and
-            // recording them the very same output.
-            let mut paths = TreePaths::default();
-            for (model, explained) in [(&forest, 0), (&forest, 1), (&boosted, 1)] {
-                let recorded = model.compiled.score_recording(row, &mut paths);
-                assert_eq!(recorded, model.compiled.score(row));
+            // scoring from them the very same output.
+            for (model, paths, explained) in [
+                (&forest, &forest_paths, 0),
+                (&forest, &forest_paths, 1),
+                (&boosted, &boosted_paths, 1),
+            ] {
+                let value = model
+                    .compiled
+                    .score_walked(row, paths, index, &mut probabilities);
+                let scored = model.compiled.score(row);
+                assert_eq!(
+                    (value, &probabilities),
+                    (scored.value, &scored.probabilities)
+                );
                 let (mut per_column, mut followed) = (Vec::new(), Vec::new());
                 let baseline = explain_into(
                     model,
                     row,
                     explained,
-                    Some(&paths),
+                    Some(paths.row(index)),
                     &mut per_column,
                     &mut followed,
                 )

@@ -12,7 +12,9 @@
 //!   not among them sets, including values never seen in training.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
+use datafusion::arrow::array::{Array, Float64Array, StringArray};
 use serde::{Deserialize, Serialize};
 
 use crate::config::FeatureKind;
@@ -154,8 +156,9 @@ impl Encoder {
         }
     }
 
-    /// Appends the encoded value(s) of `value` to `out`.
-    pub fn encode(&self, value: RawValue<'_>, out: &mut Vec<f64>) {
+    /// Writes the encoded value(s) of `value` into `out`, which is [`width`](Self::width)
+    /// long.
+    pub fn encode_into(&self, value: RawValue<'_>, out: &mut [f64]) {
         match self {
             Encoder::Numeric {
                 mean,
@@ -169,21 +172,48 @@ impl Encoder {
                     _ if *keeps_missing => f64::NAN,
                     _ => *mean,
                 };
-                out.push(if *scaled { (x - mean) / std } else { x });
+                out[0] = if *scaled { (x - mean) / std } else { x };
             }
-            Encoder::Boolean { fill, .. } => out.push(match value {
-                RawValue::Number(x) if x.is_finite() => f64::from(u8::from(x != 0.0)),
-                _ => *fill,
-            }),
+            Encoder::Boolean { fill, .. } => {
+                out[0] = match value {
+                    RawValue::Number(x) if x.is_finite() => f64::from(u8::from(x != 0.0)),
+                    _ => *fill,
+                };
+            }
             Encoder::Categorical { categories, .. } => {
                 let category = match value {
                     RawValue::Text(text) => text,
                     RawValue::Missing | RawValue::Number(_) => MISSING,
                 };
-                let at = categories.iter().position(|c| c == category);
-                out.extend((0..categories.len()).map(|i| f64::from(u8::from(at == Some(i)))));
-                out.push(f64::from(u8::from(at.is_none())));
+                let hot = categories
+                    .iter()
+                    .position(|c| c == category)
+                    .unwrap_or(categories.len());
+                out.fill(0.0);
+                out[hot] = 1.0;
             }
+        }
+    }
+}
+
+/// One feature's values for a batch of rows, as scoring reads them from Arrow.
+#[derive(Debug, Clone, Copy)]
+pub enum FeatureArray<'a> {
+    /// Numbers and booleans (as 0/1).
+    Numbers(&'a Float64Array),
+    /// Categories.
+    Texts(&'a StringArray),
+}
+
+impl<'a> FeatureArray<'a> {
+    /// Row `row`'s value.
+    pub fn value(self, row: usize) -> RawValue<'a> {
+        match self {
+            FeatureArray::Numbers(array) if array.is_valid(row) => {
+                RawValue::Number(array.value(row))
+            }
+            FeatureArray::Texts(array) if array.is_valid(row) => RawValue::Text(array.value(row)),
+            _ => RawValue::Missing,
         }
     }
 }
@@ -246,9 +276,16 @@ impl Preprocessor {
             .collect()
     }
 
+    /// How many encoded columns a row has.
+    pub fn width(&self) -> usize {
+        self.encoders.iter().map(Encoder::width).sum()
+    }
+
     /// Encodes row `row` of `columns` into `out` (cleared first).
     pub fn encode_row(&self, columns: &[RawColumn], row: usize, out: &mut Vec<f64>) {
         out.clear();
+        out.resize(self.width(), 0.0);
+        let mut at = 0;
         for (encoder, column) in self.encoders.iter().zip(columns) {
             let value = match column {
                 RawColumn::Numbers(values) => {
@@ -258,7 +295,31 @@ impl Preprocessor {
                     .as_deref()
                     .map_or(RawValue::Missing, RawValue::Text),
             };
-            encoder.encode(value, out);
+            let width = encoder.width();
+            encoder.encode_into(value, &mut out[at..at + width]);
+            at += width;
+        }
+    }
+
+    /// Encodes rows `rows` of `columns` into `out` (cleared first): row after row,
+    /// [`width`](Self::width) values each, the same as [`encode_row`](Self::encode_row)
+    /// gives, filled one feature at a time.
+    pub fn encode_block(
+        &self,
+        columns: &[FeatureArray<'_>],
+        rows: Range<usize>,
+        out: &mut Vec<f64>,
+    ) {
+        let width = self.width();
+        out.clear();
+        out.resize(rows.len() * width, 0.0);
+        let mut at = 0;
+        for (encoder, column) in self.encoders.iter().zip(columns) {
+            let encoded = encoder.width();
+            for (row, values) in rows.clone().zip(out.chunks_exact_mut(width)) {
+                encoder.encode_into(column.value(row), &mut values[at..at + encoded]);
+            }
+            at += encoded;
         }
     }
 }

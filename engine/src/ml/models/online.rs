@@ -24,6 +24,7 @@ use datafusion::error::DataFusionError;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::dataset::Converted;
 use super::features::RawColumn;
 use super::predict::score_rows;
 use super::registry::LoadedModel;
@@ -138,7 +139,9 @@ pub fn score_online_rows(
     rows: &OnlineRows,
     request: &OnlineRequest,
 ) -> Result<OnlineScores, OnlineError> {
-    let scored = score_rows(model, &rows.features, rows.rows, request.top_features)?;
+    let arrays: Vec<Converted> = rows.features.iter().map(Converted::from).collect();
+    let columns: Vec<_> = arrays.iter().map(Converted::feature_array).collect();
+    let scored = score_rows(model, &columns, rows.rows, request.top_features)?;
     let imputed = imputations(model, &rows.features, rows.rows);
     let batch = online_batch(model, rows, scored, request)?;
     Ok(OnlineScores { batch, imputed })

@@ -38,7 +38,7 @@ use crate::error::Result;
 use crate::ml::models::compiled::TreePaths;
 use crate::ml::models::dataset::{Converted, convert};
 use crate::ml::models::explain::explain_into;
-use crate::ml::models::features::RawColumn;
+use crate::ml::models::features::{FeatureArray, RawValue};
 use crate::ml::models::loaded::{PREDICT, SessionModels};
 use crate::ml::models::predict_codec::PredictCodec;
 use crate::ml::models::prediction_id::prediction_id_function;
@@ -260,7 +260,7 @@ impl ScalarUDFImpl for Predict {
             .all(|a| matches!(a, ColumnarValue::Scalar(_)));
         let arrays = ColumnarValue::values_to_arrays(&args.args[1..])?;
         let rows = if all_scalars { 1 } else { args.number_rows };
-        let columns = model
+        let converted = model
             .manifest
             .features
             .iter()
@@ -272,10 +272,11 @@ impl ScalarUDFImpl for Predict {
                     array.slice(0, rows.min(array.len()))
                 };
                 convert(&feature.name, feature.kind, &array)
-                    .map(raw_column)
                     .map_err(|e| DataFusionError::Execution(e.to_string()))
             })
-            .collect::<DfResult<Vec<RawColumn>>>()?;
+            .collect::<DfResult<Vec<Converted>>>()?;
+        let columns: Vec<FeatureArray<'_>> =
+            converted.iter().map(Converted::feature_array).collect();
         let result = score_rows(&model, &columns, rows, self.top_features)?;
         if all_scalars {
             Ok(ColumnarValue::Scalar(ScalarValue::try_from_array(
@@ -287,19 +288,15 @@ impl ScalarUDFImpl for Predict {
     }
 }
 
-fn raw_column(converted: Converted) -> RawColumn {
-    match converted {
-        Converted::Numbers(array) => RawColumn::Numbers(array.iter().collect()),
-        Converted::Texts(array) => {
-            RawColumn::Texts(array.iter().map(|v| v.map(str::to_string)).collect())
-        }
-    }
-}
+/// Rows scored together: their encoded values (a few hundred KiB) and their paths
+/// through the trees stay in cache while each tree is walked for all of them.
+const BLOCK_ROWS: usize = 256;
 
-/// Scores `rows` rows of `columns` into `predict`'s struct array.
+/// Scores `rows` rows of `columns` into `predict`'s struct array, explaining each with
+/// its `top` largest contributions (none when `top` is 0).
 pub fn score_rows(
     model: &LoadedModel,
-    columns: &[RawColumn],
+    columns: &[FeatureArray<'_>],
     rows: usize,
     top: usize,
 ) -> DfResult<ArrayRef> {
@@ -309,65 +306,79 @@ pub fn score_rows(
         .positive_class
         .as_ref()
         .and_then(|p| manifest.classes.iter().position(|c| c == p));
-    let mut class_predictions = StringBuilder::new();
-    let mut value_predictions = Float64Builder::new();
-    let mut probabilities = Float64Builder::new();
-    let mut confidences = Float64Builder::new();
-    let mut tops = ListBuilder::new(StructBuilder::from_fields(contribution_fields(), top))
-        .with_field(Arc::new(Field::new("item", contribution_type(), true)));
-    let mut encoded = Vec::new();
+    let mut class_predictions = StringBuilder::with_capacity(rows, rows * 8);
+    let mut value_predictions = Float64Builder::with_capacity(rows);
+    let mut probabilities = Float64Builder::with_capacity(rows);
+    let mut confidences = Float64Builder::with_capacity(rows);
+    let mut tops = ListBuilder::with_capacity(
+        StructBuilder::from_fields(contribution_fields(), rows * top),
+        rows,
+    )
+    .with_field(Arc::new(Field::new("item", contribution_type(), true)));
+    let width = artifact.preprocessing.width();
+    let mut block = Vec::new();
+    let mut paths = TreePaths::default();
+    let mut class_probabilities = Vec::new();
     let mut per_column = Vec::new();
     let mut contributions = Vec::new();
     let mut ranked: Vec<usize> = Vec::new();
-    let mut paths = TreePaths::default();
-    for row in 0..rows {
+    let mut digits = ryu::Buffer::new();
+    for start in (0..rows).step_by(BLOCK_ROWS) {
+        let block_rows = start..rows.min(start + BLOCK_ROWS);
         artifact
             .preprocessing
-            .encode_row(columns, row, &mut encoded);
-        let output = artifact.compiled.score_recording(&encoded, &mut paths);
-        let class = output.value as usize;
-        match manifest.task {
-            Task::Classification => {
-                class_predictions.append_option(manifest.classes.get(class));
-                let predicted = output.probabilities.get(class).copied();
-                probabilities.append_option(match positive {
-                    Some(p) => output.probabilities.get(p).copied(),
-                    None => predicted,
-                });
-                confidences.append_option(predicted);
+            .encode_block(columns, block_rows.clone(), &mut block);
+        artifact.compiled.walk_block(&block, width, &mut paths);
+        for (at, (row, encoded)) in block_rows.zip(block.chunks_exact(width)).enumerate() {
+            let value =
+                artifact
+                    .compiled
+                    .score_walked(encoded, &paths, at, &mut class_probabilities);
+            let class = value as usize;
+            match manifest.task {
+                Task::Classification => {
+                    class_predictions.append_option(manifest.classes.get(class));
+                    let predicted = class_probabilities.get(class).copied();
+                    probabilities.append_option(match positive {
+                        Some(p) => class_probabilities.get(p).copied(),
+                        None => predicted,
+                    });
+                    confidences.append_option(predicted);
+                }
+                Task::Regression => {
+                    value_predictions.append_value(value);
+                    probabilities.append_null();
+                    confidences.append_null();
+                }
             }
-            Task::Regression => {
-                value_predictions.append_value(output.value);
-                probabilities.append_null();
-                confidences.append_null();
+            let explained = top > 0
+                && explain_into(
+                    artifact,
+                    encoded,
+                    positive.unwrap_or(class),
+                    Some(paths.row(at)),
+                    &mut per_column,
+                    &mut contributions,
+                )
+                .is_some();
+            if explained {
+                largest_first(&contributions, top, &mut ranked);
+                let builder = tops.values();
+                for &feature in &ranked {
+                    if let Some(name) = builder.field_builder::<StringBuilder>(0) {
+                        name.append_value(&manifest.features[feature].name);
+                    }
+                    if let Some(text) = builder.field_builder::<StringBuilder>(1) {
+                        append_value_text(text, columns[feature], row, &mut digits);
+                    }
+                    if let Some(amount) = builder.field_builder::<Float64Builder>(2) {
+                        amount.append_value(contributions[feature]);
+                    }
+                    builder.append(true);
+                }
             }
+            tops.append(true);
         }
-        let explained = explain_into(
-            artifact,
-            &encoded,
-            positive.unwrap_or(class),
-            Some(&paths),
-            &mut per_column,
-            &mut contributions,
-        )
-        .is_some();
-        if explained {
-            largest_first(&contributions, top, &mut ranked);
-            let builder = tops.values();
-            for &feature in &ranked {
-                if let Some(name) = builder.field_builder::<StringBuilder>(0) {
-                    name.append_value(&manifest.features[feature].name);
-                }
-                if let Some(value) = builder.field_builder::<StringBuilder>(1) {
-                    append_value_text(value, &columns[feature], row);
-                }
-                if let Some(amount) = builder.field_builder::<Float64Builder>(2) {
-                    amount.append_value(contributions[feature]);
-                }
-                builder.append(true);
-            }
-        }
-        tops.append(true);
     }
     let prediction: ArrayRef = match manifest.task {
         Task::Classification => Arc::new(class_predictions.finish()),
@@ -415,16 +426,16 @@ fn largest_first(contributions: &[f64], top: usize, ranked: &mut Vec<usize>) {
 
 /// Appends row `row` of `column` as text (NULL when missing), written straight into the
 /// builder's buffer.
-fn append_value_text(builder: &mut StringBuilder, column: &RawColumn, row: usize) {
-    match column {
-        RawColumn::Numbers(values) => match values[row] {
-            Some(value) => {
-                let mut digits = ryu::Buffer::new();
-                builder.append_value(display_text(value, &mut digits));
-            }
-            None => builder.append_null(),
-        },
-        RawColumn::Texts(values) => builder.append_option(values[row].as_deref()),
+fn append_value_text(
+    builder: &mut StringBuilder,
+    column: FeatureArray<'_>,
+    row: usize,
+    digits: &mut ryu::Buffer,
+) {
+    match column.value(row) {
+        RawValue::Number(value) => builder.append_value(display_text(value, digits)),
+        RawValue::Text(text) => builder.append_value(text),
+        RawValue::Missing => builder.append_null(),
     }
 }
 
