@@ -16,6 +16,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::basic::{Compression, Type as PhysicalType};
 use datafusion::parquet::file::properties::WriterPropertiesBuilder;
+use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::prelude::SessionContext;
 use datafusion::prelude::col;
 use deltalake::DeltaTable;
@@ -108,6 +109,27 @@ pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
         })
 }
 
+/// How particular top-level columns are laid out in Parquet, beyond
+/// [`parquet_properties`]' rules for every column.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ColumnLayout<'a> {
+    /// Columns whose values neither repeat nor compress (hashes, probabilities): written
+    /// without compression or dictionary, which would cost time and save nothing.
+    pub incompressible: &'a [&'a str],
+}
+
+impl ColumnLayout<'_> {
+    fn apply(&self, mut properties: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+        for column in self.incompressible {
+            let path = ColumnPath::from(*column);
+            properties = properties
+                .set_column_compression(path.clone(), Compression::UNCOMPRESSED)
+                .set_column_dictionary_enabled(path, false);
+        }
+        properties
+    }
+}
+
 /// Writes `frame`'s rows into `table` in one commit and returns the table at its new
 /// version. A new table is created with `descriptions`; an existing one keeps its column
 /// descriptions unless `descriptions` declares others ([`describe`](crate::storage::descriptions::describe)
@@ -118,6 +140,19 @@ pub async fn write_frame(
     mode: WriteMode,
     properties: CommitProperties,
     descriptions: &Descriptions,
+) -> Result<DeltaTable> {
+    let layout = ColumnLayout::default();
+    write_laid_out(table, frame, mode, properties, descriptions, layout).await
+}
+
+/// [`write_frame`], with `layout`'s columns laid out as it says.
+pub async fn write_laid_out(
+    table: DeltaTable,
+    frame: DataFrame,
+    mode: WriteMode,
+    properties: CommitProperties,
+    descriptions: &Descriptions,
+    layout: ColumnLayout<'_>,
 ) -> Result<DeltaTable> {
     let uri = table.table_url().to_string();
     let (state, plan) = as_written(frame)?.into_parts();
@@ -139,7 +174,9 @@ pub async fn write_frame(
             (SaveMode::Overwrite, SchemaMode::Merge, Some(predicate))
         }
     };
-    let parquet = parquet_properties(plan.schema().as_arrow()).build();
+    let parquet = layout
+        .apply(parquet_properties(plan.schema().as_arrow()))
+        .build();
     let mut builder = table.write(Vec::new()).with_writer_properties(parquet);
     if let (true, Some(description)) = (is_new, &descriptions.table) {
         builder = builder.with_description(description);
@@ -373,5 +410,84 @@ mod tests {
             properties.compression(&ColumnPath::from("id")),
             Compression::SNAPPY
         );
+    }
+
+    #[tokio::test]
+    async fn incompressible_columns_are_written_plainly_and_read_back_the_same() {
+        use datafusion::parquet::basic::Encoding;
+        use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
+
+        use crate::config::LakehouseConfig;
+
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
+        let name = TableName::parse("scored.churn").unwrap();
+        let context = SessionContext::new();
+        let frame = context
+            .sql(
+                "SELECT encode(sha256(CAST(n AS VARCHAR)), 'hex') AS prediction_id, \
+                 CAST(n AS DOUBLE) / 7 AS probability, 'north' AS region \
+                 FROM unnest(range(0, 5000)) AS t(n)",
+            )
+            .await
+            .unwrap();
+        let expected = frame.clone().collect().await.unwrap();
+        let layout = ColumnLayout {
+            incompressible: &["prediction_id", "probability"],
+        };
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let properties = CommitProperties::default();
+        let written = write_laid_out(
+            table,
+            frame,
+            WriteMode::Append,
+            properties,
+            &Descriptions::default(),
+            layout,
+        )
+        .await
+        .unwrap();
+
+        let folder = lakehouse.table_url(&name).unwrap().to_file_path().unwrap();
+        let file = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+            .unwrap();
+        let reader = SerializedFileReader::new(std::fs::File::open(&file).unwrap()).unwrap();
+        let columns = reader.metadata().row_group(0).columns().to_vec();
+        let column = |name: &str| {
+            columns
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap()
+                .clone()
+        };
+        for plain in ["prediction_id", "probability"] {
+            let chunk = column(plain);
+            assert_eq!(chunk.compression(), Compression::UNCOMPRESSED, "{plain}");
+            assert!(
+                !chunk.encodings().any(|e| e == Encoding::RLE_DICTIONARY),
+                "{plain}"
+            );
+        }
+        let region = column("region");
+        assert_eq!(region.compression(), Compression::SNAPPY);
+        assert!(region.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+
+        let read = SessionContext::new()
+            .read_table(crate::storage::lakehouse::table_provider(&written).await.unwrap())
+            .unwrap()
+            .sort(vec![col("probability").sort(true, false)])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let rows = |batches: &[RecordBatch]| {
+            datafusion::arrow::util::pretty::pretty_format_batches(batches)
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(rows(&read), rows(&expected));
     }
 }

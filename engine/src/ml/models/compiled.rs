@@ -155,6 +155,23 @@ pub struct RawOutput {
 }
 
 impl Tree {
+    /// The most nodes a root-to-leaf path holds.
+    pub fn longest_path(&self) -> usize {
+        let mut longest = 0;
+        let mut pending = vec![(0usize, 1usize)];
+        while let Some((at, length)) = pending.pop() {
+            longest = longest.max(length);
+            // A child index outside the tree, or a cycle, would never end: stop at as many
+            // nodes as the tree has.
+            if let Some((left, right)) = self.nodes.get(at).and_then(TreeNode::children)
+                && length < self.nodes.len()
+            {
+                pending.extend([(left, length + 1), (right, length + 1)]);
+            }
+        }
+        longest
+    }
+
     /// The leaf `row` falls into.
     pub fn leaf(&self, row: &[f64]) -> &TreeNode {
         &self.nodes[self.leaf_index(row)]
@@ -172,16 +189,26 @@ impl Tree {
 
 /// The root-to-leaf paths of a block of rows through each tree of a model. They are
 /// walked one tree at a time over the whole block, so a tree's nodes stay in cache while
-/// every row crosses it, and explanations follow them without walking the trees again.
+/// every row crosses it, and several rows at once, so the CPU waits for their nodes
+/// together; explanations follow them without walking the trees again.
 #[derive(Debug, Default)]
 pub struct TreePaths {
-    /// Every path's nodes: tree after tree, and within a tree row after row.
+    /// The model the layout below was made for (the address of its trees).
+    model: usize,
+    /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it.
+    slots: Vec<usize>,
+    /// Where each tree's slots start in `nodes`, per row of the block.
+    starts: Vec<usize>,
+    /// Each path's nodes, root first: tree after tree, row after row, one slot each.
     nodes: Vec<u32>,
-    /// Where the path of (tree, row) ends in `nodes`, at index `tree × rows + row`.
-    ends: Vec<usize>,
+    /// How many nodes the path of (tree, row) holds, at index `tree × rows + row`.
+    lengths: Vec<u32>,
     /// Rows in the block.
     rows: usize,
 }
+
+/// Rows walked through a tree side by side.
+const WALKED_TOGETHER: usize = 8;
 
 impl TreePaths {
     /// The nodes of tree `tree`'s path for row `row` of the block, root first; None when
@@ -190,10 +217,9 @@ impl TreePaths {
         if row >= self.rows {
             return None;
         }
-        let at = tree * self.rows + row;
-        let end = *self.ends.get(at)?;
-        let start = at.checked_sub(1).map_or(0, |before| self.ends[before]);
-        self.nodes.get(start..end)
+        let length = *self.lengths.get(tree * self.rows + row)? as usize;
+        let start = self.starts.get(tree)? + row * self.slots[tree];
+        self.nodes.get(start..start + length)
     }
 
     /// Row `row`'s paths.
@@ -208,15 +234,55 @@ impl TreePaths {
             .map_or(0, |&leaf| leaf as usize)
     }
 
-    /// Walks `tree` (the next one) for `row`, recording the path.
-    fn walk(&mut self, tree: &Tree, row: &[f64]) {
-        let mut at = 0;
-        self.nodes.push(0);
-        while let Some(next) = tree.nodes[at].next(row) {
-            at = next;
-            self.nodes.push(at as u32);
+    /// Makes room for `rows` rows' paths through `trees`.
+    fn lay_out(&mut self, trees: &[Tree], rows: usize) {
+        let model = trees.as_ptr() as usize;
+        if self.model != model || self.slots.len() != trees.len() {
+            self.model = model;
+            self.slots = trees.iter().map(Tree::longest_path).collect();
         }
-        self.ends.push(self.nodes.len());
+        self.rows = rows;
+        self.starts.clear();
+        let mut total = 0;
+        for slot in &self.slots {
+            self.starts.push(total);
+            total += slot * rows;
+        }
+        self.nodes.resize(total, 0);
+        self.lengths.clear();
+        self.lengths.resize(trees.len() * rows, 0);
+    }
+
+    /// Walks tree `index` for every row of `block` (`width` values each), a few rows side
+    /// by side, recording the paths.
+    fn walk(&mut self, index: usize, tree: &Tree, block: &[f64], width: usize) {
+        let slot = self.slots[index];
+        let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
+        let lengths = &mut self.lengths[index * self.rows..][..self.rows];
+        let groups = nodes
+            .chunks_mut(slot * WALKED_TOGETHER)
+            .zip(lengths.chunks_mut(WALKED_TOGETHER))
+            .zip(block.chunks(width * WALKED_TOGETHER));
+        for ((paths, lengths), rows) in groups {
+            let mut at = [0usize; WALKED_TOGETHER];
+            lengths.fill(1);
+            for path in paths.chunks_mut(slot) {
+                path[0] = 0;
+            }
+            let mut walking = true;
+            while walking {
+                walking = false;
+                for (member, row) in rows.chunks_exact(width).enumerate() {
+                    let Some(next) = tree.nodes[at[member]].next(row) else {
+                        continue;
+                    };
+                    walking = true;
+                    at[member] = next;
+                    paths[member * slot + lengths[member] as usize] = next as u32;
+                    lengths[member] += 1;
+                }
+            }
+        }
     }
 }
 
@@ -261,13 +327,10 @@ impl CompiledModel {
     /// nothing for models without trees). [`score_walked`](Self::score_walked) then
     /// scores each row from them.
     pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
-        paths.nodes.clear();
-        paths.ends.clear();
-        paths.rows = block.len().checked_div(width).unwrap_or(0);
-        for tree in self.trees().unwrap_or_default() {
-            for row in block.chunks_exact(width) {
-                paths.walk(tree, row);
-            }
+        let trees = self.trees().unwrap_or_default();
+        paths.lay_out(trees, block.len().checked_div(width).unwrap_or(0));
+        for (index, tree) in trees.iter().enumerate() {
+            paths.walk(index, tree, block, width);
         }
     }
 
@@ -450,6 +513,55 @@ mod tests {
 
     fn leaf(output: f64) -> TreeNode {
         TreeNode::leaf(output)
+    }
+
+    #[test]
+    fn block_walks_record_each_rows_path_through_unbalanced_trees() {
+        // x0 <= 1 -> leaf; else x1 <= 0 -> leaf; else x0 <= 5 -> leaf, leaf.
+        let deep = Tree {
+            nodes: vec![
+                split(0, 1.0, 1, 2),
+                leaf(0.0),
+                split(1, 0.0, 3, 4),
+                leaf(1.0),
+                split(0, 5.0, 5, 6),
+                leaf(2.0),
+                leaf(3.0),
+            ],
+            node_values: vec![0.5, 0.1, 0.6, 0.2, 0.7, 0.3, 0.9],
+        };
+        let stump = Tree {
+            nodes: vec![leaf(1.0)],
+            node_values: vec![0.4],
+        };
+        assert_eq!((deep.longest_path(), stump.longest_path()), (4, 1));
+        let model = CompiledModel::Forest {
+            trees: vec![deep.clone(), stump, deep],
+            classes: 2,
+        };
+        // 19 rows: two full groups walked side by side and a partial one.
+        let block: Vec<f64> = (0..19)
+            .flat_map(|row| [f64::from(row % 7), f64::from(row % 3) - 1.0])
+            .collect();
+        let mut paths = TreePaths::default();
+        model.walk_block(&block, 2, &mut paths);
+        let trees = model.trees().unwrap();
+        let mut probabilities = Vec::new();
+        for (index, row) in block.chunks(2).enumerate() {
+            for (at, tree) in trees.iter().enumerate() {
+                let mut walked = vec![0_u32];
+                let mut node = 0;
+                while let Some(next) = tree.nodes[node].next(row) {
+                    walked.push(next as u32);
+                    node = next;
+                }
+                assert_eq!(paths.path(at, index), Some(&walked[..]), "row {row:?}");
+            }
+            let value = model.score_walked(row, &paths, index, &mut probabilities);
+            let scored = model.score(row);
+            assert_eq!((value, &probabilities), (scored.value, &scored.probabilities));
+        }
+        assert_eq!(paths.path(0, 19), None, "no row past the block");
     }
 
     #[test]

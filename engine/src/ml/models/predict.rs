@@ -24,7 +24,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, Float64Builder, ListBuilder, StringBuilder, StructArray, StructBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
-use datafusion::common::{ScalarValue, plan_datafusion_err, plan_err};
+use datafusion::common::{ScalarValue, exec_err, plan_datafusion_err, plan_err};
 use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature,
@@ -316,6 +316,13 @@ pub fn score_rows(
     )
     .with_field(Arc::new(Field::new("item", contribution_type(), true)));
     let width = artifact.preprocessing.width();
+    if width == 0 {
+        return exec_err!(
+            "{PREDICT}: model '{}:{}' has no features to score",
+            manifest.name,
+            manifest.version
+        );
+    }
     let mut block = Vec::new();
     let mut paths = TreePaths::default();
     let mut class_probabilities = Vec::new();

@@ -32,7 +32,9 @@ use crate::storage::commit::{
 use crate::storage::descriptions::{Descriptions, describe};
 use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal, table_provider};
 use crate::storage::system_tables::scored_table;
-use crate::storage::write::{WriteMode, added_rows, table_for_write, write_frame};
+use crate::storage::write::{
+    ColumnLayout, WriteMode, added_rows, table_for_write, write_laid_out,
+};
 
 /// The lineage columns that say which scoring wrote a scored row.
 const LINEAGE_COLUMNS: [&str; 5] = [
@@ -272,8 +274,19 @@ impl Score {
         };
         let table = table_for_write(self.cx.lakehouse(), &output).await?;
         crate::fault::check("score-commit")?;
-        let written =
-            write_frame(table, frame, WriteMode::Append, properties(), &descriptions).await?;
+        // Ids are hashes and probabilities have every bit of their mantissa in use.
+        let layout = ColumnLayout {
+            incompressible: &["prediction_id", "probability", "confidence"],
+        };
+        let written = write_laid_out(
+            table,
+            frame,
+            WriteMode::Append,
+            properties(),
+            &descriptions,
+            layout,
+        )
+        .await?;
         report.version = Some(describe(&written, &descriptions, properties()).await?);
         report.rows = added_rows(&written).await;
         Ok(report)
