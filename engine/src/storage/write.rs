@@ -476,7 +476,11 @@ mod tests {
         assert!(region.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
 
         let read = SessionContext::new()
-            .read_table(crate::storage::lakehouse::table_provider(&written).await.unwrap())
+            .read_table(
+                crate::storage::lakehouse::table_provider(&written)
+                    .await
+                    .unwrap(),
+            )
             .unwrap()
             .sort(vec![col("probability").sort(true, false)])
             .unwrap()

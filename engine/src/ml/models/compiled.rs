@@ -329,6 +329,9 @@ impl CompiledModel {
     pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
         let trees = self.trees().unwrap_or_default();
         paths.lay_out(trees, block.len().checked_div(width).unwrap_or(0));
+        if width == 0 {
+            return;
+        }
         for (index, tree) in trees.iter().enumerate() {
             paths.walk(index, tree, block, width);
         }
@@ -559,7 +562,10 @@ mod tests {
             }
             let value = model.score_walked(row, &paths, index, &mut probabilities);
             let scored = model.score(row);
-            assert_eq!((value, &probabilities), (scored.value, &scored.probabilities));
+            assert_eq!(
+                (value, &probabilities),
+                (scored.value, &scored.probabilities)
+            );
         }
         assert_eq!(paths.path(0, 19), None, "no row past the block");
     }

@@ -32,9 +32,7 @@ use crate::storage::commit::{
 use crate::storage::descriptions::{Descriptions, describe};
 use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal, table_provider};
 use crate::storage::system_tables::scored_table;
-use crate::storage::write::{
-    ColumnLayout, WriteMode, added_rows, table_for_write, write_laid_out,
-};
+use crate::storage::write::{ColumnLayout, WriteMode, added_rows, table_for_write, write_laid_out};
 
 /// The lineage columns that say which scoring wrote a scored row.
 const LINEAGE_COLUMNS: [&str; 5] = [
