@@ -119,7 +119,8 @@ pub struct ColumnLayout<'a> {
 }
 
 impl ColumnLayout<'_> {
-    fn apply(&self, mut properties: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+    /// `properties` with these columns laid out as they should be.
+    pub fn apply(&self, mut properties: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
         for column in self.incompressible {
             let path = ColumnPath::from(*column);
             properties = properties
@@ -278,7 +279,7 @@ pub async fn merge_frame(
 /// produces (delta-rs takes the table schema from the plan and casts the rows to it, and
 /// before coercion a CASE mixing 0 and a decimal reads as an integer), with every column
 /// in a type all Delta readers take.
-fn as_written(frame: DataFrame) -> Result<DataFrame> {
+pub(crate) fn as_written(frame: DataFrame) -> Result<DataFrame> {
     let (state, plan) = frame.into_parts();
     let plan = state
         .analyzer()

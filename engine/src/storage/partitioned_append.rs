@@ -1,0 +1,401 @@
+//! Appending a query's rows to an existing table with one Parquet writer per partition of
+//! its plan and one commit.
+//!
+//! delta-rs encodes an unpartitioned write on a single writer task, so when the rows come
+//! from work spread over every core (scoring), their Parquet encoding and compression run
+//! on one. Here each partition of the plan streams into its own writer and files, on its
+//! own task, and the files of all of them go into one commit with the caller's metadata
+//! and the row count in `operationMetrics`, as delta-rs records it. A failure anywhere
+//! aborts every writer and commits nothing.
+//!
+//! Only plain appends take this path: an existing table whose columns are exactly the
+//! rows' (so no schema change), without partition columns, column mapping, constraints,
+//! invariants or generated columns. Anything else, a new table included, is written by
+//! [`write_laid_out`], with the same result.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::dataframe::DataFrame;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::execute_stream_partitioned;
+use deltalake::DeltaTable;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
+use deltalake::kernel::{Action, Add};
+use deltalake::logstore::ObjectStoreRef;
+use deltalake::operations::write::WriterStatsConfig;
+use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::config::TablePropertiesExt;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use crate::error::{Error, Result};
+use crate::storage::descriptions::{Descriptions, described_plan};
+use crate::storage::write::{
+    ColumnLayout, WriteMode, as_written, parquet_properties, write_laid_out,
+};
+
+/// Appends `frame`'s rows to `table` in one commit carrying `metadata`, with a Parquet
+/// writer per partition of the plan when the table takes the rows as they are (see the
+/// module), else through [`write_laid_out`]. Returns the table at its new version.
+pub async fn append_per_partition(
+    table: DeltaTable,
+    frame: DataFrame,
+    metadata: HashMap<String, Value>,
+    descriptions: &Descriptions,
+    layout: ColumnLayout<'_>,
+) -> Result<DeltaTable> {
+    let (state, plan) = as_written(frame.clone())?.into_parts();
+    let plan = described_plan(plan, &table, descriptions)?;
+    let schema = without_views(plan.schema().as_arrow());
+    if !takes_rows_as_they_are(&table, &schema) {
+        let properties = CommitProperties::default().with_metadata(metadata);
+        return write_laid_out(
+            table,
+            frame,
+            WriteMode::Append,
+            properties,
+            descriptions,
+            layout,
+        )
+        .await;
+    }
+    let uri = table.table_url().to_string();
+    let delta = |source| Error::Delta {
+        uri: uri.clone(),
+        source,
+    };
+    let snapshot = table.snapshot().map_err(delta)?;
+    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+    let physical = state.create_physical_plan(&plan).await?;
+    let config = WriterConfig::new(
+        schema.clone(),
+        Vec::new(),
+        Some(layout.apply(parquet_properties(&schema)).build()),
+        Some(snapshot.table_config().target_file_size()),
+        None,
+        stats.num_indexed_cols,
+        stats.stats_columns,
+    );
+    let streams = execute_stream_partitioned(physical, state.task_ctx())?;
+    let store = table.log_store().object_store(None);
+    let (adds, rows) = write_streams(streams, store, config, schema)
+        .await
+        .map_err(delta)?;
+    let files = adds.len();
+    let mut app_metadata = metadata;
+    app_metadata.insert(
+        String::from("operationMetrics"),
+        json!({"num_added_rows": rows, "num_added_files": files}),
+    );
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: None,
+        predicate: None,
+    };
+    let committed = CommitBuilder::default()
+        .with_app_metadata(app_metadata)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(Some(snapshot), table.log_store(), operation)
+        .await
+        .map_err(delta)?;
+    let mut written = table;
+    written
+        .load_version(committed.version())
+        .await
+        .map_err(delta)?;
+    Ok(written)
+}
+
+/// `schema` with view types (which Delta stores as plain strings and binaries) as the
+/// plain ones, as delta-rs writes them.
+fn without_views(schema: &Schema) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(plain_type(field.data_type()))
+        })
+        .collect();
+    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
+}
+
+fn plain_type(data_type: &DataType) -> DataType {
+    let plain_field = |field: &FieldRef| {
+        Arc::new(
+            field
+                .as_ref()
+                .clone()
+                .with_data_type(plain_type(field.data_type())),
+        )
+    };
+    match data_type {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        DataType::List(item) => DataType::List(plain_field(item)),
+        DataType::LargeList(item) => DataType::LargeList(plain_field(item)),
+        DataType::FixedSizeList(item, size) => DataType::FixedSizeList(plain_field(item), *size),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(plain_field).collect()),
+        DataType::Map(entries, sorted) => DataType::Map(plain_field(entries), *sorted),
+        other => other.clone(),
+    }
+}
+
+/// Whether `table` exists and takes rows of `schema` without any change: the same columns
+/// and types, and nothing a writer must check or fill in besides writing the rows.
+fn takes_rows_as_they_are(table: &DeltaTable, schema: &Schema) -> bool {
+    let Ok(snapshot) = table.snapshot() else {
+        return false;
+    };
+    let metadata = snapshot.metadata();
+    let plain_columns = snapshot.schema().fields().all(|field| {
+        !field.metadata().keys().any(|key| {
+            key.starts_with("delta.generationExpression")
+                || key.starts_with("delta.invariants")
+                || key.starts_with("delta.identity")
+                || key.starts_with("delta.columnMapping")
+        })
+    });
+    let no_rules = !metadata
+        .configuration()
+        .keys()
+        .any(|key| key.starts_with("delta.constraints.") || key == "delta.columnMapping.mode");
+    let stored = snapshot.snapshot().arrow_schema();
+    let same_columns = stored.fields().len() == schema.fields().len()
+        && stored
+            .fields()
+            .iter()
+            .zip(schema.fields())
+            .all(|(kept, written)| {
+                kept.name() == written.name()
+                    && kept.data_type().equals_datatype(written.data_type())
+                    && kept.is_nullable() == written.is_nullable()
+            });
+    metadata.partition_columns().is_empty() && plain_columns && no_rules && same_columns
+}
+
+/// Writes each stream into its own files, on its own task; returns every file's add and
+/// the rows written. On the first failure every other writer is stopped and the files
+/// written so far are left uncommitted.
+async fn write_streams(
+    streams: Vec<SendableRecordBatchStream>,
+    store: ObjectStoreRef,
+    config: WriterConfig,
+    schema: SchemaRef,
+) -> deltalake::DeltaResult<(Vec<Add>, u64)> {
+    let mut writers = JoinSet::new();
+    for stream in streams {
+        let writer = DeltaWriter::new(store.clone(), config.clone());
+        writers.spawn(write_stream(stream, writer, schema.clone()));
+    }
+    let (mut adds, mut rows) = (Vec::new(), 0);
+    while let Some(finished) = writers.join_next().await {
+        let written = finished
+            .map_err(|e| deltalake::DeltaTableError::Generic(format!("a writer stopped: {e}")))
+            .and_then(|written| written);
+        match written {
+            Ok((files, written_rows)) => {
+                adds.extend(files);
+                rows += written_rows;
+            }
+            Err(error) => {
+                writers.abort_all();
+                return Err(error);
+            }
+        }
+    }
+    Ok((adds, rows))
+}
+
+/// Writes one stream's batches, as `schema` (views cast to plain types), with `writer`;
+/// its files' adds and the rows written. A failed stream or write aborts the writer
+/// (closing any upload) and fails.
+async fn write_stream(
+    mut stream: SendableRecordBatchStream,
+    mut writer: DeltaWriter,
+    schema: SchemaRef,
+) -> deltalake::DeltaResult<(Vec<Add>, u64)> {
+    let mut rows = 0;
+    while let Some(batch) = stream.next().await {
+        let written = match batch
+            .map_err(Into::into)
+            .and_then(|b| as_schema(b, &schema))
+        {
+            Ok(batch) => {
+                rows += batch.num_rows() as u64;
+                writer.write(&batch).await
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
+            let _ = writer.abort().await;
+            return Err(error);
+        }
+    }
+    Ok((writer.close().await?, rows))
+}
+
+/// `batch` with `schema`, its columns cast where their types differ (views).
+fn as_schema(batch: RecordBatch, schema: &SchemaRef) -> deltalake::DeltaResult<RecordBatch> {
+    let columns = batch
+        .columns()
+        .iter()
+        .zip(schema.fields())
+        .map(|(column, field)| {
+            if column.data_type() == field.data_type() {
+                Ok(column.clone())
+            } else {
+                cast(column, field.data_type())
+            }
+        })
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use super::*;
+    use crate::config::LakehouseConfig;
+    use crate::storage::commit::last_commit_info;
+    use crate::storage::lakehouse::{Lakehouse, TableName, table_provider};
+    use crate::storage::write::{added_rows, table_for_write};
+
+    /// A session whose plans run in four partitions, in batches of 1,000 rows.
+    fn four_partitions() -> SessionContext {
+        let config = SessionConfig::new()
+            .with_target_partitions(4)
+            .with_batch_size(1000);
+        SessionContext::new_with_config(config)
+    }
+
+    /// `rows` rows (`id`, `score`) from `first` on, spread over four partitions.
+    async fn rows(context: &SessionContext, first: i64, rows: i64) -> DataFrame {
+        context
+            .sql(&format!(
+                "SELECT CAST(n AS VARCHAR) AS id, CAST(n AS DOUBLE) / 3 AS score \
+                 FROM unnest(range({first}, {})) AS t(n)",
+                first + rows
+            ))
+            .await
+            .unwrap()
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
+            .unwrap()
+    }
+
+    fn run(id: &str) -> HashMap<String, Value> {
+        HashMap::from([(String::from("run_id"), json!(id))])
+    }
+
+    async fn ids(table: &DeltaTable) -> Vec<i64> {
+        let batches = SessionContext::new()
+            .read_table(table_provider(table).await.unwrap())
+            .unwrap()
+            .select_exprs(&["CAST(id AS BIGINT) AS n"])
+            .unwrap()
+            .sort_by(vec![datafusion::prelude::col("n")])
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        batches
+            .iter()
+            .flat_map(|batch| {
+                batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .unwrap()
+                    .values()
+                    .to_vec()
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_append_writes_a_file_per_partition_in_one_commit_and_a_failed_one_commits_nothing()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
+        let name = TableName::parse("scored.churn").unwrap();
+        let context = four_partitions();
+        let layout = ColumnLayout::default();
+        let none = Descriptions::default();
+
+        // A new table is created by delta-rs's write, in one commit.
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let frame = rows(&context, 0, 1000).await;
+        let created = append_per_partition(table, frame, run("first"), &none, layout)
+            .await
+            .unwrap();
+        assert_eq!(created.version(), Some(0));
+        let files_before = created.snapshot().unwrap().log_data().num_files();
+
+        // Appending to it: one version, a file from each of the four writers, every row.
+        let frame = rows(&context, 1000, 20_000).await;
+        let appended = append_per_partition(created, frame, run("second"), &none, layout)
+            .await
+            .unwrap();
+        assert_eq!(appended.version(), Some(1));
+        let files = appended.snapshot().unwrap().log_data().num_files() - files_before;
+        assert_eq!(files, 4, "one file per partition");
+        assert_eq!(ids(&appended).await, (0..21_000).collect::<Vec<_>>());
+        assert_eq!(added_rows(&appended).await, 20_000);
+        let newest = last_commit_info(&lakehouse, &name).await.unwrap().unwrap();
+        assert_eq!(newest.get("run_id"), Some(&json!("second")), "{newest:?}");
+        let folder = lakehouse.table_url(&name).unwrap().to_file_path().unwrap();
+        let log =
+            std::fs::read_to_string(folder.join("_delta_log/00000000000000000001.json")).unwrap();
+        let commit: Value = log
+            .lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .find_map(|action| action.get("commitInfo").cloned())
+            .unwrap();
+        assert_eq!(commit["operation"], "WRITE", "{commit}");
+        assert_eq!(commit["operationParameters"]["mode"], "Append", "{commit}");
+
+        // A partition that fails mid-way stops every writer; nothing is committed.
+        let failing = context
+            .sql(
+                "SELECT CAST(CASE WHEN n = 15000 THEN 'not a number' ELSE CAST(n AS VARCHAR) END AS BIGINT) AS n \
+                 FROM unnest(range(0, 20000)) AS t(n)",
+            )
+            .await
+            .unwrap()
+            .select_exprs(&["CAST(n AS VARCHAR) AS id", "CAST(n AS DOUBLE) / 3 AS score"])
+            .unwrap()
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
+            .unwrap();
+        let error = append_per_partition(appended.clone(), failing, run("third"), &none, layout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a number"), "{error}");
+        let mut reloaded = appended.clone();
+        reloaded.update_state().await.unwrap();
+        assert_eq!(reloaded.version(), Some(1));
+        assert_eq!(ids(&reloaded).await.len(), 21_000);
+
+        // Rows with a column more go through delta-rs's write, which adds the column.
+        let wider = rows(&context, 21_000, 10)
+            .await
+            .select_exprs(&["id", "score", "'north' AS region"])
+            .unwrap();
+        let widened = append_per_partition(reloaded, wider, run("fourth"), &none, layout)
+            .await
+            .unwrap();
+        assert_eq!(widened.version(), Some(2));
+        let stored = widened.snapshot().unwrap().snapshot().arrow_schema();
+        assert!(stored.field_with_name("region").is_ok(), "{stored:?}");
+        assert_eq!(ids(&widened).await.len(), 21_010);
+    }
+}
