@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::dataframe::DataFrame;
+use datafusion::execution::SessionStateBuilder;
 use datafusion::logical_expr::{LogicalPlan, Partitioning, Repartition};
 use datafusion::prelude::{SessionContext, col, lit};
 use deltalake::kernel::transaction::CommitProperties;
@@ -31,8 +32,9 @@ use crate::storage::commit::{
 };
 use crate::storage::descriptions::{Descriptions, describe};
 use crate::storage::lakehouse::{TableName, quote_identifier, quote_literal, table_provider};
+use crate::storage::partitioned_append::append_per_partition;
 use crate::storage::system_tables::scored_table;
-use crate::storage::write::{ColumnLayout, WriteMode, added_rows, table_for_write, write_laid_out};
+use crate::storage::write::{ColumnLayout, added_rows, table_for_write};
 
 /// The lineage columns that say which scoring wrote a scored row.
 const LINEAGE_COLUMNS: [&str; 5] = [
@@ -276,15 +278,8 @@ impl Score {
         let layout = ColumnLayout {
             incompressible: &["prediction_id", "probability", "confidence"],
         };
-        let written = write_laid_out(
-            table,
-            frame,
-            WriteMode::Append,
-            properties(),
-            &descriptions,
-            layout,
-        )
-        .await?;
+        let written =
+            append_per_partition(table, frame, metadata.clone(), &descriptions, layout).await?;
         report.version = Some(describe(&written, &descriptions, properties()).await?);
         report.rows = added_rows(&written).await;
         Ok(report)
@@ -339,9 +334,17 @@ impl Score {
 }
 
 /// `frame` with each table it scans spread round-robin over every core, batch by batch,
-/// so one large file (or files of uneven row groups) keeps all cores scoring.
+/// so one large file (or files of uneven row groups) keeps all cores scoring. A file is
+/// read as one stream: split into byte ranges, its row groups would go to the cores
+/// whole (a file of three, 2:1), and the planner drops a round-robin over a scan that
+/// already has a stream per core.
 fn spread_over_cores(frame: DataFrame) -> Result<DataFrame> {
     let (state, plan) = frame.into_parts();
+    let mut config = state.config().clone();
+    config.options_mut().optimizer.repartition_file_scans = false;
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
     let cores = state.config().target_partitions();
     let plan = plan
         .transform_up(|node| {
