@@ -356,6 +356,7 @@ pub fn mean_and_std(values: &[f64]) -> (f64, f64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ml::models::dataset::Converted;
 
     #[test]
     fn encodes_imputes_and_buckets_unseen_categories() {
@@ -403,5 +404,41 @@ mod tests {
         );
         kept.encode_row(&columns, 1, &mut row);
         assert_eq!(row[0], 3.0, "and is not scaled");
+    }
+
+    #[test]
+    fn a_block_encodes_each_row_as_encoding_it_alone_does() {
+        let features = vec![
+            ("revenue".to_string(), FeatureKind::Numeric),
+            ("active".to_string(), FeatureKind::Boolean),
+            ("industry".to_string(), FeatureKind::Categorical),
+        ];
+        let columns = vec![
+            RawColumn::Numbers(vec![Some(1.0), Some(3.0), None, Some(f64::NAN), Some(-2.5)]),
+            RawColumn::Numbers(vec![Some(1.0), None, Some(0.0), Some(1.0), Some(0.0)]),
+            RawColumn::Texts(vec![
+                Some("retail".into()),
+                Some("energy".into()),
+                None,
+                Some("retail".into()),
+                Some("never seen".into()),
+            ]),
+        ];
+        let arrays: Vec<Converted> = columns.iter().map(Converted::from).collect();
+        let block_columns: Vec<FeatureArray<'_>> =
+            arrays.iter().map(Converted::feature_array).collect();
+        for numbers in [NumericEncoding::Standardized, NumericEncoding::MissingKept] {
+            let pre = Preprocessor::fit(&features, &columns[..3], numbers, 2);
+            let mut block = Vec::new();
+            pre.encode_block(&block_columns, 1..5, &mut block);
+            let mut row = Vec::new();
+            for (at, encoded) in block.chunks(pre.width()).enumerate() {
+                pre.encode_row(&columns, at + 1, &mut row);
+                // NaN never equals itself: compare the bits.
+                let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(encoded), bits(&row), "row {}", at + 1);
+            }
+            assert_eq!(block.len(), 4 * pre.width());
+        }
     }
 }

@@ -310,8 +310,10 @@ pub fn score_rows(
     let mut value_predictions = Float64Builder::with_capacity(rows);
     let mut probabilities = Float64Builder::with_capacity(rows);
     let mut confidences = Float64Builder::with_capacity(rows);
+    // An explanation names at most every feature, whatever `top` asks for.
+    let named = top.min(manifest.features.len());
     let mut tops = ListBuilder::with_capacity(
-        StructBuilder::from_fields(contribution_fields(), rows * top),
+        StructBuilder::from_fields(contribution_fields(), rows * named),
         rows,
     )
     .with_field(Arc::new(Field::new("item", contribution_type(), true)));
