@@ -6,7 +6,7 @@
 //! on one. Here each partition of the plan streams into its own writer and files, on its
 //! own task, and the files of all of them go into one commit with the caller's metadata
 //! and the row count in `operationMetrics`, as delta-rs records it. A failure anywhere
-//! aborts every writer and commits nothing.
+//! stops every writer, which aborts its uploads, and commits nothing.
 //!
 //! Only plain appends take this path: an existing table whose columns are exactly the
 //! rows' (so no schema change), without partition columns, column mapping, constraints,
@@ -32,6 +32,7 @@ use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::table::config::TablePropertiesExt;
 use futures::StreamExt;
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
@@ -183,18 +184,24 @@ fn takes_rows_as_they_are(table: &DeltaTable, schema: &Schema) -> bool {
 }
 
 /// Writes each stream into its own files, on its own task; returns every file's add and
-/// the rows written. On the first failure every other writer is stopped and the files
-/// written so far are left uncommitted.
+/// the rows written. On the first failure every other writer is told to stop and aborts
+/// its uploads; the files written so far are left uncommitted.
 async fn write_streams(
     streams: Vec<SendableRecordBatchStream>,
     store: ObjectStoreRef,
     config: WriterConfig,
     schema: SchemaRef,
 ) -> deltalake::DeltaResult<(Vec<Add>, u64)> {
+    let (stop, stopped) = watch::channel(false);
     let mut writers = JoinSet::new();
     for stream in streams {
         let writer = DeltaWriter::new(store.clone(), config.clone());
-        writers.spawn(write_stream(stream, writer, schema.clone()));
+        writers.spawn(write_stream(
+            stream,
+            writer,
+            schema.clone(),
+            stopped.clone(),
+        ));
     }
     let (mut adds, mut rows) = (Vec::new(), 0);
     while let Some(finished) = writers.join_next().await {
@@ -207,7 +214,8 @@ async fn write_streams(
                 rows += written_rows;
             }
             Err(error) => {
-                writers.abort_all();
+                let _ = stop.send(true);
+                while writers.join_next().await.is_some() {}
                 return Err(error);
             }
         }
@@ -216,15 +224,28 @@ async fn write_streams(
 }
 
 /// Writes one stream's batches, as `schema` (views cast to plain types), with `writer`;
-/// its files' adds and the rows written. A failed stream or write aborts the writer
-/// (closing any upload) and fails.
+/// its files' adds and the rows written. A failed stream or write, or word that another
+/// writer failed, aborts the writer (closing any upload) and fails.
 async fn write_stream(
     mut stream: SendableRecordBatchStream,
     mut writer: DeltaWriter,
     schema: SchemaRef,
+    mut stopped: watch::Receiver<bool>,
 ) -> deltalake::DeltaResult<(Vec<Add>, u64)> {
     let mut rows = 0;
-    while let Some(batch) = stream.next().await {
+    loop {
+        let batch = tokio::select! {
+            batch = stream.next() => batch,
+            () = stop_requested(&mut stopped) => {
+                let _ = writer.abort().await;
+                return Err(deltalake::DeltaTableError::Generic(String::from(
+                    "stopped: another partition's writer failed",
+                )));
+            }
+        };
+        let Some(batch) = batch else {
+            break;
+        };
         let written = match batch
             .map_err(Into::into)
             .and_then(|b| as_schema(b, &schema))
@@ -241,6 +262,15 @@ async fn write_stream(
         }
     }
     Ok((writer.close().await?, rows))
+}
+
+/// Returns once a stop is requested (or no one can request one any more).
+async fn stop_requested(stopped: &mut watch::Receiver<bool>) {
+    while !*stopped.borrow_and_update() {
+        if stopped.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 /// `batch` with `schema`, its columns cast where their types differ (views).
