@@ -99,8 +99,10 @@ pub async fn append_per_partition(
         partition_by: None,
         predicate: None,
     };
-    let committed = CommitBuilder::default()
-        .with_app_metadata(app_metadata)
+    // From commit properties, so the commit runs delta-rs's post-commit hook (checkpoints
+    // every `delta.checkpointInterval` versions, expired log cleanup) as its writes do.
+    let properties = CommitProperties::default().with_metadata(app_metadata);
+    let committed = CommitBuilder::from(properties)
         .with_actions(adds.into_iter().map(Action::Add).collect())
         .build(Some(snapshot), table.log_store(), operation)
         .await
