@@ -430,4 +430,41 @@ mod tests {
         assert!(stored.field_with_name("region").is_ok(), "{stored:?}");
         assert_eq!(ids(&widened).await.len(), 21_010);
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_each_commit_once_with_every_row() {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
+        let name = TableName::parse("scored.churn").unwrap();
+        let context = four_partitions();
+        let layout = ColumnLayout::default();
+        let none = Descriptions::default();
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let frame = rows(&context, 0, 100).await;
+        append_per_partition(table, frame, run("create"), &none, layout)
+            .await
+            .unwrap();
+
+        // Four runs append to version 0 at once: each commits its own version.
+        let mut appends = Vec::new();
+        for run_number in 0..4_i64 {
+            let table = lakehouse.open_if_exists(&name).await.unwrap().unwrap();
+            let frame = rows(&context, 100 + run_number * 5000, 5000).await;
+            let metadata = run(&format!("run {run_number}"));
+            appends.push(tokio::spawn(async move {
+                let none = Descriptions::default();
+                append_per_partition(table, frame, metadata, &none, ColumnLayout::default())
+                    .await
+                    .map(|written| written.version())
+            }));
+        }
+        let mut versions = Vec::new();
+        for append in appends {
+            versions.push(append.await.unwrap().unwrap().unwrap());
+        }
+        versions.sort_unstable();
+        assert_eq!(versions, [1, 2, 3, 4]);
+        let newest = lakehouse.open_if_exists(&name).await.unwrap().unwrap();
+        assert_eq!(ids(&newest).await, (0..20_100).collect::<Vec<_>>());
+    }
 }
