@@ -661,3 +661,28 @@ fn scoring_into_a_table_that_holds_no_predictions_is_refused_and_leaves_it_alone
     assert_eq!(ws.csv(rows), before);
     assert_eq!(versions(), history);
 }
+
+#[test]
+fn an_explanation_as_long_as_the_largest_number_names_every_feature_once() {
+    let ws = project();
+    // The largest number a TOML file holds: far more features than any model has.
+    ws.append_to_project("\n[functions]\ntop_features = 9223372036854775807\n");
+    ws.run(&["train", "churn"]).ok();
+    ws.run(&["score", "churn", "--input", "curated.customers"])
+        .ok();
+    assert_eq!(
+        ws.csv(
+            "SELECT count(*) AS n, min(cardinality(top_features)) AS fewest, \
+             max(cardinality(top_features)) AS most FROM scored.churn"
+        ),
+        "n,fewest,most\n600,4,4\n"
+    );
+    assert_eq!(
+        ws.csv(
+            "SELECT count(*) AS entries, \
+             count(DISTINCT concat(customer_id, '|', entry['feature'])) AS distinct_entries \
+             FROM (SELECT customer_id, unnest(top_features) AS entry FROM scored.churn)"
+        ),
+        "entries,distinct_entries\n2400,2400\n"
+    );
+}
