@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{
-    Array, ArrayRef, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray, StructArray,
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, StructArray,
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Fields, Schema};
@@ -143,7 +143,7 @@ pub fn score_online_rows(
     let columns: Vec<_> = arrays.iter().map(Converted::feature_array).collect();
     let scored = score_rows(model, &columns, rows.rows, request.top_features)?;
     let imputed = imputations(model, &rows.features, rows.rows);
-    let batch = online_batch(model, rows, scored, request)?;
+    let batch = online_batch(model, rows, &arrays, scored, request)?;
     Ok(OnlineScores { batch, imputed })
 }
 
@@ -331,9 +331,11 @@ fn imputations(model: &LoadedModel, features: &[RawColumn], rows: usize) -> Vec<
 /// of the values scored), then the lineage columns of a batch scoring (`source_table` is
 /// the feature table and version the rows were looked up in, or `online` with a NULL
 /// version for rows sent in the request; `run_id` is the request's id) and `client`.
+/// `features` are the values as they were scored.
 fn online_batch(
     model: &LoadedModel,
     read: &OnlineRows,
+    features: &[Converted],
     scored: ArrayRef,
     request: &OnlineRequest,
 ) -> Result<RecordBatch, DataFusionError> {
@@ -360,7 +362,7 @@ fn online_batch(
         fields.push(field.as_ref().clone());
         columns.push(column.clone());
     }
-    let features = feature_struct(model, &read.features);
+    let features = feature_struct(model, features);
     fields.push(Field::new(
         ONLINE_FEATURES,
         features.data_type().clone(),
@@ -420,14 +422,14 @@ fn online_batch(
 
 /// The values scored, one struct field per feature: numbers as sent, booleans as
 /// booleans, categories as text.
-fn feature_struct(model: &LoadedModel, features: &[RawColumn]) -> StructArray {
+fn feature_struct(model: &LoadedModel, features: &[Converted]) -> StructArray {
     let (fields, arrays): (Vec<Field>, Vec<ArrayRef>) = model
         .manifest
         .features
         .iter()
         .zip(features)
         .map(|(feature, column)| match (feature.kind, column) {
-            (FeatureKind::Boolean, RawColumn::Numbers(values)) => (
+            (FeatureKind::Boolean, Converted::Numbers(values)) => (
                 Field::new(&feature.name, DataType::Boolean, true),
                 Arc::new(
                     values
@@ -436,13 +438,13 @@ fn feature_struct(model: &LoadedModel, features: &[RawColumn]) -> StructArray {
                         .collect::<BooleanArray>(),
                 ) as ArrayRef,
             ),
-            (_, RawColumn::Numbers(values)) => (
+            (_, Converted::Numbers(values)) => (
                 Field::new(&feature.name, DataType::Float64, true),
-                Arc::new(Float64Array::from(values.clone())) as ArrayRef,
+                Arc::new(values.clone()) as ArrayRef,
             ),
-            (_, RawColumn::Texts(values)) => (
+            (_, Converted::Texts(values)) => (
                 Field::new(&feature.name, DataType::Utf8, true),
-                Arc::new(StringArray::from(values.clone())) as ArrayRef,
+                Arc::new(values.clone()) as ArrayRef,
             ),
         })
         .unzip();
