@@ -324,6 +324,13 @@ mod tests {
             .unwrap()
     }
 
+    /// A lakehouse in a temporary folder and the name of the table the tests append to.
+    fn temporary_lakehouse() -> (tempfile::TempDir, Lakehouse, TableName) {
+        let dir = tempfile::tempdir().unwrap();
+        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
+        (dir, lakehouse, TableName::parse("scored.churn").unwrap())
+    }
+
     fn run(id: &str) -> HashMap<String, Value> {
         HashMap::from([(String::from("run_id"), json!(id))])
     }
@@ -356,9 +363,7 @@ mod tests {
     #[tokio::test]
     async fn an_append_writes_a_file_per_partition_in_one_commit_and_a_failed_one_commits_nothing()
     {
-        let dir = tempfile::tempdir().unwrap();
-        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
-        let name = TableName::parse("scored.churn").unwrap();
+        let (_dir, lakehouse, name) = temporary_lakehouse();
         let context = four_partitions();
         let layout = ColumnLayout::default();
         let none = Descriptions::default();
@@ -433,9 +438,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_appends_each_commit_once_with_every_row() {
-        let dir = tempfile::tempdir().unwrap();
-        let lakehouse = Lakehouse::new(&LakehouseConfig::default(), dir.path()).unwrap();
-        let name = TableName::parse("scored.churn").unwrap();
+        let (_dir, lakehouse, name) = temporary_lakehouse();
         let context = four_partitions();
         let layout = ColumnLayout::default();
         let none = Descriptions::default();

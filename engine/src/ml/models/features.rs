@@ -284,8 +284,6 @@ impl Preprocessor {
     /// Encodes row `row` of `columns` into `out` (cleared first).
     pub fn encode_row(&self, columns: &[RawColumn], row: usize, out: &mut Vec<f64>) {
         out.clear();
-        out.resize(self.width(), 0.0);
-        let mut at = 0;
         for (encoder, column) in self.encoders.iter().zip(columns) {
             let value = match column {
                 RawColumn::Numbers(values) => {
@@ -295,9 +293,9 @@ impl Preprocessor {
                     .as_deref()
                     .map_or(RawValue::Missing, RawValue::Text),
             };
-            let width = encoder.width();
-            encoder.encode_into(value, &mut out[at..at + width]);
-            at += width;
+            let at = out.len();
+            out.resize(at + encoder.width(), 0.0);
+            encoder.encode_into(value, &mut out[at..]);
         }
     }
 
