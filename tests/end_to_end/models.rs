@@ -461,6 +461,49 @@ fn models_train_register_and_move_aliases_and_tampering_is_refused() {
     );
 }
 
+/// An artifact whose trees are malformed (a child outside its tree) but whose manifest
+/// records its SHA-256, as a hand edit of both leaves it, is refused with the tree and
+/// node when loaded for scoring, instead of crashing mid-scoring.
+#[test]
+fn a_signed_artifact_with_a_malformed_tree_is_refused_naming_tree_and_node() {
+    let ws = project();
+    ws.run(&["train", "spend_forest"]).ok();
+    let folder = ws.lakehouse().join("_models/spend_forest/1");
+    let mut artifact: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("model.json")).unwrap()).unwrap();
+    artifact["compiled"]["trees"][3]["nodes"][0]["left"] = serde_json::json!(4_000_000);
+    let bytes = serde_json::to_vec(&artifact).unwrap();
+    std::fs::write(folder.join("model.json"), &bytes).unwrap();
+    let sha = std::process::Command::new("sha256sum")
+        .arg(folder.join("model.json"))
+        .output()
+        .unwrap();
+    let sha = String::from_utf8(sha.stdout).unwrap()[..64].to_string();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("manifest.json")).unwrap()).unwrap();
+    manifest["artifact_sha256"] = serde_json::json!(sha);
+    std::fs::write(
+        folder.join("manifest.json"),
+        serde_json::to_vec(&manifest).unwrap(),
+    )
+    .unwrap();
+    let error = ws
+        .run(&["score", "spend_forest:1", "--input", "curated.customers"])
+        .fails_with(1);
+    assert!(
+        error.contains(
+            "spend_forest:1: the artifact _models/spend_forest/1/model.json cannot be scored: tree 3, node 0: its child 4000000 is outside the tree of"
+        ),
+        "{error}"
+    );
+    assert!(error.contains("Retrain the model"), "{error}");
+    assert!(!error.contains("panicked"), "{error}");
+    assert!(
+        !ws.lakehouse().join("scored").exists(),
+        "nothing was written"
+    );
+}
+
 #[test]
 fn model_mistakes_are_named() {
     let ws = project();

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::tree_walk::TreePaths;
+
 /// A trained model as arrays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -84,7 +86,7 @@ pub struct Tree {
 }
 
 /// A node: a split (`feature <= threshold` goes to `left`) or a leaf with its output.
-/// Indexes are 32-bit so a node takes 40 bytes and a tree's walk stays in cache.
+/// Scoring walks a compact copy of the nodes ([`super::tree_walk`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TreeNode {
     /// The encoded feature split on.
@@ -155,23 +157,6 @@ pub struct RawOutput {
 }
 
 impl Tree {
-    /// The most nodes a root-to-leaf path holds.
-    pub fn longest_path(&self) -> usize {
-        let mut longest = 0;
-        let mut pending = vec![(0usize, 1usize)];
-        while let Some((at, length)) = pending.pop() {
-            longest = longest.max(length);
-            // A child index outside the tree, or a cycle, would never end: stop at as many
-            // nodes as the tree has.
-            if let Some((left, right)) = self.nodes.get(at).and_then(TreeNode::children)
-                && length < self.nodes.len()
-            {
-                pending.extend([(left, length + 1), (right, length + 1)]);
-            }
-        }
-        longest
-    }
-
     /// The leaf `row` falls into.
     pub fn leaf(&self, row: &[f64]) -> &TreeNode {
         &self.nodes[self.leaf_index(row)]
@@ -187,119 +172,6 @@ impl Tree {
     }
 }
 
-/// The root-to-leaf paths of a block of rows through each tree of a model. They are
-/// walked one tree at a time over the whole block, so a tree's nodes stay in cache while
-/// every row crosses it, and several rows at once, so the CPU waits for their nodes
-/// together; explanations follow them without walking the trees again.
-#[derive(Debug, Default)]
-pub struct TreePaths {
-    /// The model the layout below was made for (the address of its trees).
-    model: usize,
-    /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it.
-    slots: Vec<usize>,
-    /// Where each tree's slots start in `nodes`, per row of the block.
-    starts: Vec<usize>,
-    /// Each path's nodes, root first: tree after tree, row after row, one slot each.
-    nodes: Vec<u32>,
-    /// How many nodes the path of (tree, row) holds, at index `tree × rows + row`.
-    lengths: Vec<u32>,
-    /// Rows in the block.
-    rows: usize,
-}
-
-/// Rows walked through a tree side by side.
-const WALKED_TOGETHER: usize = 8;
-
-impl TreePaths {
-    /// The nodes of tree `tree`'s path for row `row` of the block, root first; None when
-    /// it was not walked.
-    pub fn path(&self, tree: usize, row: usize) -> Option<&[u32]> {
-        if row >= self.rows {
-            return None;
-        }
-        let length = *self.lengths.get(tree * self.rows + row)? as usize;
-        let start = self.starts.get(tree)? + row * self.slots[tree];
-        self.nodes.get(start..start + length)
-    }
-
-    /// Row `row`'s paths.
-    pub fn row(&self, row: usize) -> RowPaths<'_> {
-        RowPaths { paths: self, row }
-    }
-
-    /// The leaf tree `tree`'s path for row `row` ends in.
-    fn leaf(&self, tree: usize, row: usize) -> usize {
-        self.path(tree, row)
-            .and_then(<[u32]>::last)
-            .map_or(0, |&leaf| leaf as usize)
-    }
-
-    /// Makes room for `rows` rows' paths through `trees`.
-    fn lay_out(&mut self, trees: &[Tree], rows: usize) {
-        let model = trees.as_ptr() as usize;
-        if self.model != model || self.slots.len() != trees.len() {
-            self.model = model;
-            self.slots = trees.iter().map(Tree::longest_path).collect();
-        }
-        self.rows = rows;
-        self.starts.clear();
-        let mut total = 0;
-        for slot in &self.slots {
-            self.starts.push(total);
-            total += slot * rows;
-        }
-        self.nodes.resize(total, 0);
-        self.lengths.clear();
-        self.lengths.resize(trees.len() * rows, 0);
-    }
-
-    /// Walks tree `index` for every row of `block` (`width` values each), a few rows side
-    /// by side, recording the paths.
-    fn walk(&mut self, index: usize, tree: &Tree, block: &[f64], width: usize) {
-        let slot = self.slots[index];
-        let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
-        let lengths = &mut self.lengths[index * self.rows..][..self.rows];
-        let groups = nodes
-            .chunks_mut(slot * WALKED_TOGETHER)
-            .zip(lengths.chunks_mut(WALKED_TOGETHER))
-            .zip(block.chunks(width * WALKED_TOGETHER));
-        for ((paths, lengths), rows) in groups {
-            let mut at = [0usize; WALKED_TOGETHER];
-            lengths.fill(1);
-            for path in paths.chunks_mut(slot) {
-                path[0] = 0;
-            }
-            let mut walking = true;
-            while walking {
-                walking = false;
-                for (member, row) in rows.chunks_exact(width).enumerate() {
-                    let Some(next) = tree.nodes[at[member]].next(row) else {
-                        continue;
-                    };
-                    walking = true;
-                    at[member] = next;
-                    paths[member * slot + lengths[member] as usize] = next as u32;
-                    lengths[member] += 1;
-                }
-            }
-        }
-    }
-}
-
-/// One row's paths within a walked block.
-#[derive(Debug, Clone, Copy)]
-pub struct RowPaths<'a> {
-    paths: &'a TreePaths,
-    row: usize,
-}
-
-impl<'a> RowPaths<'a> {
-    /// The nodes of tree `tree`'s path, root first; None when it was not walked.
-    pub fn path(self, tree: usize) -> Option<&'a [u32]> {
-        self.paths.path(tree, self.row)
-    }
-}
-
 impl CompiledModel {
     /// Scores one encoded row.
     pub fn score(&self, row: &[f64]) -> RawOutput {
@@ -312,7 +184,7 @@ impl CompiledModel {
     }
 
     /// The trees, for the models made of them.
-    fn trees(&self) -> Option<&[Tree]> {
+    pub(crate) fn trees(&self) -> Option<&[Tree]> {
         match self {
             CompiledModel::Linear { .. } | CompiledModel::Softmax { .. } => None,
             CompiledModel::Boosted { trees, .. }
@@ -322,23 +194,8 @@ impl CompiledModel {
         }
     }
 
-    /// Walks every tree for each row of `block` (encoded rows of `width` values, one after
-    /// another), one tree at a time, recording the paths into `paths` (cleared first;
-    /// nothing for models without trees). [`score_walked`](Self::score_walked) then
-    /// scores each row from them.
-    pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
-        let trees = self.trees().unwrap_or_default();
-        paths.lay_out(trees, block.len().checked_div(width).unwrap_or(0));
-        if width == 0 {
-            return;
-        }
-        for (index, tree) in trees.iter().enumerate() {
-            paths.walk(index, tree, block, width);
-        }
-    }
-
-    /// Scores encoded row `row` of the block whose paths [`walk_block`](Self::walk_block)
-    /// recorded: the probabilities into `probabilities` (cleared first; empty for
+    /// Scores encoded row `row` of the block whose paths
+    /// [`FlatTrees::walk_block`](super::tree_walk::FlatTrees::walk_block) recorded: the probabilities into `probabilities` (cleared first; empty for
     /// regressors), and returns the value (the winning class index for classifiers).
     pub fn score_walked(
         &self,
@@ -347,7 +204,11 @@ impl CompiledModel {
         row: usize,
         probabilities: &mut Vec<f64>,
     ) -> f64 {
-        self.score_with(encoded, |tree, _, _| paths.leaf(tree, row), probabilities)
+        self.score_with(
+            encoded,
+            |tree, _, _| paths.leaf(tree, row).unwrap_or(0),
+            probabilities,
+        )
     }
 
     /// Scores one encoded row, finding the leaf of each tree (with its index), in order,
@@ -516,58 +377,6 @@ mod tests {
 
     fn leaf(output: f64) -> TreeNode {
         TreeNode::leaf(output)
-    }
-
-    #[test]
-    fn block_walks_record_each_rows_path_through_unbalanced_trees() {
-        // x0 <= 1 -> leaf; else x1 <= 0 -> leaf; else x0 <= 5 -> leaf, leaf.
-        let deep = Tree {
-            nodes: vec![
-                split(0, 1.0, 1, 2),
-                leaf(0.0),
-                split(1, 0.0, 3, 4),
-                leaf(1.0),
-                split(0, 5.0, 5, 6),
-                leaf(2.0),
-                leaf(3.0),
-            ],
-            node_values: vec![0.5, 0.1, 0.6, 0.2, 0.7, 0.3, 0.9],
-        };
-        let stump = Tree {
-            nodes: vec![leaf(1.0)],
-            node_values: vec![0.4],
-        };
-        assert_eq!((deep.longest_path(), stump.longest_path()), (4, 1));
-        let model = CompiledModel::Forest {
-            trees: vec![deep.clone(), stump, deep],
-            classes: 2,
-        };
-        // 19 rows: two full groups walked side by side and a partial one.
-        let block: Vec<f64> = (0..19)
-            .flat_map(|row| [f64::from(row % 7), f64::from(row % 3) - 1.0])
-            .collect();
-        let mut paths = TreePaths::default();
-        model.walk_block(&block, 2, &mut paths);
-        let trees = model.trees().unwrap();
-        let mut probabilities = Vec::new();
-        for (index, row) in block.chunks(2).enumerate() {
-            for (at, tree) in trees.iter().enumerate() {
-                let mut walked = vec![0_u32];
-                let mut node = 0;
-                while let Some(next) = tree.nodes[node].next(row) {
-                    walked.push(next as u32);
-                    node = next;
-                }
-                assert_eq!(paths.path(at, index), Some(&walked[..]), "row {row:?}");
-            }
-            let value = model.score_walked(row, &paths, index, &mut probabilities);
-            let scored = model.score(row);
-            assert_eq!(
-                (value, &probabilities),
-                (scored.value, &scored.probabilities)
-            );
-        }
-        assert_eq!(paths.path(0, 19), None, "no row past the block");
     }
 
     #[test]

@@ -24,8 +24,9 @@
 //!
 //! One-hot columns of a categorical feature are summed into that feature.
 
-use super::compiled::{CompiledModel, RowPaths, Tree};
+use super::compiled::{CompiledModel, Tree};
 use super::registry::Artifact;
+use super::tree_walk::RowPaths;
 
 /// A prediction's explanation, per feature in the model's feature order.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,7 +66,8 @@ pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Exp
 /// [`explain`] into buffers a caller reuses across rows: `per_column` (scratch, one value
 /// per encoded column) and `contributions` (per feature, in the model's feature order).
 /// `paths`, when scoring recorded this row's (see
-/// [`CompiledModel::walk_block`]), spare walking the trees again.
+/// [`FlatTrees::walk_block`](super::tree_walk::FlatTrees::walk_block)), spare walking the
+/// trees again.
 /// Returns the baseline; None when the model kind has no explanation.
 pub fn explain_into(
     artifact: &Artifact,
@@ -214,23 +216,16 @@ fn path_attributions<'a>(
         }
         let value = |node: usize| tree.node_values[node * measure.stride + measure.offset];
         baseline += value(0);
-        let mut credit = |at: usize, next: usize| {
-            if let Some(slot) = per_column.get_mut(tree.nodes[at].column()) {
-                *slot += value(next) - value(at);
-            }
-        };
-        match row.paths.and_then(|paths| paths.path(index)) {
-            Some(path) => {
-                for step in path.windows(2) {
-                    credit(step[0] as usize, step[1] as usize);
+        let followed = row
+            .paths
+            .is_some_and(|paths| paths.credit(index, measure.stride, measure.offset, per_column));
+        if !followed {
+            let mut at = 0;
+            while let Some(next) = tree.nodes[at].next(row.encoded) {
+                if let Some(slot) = per_column.get_mut(tree.nodes[at].column()) {
+                    *slot += value(next) - value(at);
                 }
-            }
-            None => {
-                let mut at = 0;
-                while let Some(next) = tree.nodes[at].next(row.encoded) {
-                    credit(at, next);
-                    at = next;
-                }
+                at = next;
             }
         }
     }
@@ -451,9 +446,10 @@ mod tests {
 mod learned_model_tests {
     use super::*;
     use crate::config::FeatureKind;
-    use crate::ml::models::compiled::{TreePaths, sigmoid};
+    use crate::ml::models::compiled::sigmoid;
     use crate::ml::models::features::{NumericEncoding, Preprocessor, RawColumn};
     use crate::ml::models::learner::Labels;
+    use crate::ml::models::tree_walk::{FlatTrees, TreePaths};
     use crate::ml::models::trees::bins::BinnedColumns;
     use crate::ml::models::trees::boosting::{BoostingParameters, train_boosting};
     use crate::ml::models::trees::forest::tests::noisy_rows;
@@ -509,8 +505,10 @@ mod learned_model_tests {
         // Scoring walks the trees a block of rows at a time.
         let block = &values[..600];
         let (mut forest_paths, mut boosted_paths) = (TreePaths::default(), TreePaths::default());
-        forest.compiled.walk_block(block, 2, &mut forest_paths);
-        boosted.compiled.walk_block(block, 2, &mut boosted_paths);
+        let forest_trees = FlatTrees::new(&forest.compiled, 2).unwrap();
+        let boosted_trees = FlatTrees::new(&boosted.compiled, 2).unwrap();
+        forest_trees.walk_block(block, 2, &mut forest_paths);
+        boosted_trees.walk_block(block, 2, &mut boosted_paths);
         let mut probabilities = Vec::new();
         for (index, row) in block.chunks(2).enumerate() {
             let probability = forest.compiled.score(row).probabilities;
@@ -525,10 +523,10 @@ mod learned_model_tests {
             assert!((against + log_odds).abs() < 1e-9);
             // Following the paths scoring recorded gives the very same explanation, and
             // scoring from them the very same output.
-            for (model, paths, explained) in [
-                (&forest, &forest_paths, 0),
-                (&forest, &forest_paths, 1),
-                (&boosted, &boosted_paths, 1),
+            for (model, trees, paths, explained) in [
+                (&forest, &forest_trees, &forest_paths, 0),
+                (&forest, &forest_trees, &forest_paths, 1),
+                (&boosted, &boosted_trees, &boosted_paths, 1),
             ] {
                 let value = model
                     .compiled
@@ -543,7 +541,7 @@ mod learned_model_tests {
                     model,
                     row,
                     explained,
-                    Some(paths.row(index)),
+                    Some(paths.row(trees, index)),
                     &mut per_column,
                     &mut followed,
                 )

@@ -2,7 +2,7 @@
 //! reading a model's rows ([`dataset`]), preprocessing
 //! ([`features`]), training ([`learner`]: lakescore's own [`logistic`] regression and
 //! histogram [`trees`], smartcore for linear and ridge regression), lakescore's compiled
-//! view of a trained model ([`compiled`]), explanations ([`explain`]), the `predict` SQL function
+//! view of a trained model ([`compiled`]) and its trees laid out for scoring blocks of rows ([`tree_walk`]), explanations ([`explain`]), the `predict` SQL function
 //! ([`predict`]) and how it travels to a cluster ([`predict_codec`]) and the models a session's `predict` calls use ([`loaded`]), holdout
 //! metrics ([`metrics`]), work spread over the cores in a fixed order ([`parallel`]), the training-time profile ([`profile`]), the versioned registry
 //! ([`registry`]), `train` ([`train`]), `retrain` ([`retrain`]) and `score` ([`score`]).
@@ -26,4 +26,5 @@ pub mod registry;
 pub mod retrain;
 pub mod score;
 pub mod train;
+pub mod tree_walk;
 pub mod trees;

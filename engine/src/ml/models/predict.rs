@@ -35,7 +35,6 @@ use datafusion::sql::parser::Statement;
 
 use crate::config::{FeatureKind, FunctionsConfig, Task};
 use crate::error::Result;
-use crate::ml::models::compiled::TreePaths;
 use crate::ml::models::dataset::{Converted, convert};
 use crate::ml::models::explain::explain_into;
 use crate::ml::models::features::{FeatureArray, RawValue};
@@ -43,6 +42,7 @@ use crate::ml::models::loaded::{PREDICT, SessionModels};
 use crate::ml::models::predict_codec::PredictCodec;
 use crate::ml::models::prediction_id::prediction_id_function;
 use crate::ml::models::registry::LoadedModel;
+use crate::ml::models::tree_walk::TreePaths;
 use crate::sql::cluster::FunctionCodec;
 use crate::sql::session::{SessionBuilder, SessionExtension, SqlSession};
 use crate::storage::lakehouse::Lakehouse;
@@ -337,7 +337,7 @@ pub fn score_rows(
         artifact
             .preprocessing
             .encode_block(columns, block_rows.clone(), &mut block);
-        artifact.compiled.walk_block(&block, width, &mut paths);
+        model.trees.walk_block(&block, width, &mut paths);
         for (at, (row, encoded)) in block_rows.zip(block.chunks_exact(width)).enumerate() {
             let value =
                 artifact
@@ -365,7 +365,7 @@ pub fn score_rows(
                     artifact,
                     encoded,
                     positive.unwrap_or(class),
-                    Some(paths.row(at)),
+                    Some(paths.row(&model.trees, at)),
                     &mut per_column,
                     &mut contributions,
                 )

@@ -29,6 +29,7 @@ use super::compiled::CompiledModel;
 use super::features::Preprocessor;
 use super::metrics::Metrics;
 use super::profile::ColumnProfile;
+use super::tree_walk::FlatTrees;
 use crate::config::{Algorithm, FeatureKind, Task};
 use crate::error::{Error, Result};
 use crate::storage::commit::commit_metadata;
@@ -275,6 +276,8 @@ pub struct LoadedModel {
     pub manifest: Manifest,
     /// The artifact.
     pub artifact: Artifact,
+    /// The artifact's trees laid out for scoring blocks of rows.
+    pub trees: FlatTrees,
 }
 
 /// Aliases of a model and how they changed.
@@ -691,7 +694,19 @@ impl Registry {
             &format!("{}:{}", manifest.name, manifest.version),
             path.as_ref(),
         )?;
-        Ok(LoadedModel { manifest, artifact })
+        let trees = FlatTrees::new(&artifact.compiled, artifact.preprocessing.width()).map_err(
+            |malformed| {
+                Error::Usage(format!(
+                    "{}:{}: the artifact {path} cannot be scored: {malformed}. Retrain the model",
+                    manifest.name, manifest.version
+                ))
+            },
+        )?;
+        Ok(LoadedModel {
+            manifest,
+            artifact,
+            trees,
+        })
     }
 
     /// Rewrites `ops.model_versions` from the registry: one row per version with its

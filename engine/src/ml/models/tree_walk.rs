@@ -1,0 +1,524 @@
+//! Walking a model's trees over blocks of rows, as `predict` scores them: a compact copy
+//! of the trees laid out for the walk ([`FlatTrees`], checked when a model is loaded), the
+//! root-to-leaf paths a block of rows takes ([`TreePaths`]), and what each step of a path
+//! credits an explanation.
+//!
+//! The copy holds each split in 16 bytes with its two children side by side, breadth
+//! first, so the top levels every row crosses share a few cache lines. Per node it also
+//! keeps what moving into it from its parent credits an explanation: the encoded column
+//! the parent split on, and the change of the node value. An explanation then adds up one
+//! precomputed step per node of the path, exactly the sums walking the model's own trees
+//! gives.
+
+use std::fmt;
+
+use super::compiled::{CompiledModel, Tree};
+
+/// A model's trees laid out for walking blocks of rows; no trees for linear models.
+#[derive(Debug, Clone, Default)]
+pub struct FlatTrees {
+    trees: Vec<FlatTree>,
+}
+
+/// Why a model's trees cannot be walked: a tree in the artifact is malformed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("tree {tree}, node {node}: {problem}")]
+pub struct MalformedTree {
+    /// The tree, counted from 0 in the model's order.
+    pub tree: usize,
+    /// The node, as numbered in the artifact.
+    pub node: usize,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+#[derive(Debug, Clone)]
+struct FlatTree {
+    nodes: Vec<FlatNode>,
+    /// Per node, its number in the model's tree.
+    original: Vec<u32>,
+    /// Per node, `stride` steps (one per node value): what moving into the node from its
+    /// parent credits (nothing for the root); empty when the tree has no node values.
+    steps: Vec<Step>,
+    /// Node values per node.
+    stride: usize,
+    /// The most nodes a root-to-leaf path holds.
+    longest: usize,
+}
+
+/// A split, or a leaf when `left` is 0 (no node has the root as a child).
+#[derive(Debug, Clone, Copy)]
+struct FlatNode {
+    /// Rows with the value at most this go left.
+    threshold: f64,
+    /// The encoded column split on; the top bit is set when missing values go left.
+    feature: u32,
+    /// The left child; the right one follows it.
+    left: u32,
+}
+
+const MISSING_LEFT: u32 = 1 << 31;
+
+/// What a step of a path credits an explanation: the change of a node value from the
+/// parent's, to the column the parent splits on. Both in one place, so following a path
+/// reads one cache line per node.
+#[derive(Debug, Clone, Copy, Default)]
+struct Step {
+    change: f64,
+    column: u32,
+}
+
+impl FlatNode {
+    /// The child `row` goes to; None for a leaf.
+    fn next(self, row: &[f64]) -> Option<u32> {
+        if self.left == 0 {
+            return None;
+        }
+        let value = row[(self.feature & !MISSING_LEFT) as usize];
+        let left = if value.is_nan() {
+            self.feature & MISSING_LEFT != 0
+        } else {
+            value <= self.threshold
+        };
+        Some(self.left + u32::from(!left))
+    }
+}
+
+impl FlatTrees {
+    /// Lays out `model`'s trees for rows of `width` encoded values, checking that every
+    /// child is inside its tree and reached once, and every split is on one of the
+    /// `width` columns.
+    pub fn new(model: &CompiledModel, width: usize) -> Result<Self, MalformedTree> {
+        let trees = model.trees().unwrap_or_default();
+        let trees = trees
+            .iter()
+            .enumerate()
+            .map(|(index, tree)| {
+                FlatTree::new(tree, width).map_err(|(node, problem)| MalformedTree {
+                    tree: index,
+                    node,
+                    problem,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { trees })
+    }
+
+    /// Walks every tree for each row of `block` (encoded rows of `width` values, one after
+    /// another), one tree at a time, recording the paths into `paths` (laid out anew).
+    /// [`CompiledModel::score_walked`] then scores each row from them.
+    pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
+        let rows = block.len().checked_div(width).unwrap_or(0);
+        paths.lay_out(&self.trees, rows);
+        if width == 0 {
+            return;
+        }
+        for (index, tree) in self.trees.iter().enumerate() {
+            paths.walk(index, tree, block, width);
+        }
+    }
+}
+
+impl FlatTree {
+    /// The layout of `tree`, or the node that is malformed and why.
+    fn new(tree: &Tree, width: usize) -> Result<Self, (usize, String)> {
+        let count = tree.nodes.len();
+        if count == 0 {
+            return Err((0, "the tree has no nodes".to_string()));
+        }
+        if count > MISSING_LEFT as usize {
+            return Err((0, format!("the tree has {count} nodes, too many to walk")));
+        }
+        let stride = tree.node_values.len() / count;
+        let mut placed = vec![false; count];
+        placed[0] = true;
+        let mut flat = Self {
+            nodes: Vec::with_capacity(count),
+            original: vec![0],
+            steps: vec![Step::default(); stride],
+            stride,
+            longest: 1,
+        };
+        let mut depths = vec![1];
+        // Breadth first: node `at` of the layout is `flat.original[at]` of the tree, and
+        // its children are placed at the end of the layout as it is reached.
+        let mut at = 0;
+        while let Some(&number) = flat.original.get(at) {
+            let node = &tree.nodes[number as usize];
+            let mut laid = FlatNode {
+                threshold: node.threshold,
+                feature: node.feature,
+                left: 0,
+            };
+            if let Some((left, right)) = node.children() {
+                if node.column() >= width {
+                    return Err((
+                        number as usize,
+                        format!(
+                            "it splits on encoded column {}, but rows have {width}",
+                            node.column()
+                        ),
+                    ));
+                }
+                if node.missing_left {
+                    laid.feature |= MISSING_LEFT;
+                }
+                laid.left = flat.original.len() as u32;
+                for child in [left, right] {
+                    match placed.get_mut(child) {
+                        None => {
+                            return Err((
+                                number as usize,
+                                format!("its child {child} is outside the tree of {count} nodes"),
+                            ));
+                        }
+                        Some(true) => {
+                            return Err((
+                                number as usize,
+                                format!(
+                                    "its child {child} is reached twice (the tree has a cycle or a shared node)"
+                                ),
+                            ));
+                        }
+                        Some(seen) => *seen = true,
+                    }
+                    flat.original.push(child as u32);
+                    flat.steps.extend((0..stride).map(|offset| {
+                        let value = |n: usize| tree.node_values[n * stride + offset];
+                        Step {
+                            change: value(child) - value(number as usize),
+                            column: node.feature,
+                        }
+                    }));
+                    depths.push(depths[at] + 1);
+                    flat.longest = flat.longest.max(depths[at] + 1);
+                }
+            }
+            flat.nodes.push(laid);
+            at += 1;
+        }
+        Ok(flat)
+    }
+}
+
+/// The root-to-leaf paths of a block of rows through each tree of a model. They are
+/// walked one tree at a time over the whole block, so a tree's nodes stay in cache while
+/// every row crosses it, and several rows at once, so the CPU waits for their nodes
+/// together; scoring reads each path's leaf, and explanations follow the paths without
+/// walking the trees again.
+#[derive(Debug, Default)]
+pub struct TreePaths {
+    /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it.
+    slots: Vec<usize>,
+    /// Where each tree's slots start in `nodes`.
+    starts: Vec<usize>,
+    /// Each path's nodes (in the layout's numbering), root first: tree after tree, row
+    /// after row, one slot each.
+    nodes: Vec<u32>,
+    /// How many nodes the path of (tree, row) holds, at index `tree × rows + row`.
+    lengths: Vec<u32>,
+    /// The leaf the path of (tree, row) ends in, numbered as in the model's tree.
+    leaves: Vec<u32>,
+    /// Rows in the block.
+    rows: usize,
+}
+
+/// Rows walked through a tree side by side.
+const WALKED_TOGETHER: usize = 8;
+
+impl TreePaths {
+    /// The leaf (numbered as in the model's tree) tree `tree`'s path for row `row` of the
+    /// block ends in; None when it was not walked.
+    pub fn leaf(&self, tree: usize, row: usize) -> Option<usize> {
+        if row >= self.rows {
+            return None;
+        }
+        let leaf = self.leaves.get(tree * self.rows + row)?;
+        Some(*leaf as usize)
+    }
+
+    /// Row `row`'s paths through `trees`, the trees they were walked through.
+    pub fn row<'a>(&'a self, trees: &'a FlatTrees, row: usize) -> RowPaths<'a> {
+        RowPaths {
+            paths: self,
+            trees,
+            row,
+        }
+    }
+
+    /// The nodes of tree `tree`'s path for row `row`, in the layout's numbering, root
+    /// first; None when it was not walked.
+    fn path(&self, tree: usize, row: usize) -> Option<&[u32]> {
+        if row >= self.rows {
+            return None;
+        }
+        let length = *self.lengths.get(tree * self.rows + row)? as usize;
+        let start = self.starts.get(tree)? + row * self.slots[tree];
+        self.nodes.get(start..start + length)
+    }
+
+    /// Makes room for `rows` rows' paths through `trees`.
+    fn lay_out(&mut self, trees: &[FlatTree], rows: usize) {
+        self.rows = rows;
+        self.slots.clear();
+        self.slots.extend(trees.iter().map(|tree| tree.longest));
+        self.starts.clear();
+        let mut total = 0;
+        for slot in &self.slots {
+            self.starts.push(total);
+            total += slot * rows;
+        }
+        self.nodes.resize(total, 0);
+        self.lengths.clear();
+        self.lengths.resize(trees.len() * rows, 0);
+        self.leaves.clear();
+        self.leaves.resize(trees.len() * rows, 0);
+    }
+
+    /// Walks tree `index` for every row of `block` (`width` values each), a few rows side
+    /// by side, recording the paths and leaves.
+    fn walk(&mut self, index: usize, tree: &FlatTree, block: &[f64], width: usize) {
+        let slot = self.slots[index];
+        let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
+        let lengths = &mut self.lengths[index * self.rows..][..self.rows];
+        let leaves = &mut self.leaves[index * self.rows..][..self.rows];
+        let groups = nodes
+            .chunks_mut(slot * WALKED_TOGETHER)
+            .zip(lengths.chunks_mut(WALKED_TOGETHER))
+            .zip(leaves.chunks_mut(WALKED_TOGETHER))
+            .zip(block.chunks(width * WALKED_TOGETHER));
+        for (((paths, lengths), leaves), rows) in groups {
+            let mut at = [0_u32; WALKED_TOGETHER];
+            let mut length = [1_u32; WALKED_TOGETHER];
+            for path in paths.chunks_mut(slot) {
+                path[0] = 0;
+            }
+            let mut walking = true;
+            while walking {
+                walking = false;
+                for (member, row) in rows.chunks_exact(width).enumerate() {
+                    let Some(next) = tree.nodes[at[member] as usize].next(row) else {
+                        continue;
+                    };
+                    walking = true;
+                    at[member] = next;
+                    paths[member * slot + length[member] as usize] = next;
+                    length[member] += 1;
+                }
+            }
+            lengths.copy_from_slice(&length[..lengths.len()]);
+            for (leaf, at) in leaves.iter_mut().zip(at) {
+                *leaf = tree.original[at as usize];
+            }
+        }
+    }
+}
+
+/// One row's paths within a walked block.
+#[derive(Clone, Copy)]
+pub struct RowPaths<'a> {
+    paths: &'a TreePaths,
+    trees: &'a FlatTrees,
+    row: usize,
+}
+
+impl fmt::Debug for RowPaths<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RowPaths").field("row", &self.row).finish()
+    }
+}
+
+impl RowPaths<'_> {
+    /// Adds to `per_column` what each step of tree `tree`'s path credits, root first: the
+    /// change of node value `offset` (of `stride` per node) to the column split on.
+    /// False, adding nothing, when the path was not walked or the tree's node values are
+    /// not `stride` per node.
+    pub fn credit(self, tree: usize, stride: usize, offset: usize, per_column: &mut [f64]) -> bool {
+        let (Some(path), Some(flat)) =
+            (self.paths.path(tree, self.row), self.trees.trees.get(tree))
+        else {
+            return false;
+        };
+        if flat.stride != stride || offset >= stride {
+            return false;
+        }
+        for &node in path.iter().skip(1) {
+            let step = flat.steps[node as usize * stride + offset];
+            if let Some(slot) = per_column.get_mut(step.column as usize) {
+                *slot += step.change;
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ml::models::compiled::TreeNode;
+
+    fn split(feature: u32, threshold: f64, left: u32, right: u32) -> TreeNode {
+        TreeNode {
+            feature,
+            threshold,
+            left: Some(left),
+            right: Some(right),
+            output: 0.0,
+            missing_left: false,
+        }
+    }
+
+    fn leaf(output: f64) -> TreeNode {
+        TreeNode::leaf(output)
+    }
+
+    /// The nodes (numbered as in the tree) `row` crosses from the root.
+    fn walked(tree: &Tree, row: &[f64]) -> Vec<usize> {
+        let mut path = vec![0];
+        let mut node = 0;
+        while let Some(next) = tree.nodes[node].next(row) {
+            path.push(next);
+            node = next;
+        }
+        path
+    }
+
+    #[test]
+    fn block_walks_reach_each_rows_leaf_and_credit_its_path_through_unbalanced_trees() {
+        // x0 <= 1 (missing goes left) -> leaf; else x1 <= 0 -> leaf; else x0 <= 5 -> leaf,
+        // leaf. Numbered depth first, so the layout renumbers it.
+        let mut root = split(0, 1.0, 1, 2);
+        root.missing_left = true;
+        let deep = Tree {
+            nodes: vec![
+                root,
+                leaf(0.0),
+                split(1, 0.0, 3, 4),
+                leaf(1.0),
+                split(0, 5.0, 6, 5),
+                leaf(2.0),
+                leaf(3.0),
+            ],
+            node_values: vec![0.5, 0.1, 0.6, 0.2, 0.7, 0.3, 0.9],
+        };
+        let stump = Tree {
+            nodes: vec![leaf(1.0)],
+            node_values: vec![0.4],
+        };
+        let model = CompiledModel::Forest {
+            trees: vec![deep.clone(), stump, deep],
+            classes: 2,
+        };
+        let flat = FlatTrees::new(&model, 2).unwrap();
+        assert_eq!(
+            flat.trees.iter().map(|t| t.longest).collect::<Vec<_>>(),
+            [4, 1, 4]
+        );
+        // 19 rows: two full groups walked side by side and a partial one; some missing.
+        let block: Vec<f64> = (0..19)
+            .flat_map(|row| {
+                let x0 = if row == 11 {
+                    f64::NAN
+                } else {
+                    f64::from(row % 7)
+                };
+                [x0, f64::from(row % 3) - 1.0]
+            })
+            .collect();
+        let mut paths = TreePaths::default();
+        flat.walk_block(&block, 2, &mut paths);
+        let CompiledModel::Forest { trees, .. } = &model else {
+            unreachable!("a forest")
+        };
+        let mut probabilities = Vec::new();
+        for (index, row) in block.chunks(2).enumerate() {
+            for (at, tree) in trees.iter().enumerate() {
+                let path = walked(tree, row);
+                assert_eq!(paths.leaf(at, index), path.last().copied(), "row {row:?}");
+                assert_eq!(paths.path(at, index).map(<[u32]>::len), Some(path.len()));
+                // The credits are those of walking the tree itself, in the same order.
+                let mut expected = vec![0.0; 2];
+                for step in path.windows(2) {
+                    expected[tree.nodes[step[0]].column()] +=
+                        tree.node_values[step[1]] - tree.node_values[step[0]];
+                }
+                let mut credited = vec![0.0; 2];
+                assert!(paths.row(&flat, index).credit(at, 1, 0, &mut credited));
+                assert_eq!(credited, expected, "row {row:?}");
+            }
+            let value = model.score_walked(row, &paths, index, &mut probabilities);
+            let scored = model.score(row);
+            assert_eq!(
+                (value, &probabilities),
+                (scored.value, &scored.probabilities)
+            );
+        }
+        assert_eq!(paths.leaf(0, 19), None, "no row past the block");
+        assert!(!paths.row(&flat, 19).credit(0, 1, 0, &mut [0.0; 2]));
+        assert!(
+            !paths.row(&flat, 0).credit(0, 2, 0, &mut [0.0; 2]),
+            "node values are one per node"
+        );
+    }
+
+    #[test]
+    fn malformed_trees_are_refused_naming_the_tree_and_node() {
+        let forest = |tree: Tree| CompiledModel::Forest {
+            trees: vec![
+                Tree {
+                    nodes: vec![leaf(1.0)],
+                    node_values: Vec::new(),
+                },
+                tree,
+            ],
+            classes: 2,
+        };
+        let refused = |nodes: Vec<TreeNode>, width: usize| {
+            FlatTrees::new(
+                &forest(Tree {
+                    nodes,
+                    node_values: Vec::new(),
+                }),
+                width,
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert_eq!(
+            refused(vec![split(0, 1.0, 1, 7), leaf(0.0)], 1),
+            "tree 1, node 0: its child 7 is outside the tree of 2 nodes"
+        );
+        assert_eq!(
+            refused(vec![split(0, 1.0, 1, 2), leaf(0.0), split(0, 2.0, 0, 1)], 1),
+            "tree 1, node 2: its child 0 is reached twice (the tree has a cycle or a shared node)"
+        );
+        assert_eq!(
+            refused(
+                vec![
+                    split(0, 1.0, 1, 2),
+                    leaf(0.0),
+                    split(3, 2.0, 3, 4),
+                    leaf(1.0),
+                    leaf(2.0)
+                ],
+                2
+            ),
+            "tree 1, node 2: it splits on encoded column 3, but rows have 2"
+        );
+        assert_eq!(
+            refused(Vec::new(), 1),
+            "tree 1, node 0: the tree has no nodes"
+        );
+        // A linear model has no trees to lay out.
+        let linear = CompiledModel::Linear {
+            weights: vec![1.0],
+            intercept: 0.0,
+            logistic: false,
+        };
+        let mut paths = TreePaths::default();
+        FlatTrees::new(&linear, 1)
+            .unwrap()
+            .walk_block(&[1.0, 2.0], 1, &mut paths);
+        assert_eq!(paths.leaf(0, 0), None);
+    }
+}
