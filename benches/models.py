@@ -3,11 +3,11 @@
 generated data with 20 features (16 numeric, 2 categorical, 2 boolean).
 
 Lands --rows rows (default 1 million) with the release binary in a scratch project, trains
-each model (the forest on a sample of --forest-rows rows, recorded in its manifest), scores
-all rows into a new Delta table with explanations, trains the model's second version and
-scores the rows again into the same table (an append), and prints a table of seconds,
-rows/s and the peak RSS of each step (measured by the kernel for the child process, via
-wait4). The speed-up over scikit-learn is that of the first scoring: both create a table.
+each model (the forest, --forest-trees trees of depth 10, on a sample of --forest-rows
+rows, recorded in its manifest), scores all rows into a new Delta table with explanations,
+trains the model's second version and scores the rows again into the same table (an
+append), and prints a table of seconds, rows/s and the peak RSS of each step (measured by
+the kernel for the child process, via wait4). The speed-up over scikit-learn is that of the first scoring: both create a table.
 
 When --python has scikit-learn, pandas and deltalake (`pip install scikit-learn pandas
 deltalake pyarrow` into a venv outside the repository), the same scoring runs side by side
@@ -30,7 +30,6 @@ import subprocess
 
 from bench_common import release_binary, run, run_command, scratch_folder
 
-FOREST_TREES = 20
 FOREST_DEPTH = 10
 
 NUMERIC = [f"x{i:02d}" for i in range(16)]
@@ -60,7 +59,7 @@ def write_csv(path: Path, rows: int, seed: int = 5) -> None:
         out.write("".join(chunk))
 
 
-def project(forest_rows: int) -> str:
+def project(forest_rows: int, forest_trees: int) -> str:
     features = "\n".join(f'{name} = "numeric"' for name in NUMERIC)
     features += '\nplan = "categorical"\nregion = "categorical"\nflag_a = "boolean"\nflag_b = "boolean"\n'
     schema = "\n".join(f'{name} = "float"' for name in NUMERIC)
@@ -96,7 +95,7 @@ key = ["id"]
 name = "forest"
 task = "classification"
 algorithm = "random_forest"
-params = {{ n_trees = {FOREST_TREES}, max_depth = {FOREST_DEPTH} }}
+params = {{ n_trees = {forest_trees}, max_depth = {FOREST_DEPTH} }}
 max_training_rows = {forest_rows}
 training_table = "curated.customers"
 label = "label"
@@ -110,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--forest-rows", type=int, default=200_000, help="rows the forest trains on (sampled)")
+    parser.add_argument("--forest-trees", type=int, default=50, help="trees of the forest (depth 10)")
     parser.add_argument("--binary", default=release_binary())
     parser.add_argument("--keep", action="store_true", help="keep the scratch project")
     parser.add_argument("--python", default="python3", help="a Python with scikit-learn, pandas and deltalake")
@@ -117,7 +117,7 @@ def main() -> None:
     if not os.path.exists(options.binary):
         sys.exit(f"{options.binary} not found: run `cargo build --release` first (or pass --binary)")
     with scratch_folder("lakescore-bench-models-", options.keep) as scratch:
-        (scratch / "lakescore.toml").write_text(project(options.forest_rows))
+        (scratch / "lakescore.toml").write_text(project(options.forest_rows, options.forest_trees))
         (scratch / "extracts").mkdir()
         print(f"generating {options.rows:,} rows x 20 features in {scratch} ...", file=sys.stderr)
         write_csv(scratch / "extracts/customers.csv", options.rows)
@@ -161,7 +161,7 @@ def sklearn_scoring(options, scratch: Path, model: str) -> tuple:
     train_rows = options.forest_rows if model == "forest" else options.rows
     _, rss, out = run_command(
         [options.python, str(script), str(scratch / "lakehouse/curated/customers"), str(scratch / f"sklearn_{model}"),
-         model, str(train_rows), str(FOREST_TREES), str(FOREST_DEPTH)],
+         model, str(train_rows), str(options.forest_trees), str(FOREST_DEPTH)],
         scratch,
     )
     return json.loads(out.strip().splitlines()[-1])["score_seconds"], rss
