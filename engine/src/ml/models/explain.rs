@@ -14,8 +14,9 @@
 //!   classifier's probability is that mean of leaf shares (soft voting), so the
 //!   explanation adds up to the probability. Forests registered before soft voting vote
 //!   hard; their explanation is of the mean leaf share, close to but not the vote
-//!   fraction, and multiclass ones are not explained. Cost: one root-to-leaf walk per tree,
-//!   or, when scoring recorded the row's paths (as `predict` does), one pass over them.
+//!   fraction, and multiclass ones are not explained. Cost: one root-to-leaf walk per tree
+//!   ([`explain`]), or, for a block of rows whose paths scoring recorded (as `predict`
+//!   does), one pass over each tree's paths for the whole block ([`explain_block`]).
 //! - Gradient boosting: the same path attribution on each tree, measured in the tree's
 //!   own leaf values (for an inner node, the hessian-weighted mean leaf value below it),
 //!   scaled by the learning rate; the baseline is `base_score + learning_rate × Σ root
@@ -26,7 +27,7 @@
 
 use super::compiled::{CompiledModel, Tree};
 use super::registry::Artifact;
-use super::tree_walk::RowPaths;
+use super::tree_walk::{FlatTrees, RowPaths, TreePaths};
 
 /// A prediction's explanation, per feature in the model's feature order.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,124 +46,158 @@ impl Explanation {
 }
 
 /// Explains the prediction for one encoded row about `class` (the positive class of a
-/// binary classifier, the predicted class of a multiclass one). None when the model kind
-/// has no explanation.
+/// binary classifier, the predicted class of a multiclass one), walking the trees. None
+/// when the model kind has no explanation.
 pub fn explain(artifact: &Artifact, encoded: &[f64], class: usize) -> Option<Explanation> {
-    let mut contributions = Vec::new();
-    let baseline = explain_into(
-        artifact,
+    let mut per_column = vec![0.0; encoded.len()];
+    let row = ExplainedRow {
         encoded,
-        class,
-        None,
-        &mut Vec::new(),
-        &mut contributions,
-    )?;
+        paths: None,
+    };
+    let baseline = explain_row(artifact, row, class, &mut per_column)?;
+    let mut contributions = Vec::new();
+    per_feature(artifact, &per_column, &mut contributions);
     Some(Explanation {
         baseline,
         contributions,
     })
 }
 
-/// [`explain`] into buffers a caller reuses across rows: `per_column` (scratch, one value
-/// per encoded column) and `contributions` (per feature, in the model's feature order).
-/// `paths`, when scoring recorded this row's (see
-/// [`FlatTrees::walk_block`](super::tree_walk::FlatTrees::walk_block)), spare walking the
-/// trees again.
-/// Returns the baseline; None when the model kind has no explanation.
-pub fn explain_into(
+/// A block of rows scoring walked: their encoded values (`width` each) and their paths
+/// through the trees.
+#[derive(Debug, Clone, Copy)]
+pub struct WalkedBlock<'a> {
+    /// The encoded rows, one after another.
+    pub encoded: &'a [f64],
+    /// Values per row.
+    pub width: usize,
+    /// The trees walked.
+    pub trees: &'a FlatTrees,
+    /// The rows' paths through them.
+    pub paths: &'a TreePaths,
+}
+
+/// The explanations of a block of rows, in buffers reused from block to block.
+#[derive(Debug, Default)]
+pub struct BlockExplanations {
+    /// Per row, its credited change per encoded column.
+    per_column: Vec<f64>,
+    /// Per row, the summed root values of the trees explained.
+    roots: Vec<f64>,
+    /// Per row, how its tree explanation is made; None when it has none.
+    plans: Vec<Option<TreeExplanation>>,
+    /// Per row, its contributions per feature.
+    contributions: Vec<f64>,
+    /// Per row, whether it is explained.
+    explained: Vec<bool>,
+    /// Features per row.
+    features: usize,
+}
+
+impl BlockExplanations {
+    /// Row `row`'s contributions per feature, in the model's feature order; None when it
+    /// has no explanation.
+    pub fn row(&self, row: usize) -> Option<&[f64]> {
+        if !*self.explained.get(row)? {
+            return None;
+        }
+        self.contributions
+            .get(row * self.features..(row + 1) * self.features)
+    }
+}
+
+/// Explains every row of `block` about its class in `classes` (as [`explain`] does, with
+/// the very same sums) into `explained`, following the paths scoring recorded. Tree
+/// models are explained one tree at a time over the whole block, so a tree's credits
+/// stay in cache while every row adds up its path's.
+pub fn explain_block(
     artifact: &Artifact,
-    encoded: &[f64],
-    class: usize,
-    paths: Option<RowPaths<'_>>,
-    per_column: &mut Vec<f64>,
-    contributions: &mut Vec<f64>,
-) -> Option<f64> {
-    per_column.clear();
-    per_column.resize(encoded.len(), 0.0);
-    let means = &artifact.encoded_means;
-    let row = ExplainedRow { encoded, paths };
-    let baseline = match &artifact.compiled {
-        CompiledModel::Linear {
-            weights,
-            intercept,
-            logistic,
-        } => {
-            let logit = linear(weights, *intercept, means, encoded, per_column);
-            if *logistic && class == 0 {
-                negate(per_column);
-                -logit
-            } else {
-                logit
-            }
-        }
-        CompiledModel::Softmax {
-            weights,
-            intercepts,
-        } => linear(
-            weights.get(class)?,
-            *intercepts.get(class)?,
-            means,
-            encoded,
-            per_column,
-        ),
-        CompiledModel::Trees { trees, .. } => {
-            let n = trees.len().max(1) as f64;
-            let baseline =
-                path_attributions(trees.iter().enumerate(), Measure::ONE, row, per_column)?;
-            per_column.iter_mut().for_each(|c| *c /= n);
-            baseline / n
-        }
-        CompiledModel::Forest { trees, classes } => {
-            let n = trees.len().max(1) as f64;
-            let measure = if *classes <= 2 {
-                Measure::ONE
-            } else {
-                Measure {
-                    stride: *classes,
-                    offset: class,
-                }
-            };
-            let baseline =
-                path_attributions(trees.iter().enumerate(), measure, row, per_column)? / n;
-            per_column.iter_mut().for_each(|c| *c /= n);
-            if *classes <= 2 && class == 0 {
-                negate(per_column);
-                1.0 - baseline
-            } else {
-                baseline
-            }
-        }
-        CompiledModel::Boosted {
-            trees,
-            base_score,
-            learning_rate,
-        } => {
-            let baseline =
-                path_attributions(trees.iter().enumerate(), Measure::ONE, row, per_column)?;
-            per_column.iter_mut().for_each(|c| *c *= learning_rate);
-            base_score + learning_rate * baseline
-        }
-        CompiledModel::BoostedClassifier {
-            trees,
-            base_scores,
-            learning_rate,
-            ..
-        } => {
-            let scores = base_scores.len().max(1);
-            let score = if scores == 1 { 0 } else { class };
-            let own = trees.iter().enumerate().skip(score).step_by(scores);
-            let baseline = path_attributions(own, Measure::ONE, row, per_column)?;
-            per_column.iter_mut().for_each(|c| *c *= learning_rate);
-            let raw = base_scores.get(score)? + learning_rate * baseline;
-            if scores == 1 && class == 0 {
-                negate(per_column);
-                -raw
-            } else {
-                raw
-            }
-        }
+    block: WalkedBlock<'_>,
+    classes: &[usize],
+    explained: &mut BlockExplanations,
+) {
+    let rows = classes.len();
+    let width = block.width;
+    explained.features = artifact.preprocessing.encoders.len();
+    explained.per_column.clear();
+    explained.per_column.resize(rows * width, 0.0);
+    explained.contributions.clear();
+    explained.explained.clear();
+    let row_of = |at: usize| ExplainedRow {
+        encoded: &block.encoded[at * width..(at + 1) * width],
+        paths: Some(block.paths.row(block.trees, at)),
     };
-    contributions.clear();
+    let Some(trees) = artifact.compiled.trees() else {
+        for (at, &class) in classes.iter().enumerate() {
+            let per_column = &mut explained.per_column[at * width..(at + 1) * width];
+            let baseline = explain_row(artifact, row_of(at), class, per_column);
+            finish_row(
+                artifact,
+                baseline.is_some(),
+                per_column,
+                &mut explained.contributions,
+                &mut explained.explained,
+            );
+        }
+        return;
+    };
+    explained.plans.clear();
+    explained.plans.extend(
+        classes
+            .iter()
+            .map(|&class| TreeExplanation::of(&artifact.compiled, class)),
+    );
+    explained.roots.clear();
+    explained.roots.resize(rows, 0.0);
+    for (index, tree) in trees.iter().enumerate() {
+        for at in 0..rows {
+            let Some(plan) = explained.plans[at].filter(|plan| plan.includes(index)) else {
+                continue;
+            };
+            let per_column = &mut explained.per_column[at * width..(at + 1) * width];
+            match attribute_tree(index, tree, plan.measure, row_of(at), per_column) {
+                Some(root) => explained.roots[at] += root,
+                None => explained.plans[at] = None,
+            }
+        }
+    }
+    for at in 0..rows {
+        let per_column = &mut explained.per_column[at * width..(at + 1) * width];
+        let plan = explained.plans[at];
+        if let Some(plan) = plan {
+            plan.finish(explained.roots[at], per_column);
+        }
+        finish_row(
+            artifact,
+            plan.is_some(),
+            per_column,
+            &mut explained.contributions,
+            &mut explained.explained,
+        );
+    }
+}
+
+/// Appends whether a row is explained to `flags`, and its contributions per feature
+/// (zeros when it is not) to `contributions`.
+fn finish_row(
+    artifact: &Artifact,
+    is_explained: bool,
+    per_column: &[f64],
+    contributions: &mut Vec<f64>,
+    flags: &mut Vec<bool>,
+) {
+    flags.push(is_explained);
+    if is_explained {
+        per_feature(artifact, per_column, contributions);
+    } else {
+        let features = artifact.preprocessing.encoders.len();
+        contributions.extend(std::iter::repeat_n(0.0, features));
+    }
+}
+
+/// Appends the contributions per encoded column summed per feature (a categorical
+/// feature's one-hot columns into that feature), in the model's feature order.
+fn per_feature(artifact: &Artifact, per_column: &[f64], contributions: &mut Vec<f64>) {
     let mut at = 0;
     for encoder in &artifact.preprocessing.encoders {
         let width = encoder.width();
@@ -173,7 +208,180 @@ pub fn explain_into(
         );
         at += width;
     }
-    Some(baseline)
+}
+
+/// Explains one row about `class` into `per_column` (zeros, one per encoded column);
+/// returns the baseline, None when the model kind has no explanation.
+fn explain_row(
+    artifact: &Artifact,
+    row: ExplainedRow<'_>,
+    class: usize,
+    per_column: &mut [f64],
+) -> Option<f64> {
+    let means = &artifact.encoded_means;
+    match &artifact.compiled {
+        CompiledModel::Linear {
+            weights,
+            intercept,
+            logistic,
+        } => {
+            let logit = linear(weights, *intercept, means, row.encoded, per_column);
+            Some(if *logistic && class == 0 {
+                negate(per_column);
+                -logit
+            } else {
+                logit
+            })
+        }
+        CompiledModel::Softmax {
+            weights,
+            intercepts,
+        } => Some(linear(
+            weights.get(class)?,
+            *intercepts.get(class)?,
+            means,
+            row.encoded,
+            per_column,
+        )),
+        compiled => {
+            let plan = TreeExplanation::of(compiled, class)?;
+            let mut roots = 0.0;
+            for (index, tree) in compiled.trees()?.iter().enumerate() {
+                if plan.includes(index) {
+                    roots += attribute_tree(index, tree, plan.measure, row, per_column)?;
+                }
+            }
+            Some(plan.finish(roots, per_column))
+        }
+    }
+}
+
+/// How a tree model's explanation of one class is made: which trees' path attributions
+/// it adds up, in which node values, and how their sums become the explanation.
+#[derive(Debug, Clone, Copy)]
+struct TreeExplanation {
+    measure: Measure,
+    /// The first tree explained, then every `every`-th.
+    first: usize,
+    every: usize,
+    finish: Finish,
+}
+
+/// How summed path attributions become an explanation.
+#[derive(Debug, Clone, Copy)]
+enum Finish {
+    /// The mean over `trees` trees; `complement`: of the other class of two (the
+    /// contributions negated, the baseline one minus the mean).
+    Mean { trees: f64, complement: bool },
+    /// `base + rate × sum`, contributions times `rate`; `negated`: of the other class of
+    /// two (all negated, in log-odds).
+    Scaled { base: f64, rate: f64, negated: bool },
+}
+
+impl TreeExplanation {
+    /// How `compiled`'s explanation of `class` is made; None for models without trees or
+    /// a class they do not have.
+    fn of(compiled: &CompiledModel, class: usize) -> Option<Self> {
+        let all = |measure, finish| TreeExplanation {
+            measure,
+            first: 0,
+            every: 1,
+            finish,
+        };
+        match compiled {
+            CompiledModel::Linear { .. } | CompiledModel::Softmax { .. } => None,
+            CompiledModel::Trees { trees, .. } => Some(all(
+                Measure::ONE,
+                Finish::Mean {
+                    trees: trees.len().max(1) as f64,
+                    complement: false,
+                },
+            )),
+            CompiledModel::Forest { trees, classes } => {
+                let measure = if *classes <= 2 {
+                    Measure::ONE
+                } else {
+                    Measure {
+                        stride: *classes,
+                        offset: class,
+                    }
+                };
+                Some(all(
+                    measure,
+                    Finish::Mean {
+                        trees: trees.len().max(1) as f64,
+                        complement: *classes <= 2 && class == 0,
+                    },
+                ))
+            }
+            CompiledModel::Boosted {
+                base_score,
+                learning_rate,
+                ..
+            } => Some(all(
+                Measure::ONE,
+                Finish::Scaled {
+                    base: *base_score,
+                    rate: *learning_rate,
+                    negated: false,
+                },
+            )),
+            CompiledModel::BoostedClassifier {
+                base_scores,
+                learning_rate,
+                ..
+            } => {
+                let scores = base_scores.len().max(1);
+                let score = if scores == 1 { 0 } else { class };
+                Some(TreeExplanation {
+                    measure: Measure::ONE,
+                    first: score,
+                    every: scores,
+                    finish: Finish::Scaled {
+                        base: *base_scores.get(score)?,
+                        rate: *learning_rate,
+                        negated: scores == 1 && class == 0,
+                    },
+                })
+            }
+        }
+    }
+
+    /// Whether tree `index` is explained.
+    fn includes(&self, index: usize) -> bool {
+        index >= self.first && (index - self.first).is_multiple_of(self.every)
+    }
+
+    /// The explanation's baseline from the trees' summed root values `roots`, turning
+    /// `per_column`'s summed credits into contributions.
+    fn finish(&self, roots: f64, per_column: &mut [f64]) -> f64 {
+        match self.finish {
+            Finish::Mean { trees, complement } => {
+                let baseline = roots / trees;
+                per_column.iter_mut().for_each(|c| *c /= trees);
+                if complement {
+                    negate(per_column);
+                    1.0 - baseline
+                } else {
+                    baseline
+                }
+            }
+            Finish::Scaled {
+                base,
+                rate,
+                negated,
+            } => {
+                per_column.iter_mut().for_each(|c| *c *= rate);
+                let raw = base + rate * roots;
+                if negated {
+                    negate(per_column);
+                    -raw
+                } else {
+                    raw
+                }
+            }
+        }
+    }
 }
 
 /// Which of a node's values a path attribution is measured in: `node_values[node ×
@@ -200,36 +408,33 @@ struct ExplainedRow<'a> {
     paths: Option<RowPaths<'a>>,
 }
 
-/// Summed over the trees (with their index in the model) into `per_column`: each encoded
-/// column's credited changes along the row's root-to-leaf paths; returns the summed root
-/// values. None when node values were not learned.
-fn path_attributions<'a>(
-    trees: impl IntoIterator<Item = (usize, &'a Tree)>,
+/// Adds to `per_column` each encoded column's credited changes along the row's path
+/// through tree `index` (following the recorded path, else walking the tree); returns the
+/// root's value. None when the tree's node values were not learned.
+fn attribute_tree(
+    index: usize,
+    tree: &Tree,
     measure: Measure,
     row: ExplainedRow<'_>,
     per_column: &mut [f64],
 ) -> Option<f64> {
-    let mut baseline = 0.0;
-    for (index, tree) in trees {
-        if tree.node_values.len() < tree.nodes.len() * measure.stride {
-            return None;
-        }
-        let value = |node: usize| tree.node_values[node * measure.stride + measure.offset];
-        baseline += value(0);
-        let followed = row
-            .paths
-            .is_some_and(|paths| paths.credit(index, measure.stride, measure.offset, per_column));
-        if !followed {
-            let mut at = 0;
-            while let Some(next) = tree.nodes[at].next(row.encoded) {
-                if let Some(slot) = per_column.get_mut(tree.nodes[at].column()) {
-                    *slot += value(next) - value(at);
-                }
-                at = next;
+    if tree.node_values.len() < tree.nodes.len() * measure.stride {
+        return None;
+    }
+    let value = |node: usize| tree.node_values[node * measure.stride + measure.offset];
+    let followed = row
+        .paths
+        .is_some_and(|paths| paths.credit(index, measure.stride, measure.offset, per_column));
+    if !followed {
+        let mut at = 0;
+        while let Some(next) = tree.nodes[at].next(row.encoded) {
+            if let Some(slot) = per_column.get_mut(tree.nodes[at].column()) {
+                *slot += value(next) - value(at);
             }
+            at = next;
         }
     }
-    Some(baseline)
+    Some(value(0))
 }
 
 fn negate(values: &mut [f64]) {
@@ -502,15 +707,26 @@ mod learned_model_tests {
             },
             2,
         ));
-        // Scoring walks the trees a block of rows at a time.
+        // Scoring walks the trees a block of rows at a time and explains them together.
         let block = &values[..600];
-        let (mut forest_paths, mut boosted_paths) = (TreePaths::default(), TreePaths::default());
-        let forest_trees = FlatTrees::new(&forest.compiled, 2).unwrap();
-        let boosted_trees = FlatTrees::new(&boosted.compiled, 2).unwrap();
-        forest_trees.walk_block(block, 2, &mut forest_paths);
-        boosted_trees.walk_block(block, 2, &mut boosted_paths);
         let mut probabilities = Vec::new();
-        for (index, row) in block.chunks(2).enumerate() {
+        for model in [&forest, &boosted] {
+            let (paths, trees) = walked(model, block);
+            for (index, row) in block.chunks(2).enumerate() {
+                let value = model
+                    .compiled
+                    .score_walked(row, &paths, index, &mut probabilities);
+                let scored = model.compiled.score(row);
+                assert_eq!(
+                    (value, &probabilities),
+                    (scored.value, &scored.probabilities)
+                );
+            }
+            // Rows explained about either class in one block.
+            let classes: Vec<usize> = (0..300).map(|row| row % 2).collect();
+            assert_block_explains_as_walking(model, block, &trees, &paths, &classes);
+        }
+        for row in block.chunks(2) {
             let probability = forest.compiled.score(row).probabilities;
             for class in [0, 1] {
                 let explained = explain(&forest, row, class).unwrap().output();
@@ -521,37 +737,106 @@ mod learned_model_tests {
             assert!((sigmoid(log_odds) - positive).abs() < 1e-9, "{row:?}");
             let against = explain(&boosted, row, 0).unwrap().output();
             assert!((against + log_odds).abs() < 1e-9);
-            // Following the paths scoring recorded gives the very same explanation, and
-            // scoring from them the very same output.
-            for (model, trees, paths, explained) in [
-                (&forest, &forest_trees, &forest_paths, 0),
-                (&forest, &forest_trees, &forest_paths, 1),
-                (&boosted, &boosted_trees, &boosted_paths, 1),
-            ] {
-                let value = model
-                    .compiled
-                    .score_walked(row, paths, index, &mut probabilities);
-                let scored = model.compiled.score(row);
-                assert_eq!(
-                    (value, &probabilities),
-                    (scored.value, &scored.probabilities)
-                );
-                let (mut per_column, mut followed) = (Vec::new(), Vec::new());
-                let baseline = explain_into(
-                    model,
-                    row,
-                    explained,
-                    Some(paths.row(trees, index)),
-                    &mut per_column,
-                    &mut followed,
-                )
-                .unwrap();
-                let walked = explain(model, row, explained).unwrap();
-                assert_eq!(
-                    (baseline, followed),
-                    (walked.baseline, walked.contributions)
-                );
-            }
         }
+    }
+
+    /// The trees of `model` laid out, and `block`'s paths through them.
+    fn walked(model: &Artifact, block: &[f64]) -> (TreePaths, FlatTrees) {
+        let trees = FlatTrees::new(&model.compiled, 2).unwrap();
+        let mut paths = TreePaths::default();
+        trees.walk_block(block, 2, &mut paths);
+        (paths, trees)
+    }
+
+    /// Explaining `block` (rows of 2) in one go, each row about its class in `classes`,
+    /// explains every row, with the very contributions explaining it alone gives.
+    fn assert_block_explains_as_walking(
+        model: &Artifact,
+        block: &[f64],
+        trees: &FlatTrees,
+        paths: &TreePaths,
+        classes: &[usize],
+    ) {
+        let mut explained = BlockExplanations::default();
+        let walked = WalkedBlock {
+            encoded: block,
+            width: 2,
+            trees,
+            paths,
+        };
+        explain_block(model, walked, classes, &mut explained);
+        // Bit for bit (a missing value makes a linear contribution NaN).
+        let bits = |values: &[f64]| values.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for (index, (row, &class)) in block.chunks(2).zip(classes).enumerate() {
+            let alone = explain(model, row, class).expect("every row is explained");
+            assert_eq!(
+                explained.row(index).map(bits),
+                Some(bits(&alone.contributions)),
+                "row {row:?}, class {class}"
+            );
+        }
+        assert_eq!(explained.row(classes.len()), None, "no row past the block");
+    }
+
+    /// Multiclass forests and boosted models explain each row of a block about its own
+    /// class (another node value, or other trees); a class the model lacks is not
+    /// explained; linear models explain blocks too.
+    #[test]
+    fn blocks_explain_each_row_about_its_own_class() {
+        let (values, classes) = noisy_rows(2000, 9);
+        let three: Vec<i32> = classes
+            .iter()
+            .zip(values.chunks(2))
+            .map(|(&class, row)| if row[1] > 0.8 { 2 } else { class })
+            .collect();
+        let binned = BinnedColumns::new(&values, 2000, 2);
+        let labels = Labels::Classes(three);
+        let forest = artifact(train_forest(
+            &binned,
+            &labels,
+            3,
+            &ForestParameters {
+                n_trees: 6,
+                max_depth: Some(4),
+                ..ForestParameters::default()
+            },
+            2,
+        ));
+        let boosted = artifact(train_boosting(
+            &values,
+            &binned,
+            &labels,
+            3,
+            &BoostingParameters {
+                n_estimators: 5,
+                ..BoostingParameters::default()
+            },
+            2,
+        ));
+        let block = &values[..512];
+        let per_row: Vec<usize> = (0..256).map(|row| row % 3).collect();
+        for model in [&forest, &boosted] {
+            let (paths, trees) = walked(model, block);
+            assert_block_explains_as_walking(model, block, &trees, &paths, &per_row);
+        }
+        let (paths, trees) = walked(&boosted, block);
+        let mut explained = BlockExplanations::default();
+        let walked_block = WalkedBlock {
+            encoded: block,
+            width: 2,
+            trees: &trees,
+            paths: &paths,
+        };
+        let unknown: Vec<usize> = (0..256).map(|row| if row == 7 { 3 } else { 0 }).collect();
+        explain_block(&boosted, walked_block, &unknown, &mut explained);
+        assert_eq!(explained.row(7), None, "boosted has no fourth class");
+        assert!(explained.row(6).is_some());
+        let logistic = artifact(CompiledModel::Linear {
+            weights: vec![0.5, -1.5],
+            intercept: 0.25,
+            logistic: true,
+        });
+        let (paths, trees) = walked(&logistic, block);
+        assert_block_explains_as_walking(&logistic, block, &trees, &paths, &per_row);
     }
 }

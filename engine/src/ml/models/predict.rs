@@ -36,7 +36,7 @@ use datafusion::sql::parser::Statement;
 use crate::config::{FeatureKind, FunctionsConfig, Task};
 use crate::error::Result;
 use crate::ml::models::dataset::{Converted, convert};
-use crate::ml::models::explain::explain_into;
+use crate::ml::models::explain::{BlockExplanations, WalkedBlock, explain_block};
 use crate::ml::models::features::{FeatureArray, RawValue};
 use crate::ml::models::loaded::{PREDICT, SessionModels};
 use crate::ml::models::predict_codec::PredictCodec;
@@ -328,8 +328,8 @@ pub fn score_rows(
     let mut block = Vec::new();
     let mut paths = TreePaths::default();
     let mut class_probabilities = Vec::new();
-    let mut per_column = Vec::new();
-    let mut contributions = Vec::new();
+    let mut explained_classes = Vec::with_capacity(BLOCK_ROWS);
+    let mut explained = BlockExplanations::default();
     let mut ranked: Vec<usize> = Vec::new();
     let mut digits = ryu::Buffer::new();
     for start in (0..rows).step_by(BLOCK_ROWS) {
@@ -338,7 +338,8 @@ pub fn score_rows(
             .preprocessing
             .encode_block(columns, block_rows.clone(), &mut block);
         model.trees.walk_block(&block, width, &mut paths);
-        for (at, (row, encoded)) in block_rows.zip(block.chunks_exact(width)).enumerate() {
+        explained_classes.clear();
+        for (at, encoded) in block.chunks_exact(width).enumerate() {
             let value =
                 artifact
                     .compiled
@@ -360,18 +361,20 @@ pub fn score_rows(
                     confidences.append_null();
                 }
             }
-            let explained = top > 0
-                && explain_into(
-                    artifact,
-                    encoded,
-                    positive.unwrap_or(class),
-                    Some(paths.row(&model.trees, at)),
-                    &mut per_column,
-                    &mut contributions,
-                )
-                .is_some();
-            if explained {
-                largest_first(&contributions, top, &mut ranked);
+            explained_classes.push(positive.unwrap_or(class));
+        }
+        if top > 0 {
+            let walked = WalkedBlock {
+                encoded: &block,
+                width,
+                trees: &model.trees,
+                paths: &paths,
+            };
+            explain_block(artifact, walked, &explained_classes, &mut explained);
+        }
+        for (at, row) in block_rows.enumerate() {
+            if let Some(contributions) = explained.row(at) {
+                largest_first(contributions, top, &mut ranked);
                 let builder = tops.values();
                 for &feature in &ranked {
                     if let Some(name) = builder.field_builder::<StringBuilder>(0) {
