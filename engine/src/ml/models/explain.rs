@@ -654,6 +654,7 @@ mod learned_model_tests {
     use crate::ml::models::compiled::sigmoid;
     use crate::ml::models::features::{NumericEncoding, Preprocessor, RawColumn};
     use crate::ml::models::learner::Labels;
+    use crate::ml::models::tree_walk::tests::chain;
     use crate::ml::models::tree_walk::{FlatTrees, TreePaths};
     use crate::ml::models::trees::bins::BinnedColumns;
     use crate::ml::models::trees::boosting::{BoostingParameters, train_boosting};
@@ -831,6 +832,16 @@ mod learned_model_tests {
         explain_block(&boosted, walked_block, &unknown, &mut explained);
         assert_eq!(explained.row(7), None, "boosted has no fourth class");
         assert!(explained.row(6).is_some());
+        // A tree deeper than the paths scoring records is walked again to be explained.
+        let deep = artifact(CompiledModel::Forest {
+            trees: vec![chain(100), chain(3)],
+            classes: 2,
+        });
+        let ramp: Vec<f64> = (0..256)
+            .flat_map(|row| [f64::from(row % 120), 0.0])
+            .collect();
+        let (paths, trees) = walked(&deep, &ramp);
+        assert_block_explains_as_walking(&deep, &ramp, &trees, &paths, &[1; 256]);
         let logistic = artifact(CompiledModel::Linear {
             weights: vec![0.5, -1.5],
             intercept: 0.25,

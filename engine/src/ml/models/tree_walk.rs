@@ -208,7 +208,8 @@ impl FlatTree {
 /// walking the trees again.
 #[derive(Debug, Default)]
 pub struct TreePaths {
-    /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it.
+    /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it (0 when
+    /// longer than [`RECORDED_PATH_NODES`]: its paths are not recorded).
     slots: Vec<usize>,
     /// Where each tree's slots start in `nodes`.
     starts: Vec<usize>,
@@ -225,6 +226,11 @@ pub struct TreePaths {
 
 /// Rows walked through a tree side by side.
 const WALKED_TOGETHER: usize = 8;
+
+/// The longest paths recorded: a tree with longer ones (grown without a depth limit on
+/// awkward data) records only each row's leaf, so a block's paths stay a few MiB however
+/// deep the trees, and its explanation walks the tree again.
+const RECORDED_PATH_NODES: usize = 64;
 
 impl TreePaths {
     /// The leaf (numbered as in the model's tree) tree `tree`'s path for row `row` of the
@@ -249,11 +255,12 @@ impl TreePaths {
     /// The nodes of tree `tree`'s path for row `row`, in the layout's numbering, root
     /// first; None when it was not walked.
     fn path(&self, tree: usize, row: usize) -> Option<&[u32]> {
-        if row >= self.rows {
+        let slot = *self.slots.get(tree)?;
+        if row >= self.rows || slot == 0 {
             return None;
         }
         let length = *self.lengths.get(tree * self.rows + row)? as usize;
-        let start = self.starts.get(tree)? + row * self.slots[tree];
+        let start = self.starts[tree] + row * slot;
         self.nodes.get(start..start + length)
     }
 
@@ -261,7 +268,13 @@ impl TreePaths {
     fn lay_out(&mut self, trees: &[FlatTree], rows: usize) {
         self.rows = rows;
         self.slots.clear();
-        self.slots.extend(trees.iter().map(|tree| tree.longest));
+        self.slots.extend(trees.iter().map(|tree| {
+            if tree.longest <= RECORDED_PATH_NODES {
+                tree.longest
+            } else {
+                0
+            }
+        }));
         self.starts.clear();
         let mut total = 0;
         for slot in &self.slots {
@@ -276,23 +289,18 @@ impl TreePaths {
     }
 
     /// Walks tree `index` for every row of `block` (`width` values each), a few rows side
-    /// by side, recording the paths and leaves.
+    /// by side, recording the leaves and (when the tree has a slot) the paths.
     fn walk(&mut self, index: usize, tree: &FlatTree, block: &[f64], width: usize) {
         let slot = self.slots[index];
         let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
         let lengths = &mut self.lengths[index * self.rows..][..self.rows];
         let leaves = &mut self.leaves[index * self.rows..][..self.rows];
-        let groups = nodes
-            .chunks_mut(slot * WALKED_TOGETHER)
-            .zip(lengths.chunks_mut(WALKED_TOGETHER))
-            .zip(leaves.chunks_mut(WALKED_TOGETHER))
-            .zip(block.chunks(width * WALKED_TOGETHER));
-        for (((paths, lengths), leaves), rows) in groups {
+        for (group, rows) in block.chunks(width * WALKED_TOGETHER).enumerate() {
+            let first = group * WALKED_TOGETHER;
+            let members = first..first + rows.len() / width;
+            let paths = &mut nodes[members.start * slot..members.end * slot];
             let mut at = [0_u32; WALKED_TOGETHER];
             let mut length = [1_u32; WALKED_TOGETHER];
-            for path in paths.chunks_mut(slot) {
-                path[0] = 0;
-            }
             let mut walking = true;
             while walking {
                 walking = false;
@@ -302,12 +310,17 @@ impl TreePaths {
                     };
                     walking = true;
                     at[member] = next;
-                    paths[member * slot + length[member] as usize] = next;
+                    if slot > 0 {
+                        paths[member * slot + length[member] as usize] = next;
+                    }
                     length[member] += 1;
                 }
             }
-            lengths.copy_from_slice(&length[..lengths.len()]);
-            for (leaf, at) in leaves.iter_mut().zip(at) {
+            for path in paths.chunks_mut(slot.max(1)) {
+                path[0] = 0;
+            }
+            lengths[members.clone()].copy_from_slice(&length[..members.len()]);
+            for (leaf, at) in leaves[members].iter_mut().zip(at) {
                 *leaf = tree.original[at as usize];
             }
         }
@@ -353,7 +366,7 @@ impl RowPaths<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::ml::models) mod tests {
     use super::*;
     use crate::ml::models::compiled::TreeNode;
 
@@ -459,6 +472,43 @@ mod tests {
             !paths.row(&flat, 0).credit(0, 2, 0, &mut [0.0; 2]),
             "node values are one per node"
         );
+    }
+
+    /// A chain of `splits` splits on column 0 (`x0 <= k` leaves at step k), deeper than
+    /// the paths recorded.
+    pub(in crate::ml::models) fn chain(splits: u32) -> Tree {
+        let mut nodes = Vec::new();
+        for k in 0..splits {
+            nodes.push(split(0, f64::from(k), 2 * k + 1, 2 * k + 2));
+            nodes.push(leaf(f64::from(k)));
+        }
+        nodes.push(leaf(f64::from(splits)));
+        let node_values = (0..nodes.len()).map(|n| n as f64 / 100.0).collect();
+        Tree { nodes, node_values }
+    }
+
+    #[test]
+    fn trees_deeper_than_the_recorded_paths_record_only_their_leaves() {
+        let deep = chain(100);
+        let model = CompiledModel::Forest {
+            trees: vec![deep.clone(), chain(3)],
+            classes: 2,
+        };
+        let flat = FlatTrees::new(&model, 1).unwrap();
+        assert_eq!(flat.trees[0].longest, 101);
+        let block: Vec<f64> = (0..20).map(|row| f64::from(row * 7 % 120)).collect();
+        let mut paths = TreePaths::default();
+        flat.walk_block(&block, 1, &mut paths);
+        assert_eq!(
+            paths.nodes.len(),
+            20 * 4,
+            "only the shallow tree's paths are kept"
+        );
+        for (index, row) in block.chunks(1).enumerate() {
+            assert_eq!(paths.leaf(0, index), walked(&deep, row).last().copied());
+            assert!(!paths.row(&flat, index).credit(0, 1, 0, &mut [0.0]));
+            assert!(paths.row(&flat, index).credit(1, 1, 0, &mut [0.0]));
+        }
     }
 
     #[test]
