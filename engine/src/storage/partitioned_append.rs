@@ -470,4 +470,62 @@ mod tests {
         let newest = lakehouse.open_if_exists(&name).await.unwrap().unwrap();
         assert_eq!(ids(&newest).await, (0..20_100).collect::<Vec<_>>());
     }
+
+    /// A writer still waiting for its partition's first rows stops when another
+    /// partition fails, so the append fails with that partition's error instead of
+    /// waiting for rows that will never be committed.
+    #[tokio::test]
+    async fn a_failed_partition_stops_a_writer_still_waiting_for_rows() {
+        use datafusion::error::DataFusionError;
+        use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+        let (_dir, lakehouse, name) = temporary_lakehouse();
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let frame = rows(&four_partitions(), 0, 10).await;
+        let none = Descriptions::default();
+        let created =
+            append_per_partition(table, frame, run("create"), &none, ColumnLayout::default())
+                .await
+                .unwrap();
+        let schema: SchemaRef = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("score", DataType::Float64, true),
+        ]));
+        let waiting: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::pending(),
+        ));
+        let failing: SendableRecordBatchStream = Box::pin(RecordBatchStreamAdapter::new(
+            schema.clone(),
+            futures::stream::once(async {
+                Err(DataFusionError::Execution(String::from(
+                    "the source went away",
+                )))
+            }),
+        ));
+        let snapshot = created.snapshot().unwrap();
+        let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+        let config = WriterConfig::new(
+            schema.clone(),
+            Vec::new(),
+            None,
+            None,
+            None,
+            stats.num_indexed_cols,
+            stats.stats_columns,
+        );
+        let store = created.log_store().object_store(None);
+        // The guard only keeps a regression from hanging the suite; nothing is timed.
+        let written = tokio::time::timeout(
+            std::time::Duration::from_secs(120),
+            write_streams(vec![waiting, failing], store, config, schema),
+        )
+        .await
+        .expect("the waiting writer stops");
+        let error = written.unwrap_err().to_string();
+        assert!(error.contains("the source went away"), "{error}");
+        let mut reloaded = created.clone();
+        reloaded.update_state().await.unwrap();
+        assert_eq!(reloaded.version(), Some(0), "nothing is committed");
+    }
 }
