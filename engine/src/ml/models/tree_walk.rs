@@ -225,7 +225,7 @@ pub struct TreePaths {
 }
 
 /// Rows walked through a tree side by side.
-const WALKED_TOGETHER: usize = 8;
+const WALKED_TOGETHER: usize = 16;
 
 /// The longest paths recorded: a tree with longer ones (grown without a depth limit on
 /// awkward data) records only each row's leaf, so a block's paths stay a few MiB however
@@ -427,10 +427,10 @@ pub(in crate::ml::models) mod tests {
             flat.trees.iter().map(|t| t.longest).collect::<Vec<_>>(),
             [4, 1, 4]
         );
-        // 19 rows: two full groups walked side by side and a partial one; some missing.
-        let block: Vec<f64> = (0..19)
+        // 35 rows: two full groups walked side by side and a partial one; some missing.
+        let block: Vec<f64> = (0..35)
             .flat_map(|row| {
-                let x0 = if row == 11 {
+                let x0 = if row == 11 || row == 33 {
                     f64::NAN
                 } else {
                     f64::from(row % 7)
@@ -466,8 +466,8 @@ pub(in crate::ml::models) mod tests {
                 (scored.value, &scored.probabilities)
             );
         }
-        assert_eq!(paths.leaf(0, 19), None, "no row past the block");
-        assert!(!paths.row(&flat, 19).credit(0, 1, 0, &mut [0.0; 2]));
+        assert_eq!(paths.leaf(0, 35), None, "no row past the block");
+        assert!(!paths.row(&flat, 35).credit(0, 1, 0, &mut [0.0; 2]));
         assert!(
             !paths.row(&flat, 0).credit(0, 2, 0, &mut [0.0; 2]),
             "node values are one per node"
