@@ -7,7 +7,8 @@ each model (the forest, --forest-trees trees of depth 10, on a sample of --fores
 rows, recorded in its manifest), scores all rows into a new Delta table with explanations,
 trains the model's second version and scores the rows again into the same table (an
 append), and prints a table of seconds, rows/s and the peak RSS of each step (measured by
-the kernel for the child process, via wait4). The speed-up over scikit-learn is that of the first scoring: both create a table.
+the kernel for the child process, via wait4). The speed-up over scikit-learn is that of
+the first scoring: both create a table.
 
 When --python has scikit-learn, pandas and deltalake (`pip install scikit-learn pandas
 deltalake pyarrow` into a venv outside the repository), the same scoring runs side by side
