@@ -361,10 +361,16 @@ pub fn argmax(values: &[f64]) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(in crate::ml::models) mod tests {
     use super::*;
 
-    fn split(feature: u32, threshold: f64, left: u32, right: u32) -> TreeNode {
+    /// A split on `feature` at `threshold` into `left` and `right`.
+    pub(in crate::ml::models) fn split(
+        feature: u32,
+        threshold: f64,
+        left: u32,
+        right: u32,
+    ) -> TreeNode {
         TreeNode {
             feature,
             threshold,

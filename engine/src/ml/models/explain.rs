@@ -149,13 +149,22 @@ pub fn explain_block(
     );
     explained.roots.clear();
     explained.roots.resize(rows, 0.0);
+    // Rows whose steps the walk added up need only the trees' root values.
+    let credited = |at: usize, plan: &TreeExplanation| {
+        block.paths.credited(at).filter(|_| plan.takes_every_tree())
+    };
     for (index, tree) in trees.iter().enumerate() {
         for at in 0..rows {
             let Some(plan) = explained.plans[at].filter(|plan| plan.includes(index)) else {
                 continue;
             };
-            let per_column = &mut explained.per_column[at * width..(at + 1) * width];
-            match attribute_tree(index, tree, plan.measure, row_of(at), per_column) {
+            let root = if credited(at, &plan).is_some() {
+                tree.node_values.first().copied()
+            } else {
+                let per_column = &mut explained.per_column[at * width..(at + 1) * width];
+                attribute_tree(index, tree, plan.measure, row_of(at), per_column)
+            };
+            match root {
                 Some(root) => explained.roots[at] += root,
                 None => explained.plans[at] = None,
             }
@@ -165,6 +174,12 @@ pub fn explain_block(
         let per_column = &mut explained.per_column[at * width..(at + 1) * width];
         let plan = explained.plans[at];
         if let Some(plan) = plan {
+            if let Some(steps) = credited(at, &plan) {
+                per_column
+                    .iter_mut()
+                    .zip(steps)
+                    .for_each(|(sum, step)| *sum = *step);
+            }
             plan.finish(explained.roots[at], per_column);
         }
         finish_row(
@@ -175,6 +190,13 @@ pub fn explain_block(
             &mut explained.explained,
         );
     }
+}
+
+/// Whether every explanation `compiled` gives takes every tree in the first of its node
+/// values (binary classifiers and regressors), so a walk can add the steps up as it goes
+/// (see [`FlatTrees::walk_block`]).
+pub fn explained_over_every_tree(compiled: &CompiledModel) -> bool {
+    TreeExplanation::of(compiled, 0).is_some_and(|plan| plan.takes_every_tree())
 }
 
 /// Appends whether a row is explained to `flags`, and its contributions per feature
@@ -345,6 +367,12 @@ impl TreeExplanation {
                 })
             }
         }
+    }
+
+    /// Whether every tree is explained, in the first of its node values: what a walk that
+    /// credits adds up.
+    fn takes_every_tree(&self) -> bool {
+        self.measure.stride == 1 && self.measure.offset == 0 && self.first == 0 && self.every == 1
     }
 
     /// Whether tree `index` is explained.
@@ -680,39 +708,50 @@ mod learned_model_tests {
         }
     }
 
+    /// A forest (`trees` trees of at most `depth` levels) and a boosted model (`rounds`
+    /// rounds) trained on `values` (rows of 2) labelled with `labels` of `classes` classes.
+    fn forest_and_boosted(
+        values: &[f64],
+        labels: Vec<i32>,
+        classes: usize,
+        (trees, depth): (usize, usize),
+        rounds: usize,
+    ) -> (Artifact, Artifact) {
+        let binned = BinnedColumns::new(values, values.len() / 2, 2);
+        let labels = Labels::Classes(labels);
+        let forest = ForestParameters {
+            n_trees: trees,
+            max_depth: Some(depth),
+            ..ForestParameters::default()
+        };
+        let boosting = BoostingParameters {
+            n_estimators: rounds,
+            ..BoostingParameters::default()
+        };
+        (
+            artifact(train_forest(&binned, &labels, classes, &forest, 2)),
+            artifact(train_boosting(
+                values, &binned, &labels, classes, &boosting, 2,
+            )),
+        )
+    }
+
     /// Explanations of both classes of a binary model add up to what it outputs.
     #[test]
     fn soft_forest_and_boosted_explanations_add_up_to_the_probability_and_log_odds() {
         let (values, classes) = noisy_rows(3000, 4);
-        let binned = BinnedColumns::new(&values, 3000, 2);
-        let labels = Labels::Classes(classes);
-        let forest = artifact(train_forest(
-            &binned,
-            &labels,
-            2,
-            &ForestParameters {
-                n_trees: 15,
-                max_depth: Some(5),
-                ..ForestParameters::default()
-            },
-            2,
-        ));
-        let boosted = artifact(train_boosting(
-            &values,
-            &binned,
-            &labels,
-            2,
-            &BoostingParameters {
-                n_estimators: 30,
-                ..BoostingParameters::default()
-            },
-            2,
-        ));
+        let (forest, boosted) = forest_and_boosted(&values, classes, 2, (15, 5), 30);
         // Scoring walks the trees a block of rows at a time and explains them together.
         let block = &values[..600];
         let mut probabilities = Vec::new();
-        for model in [&forest, &boosted] {
-            let (paths, trees) = walked(model, block);
+        let walks = [false, true].map(|credit| [(&forest, credit), (&boosted, credit)]);
+        for (model, credit) in walks.into_iter().flatten() {
+            let (paths, trees) = walked(model, block, credit);
+            assert_eq!(
+                paths.credited(0).is_some(),
+                credit,
+                "a binary model's trees are credited while walking when asked"
+            );
             for (index, row) in block.chunks(2).enumerate() {
                 let value = model
                     .compiled
@@ -741,11 +780,12 @@ mod learned_model_tests {
         }
     }
 
-    /// The trees of `model` laid out, and `block`'s paths through them.
-    fn walked(model: &Artifact, block: &[f64]) -> (TreePaths, FlatTrees) {
+    /// The trees of `model` laid out, and `block`'s paths through them (with `credit`,
+    /// added up while walking where the trees allow it).
+    fn walked(model: &Artifact, block: &[f64], credit: bool) -> (TreePaths, FlatTrees) {
         let trees = FlatTrees::new(&model.compiled, 2).unwrap();
         let mut paths = TreePaths::default();
-        trees.walk_block(block, 2, &mut paths);
+        trees.walk_block(block, 2, &mut paths, credit);
         (paths, trees)
     }
 
@@ -790,37 +830,21 @@ mod learned_model_tests {
             .zip(values.chunks(2))
             .map(|(&class, row)| if row[1] > 0.8 { 2 } else { class })
             .collect();
-        let binned = BinnedColumns::new(&values, 2000, 2);
-        let labels = Labels::Classes(three);
-        let forest = artifact(train_forest(
-            &binned,
-            &labels,
-            3,
-            &ForestParameters {
-                n_trees: 6,
-                max_depth: Some(4),
-                ..ForestParameters::default()
-            },
-            2,
-        ));
-        let boosted = artifact(train_boosting(
-            &values,
-            &binned,
-            &labels,
-            3,
-            &BoostingParameters {
-                n_estimators: 5,
-                ..BoostingParameters::default()
-            },
-            2,
-        ));
+        let (forest, boosted) = forest_and_boosted(&values, three, 3, (6, 4), 5);
         let block = &values[..512];
         let per_row: Vec<usize> = (0..256).map(|row| row % 3).collect();
+        // Crediting while walking serves only explanations of every tree: a multiclass
+        // forest's trees are not credited, and a multiclass boosted model's rows follow
+        // their own class's trees.
         for model in [&forest, &boosted] {
-            let (paths, trees) = walked(model, block);
-            assert_block_explains_as_walking(model, block, &trees, &paths, &per_row);
+            for credit in [false, true] {
+                let (paths, trees) = walked(model, block, credit);
+                assert_block_explains_as_walking(model, block, &trees, &paths, &per_row);
+            }
         }
-        let (paths, trees) = walked(&boosted, block);
+        assert!(!explained_over_every_tree(&forest.compiled));
+        assert!(!explained_over_every_tree(&boosted.compiled));
+        let (paths, trees) = walked(&boosted, block, false);
         let mut explained = BlockExplanations::default();
         let walked_block = WalkedBlock {
             encoded: block,
@@ -840,14 +864,17 @@ mod learned_model_tests {
         let ramp: Vec<f64> = (0..256)
             .flat_map(|row| [f64::from(row % 120), 0.0])
             .collect();
-        let (paths, trees) = walked(&deep, &ramp);
-        assert_block_explains_as_walking(&deep, &ramp, &trees, &paths, &[1; 256]);
+        for credit in [false, true] {
+            let (paths, trees) = walked(&deep, &ramp, credit);
+            assert_block_explains_as_walking(&deep, &ramp, &trees, &paths, &[1; 256]);
+        }
+        assert!(explained_over_every_tree(&deep.compiled));
         let logistic = artifact(CompiledModel::Linear {
             weights: vec![0.5, -1.5],
             intercept: 0.25,
             logistic: true,
         });
-        let (paths, trees) = walked(&logistic, block);
+        let (paths, trees) = walked(&logistic, block, true);
         assert_block_explains_as_walking(&logistic, block, &trees, &paths, &per_row);
     }
 }

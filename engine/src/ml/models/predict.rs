@@ -36,7 +36,9 @@ use datafusion::sql::parser::Statement;
 use crate::config::{FeatureKind, FunctionsConfig, Task};
 use crate::error::Result;
 use crate::ml::models::dataset::{Converted, convert};
-use crate::ml::models::explain::{BlockExplanations, WalkedBlock, explain_block};
+use crate::ml::models::explain::{
+    BlockExplanations, WalkedBlock, explain_block, explained_over_every_tree,
+};
 use crate::ml::models::features::{FeatureArray, RawValue};
 use crate::ml::models::loaded::{PREDICT, SessionModels};
 use crate::ml::models::predict_codec::PredictCodec;
@@ -327,6 +329,7 @@ pub fn score_rows(
     }
     let mut block = Vec::new();
     let mut paths = TreePaths::default();
+    let credit_while_walking = top > 0 && explained_over_every_tree(&artifact.compiled);
     let mut class_probabilities = Vec::new();
     let mut explained_classes = Vec::with_capacity(BLOCK_ROWS);
     let mut explained = BlockExplanations::default();
@@ -337,7 +340,9 @@ pub fn score_rows(
         artifact
             .preprocessing
             .encode_block(columns, block_rows.clone(), &mut block);
-        model.trees.walk_block(&block, width, &mut paths);
+        model
+            .trees
+            .walk_block(&block, width, &mut paths, credit_while_walking);
         explained_classes.clear();
         for (at, encoded) in block.chunks_exact(width).enumerate() {
             let value =

@@ -107,9 +107,15 @@ impl FlatTrees {
     /// Walks every tree for each row of `block` (encoded rows of `width` values, one after
     /// another), one tree at a time, recording the paths into `paths` (laid out anew).
     /// [`CompiledModel::score_walked`] then scores each row from them.
-    pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths) {
+    ///
+    /// With `credit`, and when every tree has one node value per node, each step's credit
+    /// is added up per row while walking instead (see [`TreePaths::credited`]), and no
+    /// path is recorded: what an explanation of every tree in that value needs, without
+    /// writing the paths and reading them again.
+    pub fn walk_block(&self, block: &[f64], width: usize, paths: &mut TreePaths, credit: bool) {
         let rows = block.len().checked_div(width).unwrap_or(0);
-        paths.lay_out(&self.trees, rows);
+        let credit = credit && self.trees.iter().all(|tree| tree.stride == 1);
+        paths.lay_out(&self.trees, rows, credit.then_some(width));
         if width == 0 {
             return;
         }
@@ -220,6 +226,8 @@ pub struct TreePaths {
     lengths: Vec<u32>,
     /// The leaf the path of (tree, row) ends in, numbered as in the model's tree.
     leaves: Vec<u32>,
+    /// When the walk credits: per row, every tree's steps added up per encoded column.
+    credited: Option<Vec<f64>>,
     /// Rows in the block.
     rows: usize,
 }
@@ -243,6 +251,15 @@ impl TreePaths {
         Some(*leaf as usize)
     }
 
+    /// When the walk credited (see [`FlatTrees::walk_block`]): row `row`'s steps through
+    /// every tree added up per encoded column, tree after tree and root first, as
+    /// following each path in turn adds them.
+    pub fn credited(&self, row: usize) -> Option<&[f64]> {
+        let credited = self.credited.as_ref()?;
+        let width = credited.len().checked_div(self.rows)?;
+        credited.get(row * width..(row + 1) * width)
+    }
+
     /// Row `row`'s paths through `trees`, the trees they were walked through.
     pub fn row<'a>(&'a self, trees: &'a FlatTrees, row: usize) -> RowPaths<'a> {
         RowPaths {
@@ -264,17 +281,26 @@ impl TreePaths {
         self.nodes.get(start..start + length)
     }
 
-    /// Makes room for `rows` rows' paths through `trees`.
-    fn lay_out(&mut self, trees: &[FlatTree], rows: usize) {
+    /// Makes room for `rows` rows' paths through `trees`, or, crediting rows of
+    /// `credit_width` values, for their credits and leaves only.
+    fn lay_out(&mut self, trees: &[FlatTree], rows: usize, credit_width: Option<usize>) {
         self.rows = rows;
         self.slots.clear();
         self.slots.extend(trees.iter().map(|tree| {
-            if tree.longest <= RECORDED_PATH_NODES {
+            if tree.longest <= RECORDED_PATH_NODES && credit_width.is_none() {
                 tree.longest
             } else {
                 0
             }
         }));
+        match (credit_width, &mut self.credited) {
+            (None, credited) => *credited = None,
+            (Some(width), Some(credited)) => {
+                credited.clear();
+                credited.resize(rows * width, 0.0);
+            }
+            (Some(width), credited) => *credited = Some(vec![0.0; rows * width]),
+        }
         self.starts.clear();
         let mut total = 0;
         for slot in &self.slots {
@@ -295,10 +321,14 @@ impl TreePaths {
         let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
         let lengths = &mut self.lengths[index * self.rows..][..self.rows];
         let leaves = &mut self.leaves[index * self.rows..][..self.rows];
+        let mut credited = self.credited.as_deref_mut();
         for (group, rows) in block.chunks(width * WALKED_TOGETHER).enumerate() {
             let first = group * WALKED_TOGETHER;
             let members = first..first + rows.len() / width;
             let paths = &mut nodes[members.start * slot..members.end * slot];
+            let mut credits = credited
+                .as_deref_mut()
+                .map(|credited| &mut credited[members.start * width..members.end * width]);
             let mut at = [0_u32; WALKED_TOGETHER];
             let mut length = [1_u32; WALKED_TOGETHER];
             let mut walking = true;
@@ -312,6 +342,10 @@ impl TreePaths {
                     at[member] = next;
                     if slot > 0 {
                         paths[member * slot + length[member] as usize] = next;
+                    }
+                    if let Some(credits) = credits.as_deref_mut() {
+                        let step = tree.steps[next as usize];
+                        credits[member * width + step.column as usize] += step.change;
                     }
                     length[member] += 1;
                 }
@@ -369,17 +403,7 @@ impl RowPaths<'_> {
 pub(in crate::ml::models) mod tests {
     use super::*;
     use crate::ml::models::compiled::TreeNode;
-
-    fn split(feature: u32, threshold: f64, left: u32, right: u32) -> TreeNode {
-        TreeNode {
-            feature,
-            threshold,
-            left: Some(left),
-            right: Some(right),
-            output: 0.0,
-            missing_left: false,
-        }
-    }
+    use crate::ml::models::compiled::tests::split;
 
     fn leaf(output: f64) -> TreeNode {
         TreeNode::leaf(output)
@@ -439,7 +463,7 @@ pub(in crate::ml::models) mod tests {
             })
             .collect();
         let mut paths = TreePaths::default();
-        flat.walk_block(&block, 2, &mut paths);
+        flat.walk_block(&block, 2, &mut paths, false);
         let CompiledModel::Forest { trees, .. } = &model else {
             unreachable!("a forest")
         };
@@ -467,6 +491,43 @@ pub(in crate::ml::models) mod tests {
             );
         }
         assert_eq!(paths.leaf(0, 35), None, "no row past the block");
+        assert_eq!(paths.credited(0), None, "not asked to credit");
+
+        // Crediting while walking adds up the very steps following each path adds, and
+        // reaches the same leaves, recording no path.
+        let mut crediting = TreePaths::default();
+        flat.walk_block(&block, 2, &mut crediting, true);
+        for index in 0..35 {
+            let mut followed = vec![0.0; 2];
+            for tree in 0..3 {
+                assert_eq!(crediting.leaf(tree, index), paths.leaf(tree, index));
+                assert!(paths.row(&flat, index).credit(tree, 1, 0, &mut followed));
+                assert!(
+                    !crediting
+                        .row(&flat, index)
+                        .credit(tree, 1, 0, &mut [0.0; 2])
+                );
+            }
+            assert_eq!(
+                crediting.credited(index),
+                Some(&followed[..]),
+                "row {index}"
+            );
+        }
+        assert_eq!(crediting.credited(35), None);
+        // Trees without node values (hard-voting forests of early versions) have no steps
+        // to credit.
+        let unvalued = CompiledModel::Trees {
+            trees: vec![Tree {
+                nodes: vec![split(0, 1.0, 1, 2), leaf(0.0), leaf(1.0)],
+                node_values: Vec::new(),
+            }],
+            classes: 2,
+        };
+        let unvalued = FlatTrees::new(&unvalued, 2).unwrap();
+        unvalued.walk_block(&block, 2, &mut crediting, true);
+        assert_eq!(crediting.credited(0), None);
+        assert_eq!(crediting.leaf(0, 1), Some(1));
         assert!(!paths.row(&flat, 35).credit(0, 1, 0, &mut [0.0; 2]));
         assert!(
             !paths.row(&flat, 0).credit(0, 2, 0, &mut [0.0; 2]),
@@ -498,7 +559,7 @@ pub(in crate::ml::models) mod tests {
         assert_eq!(flat.trees[0].longest, 101);
         let block: Vec<f64> = (0..20).map(|row| f64::from(row * 7 % 120)).collect();
         let mut paths = TreePaths::default();
-        flat.walk_block(&block, 1, &mut paths);
+        flat.walk_block(&block, 1, &mut paths, false);
         assert_eq!(
             paths.nodes.len(),
             20 * 4,
@@ -568,7 +629,7 @@ pub(in crate::ml::models) mod tests {
         let mut paths = TreePaths::default();
         FlatTrees::new(&linear, 1)
             .unwrap()
-            .walk_block(&[1.0, 2.0], 1, &mut paths);
+            .walk_block(&[1.0, 2.0], 1, &mut paths, true);
         assert_eq!(paths.leaf(0, 0), None);
     }
 }
