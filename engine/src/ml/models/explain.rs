@@ -107,9 +107,9 @@ impl BlockExplanations {
 }
 
 /// Explains every row of `block` about its class in `classes` (as [`explain`] does, with
-/// the very same sums) into `explained`, following the paths scoring recorded. Tree
-/// models are explained one tree at a time over the whole block, so a tree's credits
-/// stay in cache while every row adds up its path's.
+/// the very same sums) into `explained`, from the steps the walk added up or else
+/// following the paths it recorded. Those are followed one tree at a time over the whole
+/// block, so a tree's credits stay in cache while every row adds up its path's.
 pub fn explain_block(
     artifact: &Artifact,
     block: WalkedBlock<'_>,

@@ -8,7 +8,8 @@
 //! keeps what moving into it from its parent credits an explanation: the encoded column
 //! the parent split on, and the change of the node value. An explanation then adds up one
 //! precomputed step per node of the path, exactly the sums walking the model's own trees
-//! gives.
+//! gives. When every tree is explained in the same node value (binary classifiers and
+//! regressors), the walk adds the steps up per row as it goes and records no path.
 
 use std::fmt;
 
@@ -211,7 +212,7 @@ impl FlatTree {
 /// walked one tree at a time over the whole block, so a tree's nodes stay in cache while
 /// every row crosses it, and several rows at once, so the CPU waits for their nodes
 /// together; scoring reads each path's leaf, and explanations follow the paths without
-/// walking the trees again.
+/// walking the trees again, or read the steps the walk added up.
 #[derive(Debug, Default)]
 pub struct TreePaths {
     /// Per tree, the most nodes a root-to-leaf path holds: each row's slot for it (0 when
