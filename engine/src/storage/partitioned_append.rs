@@ -331,6 +331,22 @@ mod tests {
         (dir, lakehouse, TableName::parse("scored.churn").unwrap())
     }
 
+    /// `name` created in `lakehouse` with rows 0 to `count` by run `run_id`: version 0.
+    async fn created(
+        lakehouse: &Lakehouse,
+        name: &TableName,
+        context: &SessionContext,
+        count: i64,
+        run_id: &str,
+    ) -> DeltaTable {
+        let table = table_for_write(lakehouse, name).await.unwrap();
+        let frame = rows(context, 0, count).await;
+        let none = Descriptions::default();
+        append_per_partition(table, frame, run(run_id), &none, ColumnLayout::default())
+            .await
+            .unwrap()
+    }
+
     fn run(id: &str) -> HashMap<String, Value> {
         HashMap::from([(String::from("run_id"), json!(id))])
     }
@@ -369,11 +385,7 @@ mod tests {
         let none = Descriptions::default();
 
         // A new table is created by delta-rs's write, in one commit.
-        let table = table_for_write(&lakehouse, &name).await.unwrap();
-        let frame = rows(&context, 0, 1000).await;
-        let created = append_per_partition(table, frame, run("first"), &none, layout)
-            .await
-            .unwrap();
+        let created = created(&lakehouse, &name, &context, 1000, "first").await;
         assert_eq!(created.version(), Some(0));
         let files_before = created.snapshot().unwrap().log_data().num_files();
 
@@ -440,13 +452,7 @@ mod tests {
     async fn concurrent_appends_each_commit_once_with_every_row() {
         let (_dir, lakehouse, name) = temporary_lakehouse();
         let context = four_partitions();
-        let layout = ColumnLayout::default();
-        let none = Descriptions::default();
-        let table = table_for_write(&lakehouse, &name).await.unwrap();
-        let frame = rows(&context, 0, 100).await;
-        append_per_partition(table, frame, run("create"), &none, layout)
-            .await
-            .unwrap();
+        created(&lakehouse, &name, &context, 100, "create").await;
 
         // Four runs append to version 0 at once: each commits its own version.
         let mut appends = Vec::new();
@@ -480,13 +486,7 @@ mod tests {
         use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 
         let (_dir, lakehouse, name) = temporary_lakehouse();
-        let table = table_for_write(&lakehouse, &name).await.unwrap();
-        let frame = rows(&four_partitions(), 0, 10).await;
-        let none = Descriptions::default();
-        let created =
-            append_per_partition(table, frame, run("create"), &none, ColumnLayout::default())
-                .await
-                .unwrap();
+        let created = created(&lakehouse, &name, &four_partitions(), 10, "create").await;
         let schema: SchemaRef = Arc::new(Schema::new(vec![
             Field::new("id", DataType::Utf8, true),
             Field::new("score", DataType::Float64, true),
