@@ -90,6 +90,16 @@ pub enum Error {
         source: DeltaTableError,
     },
 
+    /// Another run created the table between this run finding none and committing.
+    #[error(
+        "Delta table {uri}: another run created this table while this one was writing its rows; \
+         nothing was committed. Run again to add them to it"
+    )]
+    CreatedMeanwhile {
+        /// The table's URI.
+        uri: String,
+    },
+
     /// Options that do not go together.
     #[error("{0}")]
     Usage(String),

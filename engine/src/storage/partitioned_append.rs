@@ -1,5 +1,5 @@
-//! Appending a query's rows to an existing table with one Parquet writer per partition of
-//! its plan and one commit.
+//! Appending a query's rows to a table with one Parquet writer per partition of its plan
+//! and one commit.
 //!
 //! delta-rs encodes an unpartitioned write on a single writer task, so when the rows come
 //! from work spread over every core (scoring), their Parquet encoding and compression run
@@ -8,10 +8,11 @@
 //! and the row count in `operationMetrics`, as delta-rs records it. A failure anywhere
 //! stops every writer, which aborts its uploads, and commits nothing.
 //!
-//! Only plain appends take this path: an existing table whose columns are exactly the
-//! rows' (so no schema change), without partition columns, column mapping, constraints,
-//! invariants or generated columns. Anything else, a new table included, is written by
-//! [`write_laid_out`], with the same result.
+//! Only plain appends take this path: a table not created yet (its first commit, a
+//! `CREATE TABLE` holding the files, creates it with the rows' columns and the caller's
+//! descriptions), or an existing table whose columns are exactly the rows' (so no schema
+//! change), without partition columns, column mapping, constraints, invariants or
+//! generated columns. Anything else is written by [`write_laid_out`], with the same result.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,13 +24,14 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::execute_stream_partitioned;
 use deltalake::DeltaTable;
+use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add};
+use deltalake::kernel::{Action, Add, StructType};
 use deltalake::logstore::ObjectStoreRef;
 use deltalake::operations::write::WriterStatsConfig;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::table::config::TablePropertiesExt;
+use deltalake::table::config::{DEFAULT_TARGET_FILE_SIZE, TablePropertiesExt};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -42,8 +44,8 @@ use crate::storage::write::{
 };
 
 /// Appends `frame`'s rows to `table` in one commit carrying `metadata`, with a Parquet
-/// writer per partition of the plan when the table takes the rows as they are (see the
-/// module), else through [`write_laid_out`]. Returns the table at its new version.
+/// writer per partition of the plan when the table is new or takes the rows as they are
+/// (see the module), else through [`write_laid_out`]. Returns the table at its new version.
 pub async fn append_per_partition(
     table: DeltaTable,
     frame: DataFrame,
@@ -54,7 +56,8 @@ pub async fn append_per_partition(
     let (state, plan) = as_written(frame.clone())?.into_parts();
     let plan = described_plan(plan, &table, descriptions)?;
     let schema = without_views(plan.schema().as_arrow());
-    if !takes_rows_as_they_are(&table, &schema) {
+    let is_new = table.version().is_none();
+    if !is_new && !takes_rows_as_they_are(&table, &schema) {
         let properties = CommitProperties::default().with_metadata(metadata);
         return write_laid_out(
             table,
@@ -71,21 +74,33 @@ pub async fn append_per_partition(
         uri: uri.clone(),
         source,
     };
-    let snapshot = table.snapshot().map_err(delta)?;
-    let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+    let (stats, target_file_size) = if is_new {
+        // A table without properties: statistics on its first 32 columns, 100 MiB files.
+        let columns = Default::default();
+        (
+            WriterStatsConfig::new(columns, None),
+            DEFAULT_TARGET_FILE_SIZE,
+        )
+    } else {
+        let snapshot = table.snapshot().map_err(delta)?;
+        (
+            WriterStatsConfig::from_config(snapshot.snapshot().table_configuration()),
+            snapshot.table_config().target_file_size(),
+        )
+    };
     let physical = state.create_physical_plan(&plan).await?;
     let config = WriterConfig::new(
         schema.clone(),
         Vec::new(),
         Some(layout.apply(parquet_properties(&schema)).build()),
-        Some(snapshot.table_config().target_file_size()),
+        Some(target_file_size),
         None,
         stats.num_indexed_cols,
         stats.stats_columns,
     );
     let streams = execute_stream_partitioned(physical, state.task_ctx())?;
     let store = table.log_store().object_store(None);
-    let (adds, rows) = write_streams(streams, store, config, schema)
+    let (adds, rows) = write_streams(streams, store, config, schema.clone())
         .await
         .map_err(delta)?;
     let files = adds.len();
@@ -94,16 +109,21 @@ pub async fn append_per_partition(
         String::from("operationMetrics"),
         json!({"num_added_rows": rows, "num_added_files": files}),
     );
+    // From commit properties, so the commit runs delta-rs's post-commit hook (checkpoints
+    // every `delta.checkpointInterval` versions, expired log cleanup) as its writes do.
+    let properties = CommitProperties::default().with_metadata(app_metadata);
+    let adds = adds.into_iter().map(Action::Add);
+    if is_new {
+        return create_with_files(table, &schema, adds, properties, descriptions).await;
+    }
+    let snapshot = table.snapshot().map_err(delta)?;
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: None,
         predicate: None,
     };
-    // From commit properties, so the commit runs delta-rs's post-commit hook (checkpoints
-    // every `delta.checkpointInterval` versions, expired log cleanup) as its writes do.
-    let properties = CommitProperties::default().with_metadata(app_metadata);
     let committed = CommitBuilder::from(properties)
-        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .with_actions(adds.collect())
         .build(Some(snapshot), table.log_store(), operation)
         .await
         .map_err(delta)?;
@@ -113,6 +133,42 @@ pub async fn append_per_partition(
         .await
         .map_err(delta)?;
     Ok(written)
+}
+
+/// Creates `table` with the columns of `schema` (and the table description) in a commit
+/// that also adds the files already written. Fails, committing nothing, when another run
+/// created the table in the meantime.
+async fn create_with_files(
+    table: DeltaTable,
+    schema: &Schema,
+    adds: impl Iterator<Item = Action>,
+    properties: CommitProperties,
+    descriptions: &Descriptions,
+) -> Result<DeltaTable> {
+    let uri = table.table_url().to_string();
+    let delta = |source| Error::Delta {
+        uri: uri.clone(),
+        source,
+    };
+    if table
+        .log_store()
+        .is_delta_table_location()
+        .await
+        .map_err(delta)?
+    {
+        return Err(Error::CreatedMeanwhile { uri });
+    }
+    let columns: StructType = schema.try_into_kernel()?;
+    let mut create = table
+        .create()
+        .with_columns(columns.fields().cloned())
+        .with_save_mode(SaveMode::ErrorIfExists)
+        .with_actions(adds)
+        .with_commit_properties(properties);
+    if let Some(description) = &descriptions.table {
+        create = create.with_comment(description);
+    }
+    create.await.map_err(delta)
 }
 
 /// `schema` with view types (which Delta stores as plain strings and binaries) as the
@@ -384,7 +440,6 @@ mod tests {
         let layout = ColumnLayout::default();
         let none = Descriptions::default();
 
-        // A new table is created by delta-rs's write, in one commit.
         let created = created(&lakehouse, &name, &context, 1000, "first").await;
         assert_eq!(created.version(), Some(0));
         let files_before = created.snapshot().unwrap().log_data().num_files();
@@ -401,14 +456,7 @@ mod tests {
         assert_eq!(added_rows(&appended).await, 20_000);
         let newest = last_commit_info(&lakehouse, &name).await.unwrap().unwrap();
         assert_eq!(newest.get("run_id"), Some(&json!("second")), "{newest:?}");
-        let folder = lakehouse.table_url(&name).unwrap().to_file_path().unwrap();
-        let log =
-            std::fs::read_to_string(folder.join("_delta_log/00000000000000000001.json")).unwrap();
-        let commit: Value = log
-            .lines()
-            .map(|line| serde_json::from_str::<Value>(line).unwrap())
-            .find_map(|action| action.get("commitInfo").cloned())
-            .unwrap();
+        let commit = commit_info(&lakehouse, &name, 1);
         assert_eq!(commit["operation"], "WRITE", "{commit}");
         assert_eq!(commit["operationParameters"]["mode"], "Append", "{commit}");
 
@@ -446,6 +494,79 @@ mod tests {
         let stored = widened.snapshot().unwrap().snapshot().arrow_schema();
         assert!(stored.field_with_name("region").is_ok(), "{stored:?}");
         assert_eq!(ids(&widened).await.len(), 21_010);
+    }
+
+    /// The commit that made `version` of `name`, from its log file.
+    fn commit_info(lakehouse: &Lakehouse, name: &TableName, version: u64) -> Value {
+        let folder = lakehouse.table_url(name).unwrap().to_file_path().unwrap();
+        let log =
+            std::fs::read_to_string(folder.join(format!("_delta_log/{version:020}.json"))).unwrap();
+        log.lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .find_map(|action| action.get("commitInfo").cloned())
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_new_table_is_created_with_a_file_per_partition_in_its_first_commit() {
+        let (_dir, lakehouse, name) = temporary_lakehouse();
+        let context = four_partitions();
+        let described = Descriptions {
+            table: Some(String::from("Churn scores")),
+            columns: [(String::from("score"), String::from("The churn score"))].into(),
+        };
+
+        // A partition that fails mid-way leaves no table behind.
+        let failing = context
+            .sql(
+                "SELECT CAST(CASE WHEN n = 15000 THEN 'not a number' ELSE CAST(n AS VARCHAR) END AS BIGINT) AS n \
+                 FROM unnest(range(0, 20000)) AS t(n)",
+            )
+            .await
+            .unwrap()
+            .select_exprs(&["CAST(n AS VARCHAR) AS id", "CAST(n AS DOUBLE) / 3 AS score"])
+            .unwrap()
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
+            .unwrap();
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let layout = ColumnLayout::default();
+        let error = append_per_partition(table, failing, run("failed"), &described, layout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a number"), "{error}");
+        assert!(lakehouse.open_if_exists(&name).await.unwrap().is_none());
+
+        // Version 0 creates the table and holds a file from each of the four writers.
+        let table = table_for_write(&lakehouse, &name).await.unwrap();
+        let late = table_for_write(&lakehouse, &name).await.unwrap();
+        let frame = rows(&context, 0, 20_000).await;
+        let created = append_per_partition(table, frame, run("first"), &described, layout)
+            .await
+            .unwrap();
+        assert_eq!(created.version(), Some(0));
+        assert_eq!(created.snapshot().unwrap().log_data().num_files(), 4);
+        assert_eq!(ids(&created).await, (0..20_000).collect::<Vec<_>>());
+        assert_eq!(added_rows(&created).await, 20_000);
+        assert_eq!(Descriptions::stored(&created), described);
+        let commit = commit_info(&lakehouse, &name, 0);
+        assert_eq!(commit["operation"], "CREATE TABLE", "{commit}");
+        assert_eq!(commit["run_id"], "first", "{commit}");
+
+        // A run that found no table but commits after the table was created fails, and
+        // the table keeps its rows.
+        let frame = rows(&context, 20_000, 100).await;
+        let error = append_per_partition(late, frame, run("late"), &described, layout)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("another run created this table while this one was writing its rows; nothing was committed. Run again"),
+            "{error}"
+        );
+        let reloaded = lakehouse.open_if_exists(&name).await.unwrap().unwrap();
+        assert_eq!(reloaded.version(), Some(0));
+        assert_eq!(ids(&reloaded).await.len(), 20_000);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
