@@ -21,8 +21,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, Float64Builder, ListBuilder, StringBuilder, StructArray, StructBuilder,
+    Array, ArrayBuilder, ArrayRef, Float64Builder, ListArray, StringBuilder, StructArray,
 };
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{ScalarValue, exec_err, plan_datafusion_err, plan_err};
 use datafusion::error::{DataFusionError, Result as DfResult};
@@ -314,11 +315,7 @@ pub fn score_rows(
     let mut confidences = Float64Builder::with_capacity(rows);
     // An explanation names at most every feature, whatever `top` asks for.
     let named = top.min(manifest.features.len());
-    let mut tops = ListBuilder::with_capacity(
-        StructBuilder::from_fields(contribution_fields(), rows * named),
-        rows,
-    )
-    .with_field(Arc::new(Field::new("item", contribution_type(), true)));
+    let mut tops = TopFeatures::with_capacity(rows, rows * named);
     let width = artifact.preprocessing.width();
     if width == 0 {
         return exec_err!(
@@ -380,21 +377,13 @@ pub fn score_rows(
         for (at, row) in block_rows.enumerate() {
             if let Some(contributions) = explained.row(at) {
                 largest_first(contributions, top, &mut ranked);
-                let builder = tops.values();
                 for &feature in &ranked {
-                    if let Some(name) = builder.field_builder::<StringBuilder>(0) {
-                        name.append_value(&manifest.features[feature].name);
-                    }
-                    if let Some(text) = builder.field_builder::<StringBuilder>(1) {
-                        append_value_text(text, columns[feature], row, &mut digits);
-                    }
-                    if let Some(amount) = builder.field_builder::<Float64Builder>(2) {
-                        amount.append_value(contributions[feature]);
-                    }
-                    builder.append(true);
+                    tops.names.append_value(&manifest.features[feature].name);
+                    append_value_text(&mut tops.values, columns[feature], row, &mut digits);
+                    tops.contributions.append_value(contributions[feature]);
                 }
             }
-            tops.append(true);
+            tops.end_row();
         }
     }
     let prediction: ArrayRef = match manifest.task {
@@ -410,7 +399,7 @@ pub fn score_rows(
             prediction,
             Arc::new(probabilities.finish()),
             Arc::new(confidences.finish()),
-            Arc::new(tops.finish()),
+            tops.finish()?,
         ],
         None,
     )?;
@@ -427,17 +416,65 @@ fn largest_first(contributions: &[f64], top: usize, ranked: &mut Vec<usize>) {
     }
     for (feature, contribution) in contributions.iter().enumerate() {
         let magnitude = contribution.abs();
-        // After every kept feature at least as large (earlier features win ties).
-        let place = ranked
-            .iter()
-            .position(|&kept| contributions[kept].abs().total_cmp(&magnitude).is_lt())
-            .unwrap_or(ranked.len());
-        if place < top {
-            if ranked.len() == top {
-                ranked.pop();
-            }
-            ranked.insert(place, feature);
+        let smaller = |kept: &usize| contributions[*kept].abs().total_cmp(&magnitude).is_lt();
+        // With every place taken, a feature no larger than the last kept one (most of
+        // them) is out after one comparison.
+        if ranked.len() == top && !ranked.last().is_some_and(smaller) {
+            continue;
         }
+        // After every kept feature at least as large (earlier features win ties).
+        let place = ranked.iter().position(smaller).unwrap_or(ranked.len());
+        if ranked.len() == top {
+            ranked.pop();
+        }
+        ranked.insert(place, feature);
+    }
+}
+
+/// The `top_features` lists of a batch, built column by column: each row's features'
+/// names, values as text and contributions, and where each row's list ends.
+struct TopFeatures {
+    names: StringBuilder,
+    values: StringBuilder,
+    contributions: Float64Builder,
+    ends: Vec<i32>,
+}
+
+impl TopFeatures {
+    fn with_capacity(rows: usize, features: usize) -> Self {
+        let mut ends = Vec::with_capacity(rows + 1);
+        ends.push(0);
+        Self {
+            names: StringBuilder::with_capacity(features, features * 8),
+            values: StringBuilder::with_capacity(features, features * 8),
+            contributions: Float64Builder::with_capacity(features),
+            ends,
+        }
+    }
+
+    /// Ends the current row's list with the features appended since the last one.
+    fn end_row(&mut self) {
+        self.ends.push(self.names.len() as i32);
+    }
+
+    fn finish(mut self) -> DfResult<ArrayRef> {
+        let features = StructArray::try_new(
+            contribution_fields(),
+            vec![
+                Arc::new(self.names.finish()),
+                Arc::new(self.values.finish()),
+                Arc::new(self.contributions.finish()),
+            ],
+            None,
+        )?;
+        let item = Arc::new(Field::new("item", contribution_type(), true));
+        let ends = OffsetBuffer::new(ScalarBuffer::from(self.ends));
+        Ok(Arc::new(ListArray::try_new(
+            item,
+            ends,
+            Arc::new(features),
+            None,
+        )?))
     }
 }
 
