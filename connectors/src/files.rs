@@ -1,12 +1,14 @@
 //! Finding a source's extract files: a local path or glob, or an object store URI glob,
 //! each file with a fingerprint of its content (SHA-256 for local files, the ETag for
-//! object stores) that the exactly-once ledger uses.
+//! object stores) that the exactly-once ledger uses. Local files no ledger can hold yet
+//! are listed by size and modification time and hashed as they are read.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures::TryStreamExt;
 use object_store::path::Path as StorePath;
@@ -21,6 +23,32 @@ use lakescore_engine::storage::hashing::hex;
 /// Why a file whose content is not the one it was listed with is rejected.
 pub const CHANGED_WHILE_READ: &str = "the file changed while it was read (its content is not the one it was listed with): it is still being written. Nothing of it landed; it lands on the next run once it no longer changes";
 
+/// When local files are hashed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hashing {
+    /// As they are listed, so a ledger can be asked whether it holds them.
+    WhenListed,
+    /// Only as they are read: no ledger can hold them yet (their table is new), so
+    /// hashing them first would read each twice.
+    WhenRead,
+}
+
+/// What an extract was known by when it was listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    /// Its content's fingerprint: `sha256:<hex>`, or `etag:<etag>` (`size-mtime:` where a
+    /// store has no ETags) on object stores.
+    Fingerprint(String),
+    /// A local file not hashed yet, by its size and modification time; its fingerprint is
+    /// the SHA-256 of the bytes its reading reads.
+    Unread {
+        /// Size in bytes.
+        size: u64,
+        /// Last modification.
+        modified: SystemTime,
+    },
+}
+
 /// One extract file.
 #[derive(Clone)]
 pub struct ExtractFile {
@@ -28,8 +56,8 @@ pub struct ExtractFile {
     pub display: String,
     /// Size in bytes.
     pub size: u64,
-    /// `sha256:<hex>` of the content, or `etag:<etag>` on object stores.
-    pub fingerprint: String,
+    /// What the file was known by when it was listed.
+    pub listed: Listed,
     location: Location,
 }
 
@@ -37,7 +65,7 @@ impl fmt::Debug for ExtractFile {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ExtractFile")
             .field("display", &self.display)
-            .field("fingerprint", &self.fingerprint)
+            .field("listed", &self.listed)
             .finish()
     }
 }
@@ -65,6 +93,15 @@ impl LocalCopy {
 }
 
 impl ExtractFile {
+    /// The fingerprint the file was listed with; None for a local file hashed as it is
+    /// read ([`Hashing::WhenRead`]).
+    pub fn fingerprint(&self) -> Option<&str> {
+        match &self.listed {
+            Listed::Fingerprint(fingerprint) => Some(fingerprint),
+            Listed::Unread { .. } => None,
+        }
+    }
+
     /// A local file to read; remote files are streamed into a temporary file first.
     pub async fn local_copy(&self) -> Result<LocalCopy> {
         match &self.location {
@@ -84,8 +121,8 @@ impl ExtractFile {
                 // refused rather than landed under the old version's ledger entry.
                 let options = GetOptions {
                     if_match: self
-                        .fingerprint
-                        .strip_prefix("etag:")
+                        .fingerprint()
+                        .and_then(|listed| listed.strip_prefix("etag:"))
                         .map(|tag| format!("\"{tag}\"")),
                     ..GetOptions::default()
                 };
@@ -99,7 +136,7 @@ impl ExtractFile {
                     Err(error) => return Err(Error::storage(&self.display, error)),
                 };
                 // Stores that ignore If-Match still say which version they sent.
-                if !is_listed_version(&self.fingerprint, &found.meta) {
+                if !is_listed_version(self.fingerprint().unwrap_or_default(), &found.meta) {
                     return Err(changed());
                 }
                 let mut stream = found.into_stream();
@@ -124,13 +161,15 @@ impl ExtractFile {
     }
 }
 
-/// Lists the files `pattern` matches, sorted by name. Relative local patterns are
-/// relative to `base_dir`; object store URIs use `storage_options` (plus the usual
-/// `AWS_*`, `GOOGLE_*`, `AZURE_*` environment variables).
+/// Lists the files `pattern` matches, sorted by name, local files hashed as `hashing`
+/// says. Relative local patterns are relative to `base_dir`; object store URIs use
+/// `storage_options` (plus the usual `AWS_*`, `GOOGLE_*`, `AZURE_*` environment
+/// variables) and are known by their ETags.
 pub async fn list_files(
     pattern: &str,
     base_dir: &Path,
     storage_options: &HashMap<String, String>,
+    hashing: Hashing,
 ) -> Result<Vec<ExtractFile>> {
     if pattern.contains("://") && !pattern.starts_with("file://") {
         return list_remote(pattern, storage_options).await;
@@ -138,12 +177,12 @@ pub async fn list_files(
     let pattern = pattern.strip_prefix("file://").unwrap_or(pattern);
     let absolute = base_dir.join(pattern);
     let pattern_text = absolute.to_string_lossy().into_owned();
-    tokio::task::spawn_blocking(move || list_local(&pattern_text))
+    tokio::task::spawn_blocking(move || list_local(&pattern_text, hashing))
         .await
         .map_err(|e| Error::storage("local files", e))?
 }
 
-fn list_local(pattern: &str) -> Result<Vec<ExtractFile>> {
+fn list_local(pattern: &str, hashing: Hashing) -> Result<Vec<ExtractFile>> {
     let paths = glob::glob(pattern).map_err(|e| Error::File {
         file: pattern.to_string(),
         message: format!("not a valid glob pattern: {e}"),
@@ -155,16 +194,38 @@ fn list_local(pattern: &str) -> Result<Vec<ExtractFile>> {
             continue;
         }
         let display = path.to_string_lossy().into_owned();
-        let (size, digest) = sha256_file(&path).map_err(|e| Error::storage(&display, e))?;
+        let unread = match hashing {
+            Hashing::WhenRead => {
+                size_and_modified(&path).map_err(|e| Error::storage(&display, e))?
+            }
+            Hashing::WhenListed => None,
+        };
+        let (size, listed) = match unread {
+            Some((size, modified)) => (size, Listed::Unread { size, modified }),
+            None => {
+                let (size, digest) = sha256_file(&path).map_err(|e| Error::storage(&display, e))?;
+                (size, Listed::Fingerprint(format!("sha256:{digest}")))
+            }
+        };
         files.push(ExtractFile {
             display,
             size,
-            fingerprint: format!("sha256:{digest}"),
+            listed,
             location: Location::Local(path),
         });
     }
     files.sort_by(|a, b| a.display.cmp(&b.display));
     Ok(files)
+}
+
+/// The size and last modification of the file at `path`; None where the platform does
+/// not record modification times.
+pub(crate) fn size_and_modified(path: &Path) -> std::io::Result<Option<(u64, SystemTime)>> {
+    let metadata = std::fs::metadata(path)?;
+    Ok(metadata
+        .modified()
+        .ok()
+        .map(|modified| (metadata.len(), modified)))
 }
 
 /// The size and SHA-256 (hex) of the file at `path`.
@@ -226,7 +287,7 @@ async fn list_remote(
         .map(|meta| ExtractFile {
             display: format!("{root}/{}", meta.location),
             size: meta.size,
-            fingerprint: remote_fingerprint(&meta),
+            listed: Listed::Fingerprint(remote_fingerprint(&meta)),
             location: Location::Remote {
                 store: store.clone(),
                 path: meta.location,
@@ -302,7 +363,8 @@ mod tests {
         std::fs::write(dir.path().join("crm/accounts_2.csv"), "b").unwrap();
         std::fs::write(dir.path().join("crm/accounts_1.csv"), "a").unwrap();
         std::fs::write(dir.path().join("crm/other.csv"), "c").unwrap();
-        let files = list_files("crm/accounts_*.csv", dir.path(), &HashMap::new())
+        let pattern = "crm/accounts_*.csv";
+        let files = list_files(pattern, dir.path(), &HashMap::new(), Hashing::WhenListed)
             .await
             .unwrap();
         let names: Vec<&str> = files
@@ -311,10 +373,20 @@ mod tests {
             .collect();
         assert_eq!(names, ["accounts_1.csv", "accounts_2.csv"]);
         assert_eq!(
-            files[0].fingerprint,
-            "sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb"
+            files[0].fingerprint(),
+            Some("sha256:ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb")
         );
         assert_eq!(files[0].size, 1);
+
+        // Files hashed as they are read are listed by size and modification time.
+        let unread = list_files(pattern, dir.path(), &HashMap::new(), Hashing::WhenRead)
+            .await
+            .unwrap();
+        let first = dir.path().join("crm/accounts_1.csv");
+        let modified = std::fs::metadata(&first).unwrap().modified().unwrap();
+        assert_eq!(unread[0].listed, Listed::Unread { size: 1, modified });
+        assert_eq!(unread[0].fingerprint(), None);
+        assert_eq!(unread[1].display, files[1].display);
     }
 
     #[test]

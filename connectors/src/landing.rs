@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use crate::batch::FileLineage;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
-use crate::files::{ExtractFile, list_files};
+use crate::files::{ExtractFile, Hashing, list_files};
 use crate::ledger::{is_recorded, ledger_id, record};
 use crate::merge::merge_staged;
 use crate::quarantine::{QuarantineBatchInfo, QuarantineSpool, quarantine_table};
@@ -270,7 +270,8 @@ struct SourceLanding<'a> {
 /// A file to land in this run.
 struct PendingFile {
     file: ExtractFile,
-    ledger_id: String,
+    /// Its ledger id; None until it is read, for a file hashed as it is read.
+    ledger_id: Option<String>,
 }
 
 impl SourceLanding<'_> {
@@ -293,10 +294,21 @@ impl SourceLanding<'_> {
                 .map_err(|e| self.source_error(e.to_string()))?,
             SourceFormat::Json | SourceFormat::Parquet => Dialect::default_preset(),
         };
+        let existing = self.lakehouse.open_if_exists(&name).await?;
+        let quarantine_name = quarantine_table(&name);
+        let quarantine = self.lakehouse.open_if_exists(&quarantine_name).await?;
+        // Without the table and its quarantine no ledger can hold a file yet: each is
+        // hashed once, as it is read, instead of also before.
+        let hashing = if existing.is_none() && quarantine.is_none() {
+            Hashing::WhenRead
+        } else {
+            Hashing::WhenListed
+        };
         let files = list_files(
             self.source.path.as_str(),
             &self.project.dir,
             self.lakehouse.storage_options(),
+            hashing,
         )
         .await?;
         let mut report = SourceReport {
@@ -304,13 +316,14 @@ impl SourceLanding<'_> {
             table: name.to_string(),
             ..SourceReport::default()
         };
-        let existing = self.lakehouse.open_if_exists(&name).await?;
         let mut pending = Vec::new();
         for file in files {
-            let id = ledger_id(&self.source.name, &file);
-            let landed = match &existing {
-                Some(table) => is_recorded(table, &id).await?,
-                None => false,
+            let id = file
+                .fingerprint()
+                .map(|fingerprint| ledger_id(&self.source.name, &file.display, fingerprint));
+            let landed = match (&existing, &id) {
+                (Some(table), Some(id)) => is_recorded(table, id).await?,
+                _ => false,
             };
             if landed {
                 report.files_already_landed += 1;
@@ -331,15 +344,13 @@ impl SourceLanding<'_> {
             Some(table) => table,
             None => self.create_table(&name, &base_columns).await?,
         };
-        let quarantine_name = quarantine_table(&name);
-        let quarantine = self.lakehouse.open_if_exists(&quarantine_name).await?;
         // Files a crashed earlier attempt already quarantined (its data commit failed):
         // their bad rows are not quarantined twice.
         let mut quarantined_before = Vec::new();
         if let Some(table) = &quarantine {
-            for file in &pending {
-                if is_recorded(table, &file.ledger_id).await? {
-                    quarantined_before.push(file.ledger_id.clone());
+            for id in pending.iter().filter_map(|file| file.ledger_id.as_ref()) {
+                if is_recorded(table, id).await? {
+                    quarantined_before.push(id.clone());
                 }
             }
         }
@@ -390,7 +401,11 @@ impl SourceLanding<'_> {
                 batch_id: batch_id.clone(),
                 ingested_at,
             };
-            let quarantine = if quarantined_before.contains(&pending_file.ledger_id) {
+            let quarantine = if pending_file
+                .ledger_id
+                .as_ref()
+                .is_some_and(|id| quarantined_before.contains(id))
+            {
                 None
             } else {
                 Some(&mut spool)
@@ -419,11 +434,15 @@ impl SourceLanding<'_> {
             columns = outcome.columns;
             inputs.push(json!({
                 "file": file.display,
-                "fingerprint": file.fingerprint,
+                "fingerprint": outcome.fingerprint,
                 "rows": outcome.rows - outcome.bad,
                 "quarantined": outcome.bad,
             }));
-            landed_ids.push(pending_file.ledger_id.clone());
+            landed_ids.push(ledger_id(
+                &self.source.name,
+                &file.display,
+                &outcome.fingerprint,
+            ));
             report.files_landed.push(file.display.clone());
         }
         if !table_is_new {
@@ -573,7 +592,7 @@ impl SourceLanding<'_> {
             keys: self.merge_keys(),
             lineage,
             limits: RecordLimits::of(&self.project.config.ingest),
-            listed_fingerprint: file.fingerprint.clone(),
+            listed: file.listed.clone(),
             max_bad_rows: self.source.max_bad_rows,
             chunk_bytes: CHUNK_BYTES,
         };

@@ -12,12 +12,12 @@ use deltalake::kernel::Transaction;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::files::ExtractFile;
 use lakescore_engine::storage::hashing::hex;
 
-/// The ledger id of `file` landed by `source`: same path and same content, same id.
-pub fn ledger_id(source: &str, file: &ExtractFile) -> String {
-    let digest = Sha256::digest(format!("{}\n{}", file.display, file.fingerprint));
+/// The ledger id of the file shown as `display` whose content has `fingerprint`, landed
+/// by `source`: same path and same content, same id.
+pub fn ledger_id(source: &str, display: &str, fingerprint: &str) -> String {
+    let digest = Sha256::digest(format!("{display}\n{fingerprint}"));
     format!("lakescore.ingest.{source}.{}", &hex(&digest)[..32])
 }
 

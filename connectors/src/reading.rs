@@ -21,6 +21,7 @@ use crate::batch::{BatchBuilder, ChunkTyper, FileLineage, RowProblem, TypedChunk
 use crate::cell::Cell;
 use crate::dialect::Dialect;
 use crate::error::{Error, Result};
+use crate::files::Listed;
 use crate::quarantine::QuarantinedRow;
 use crate::reader::csv::{self, Chunk, CsvFile, OversizedRecord, ParsedChunk, Piece};
 use crate::reader::{RecordLimits, RecordReader, json::JsonReader, parquet::ParquetReader};
@@ -50,6 +51,8 @@ pub(crate) struct FileOutcome {
     pub rows: u64,
     pub bad: u64,
     pub first_problem: Option<String>,
+    /// The fingerprint of the file's content, which its ledger entry is made of.
+    pub fingerprint: String,
 }
 
 /// Everything the blocking reader needs.
@@ -63,8 +66,8 @@ pub(crate) struct ReadJob {
     pub keys: Vec<String>,
     pub lineage: FileLineage,
     pub limits: RecordLimits,
-    /// The fingerprint the file was listed (and is recorded in the ledger) with.
-    pub listed_fingerprint: String,
+    /// What the file was known by when it was listed.
+    pub listed: Listed,
     /// Reading stops as soon as the file is certain to have more bad rows than this.
     pub max_bad_rows: BadRowLimit,
     /// Bytes of delimited text per chunk.
@@ -95,6 +98,7 @@ impl ReadJob {
                 rows: 0,
                 bad: 0,
                 first_problem: None,
+                fingerprint: String::new(),
             },
         };
         match self.format {
@@ -246,8 +250,9 @@ impl ReadJob {
                 Ready::Oversized(record) => Done::Oversized(record),
             })?;
         }
-        let fingerprint = read_in_parallel(file, &typer, &self.dialect, hand_on)?;
-        self.check_unchanged(Some(fingerprint))
+        let read = read_in_parallel(file, &typer, &self.dialect, hand_on)?;
+        out.outcome.fingerprint = self.check_unchanged(Some(read))?;
+        Ok(())
     }
 
     /// JSON and Parquet: record by record.
@@ -296,32 +301,44 @@ impl ReadJob {
                 out.batch(builder.finish().map_err(|e| self.file_error(e))?)?;
             }
         }
-        self.check_unchanged(records.fingerprint())?;
+        out.outcome.fingerprint = self.check_unchanged(records.fingerprint())?;
         if !builder.is_empty() {
             out.batch(builder.finish().map_err(|e| self.file_error(e))?)?;
         }
         out.send(Message::Records(out.outcome.rows))
     }
 
-    /// Fails when the bytes read are not the ones the file was listed with: it changed
-    /// in between (an export still being written), so what landed would not be what the
-    /// ledger records. `read` is the fingerprint of the bytes read, None when the format
-    /// is not read front to back (the file is then hashed again).
-    fn check_unchanged(&self, read: Option<String>) -> Result<()> {
-        if !self.listed_fingerprint.starts_with("sha256:") {
-            // Object-store extracts are read by their ETag, which the read itself checks.
-            return Ok(());
-        }
-        let read = match read {
-            Some(read) => read,
+    /// The file's fingerprint, the one its ledger entry is made of. Fails when the bytes
+    /// read are not the ones the file was listed with: it changed in between (an export
+    /// still being written), so what landed would not be what the ledger records. `read`
+    /// is the fingerprint of the bytes read, None when the format is not read front to
+    /// back (the file is then hashed again).
+    fn check_unchanged(&self, read: Option<String>) -> Result<String> {
+        let read = || match read {
+            Some(read) => Ok(read),
             None => crate::files::sha256_file(&self.path)
                 .map(|(_, digest)| format!("sha256:{digest}"))
-                .map_err(|e| self.file_error(e))?,
+                .map_err(|e| self.file_error(e)),
         };
-        if read == self.listed_fingerprint {
-            return Ok(());
-        }
-        Err(self.file_error(crate::files::CHANGED_WHILE_READ))
+        let unchanged = match &self.listed {
+            // Object-store extracts are read by their ETag, which the read itself checks.
+            Listed::Fingerprint(listed) if !listed.starts_with("sha256:") => {
+                return Ok(listed.clone());
+            }
+            Listed::Fingerprint(listed) => {
+                let read = read()?;
+                (read == *listed).then_some(read)
+            }
+            // Hashed only as it was read: what was read is what the ledger records, and
+            // an export written to meanwhile has a new size or modification time.
+            Listed::Unread { size, modified } => {
+                let read = read()?;
+                let now =
+                    crate::files::size_and_modified(&self.path).map_err(|e| self.file_error(e))?;
+                (now == Some((*size, *modified))).then_some(read)
+            }
+        };
+        unchanged.ok_or_else(|| self.file_error(crate::files::CHANGED_WHILE_READ))
     }
 
     fn file_error(&self, message: impl fmt::Display) -> Error {
@@ -601,7 +618,7 @@ mod tests {
                 ingested_at: 0,
             },
             limits,
-            listed_fingerprint: format!("sha256:{digest}"),
+            listed: Listed::Fingerprint(format!("sha256:{digest}")),
             max_bad_rows,
             chunk_bytes,
         };
@@ -819,7 +836,7 @@ mod tests {
                 ingested_at: 0,
             },
             limits: LIMITS,
-            listed_fingerprint: "etag:unchecked".into(),
+            listed: Listed::Fingerprint("etag:unchecked".into()),
             max_bad_rows: BadRowLimit::Count(0),
             chunk_bytes: 256,
         };

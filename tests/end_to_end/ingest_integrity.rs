@@ -29,6 +29,8 @@ fn rows(from: u64, to: u64) -> String {
     (from..to).map(|i| format!("{i},n{i}\n")).collect()
 }
 
+/// The first landing hashes files only as it reads them (no ledger can hold them yet)
+/// and tells a file written to meanwhile by its size and modification time.
 #[test]
 fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete() {
     let ws = project("");
@@ -61,6 +63,37 @@ fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete
     assert_eq!(
         ws.csv("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM raw.orders"),
         "n,ids\n1500,1500\n"
+    );
+
+    // Into the table that now exists, files are hashed when listed (to ask its ledger)
+    // and again as they are read: a file written to in between is rejected too.
+    let second = ws.path().join("extracts/orders_2.csv");
+    ws.write_file(
+        "extracts/orders_2.csv",
+        &format!("id,note\n{}", rows(2000, 2100)),
+    );
+    let resume_again = ws.path().join("resume-again");
+    let paused = spawn_paused(
+        ws.path(),
+        &["ingest"],
+        "ingest-read",
+        Some(&resume_again),
+        &[],
+    );
+    let mut text = std::fs::read_to_string(&second).unwrap();
+    text.push_str(&rows(2100, 2200));
+    std::fs::write(&second, text).unwrap();
+    let (code, rest) = paused.resume(&resume_again);
+    assert_eq!(code, Some(1), "{rest}");
+    assert!(
+        rest.contains("orders_2.csv: the file changed while it was read"),
+        "{rest}"
+    );
+    let out = ws.run(&["ingest"]).ok();
+    assert!(out.contains("1 file landed, 200 rows"), "{out}");
+    assert_eq!(
+        ws.csv("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM raw.orders"),
+        "n,ids\n1700,1700\n"
     );
 }
 
