@@ -83,12 +83,19 @@ pub fn new_table_at(lakehouse: &Lakehouse, url: Url) -> Result<DeltaTable> {
 /// (Parquet's default allows 1 MiB) and save nothing.
 const DICTIONARY_LIMIT: usize = 64 * 1024;
 
-/// How lakescore writes Parquet files of rows with `schema`: Snappy-compressed, float
-/// columns (nested ones too) without a dictionary, since their values rarely repeat and
-/// interning every value costs more than the rest of the write, and other columns with
-/// one only while it stays small ([`DICTIONARY_LIMIT`]).
+/// The encoded size at which a writer writes out the row group it holds: what a write
+/// keeps in memory per file it is writing, however many rows it writes. Ingest sets its
+/// own (`[ingest] row_group_mb`, by default the same).
+const ROW_GROUP_BYTES: usize = 32 * 1024 * 1024;
+
+/// How lakescore writes Parquet files of rows with `schema`: row groups of at most
+/// [`ROW_GROUP_BYTES`], Snappy-compressed, float columns (nested ones too) without a
+/// dictionary, since their values rarely repeat and interning every value costs more than
+/// the rest of the write, and other columns with one only while it stays small
+/// ([`DICTIONARY_LIMIT`]).
 pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
     let properties = WriterPropertiesBuilder::default()
+        .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_compression(Compression::SNAPPY)
         .set_dictionary_page_size_limit(DICTIONARY_LIMIT);
     let Ok(leaves) = ArrowSchemaConverter::new().convert(schema) else {
