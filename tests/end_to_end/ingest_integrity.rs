@@ -29,28 +29,34 @@ fn rows(from: u64, to: u64) -> String {
     (from..to).map(|i| format!("{i},n{i}\n")).collect()
 }
 
+/// Runs `ingest` in `ws` until it has listed the extracts, appends rows `more` to
+/// `name` (an export that goes on writing after it was listed), lets the run go on and
+/// checks it is rejected naming the file.
+fn rejected_while_written(ws: &Workspace, name: &str, more: (u64, u64)) {
+    let file = ws.path().join("extracts").join(name);
+    let resume = ws.path().join(format!("resume-{name}"));
+    let paused = spawn_paused(ws.path(), &["ingest"], "ingest-read", Some(&resume), &[]);
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&rows(more.0, more.1));
+    std::fs::write(&file, text).unwrap();
+    let (code, rest) = paused.resume(&resume);
+    assert_eq!(code, Some(1), "{rest}");
+    assert!(
+        rest.contains(&format!("{name}: the file changed while it was read")),
+        "{rest}"
+    );
+}
+
 /// The first landing hashes files only as it reads them (no ledger can hold them yet)
 /// and tells a file written to meanwhile by its size and modification time.
 #[test]
 fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete() {
     let ws = project("");
-    let file = ws.path().join("extracts/orders_1.csv");
     ws.write_file(
         "extracts/orders_1.csv",
         &format!("id,note\n{}", rows(0, 1000)),
     );
-    let resume = ws.path().join("resume");
-    let paused = spawn_paused(ws.path(), &["ingest"], "ingest-read", Some(&resume), &[]);
-    // The export goes on writing after the file was listed.
-    let mut text = std::fs::read_to_string(&file).unwrap();
-    text.push_str(&rows(1000, 1500));
-    std::fs::write(&file, text).unwrap();
-    let (code, rest) = paused.resume(&resume);
-    assert_eq!(code, Some(1), "{rest}");
-    assert!(
-        rest.contains("orders_1.csv: the file changed while it was read"),
-        "{rest}"
-    );
+    rejected_while_written(&ws, "orders_1.csv", (1000, 1500));
     assert_eq!(ws.csv("SELECT count(*) AS n FROM raw.orders"), "n\n0\n");
 
     let out = ws.run(&["ingest"]).ok();
@@ -67,28 +73,11 @@ fn a_file_that_changes_while_it_is_read_is_rejected_and_lands_once_when_complete
 
     // Into the table that now exists, files are hashed when listed (to ask its ledger)
     // and again as they are read: a file written to in between is rejected too.
-    let second = ws.path().join("extracts/orders_2.csv");
     ws.write_file(
         "extracts/orders_2.csv",
         &format!("id,note\n{}", rows(2000, 2100)),
     );
-    let resume_again = ws.path().join("resume-again");
-    let paused = spawn_paused(
-        ws.path(),
-        &["ingest"],
-        "ingest-read",
-        Some(&resume_again),
-        &[],
-    );
-    let mut text = std::fs::read_to_string(&second).unwrap();
-    text.push_str(&rows(2100, 2200));
-    std::fs::write(&second, text).unwrap();
-    let (code, rest) = paused.resume(&resume_again);
-    assert_eq!(code, Some(1), "{rest}");
-    assert!(
-        rest.contains("orders_2.csv: the file changed while it was read"),
-        "{rest}"
-    );
+    rejected_while_written(&ws, "orders_2.csv", (2100, 2200));
     let out = ws.run(&["ingest"]).ok();
     assert!(out.contains("1 file landed, 200 rows"), "{out}");
     assert_eq!(

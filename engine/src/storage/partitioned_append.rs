@@ -380,6 +380,21 @@ mod tests {
             .unwrap()
     }
 
+    /// 20,000 rows like [`rows`]' over four partitions, the 15,000th of which fails to cast.
+    async fn failing_rows(context: &SessionContext) -> DataFrame {
+        context
+            .sql(
+                "SELECT CAST(CASE WHEN n = 15000 THEN 'not a number' ELSE CAST(n AS VARCHAR) END AS BIGINT) AS n \
+                 FROM unnest(range(0, 20000)) AS t(n)",
+            )
+            .await
+            .unwrap()
+            .select_exprs(&["CAST(n AS VARCHAR) AS id", "CAST(n AS DOUBLE) / 3 AS score"])
+            .unwrap()
+            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
+            .unwrap()
+    }
+
     /// A lakehouse in a temporary folder and the name of the table the tests append to.
     fn temporary_lakehouse() -> (tempfile::TempDir, Lakehouse, TableName) {
         let dir = tempfile::tempdir().unwrap();
@@ -461,17 +476,7 @@ mod tests {
         assert_eq!(commit["operationParameters"]["mode"], "Append", "{commit}");
 
         // A partition that fails mid-way stops every writer; nothing is committed.
-        let failing = context
-            .sql(
-                "SELECT CAST(CASE WHEN n = 15000 THEN 'not a number' ELSE CAST(n AS VARCHAR) END AS BIGINT) AS n \
-                 FROM unnest(range(0, 20000)) AS t(n)",
-            )
-            .await
-            .unwrap()
-            .select_exprs(&["CAST(n AS VARCHAR) AS id", "CAST(n AS DOUBLE) / 3 AS score"])
-            .unwrap()
-            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
-            .unwrap();
+        let failing = failing_rows(&context).await;
         let error = append_per_partition(appended.clone(), failing, run("third"), &none, layout)
             .await
             .unwrap_err()
@@ -517,17 +522,7 @@ mod tests {
         };
 
         // A partition that fails mid-way leaves no table behind.
-        let failing = context
-            .sql(
-                "SELECT CAST(CASE WHEN n = 15000 THEN 'not a number' ELSE CAST(n AS VARCHAR) END AS BIGINT) AS n \
-                 FROM unnest(range(0, 20000)) AS t(n)",
-            )
-            .await
-            .unwrap()
-            .select_exprs(&["CAST(n AS VARCHAR) AS id", "CAST(n AS DOUBLE) / 3 AS score"])
-            .unwrap()
-            .repartition(datafusion::logical_expr::Partitioning::RoundRobinBatch(4))
-            .unwrap();
+        let failing = failing_rows(&context).await;
         let table = table_for_write(&lakehouse, &name).await.unwrap();
         let layout = ColumnLayout::default();
         let error = append_per_partition(table, failing, run("failed"), &described, layout)
