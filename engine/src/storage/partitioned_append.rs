@@ -92,7 +92,7 @@ pub async fn append_per_partition(
     let config = WriterConfig::new(
         schema.clone(),
         Vec::new(),
-        Some(layout.apply(parquet_properties(&schema)).build()),
+        Some(layout.apply(parquet_properties(&schema), &schema).build()),
         Some(target_file_size),
         None,
         stats.num_indexed_cols,

@@ -15,8 +15,8 @@ use datafusion::dataframe::DataFrame;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::parquet::arrow::ArrowSchemaConverter;
 use datafusion::parquet::basic::{Compression, Type as PhysicalType};
-use datafusion::parquet::file::properties::WriterPropertiesBuilder;
-use datafusion::parquet::schema::types::ColumnPath;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterPropertiesBuilder};
+use datafusion::parquet::schema::types::{ColumnDescPtr, ColumnPath};
 use datafusion::prelude::SessionContext;
 use datafusion::prelude::col;
 use deltalake::DeltaTable;
@@ -98,12 +98,7 @@ pub fn parquet_properties(schema: &Schema) -> WriterPropertiesBuilder {
         .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
         .set_compression(Compression::SNAPPY)
         .set_dictionary_page_size_limit(DICTIONARY_LIMIT);
-    let Ok(leaves) = ArrowSchemaConverter::new().convert(schema) else {
-        // A schema Parquet cannot hold fails at the write, with the writer's own error.
-        return properties;
-    };
-    leaves
-        .columns()
+    leaves(schema)
         .iter()
         .filter(|leaf| {
             matches!(
@@ -123,19 +118,42 @@ pub struct ColumnLayout<'a> {
     /// Columns whose values neither repeat nor compress (hashes, probabilities): written
     /// without compression or dictionary, which would cost time and save nothing.
     pub incompressible: &'a [&'a str],
+    /// Columns no reader skips files or row groups by (lists of explanations): written
+    /// without statistics, which would compare every value they hold.
+    pub unsummarized: &'a [&'a str],
 }
 
 impl ColumnLayout<'_> {
-    /// `properties` with these columns laid out as they should be.
-    pub fn apply(&self, mut properties: WriterPropertiesBuilder) -> WriterPropertiesBuilder {
+    /// `properties` for rows of `schema` with these columns laid out as they should be.
+    pub fn apply(
+        &self,
+        mut properties: WriterPropertiesBuilder,
+        schema: &Schema,
+    ) -> WriterPropertiesBuilder {
         for column in self.incompressible {
             let path = ColumnPath::from(*column);
             properties = properties
                 .set_column_compression(path.clone(), Compression::UNCOMPRESSED)
                 .set_column_dictionary_enabled(path, false);
         }
+        for leaf in leaves(schema) {
+            let path = leaf.path();
+            if self.unsummarized.contains(&path.parts()[0].as_str()) {
+                properties =
+                    properties.set_column_statistics_enabled(path.clone(), EnabledStatistics::None);
+            }
+        }
         properties
     }
+}
+
+/// The Parquet leaf columns rows of `schema` are written to (none for a schema Parquet
+/// cannot hold: the write then fails with the writer's own error).
+fn leaves(schema: &Schema) -> Vec<ColumnDescPtr> {
+    ArrowSchemaConverter::new()
+        .convert(schema)
+        .map(|parquet| parquet.columns().to_vec())
+        .unwrap_or_default()
 }
 
 /// Writes `frame`'s rows into `table` in one commit and returns the table at its new
@@ -182,9 +200,8 @@ pub async fn write_laid_out(
             (SaveMode::Overwrite, SchemaMode::Merge, Some(predicate))
         }
     };
-    let parquet = layout
-        .apply(parquet_properties(plan.schema().as_arrow()))
-        .build();
+    let schema = plan.schema().as_arrow();
+    let parquet = layout.apply(parquet_properties(schema), schema).build();
     let mut builder = table.write(Vec::new()).with_writer_properties(parquet);
     if let (true, Some(description)) = (is_new, &descriptions.table) {
         builder = builder.with_description(description);
@@ -434,7 +451,8 @@ mod tests {
         let frame = context
             .sql(
                 "SELECT encode(sha256(CAST(n AS VARCHAR)), 'hex') AS prediction_id, \
-                 CAST(n AS DOUBLE) / 7 AS probability, 'north' AS region \
+                 CAST(n AS DOUBLE) / 7 AS probability, 'north' AS region, \
+                 make_array(CAST(n AS VARCHAR), 'tenure') AS reasons \
                  FROM unnest(range(0, 5000)) AS t(n)",
             )
             .await
@@ -442,6 +460,7 @@ mod tests {
         let expected = frame.clone().collect().await.unwrap();
         let layout = ColumnLayout {
             incompressible: &["prediction_id", "probability"],
+            unsummarized: &["reasons"],
         };
         let table = table_for_write(&lakehouse, &name).await.unwrap();
         let properties = CommitProperties::default();
@@ -482,6 +501,8 @@ mod tests {
         let region = column("region");
         assert_eq!(region.compression(), Compression::SNAPPY);
         assert!(region.encodings().any(|e| e == Encoding::RLE_DICTIONARY));
+        assert!(region.statistics().is_some());
+        assert!(column("reasons.list.item").statistics().is_none());
 
         let read = SessionContext::new()
             .read_table(

@@ -274,9 +274,11 @@ impl Score {
         };
         let table = table_for_write(self.cx.lakehouse(), &output).await?;
         crate::fault::check("score-commit")?;
-        // Ids are hashes and probabilities have every bit of their mantissa in use.
+        // Ids are hashes and probabilities have every bit of their mantissa in use; no
+        // reader skips files by the explanations' features, values or contributions.
         let layout = ColumnLayout {
             incompressible: &["prediction_id", "probability", "confidence"],
+            unsummarized: &["top_features"],
         };
         let written =
             append_per_partition(table, frame, metadata.clone(), &descriptions, layout).await?;
