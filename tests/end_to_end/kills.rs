@@ -181,6 +181,54 @@ fn ingest_killed_anywhere_reruns_to_exactly_one_landing() {
     .kill_and_rerun(&base);
 }
 
+/// The first landing, into no table yet: files are fingerprinted as they are read, and
+/// the table is created before the rows' commit.
+#[test]
+fn a_first_ingest_killed_anywhere_reruns_to_exactly_one_landing() {
+    let base = Workspace::init();
+    base.append_to_project(SHOP);
+    let prepare = |ws: &Workspace| {
+        let mut extract = shop_extract(0, 60_000);
+        extract.push_str("C99999,many,basic,true\n");
+        ws.write_file("extracts/customers_1.csv", &extract);
+    };
+    Operation {
+        prepare: &prepare,
+        command: &["ingest"],
+        point: "ingest-commit",
+        outcome: &[
+            "SELECT count(*) AS n, count(DISTINCT id) AS ids, \
+             count(DISTINCT _ingest_batch) AS batches FROM raw.customers",
+            "SELECT _source_row, \"column\" FROM quarantine.raw_customers",
+        ],
+    }
+    .kill_and_rerun(&base);
+}
+
+/// A first scoring into a table that does not exist yet: its files are written, then
+/// one commit creates the table holding them.
+#[test]
+fn a_first_scoring_into_a_new_table_killed_anywhere_reruns_to_exactly_one_scoring() {
+    let base = shop();
+    Operation {
+        prepare: &|_| {},
+        command: &[
+            "score",
+            "churn",
+            "--input",
+            "curated.features",
+            "--output",
+            "scored.churn_fresh",
+        ],
+        point: "score-commit",
+        outcome: &[
+            "SELECT source_table_version, count(*) AS n, count(DISTINCT prediction_id) AS ids \
+             FROM scored.churn_fresh GROUP BY 1 ORDER BY 1",
+        ],
+    }
+    .kill_and_rerun(&base);
+}
+
 #[test]
 fn transform_killed_anywhere_reruns_to_exactly_one_build() {
     let base = shop();
