@@ -294,13 +294,13 @@ impl TreePaths {
                 0
             }
         }));
-        match (credit_width, &mut self.credited) {
-            (None, credited) => *credited = None,
-            (Some(width), Some(credited)) => {
+        match credit_width {
+            None => self.credited = None,
+            Some(width) => {
+                let credited = self.credited.get_or_insert_with(Vec::new);
                 credited.clear();
                 credited.resize(rows * width, 0.0);
             }
-            (Some(width), credited) => *credited = Some(vec![0.0; rows * width]),
         }
         self.starts.clear();
         let mut total = 0;
