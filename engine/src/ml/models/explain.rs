@@ -149,37 +149,50 @@ pub fn explain_block(
     );
     explained.roots.clear();
     explained.roots.resize(rows, 0.0);
-    // Rows whose steps the walk added up need only the trees' root values.
+    // Rows whose steps the walk added up need only the trees' root values: the same sum,
+    // in the same order, for each of them.
     let credited = |at: usize, plan: &TreeExplanation| {
         block.paths.credited(at).filter(|_| plan.takes_every_tree())
     };
-    for (index, tree) in trees.iter().enumerate() {
-        for at in 0..rows {
-            let Some(plan) = explained.plans[at].filter(|plan| plan.includes(index)) else {
-                continue;
-            };
-            let root = if credited(at, &plan).is_some() {
-                tree.node_values.first().copied()
-            } else {
+    let every_root = trees
+        .iter()
+        .try_fold(0.0, |sum, tree| Some(sum + tree.node_values.first()?));
+    let followed = |at: usize, plans: &[Option<TreeExplanation>]| {
+        plans[at].is_some_and(|plan| credited(at, &plan).is_none())
+    };
+    if (0..rows).any(|at| followed(at, &explained.plans)) {
+        for (index, tree) in trees.iter().enumerate() {
+            for at in 0..rows {
+                if !followed(at, &explained.plans) {
+                    continue;
+                }
+                let Some(plan) = explained.plans[at].filter(|plan| plan.includes(index)) else {
+                    continue;
+                };
                 let per_column = &mut explained.per_column[at * width..(at + 1) * width];
-                attribute_tree(index, tree, plan.measure, row_of(at), per_column)
-            };
-            match root {
-                Some(root) => explained.roots[at] += root,
-                None => explained.plans[at] = None,
+                match attribute_tree(index, tree, plan.measure, row_of(at), per_column) {
+                    Some(root) => explained.roots[at] += root,
+                    None => explained.plans[at] = None,
+                }
             }
         }
     }
     for at in 0..rows {
         let per_column = &mut explained.per_column[at * width..(at + 1) * width];
+        if let Some(plan) = explained.plans[at]
+            && let Some(steps) = credited(at, &plan)
+        {
+            per_column
+                .iter_mut()
+                .zip(steps)
+                .for_each(|(sum, step)| *sum = *step);
+            match every_root {
+                Some(roots) => explained.roots[at] = roots,
+                None => explained.plans[at] = None,
+            }
+        }
         let plan = explained.plans[at];
         if let Some(plan) = plan {
-            if let Some(steps) = credited(at, &plan) {
-                per_column
-                    .iter_mut()
-                    .zip(steps)
-                    .for_each(|(sum, step)| *sum = *step);
-            }
             plan.finish(explained.roots[at], per_column);
         }
         finish_row(

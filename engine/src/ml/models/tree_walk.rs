@@ -45,7 +45,37 @@ struct FlatTree {
     stride: usize,
     /// The most nodes a root-to-leaf path holds.
     longest: usize,
+    /// The tree grown to full depth, when a crediting walk may use it (see
+    /// [`FullDepth`]).
+    full: Option<FullDepth>,
 }
+
+/// A tree of one node value per node laid out as if grown to full depth, for a walk that
+/// credits: each leaf above the deepest level continues as a chain of splits every row
+/// passes to the left, down to a slot at the deepest level that stands for the leaf. The
+/// children of node `i` are `2i + 1` and `2i + 2`, so every row crosses the same number
+/// of splits and the rows walked side by side step in lockstep, with no check for which
+/// of them has arrived. The first step into a chain credits the leaf's real change, the
+/// others +0.0, which leaves a sum unchanged (no credited sum is ever -0.0: sums start at
+/// +0.0, and a difference of equal values is +0.0), so the credits are bit for bit those
+/// of the tree itself.
+#[derive(Debug, Clone)]
+struct FullDepth {
+    /// `2^(depth + 1) − 1` nodes, breadth first; those of the deepest level are the slots.
+    nodes: Vec<FlatNode>,
+    /// Splits every path crosses.
+    depth: usize,
+    /// Per slot, the leaf it stands for, numbered as in the model's tree.
+    leaves: Vec<u32>,
+}
+
+/// Trees deeper than this are walked as they are: a full-depth layout of 32 bytes per
+/// node holds 64 KiB at this depth.
+const FULL_DEPTH_MOST: usize = 10;
+
+/// A full-depth layout may hold at most this many times the tree's nodes, so a lopsided
+/// tree is walked as it is instead of being padded out of cache.
+const FULL_DEPTH_PADDING: usize = 4;
 
 /// A split, or a leaf when `left` is 0 (no node has the root as a child).
 #[derive(Debug, Clone, Copy)]
@@ -56,6 +86,10 @@ struct FlatNode {
     feature: u32,
     /// The left child; the right one follows it.
     left: u32,
+    /// What moving into this node from its parent credits in the first node value (a
+    /// copy of `FlatTree::steps`' first), so a crediting walk reads one cache line per
+    /// node.
+    step: Step,
 }
 
 const MISSING_LEFT: u32 = 1 << 31;
@@ -145,6 +179,7 @@ impl FlatTree {
             steps: vec![Step::default(); stride],
             stride,
             longest: 1,
+            full: None,
         };
         let mut depths = vec![1];
         // Breadth first: node `at` of the layout is `flat.original[at]` of the tree, and
@@ -156,6 +191,7 @@ impl FlatTree {
                 threshold: node.threshold,
                 feature: node.feature,
                 left: 0,
+                step: flat.steps.get(at * stride).copied().unwrap_or_default(),
             };
             if let Some((left, right)) = node.children() {
                 if node.column() >= width {
@@ -204,7 +240,95 @@ impl FlatTree {
             flat.nodes.push(laid);
             at += 1;
         }
+        flat.full = FullDepth::of(&flat);
         Ok(flat)
+    }
+}
+
+impl FullDepth {
+    /// `tree` laid out to full depth, when it has one node value per node, is at most
+    /// [`FULL_DEPTH_MOST`] splits deep and padding it stays within [`FULL_DEPTH_PADDING`]
+    /// times its nodes.
+    fn of(tree: &FlatTree) -> Option<Self> {
+        let depth = tree.longest - 1;
+        if tree.stride != 1 || depth > FULL_DEPTH_MOST {
+            return None;
+        }
+        let first_slot = (1_usize << depth) - 1;
+        if 2 * first_slot + 1 > FULL_DEPTH_PADDING * tree.nodes.len() {
+            return None;
+        }
+        // Rows at a padding split all go left (no value is above infinity, and missing
+        // ones go left); it credits +0.0 to column 0. Those no row reaches stay so.
+        let padding = FlatNode {
+            threshold: f64::INFINITY,
+            feature: MISSING_LEFT,
+            left: 0,
+            step: Step::default(),
+        };
+        let mut full = Self {
+            nodes: vec![padding; 2 * first_slot + 1],
+            depth,
+            leaves: vec![0; first_slot + 1],
+        };
+        // (a node of the tree's layout, its place here, whether the place is the node
+        // itself rather than the chain below a leaf)
+        let mut placing = vec![(0_usize, 0_usize, true)];
+        while let Some((at, place, itself)) = placing.pop() {
+            let laid = tree.nodes[at];
+            if itself {
+                full.nodes[place].step = laid.step;
+            }
+            if place >= first_slot {
+                full.leaves[place - first_slot] = tree.original[at];
+                continue;
+            }
+            let children = 2 * place + 1;
+            full.nodes[place].left = children as u32;
+            if itself && laid.left != 0 {
+                full.nodes[place].threshold = laid.threshold;
+                full.nodes[place].feature = laid.feature;
+                placing.push((laid.left as usize, children, true));
+                placing.push((laid.left as usize + 1, children + 1, true));
+            } else {
+                // A leaf above the deepest level, or the chain below it: its rows all go
+                // left, down to the slot that stands for the leaf.
+                placing.push((at, children, false));
+            }
+        }
+        Some(full)
+    }
+
+    /// Walks every row of `block` (`width` values each) down to its slot, a few rows side
+    /// by side, adding each step's credit to the row's `width` values of `credits`, and
+    /// records the leaf it reaches in `leaves`.
+    fn walk(&self, block: &[f64], width: usize, credits: &mut [f64], leaves: &mut [u32]) {
+        let first_slot = self.leaves.len() - 1;
+        let groups = block
+            .chunks(width * WALKED_TOGETHER)
+            .zip(credits.chunks_mut(width * WALKED_TOGETHER))
+            .zip(leaves.chunks_mut(WALKED_TOGETHER));
+        for ((rows, credits), leaves) in groups {
+            let mut at = [0_u32; WALKED_TOGETHER];
+            for _ in 0..self.depth {
+                let members = at
+                    .iter_mut()
+                    .zip(rows.chunks_exact(width))
+                    .zip(credits.chunks_exact_mut(width));
+                for ((at, row), credits) in members {
+                    let node = self.nodes[*at as usize];
+                    let value = row[(node.feature & !MISSING_LEFT) as usize];
+                    let left = (value <= node.threshold)
+                        | (value.is_nan() & (node.feature & MISSING_LEFT != 0));
+                    *at = node.left + u32::from(!left);
+                    let step = self.nodes[*at as usize].step;
+                    credits[step.column as usize] += step.change;
+                }
+            }
+            for (leaf, at) in leaves.iter_mut().zip(at) {
+                *leaf = self.leaves[at as usize - first_slot];
+            }
+        }
     }
 }
 
@@ -318,6 +442,11 @@ impl TreePaths {
     /// Walks tree `index` for every row of `block` (`width` values each), a few rows side
     /// by side, recording the leaves and (when the tree has a slot) the paths.
     fn walk(&mut self, index: usize, tree: &FlatTree, block: &[f64], width: usize) {
+        if let (Some(full), Some(credited)) = (&tree.full, self.credited.as_deref_mut()) {
+            let leaves = &mut self.leaves[index * self.rows..][..self.rows];
+            full.walk(block, width, credited, leaves);
+            return;
+        }
         let slot = self.slots[index];
         let nodes = &mut self.nodes[self.starts[index]..][..slot * self.rows];
         let lengths = &mut self.lengths[index * self.rows..][..self.rows];
@@ -345,7 +474,7 @@ impl TreePaths {
                         paths[member * slot + length[member] as usize] = next;
                     }
                     if let Some(credits) = credits.as_deref_mut() {
-                        let step = tree.steps[next as usize];
+                        let step = tree.nodes[next as usize].step;
                         credits[member * width + step.column as usize] += step.change;
                     }
                     length[member] += 1;
@@ -452,6 +581,10 @@ pub(in crate::ml::models) mod tests {
             flat.trees.iter().map(|t| t.longest).collect::<Vec<_>>(),
             [4, 1, 4]
         );
+        assert!(
+            flat.trees.iter().all(|tree| tree.full.is_some()),
+            "the crediting walks below go through the full-depth layouts"
+        );
         // 35 rows: two full groups walked side by side and a partial one; some missing.
         let block: Vec<f64> = (0..35)
             .flat_map(|row| {
@@ -536,6 +669,68 @@ pub(in crate::ml::models) mod tests {
         );
     }
 
+    #[test]
+    fn full_depth_layouts_pad_shallow_leaves_and_credit_each_slot_as_the_tree_does() {
+        // x0 <= 0 -> leaf 1; else x1 <= 0 -> leaf 3, else leaf 4. Laid out 2 deep, leaf 1
+        // continues to slot 0, and slot 1 is reached by no row.
+        let tree = Tree {
+            nodes: vec![
+                split(0, 0.0, 1, 2),
+                leaf(1.0),
+                split(1, 0.0, 3, 4),
+                leaf(2.0),
+                leaf(3.0),
+            ],
+            node_values: vec![0.5, 0.25, 0.75, 0.5, 1.0],
+        };
+        let model = CompiledModel::Forest {
+            trees: vec![tree, chain(6)],
+            classes: 2,
+        };
+        let flat = FlatTrees::new(&model, 2).unwrap();
+        let full = flat.trees[0].full.as_ref().expect("balanced enough to pad");
+        assert_eq!((full.depth, &full.leaves[..]), (2, &[1, 0, 3, 4][..]));
+        let steps: Vec<(u32, f64)> = full
+            .nodes
+            .iter()
+            .map(|node| (node.step.column, node.step.change))
+            .collect();
+        // Into the root, leaf 1, split 2, leaf 1's chain, no row, leaves 3 and 4.
+        assert_eq!(
+            steps,
+            [
+                (0, 0.0),
+                (0, -0.25),
+                (0, 0.25),
+                (0, 0.0),
+                (0, 0.0),
+                (1, -0.25),
+                (1, 0.25)
+            ]
+        );
+        assert!(
+            flat.trees[1].full.is_none(),
+            "a chain 6 deep would be padded from 13 nodes to 127"
+        );
+        // Rows, some missing (they go right), reach the same leaves with the same credits
+        // as following each tree's recorded path.
+        let block = [-1.0, 5.0, 1.0, -1.0, 1.0, 1.0, f64::NAN, 0.0, 3.0, f64::NAN];
+        let mut crediting = TreePaths::default();
+        flat.walk_block(&block, 2, &mut crediting, true);
+        let mut following = TreePaths::default();
+        flat.walk_block(&block, 2, &mut following, false);
+        let leaves: Vec<_> = (0..5).filter_map(|row| crediting.leaf(0, row)).collect();
+        assert_eq!(leaves, [1, 3, 4, 3, 4]);
+        for row in 0..5 {
+            let mut followed = vec![0.0; 2];
+            for tree in 0..2 {
+                assert_eq!(crediting.leaf(tree, row), following.leaf(tree, row));
+                assert!(following.row(&flat, row).credit(tree, 1, 0, &mut followed));
+            }
+            assert_eq!(crediting.credited(row), Some(&followed[..]), "row {row}");
+        }
+    }
+
     /// A chain of `splits` splits on column 0 (`x0 <= k` leaves at step k), deeper than
     /// the paths recorded.
     pub(in crate::ml::models) fn chain(splits: u32) -> Tree {
@@ -558,6 +753,10 @@ pub(in crate::ml::models) mod tests {
         };
         let flat = FlatTrees::new(&model, 1).unwrap();
         assert_eq!(flat.trees[0].longest, 101);
+        assert!(
+            flat.trees[0].full.is_none(),
+            "too deep to lay out to full depth"
+        );
         let block: Vec<f64> = (0..20).map(|row| f64::from(row * 7 % 120)).collect();
         let mut paths = TreePaths::default();
         flat.walk_block(&block, 1, &mut paths, false);
