@@ -159,6 +159,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// Turns a delta-rs error about the table at `uri` into [`Error::Delta`], for
+    /// `map_err`.
+    pub fn delta_at(uri: &str) -> impl Fn(DeltaTableError) -> Error + Copy + '_ {
+        move |source| Error::Delta {
+            uri: uri.to_string(),
+            source,
+        }
+    }
+
     /// True when the user can fix the problem (bad input, configuration or SQL), false for
     /// runtime failures (storage, I/O, execution).
     pub fn is_user_error(&self) -> bool {

@@ -129,10 +129,7 @@ pub async fn describe(
     if wanted.is_empty() || recorded {
         return Ok(loaded);
     }
-    let delta = |source| Error::Delta {
-        uri: uri.clone(),
-        source,
-    };
+    let delta = Error::delta_at(&uri);
     let snapshot = table.snapshot().map_err(delta)?;
     let schema = snapshot.schema();
     if let Some(missing) = wanted

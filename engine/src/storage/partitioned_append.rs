@@ -70,10 +70,7 @@ pub async fn append_per_partition(
         .await;
     }
     let uri = table.table_url().to_string();
-    let delta = |source| Error::Delta {
-        uri: uri.clone(),
-        source,
-    };
+    let delta = Error::delta_at(&uri);
     let (stats, target_file_size) = if is_new {
         // A table without properties: statistics on its first 32 columns, 100 MiB files.
         let columns = Default::default();
@@ -146,10 +143,7 @@ async fn create_with_files(
     descriptions: &Descriptions,
 ) -> Result<DeltaTable> {
     let uri = table.table_url().to_string();
-    let delta = |source| Error::Delta {
-        uri: uri.clone(),
-        source,
-    };
+    let delta = Error::delta_at(&uri);
     if table
         .log_store()
         .is_delta_table_location()

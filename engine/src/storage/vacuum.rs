@@ -201,10 +201,7 @@ async fn vacuum_table(
 ) -> Result<Vec<String>> {
     let table = lakehouse.open_table(name, TableVersion::Latest).await?;
     let uri = table.table_url().to_string();
-    let delta = |source| Error::Delta {
-        uri: uri.clone(),
-        source,
-    };
+    let delta = Error::delta_at(&uri);
     let retain =
         chrono::Duration::from_std(options.retain).map_err(|e| Error::Usage(e.to_string()))?;
     let store = table.log_store().object_store(None);

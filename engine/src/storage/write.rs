@@ -247,10 +247,7 @@ pub async fn merge_frame(
     descriptions: &Descriptions,
 ) -> Result<u64> {
     let uri = target.table_url().to_string();
-    let delta = |source| Error::Delta {
-        uri: uri.clone(),
-        source,
-    };
+    let delta = Error::delta_at(&uri);
     let is_empty = match target.snapshot() {
         Ok(snapshot) => snapshot.log_data().num_files() == 0,
         Err(_) => true,
