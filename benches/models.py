@@ -13,7 +13,10 @@ the first scoring: both create a table.
 When --python has scikit-learn, pandas and deltalake (`pip install scikit-learn pandas
 deltalake pyarrow` into a venv outside the repository), the same scoring runs side by side
 (benches/sklearn_score.py: read the Delta table into pandas, encode, predict_proba, append
-to Delta, without explanations) and the table shows lakescore's speed-up over it.
+to Delta, without explanations) and the table shows lakescore's speed-up over it. When it
+also has polars, the table shows how long polars, pyarrow and deltalake take only to write
+the rows lakescore's first logistic scoring wrote (benches/python_write.py), a floor under
+any Python pipeline with the same output.
 
     cargo build --release
     python3 benches/models.py                    # 1M rows
@@ -133,6 +136,8 @@ def main() -> None:
         for model in ["logistic", "forest"]:
             elapsed, rss, out = run(options.binary, scratch, ["score", model, "--input", "curated.customers"])
             results.append((f"score with {model} (+ explanations) into a new Delta table", options.rows, elapsed, rss, None))
+            if model == "logistic" and has_modules(options.python, "polars, pyarrow, deltalake"):
+                results.append(python_writing(options, scratch, elapsed))
             # The next version of the model scores the same rows into the same table: an
             # append to an existing table, a writer per core.
             run(options.binary, scratch, ["train", model])
@@ -152,8 +157,25 @@ def main() -> None:
 
 
 def has_sklearn(python: str) -> bool:
-    probe = subprocess.run([python, "-c", "import sklearn, pandas, deltalake"], capture_output=True)
+    return has_modules(python, "sklearn, pandas, deltalake")
+
+
+def has_modules(python: str, modules: str) -> bool:
+    probe = subprocess.run([python, "-c", f"import {modules}"], capture_output=True)
     return probe.returncode == 0
+
+
+def python_writing(options, scratch: Path, ours: float) -> tuple:
+    """The table row for writing lakescore's scored rows alone with the Python tools."""
+    script = Path(__file__).resolve().parent / "python_write.py"
+    _, rss, out = run_command(
+        [options.python, str(script), str(scratch / "lakehouse/scored/logistic"), str(scratch / "python_write")],
+        scratch,
+    )
+    seconds = json.loads(out.strip().splitlines()[-1])
+    name = (f"only writing those scored rows from memory: polars {seconds['polars']:.2f} s, "
+            f"pyarrow {seconds['pyarrow']:.2f} s, deltalake {seconds['deltalake']:.2f} s")
+    return (name, seconds["rows"], seconds["polars"], rss, ours)
 
 
 def sklearn_scoring(options, scratch: Path, model: str) -> tuple:
