@@ -712,16 +712,24 @@ pub(in crate::ml::models) mod tests {
             flat.trees[1].full.is_none(),
             "a chain 6 deep would be padded from 13 nodes to 127"
         );
-        // Rows, some missing (they go right), reach the same leaves with the same credits
-        // as following each tree's recorded path.
-        let block = [-1.0, 5.0, 1.0, -1.0, 1.0, 1.0, f64::NAN, 0.0, 3.0, f64::NAN];
+        // Rows, some missing (they go right) or infinite, reach the same leaves with the
+        // same credits as following each tree's recorded path.
+        let block = [
+            [-1.0, 5.0],
+            [1.0, -1.0],
+            [1.0, 1.0],
+            [f64::NAN, 0.0],
+            [3.0, f64::NAN],
+            [f64::INFINITY, f64::NEG_INFINITY],
+        ]
+        .concat();
         let mut crediting = TreePaths::default();
         flat.walk_block(&block, 2, &mut crediting, true);
         let mut following = TreePaths::default();
         flat.walk_block(&block, 2, &mut following, false);
-        let leaves: Vec<_> = (0..5).filter_map(|row| crediting.leaf(0, row)).collect();
-        assert_eq!(leaves, [1, 3, 4, 3, 4]);
-        for row in 0..5 {
+        let leaves: Vec<_> = (0..6).filter_map(|row| crediting.leaf(0, row)).collect();
+        assert_eq!(leaves, [1, 3, 4, 3, 4, 3]);
+        for row in 0..6 {
             let mut followed = vec![0.0; 2];
             for tree in 0..2 {
                 assert_eq!(crediting.leaf(tree, row), following.leaf(tree, row));
