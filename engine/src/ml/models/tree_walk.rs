@@ -3,13 +3,15 @@
 //! root-to-leaf paths a block of rows takes ([`TreePaths`]), and what each step of a path
 //! credits an explanation.
 //!
-//! The copy holds each split in 16 bytes with its two children side by side, breadth
+//! The copy holds each node in 32 bytes with its two children side by side, breadth
 //! first, so the top levels every row crosses share a few cache lines. Per node it also
 //! keeps what moving into it from its parent credits an explanation: the encoded column
 //! the parent split on, and the change of the node value. An explanation then adds up one
 //! precomputed step per node of the path, exactly the sums walking the model's own trees
 //! gives. When every tree is explained in the same node value (binary classifiers and
-//! regressors), the walk adds the steps up per row as it goes and records no path.
+//! regressors), the walk adds the steps up per row as it goes and records no path; a
+//! shallow enough tree is then walked through a second copy grown to full depth
+//! ([`FullDepth`]), where every row takes the same number of steps.
 
 use std::fmt;
 
@@ -56,9 +58,9 @@ struct FlatTree {
 /// children of node `i` are `2i + 1` and `2i + 2`, so every row crosses the same number
 /// of splits and the rows walked side by side step in lockstep, with no check for which
 /// of them has arrived. The first step into a chain credits the leaf's real change, the
-/// others +0.0, which leaves a sum unchanged (no credited sum is ever -0.0: sums start at
-/// +0.0, and a difference of equal values is +0.0), so the credits are bit for bit those
-/// of the tree itself.
+/// others +0.0, which leaves a sum unchanged (no credited sum is ever -0.0: every sum
+/// starts at +0.0, and a sum is -0.0 only when both its terms are), so the credits are
+/// bit for bit those of the tree itself.
 #[derive(Debug, Clone)]
 struct FullDepth {
     /// `2^(depth + 1) − 1` nodes, breadth first; those of the deepest level are the slots.
