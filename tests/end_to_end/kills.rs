@@ -161,24 +161,7 @@ fn second_extract(ws: &Workspace) {
 
 #[test]
 fn ingest_killed_anywhere_reruns_to_exactly_one_landing() {
-    let base = shop();
-    let prepare = |ws: &Workspace| {
-        // Several reading chunks' worth of rows, and one for quarantine.
-        let mut extract = shop_extract(3000, 60_000);
-        extract.push_str("C99999,many,basic,true\n");
-        ws.write_file("extracts/customers_2.csv", &extract);
-    };
-    Operation {
-        prepare: &prepare,
-        command: &["ingest"],
-        point: "ingest-commit",
-        outcome: &[
-            "SELECT count(*) AS n, count(DISTINCT id) AS ids, \
-             count(DISTINCT _ingest_batch) AS batches FROM raw.customers",
-            "SELECT _source_row, \"column\" FROM quarantine.raw_customers",
-        ],
-    }
-    .kill_and_rerun(&base);
+    ingest_killed_anywhere(&shop(), "extracts/customers_2.csv", 3000);
 }
 
 /// The first landing, into no table yet: files are fingerprinted as they are read, and
@@ -187,10 +170,16 @@ fn ingest_killed_anywhere_reruns_to_exactly_one_landing() {
 fn a_first_ingest_killed_anywhere_reruns_to_exactly_one_landing() {
     let base = Workspace::init();
     base.append_to_project(SHOP);
+    ingest_killed_anywhere(&base, "extracts/customers_1.csv", 0);
+}
+
+/// Kills, anywhere, an ingest into `base` of `file`: several reading chunks' worth of
+/// customers from `first` on, and one row for quarantine; reruns it to one landing.
+fn ingest_killed_anywhere(base: &Workspace, file: &str, first: usize) {
     let prepare = |ws: &Workspace| {
-        let mut extract = shop_extract(0, 60_000);
+        let mut extract = shop_extract(first, 60_000);
         extract.push_str("C99999,many,basic,true\n");
-        ws.write_file("extracts/customers_1.csv", &extract);
+        ws.write_file(file, &extract);
     };
     Operation {
         prepare: &prepare,
@@ -202,7 +191,7 @@ fn a_first_ingest_killed_anywhere_reruns_to_exactly_one_landing() {
             "SELECT _source_row, \"column\" FROM quarantine.raw_customers",
         ],
     }
-    .kill_and_rerun(&base);
+    .kill_and_rerun(base);
 }
 
 /// A first scoring into a table that does not exist yet: its files are written, then
