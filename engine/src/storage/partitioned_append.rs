@@ -39,9 +39,7 @@ use tokio::task::JoinSet;
 
 use crate::error::{Error, Result};
 use crate::storage::descriptions::{Descriptions, described_plan};
-use crate::storage::write::{
-    ColumnLayout, WriteMode, as_written, parquet_properties, write_laid_out,
-};
+use crate::storage::write::{ColumnLayout, WriteMode, as_written, write_laid_out};
 
 /// Appends `frame`'s rows to `table` in one commit carrying `metadata`, with a Parquet
 /// writer per partition of the plan when the table is new or takes the rows as they are
@@ -89,7 +87,7 @@ pub async fn append_per_partition(
     let config = WriterConfig::new(
         schema.clone(),
         Vec::new(),
-        Some(layout.apply(parquet_properties(&schema), &schema).build()),
+        Some(layout.properties(&schema).build()),
         Some(target_file_size),
         None,
         stats.num_indexed_cols,

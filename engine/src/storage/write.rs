@@ -124,12 +124,10 @@ pub struct ColumnLayout<'a> {
 }
 
 impl ColumnLayout<'_> {
-    /// `properties` for rows of `schema` with these columns laid out as they should be.
-    pub fn apply(
-        &self,
-        mut properties: WriterPropertiesBuilder,
-        schema: &Schema,
-    ) -> WriterPropertiesBuilder {
+    /// How rows of `schema` are written ([`parquet_properties`]), with these columns laid
+    /// out as they should be.
+    pub fn properties(&self, schema: &Schema) -> WriterPropertiesBuilder {
+        let mut properties = parquet_properties(schema);
         for column in self.incompressible {
             let path = ColumnPath::from(*column);
             properties = properties
@@ -201,7 +199,7 @@ pub async fn write_laid_out(
         }
     };
     let schema = plan.schema().as_arrow();
-    let parquet = layout.apply(parquet_properties(schema), schema).build();
+    let parquet = layout.properties(schema).build();
     let mut builder = table.write(Vec::new()).with_writer_properties(parquet);
     if let (true, Some(description)) = (is_new, &descriptions.table) {
         builder = builder.with_description(description);
