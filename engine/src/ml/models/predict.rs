@@ -383,7 +383,7 @@ pub fn score_rows(
                     tops.contributions.append_value(contributions[feature]);
                 }
             }
-            tops.end_row();
+            tops.end_row()?;
         }
     }
     let prediction: ArrayRef = match manifest.task {
@@ -452,9 +452,17 @@ impl TopFeatures {
         }
     }
 
-    /// Ends the current row's list with the features appended since the last one.
-    fn end_row(&mut self) {
-        self.ends.push(self.names.len() as i32);
+    /// Ends the current row's list with the features appended since the last one; fails
+    /// when a batch's lists would hold more features than a list's 32-bit offsets reach.
+    fn end_row(&mut self) -> DfResult<()> {
+        let end = i32::try_from(self.names.len()).map_err(|_| {
+            DataFusionError::Execution(format!(
+                "{PREDICT}: a batch's top_features would hold over {} features; score with fewer top_features or smaller batches",
+                i32::MAX
+            ))
+        })?;
+        self.ends.push(end);
+        Ok(())
     }
 
     fn finish(mut self) -> DfResult<ArrayRef> {
